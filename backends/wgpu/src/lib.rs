@@ -1,0 +1,1 @@
+//! wgpu device runtime for dagger.
