@@ -1,1 +1,59 @@
 //! wgpu device runtime for dagger.
+//!
+//! This crate knows devices and kernels, nothing of scheduling:
+//!
+//! - [`open_devices`] opens one [`Device`] per wgpu adapter of every backend, in a stable
+//!   order, with each adapter's own limits ([`DeviceInfo`]).
+//! - A [`Device`] is a cheap handle to a server thread that owns the wgpu queue; every
+//!   upload, copy, download and launch is a command to it. The server encodes all commands
+//!   waiting in its channel into one command buffer, submits once and waits for it, so many
+//!   small launches cost few submissions ([`DeviceStats`]).
+//! - [`GpuBuffer`]s come from a per-device pool bucketed by size class and return to it as
+//!   soon as their last use is done.
+//! - [`Device::compile`] validates WGSL with naga ([`validate_wgsl`]), compiles it with an
+//!   automatic layout and caches the [`Pipeline`]; [`Pipeline::bindings`] reflects what
+//!   an entry point binds.
+//! - Everything that can fail returns a [`GpuError`] saying what to change; wgpu validation
+//!   errors are captured with error scopes, and device loss turns every later call into
+//!   [`GpuError::DeviceLost`].
+//!
+//! ```no_run
+//! use dagger_wgpu::{open_devices, Binding};
+//!
+//! let device = open_devices().into_iter().flatten().next().expect("a wgpu adapter");
+//! let saxpy = device.compile(dagger_wgpu::shaders::SAXPY, "main")?;
+//! let x = device.upload(&[1.0f32, 2.0, 3.0])?;
+//! let y = device.upload(&[10.0f32, 20.0, 30.0])?;
+//! let params = dagger_wgpu::shaders::SaxpyParams { a: 2.0, n: 3 };
+//! device.launch_blocking(
+//!     &saxpy,
+//!     &[Binding::uniform(&params), Binding::Storage(&x), Binding::Storage(&y)],
+//!     params.workgroups(),
+//! )?;
+//! assert_eq!(device.download::<f32>(&y)?, [12.0, 24.0, 36.0]);
+//! # Ok::<(), dagger_wgpu::GpuError>(())
+//! ```
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod buffer;
+mod core;
+mod device;
+mod error;
+mod info;
+mod pipeline;
+mod pool;
+mod server;
+mod shader;
+pub mod shaders;
+mod stats;
+pub mod testing;
+
+pub use buffer::GpuBuffer;
+pub use device::{open_devices, Binding, Device};
+pub use error::{GpuError, ShaderError, SourcePosition};
+pub use info::{DeviceInfo, DeviceType};
+pub use pipeline::Pipeline;
+pub use pool::POOL_IDLE_CAP;
+pub use shader::{validate_wgsl, validate_wgsl_with, BindingInfo, BindingKind};
+pub use stats::DeviceStats;
