@@ -1,0 +1,126 @@
+//! Chunks: values resident in a memory space.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::processor::MemorySpace;
+use crate::task::{TaskError, TaskLabel};
+use crate::value::Value;
+
+/// A stored value and the memory space it lives in: what a task produces and a chunk
+/// refers to. Storage sits behind this one type so that other payloads (device-resident,
+/// spilled to disk) can be added without touching the scheduler.
+#[derive(Clone, Debug)]
+pub(crate) struct Data {
+    pub(crate) value: Value,
+    pub(crate) space: MemorySpace,
+}
+
+impl Data {
+    pub(crate) fn host(value: Value) -> Self {
+        Data {
+            value,
+            space: MemorySpace::LOCAL_HOST,
+        }
+    }
+}
+
+/// Typed access to a stored value in host memory.
+pub(crate) fn host_value<T: Send + Sync + 'static>(
+    d: &Data,
+    task: &TaskLabel,
+) -> Result<Arc<T>, TaskError> {
+    let found = d.value.type_name();
+    d.value
+        .clone()
+        .downcast_arc::<T>()
+        .map_err(|_| TaskError::ArgumentType {
+            task: task.clone(),
+            processor: d.space.to_string(),
+            index: 0,
+            expected: std::any::type_name::<T>(),
+            found,
+        })
+}
+
+/// A value placed in a memory space: Dagger.jl's `Chunk`.
+///
+/// Made by [`Context::to_chunk`](crate::Context::to_chunk) or from a finished task
+/// ([`DTask::chunk`](crate::DTask::chunk), [`Thunk::compute`](crate::Thunk::compute)).
+/// Chunks are cheap to clone; the value is freed when the last chunk, task handle or
+/// pending task that refers to it is gone.
+///
+/// ```
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(1).build()?;
+/// let c = ctx.to_chunk(vec![1, 2, 3]);
+/// let n = ctx.spawn(|v: Vec<i32>| v.len(), (&c,));
+/// assert_eq!(n.fetch()?, 3);
+/// assert_eq!(c.collect()?, vec![1, 2, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Chunk<T> {
+    pub(crate) data: Data,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Chunk<T> {
+    fn clone(&self) -> Self {
+        Chunk {
+            data: self.data.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Chunk<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk")
+            .field("type", &self.data.value.type_name())
+            .field("space", &self.data.space)
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Chunk<T> {
+    pub(crate) fn from_data(data: Data) -> Self {
+        Chunk {
+            data,
+            _t: PhantomData,
+        }
+    }
+
+    /// A chunk of `value` in host memory, outside any context.
+    pub fn new(value: T) -> Self {
+        Chunk::from_data(Data::host(Value::new(value)))
+    }
+
+    /// The memory space the value lives in.
+    pub fn memory_space(&self) -> MemorySpace {
+        self.data.space
+    }
+
+    /// The value, copied out.
+    pub fn collect(&self) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        self.collect_shared().map(|v| (*v).clone())
+    }
+
+    /// The value, shared without copying.
+    pub fn collect_shared(&self) -> Result<Arc<T>, TaskError> {
+        host_value(
+            &self.data,
+            &TaskLabel {
+                id: 0,
+                name: "collect".into(),
+            },
+        )
+    }
+
+    /// Passes this chunk's value to a task as an `Arc<T>` instead of a clone.
+    pub fn shared(&self) -> crate::task::Shared<T> {
+        crate::task::Shared::new(crate::task::args::Dep::Data(self.data.clone()))
+    }
+}

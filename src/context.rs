@@ -1,0 +1,488 @@
+//! The context: a handle to a set of processors and the scheduler that drives them.
+
+use std::any::TypeId;
+use std::sync::{Arc, OnceLock};
+
+use crate::chunk::{Chunk, Data};
+use crate::log::LogEvent;
+use crate::options::{current_options, function_defaults, Options};
+use crate::processor::{
+    MemorySpace, OsProc, Processor, ProcessorId, ProcessorInfo, ProcessorKind, ThreadProc,
+};
+use crate::sched::{resolve_candidates, Exec, ProcEntry, Runtime};
+use crate::scope::Scope;
+use crate::task::args::{Dep, Deps, TaskArgs, TaskFn};
+use crate::task::{
+    Body, DTask, Input, TaskCore, TaskError, TaskFailure, TaskInfo, TaskName, Work, FULL_OCCUPANCY,
+};
+use crate::value::Value;
+
+/// Error building a [`Context`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A context needs at least one CPU thread.
+    #[error("a context needs at least one CPU thread; got threads(0)")]
+    NoThreads,
+}
+
+/// A handle to processors and the scheduler that places tasks on them.
+///
+/// Cheap to clone; the worker threads stop once the last handle is dropped and no task is
+/// left to run.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// fn add1(x: i64) -> i64 { x + 1 }
+/// fn add2(x: i64) -> i64 { x + 2 }
+///
+/// let ctx = Context::new()?;
+/// let p = ctx.spawn(add1, (4,));
+/// let q = ctx.spawn(add2, (&p,));
+/// let r = ctx.spawn(add1, (3,));
+/// let s = ctx.spawn(|p, q, r| p + q + r, (&p, &q, &r));
+/// assert_eq!(s.fetch()?, 16);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    rt: Arc<Runtime>,
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        self.rt.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("processors", &self.inner.rt.procs.len())
+            .finish()
+    }
+}
+
+/// Configures a [`Context`].
+#[must_use]
+pub struct ContextBuilder {
+    threads: Option<usize>,
+    custom: Vec<Arc<dyn Processor>>,
+}
+
+impl ContextBuilder {
+    /// The number of CPU worker threads (default: one per core).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Adds a user-defined processor, parented by this process's [`OsProc`].
+    pub fn processor(mut self, p: Arc<dyn Processor>) -> Self {
+        self.custom.push(p);
+        self
+    }
+
+    /// Starts the worker threads.
+    pub fn build(self) -> Result<Context, BuildError> {
+        let threads = self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        if threads == 0 {
+            return Err(BuildError::NoThreads);
+        }
+        let process = 1;
+        let os_id = ProcessorId::new(process, 0);
+        let mut procs = vec![entry(
+            ProcessorId::new(process, 0),
+            Arc::new(OsProc { process }),
+            Exec::None,
+            None,
+        )];
+        for t in 0..threads {
+            let id = ProcessorId::new(process, procs.len() as u32);
+            let mut e = entry(
+                id,
+                Arc::new(ThreadProc {
+                    process,
+                    thread: t as u32,
+                }),
+                Exec::Thread,
+                Some(os_id),
+            );
+            e.thread = Some(t);
+            procs.push(e);
+        }
+        for p in self.custom {
+            let id = ProcessorId::new(process, procs.len() as u32);
+            procs.push(entry(id, p, Exec::Custom, Some(os_id)));
+        }
+        Ok(Context {
+            inner: Arc::new(ContextInner {
+                rt: Runtime::new(procs),
+            }),
+        })
+    }
+}
+
+fn entry(
+    id: ProcessorId,
+    proc: Arc<dyn Processor>,
+    exec: Exec,
+    parent: Option<ProcessorId>,
+) -> ProcEntry {
+    ProcEntry {
+        id,
+        kind: proc.kind(),
+        description: proc.description(),
+        default_enabled: proc.default_enabled(),
+        space: proc.memory_space(),
+        capacity: proc.capacity().max(1),
+        proc,
+        exec,
+        parent,
+        thread: None,
+        gpu: None,
+        backend: None,
+    }
+}
+
+impl Context {
+    /// A context with one CPU thread per core.
+    pub fn new() -> Result<Context, BuildError> {
+        Context::builder().build()
+    }
+
+    /// Configures a context.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder {
+            threads: None,
+            custom: Vec::new(),
+        }
+    }
+
+    pub(crate) fn rt(&self) -> &Arc<Runtime> {
+        &self.inner.rt
+    }
+
+    // ----- processors ---------------------------------------------------------------------
+
+    /// Every processor, the [`OsProc`] first.
+    pub fn processors(&self) -> Vec<ProcessorInfo> {
+        let rt = self.rt();
+        rt.procs
+            .iter()
+            .map(|p| ProcessorInfo {
+                id: p.id,
+                kind: p.kind,
+                description: p.description.clone(),
+                parent: p.parent,
+                children: rt
+                    .procs
+                    .iter()
+                    .filter(|c| c.parent == Some(p.id))
+                    .map(|c| c.id)
+                    .collect(),
+                memory_space: p.space,
+                default_enabled: p.default_enabled,
+            })
+            .collect()
+    }
+
+    /// The identifiers of the processors of one kind.
+    pub fn processors_of_kind(&self, kind: ProcessorKind) -> Vec<ProcessorId> {
+        self.rt()
+            .procs
+            .iter()
+            .filter(|p| p.kind == kind)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// The processor with this identifier.
+    pub fn processor(&self, id: ProcessorId) -> Option<Arc<dyn Processor>> {
+        self.rt()
+            .procs
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.proc.clone())
+    }
+
+    /// The number of CPU worker threads.
+    pub fn num_threads(&self) -> usize {
+        self.rt().thread_slots.len()
+    }
+
+    /// The processors a scope resolves to here, or why it resolves to none.
+    pub fn resolve_scope(&self, scope: &Scope) -> Result<Vec<ProcessorId>, crate::ScheduleError> {
+        let rt = self.rt();
+        let ids: Vec<ProcessorId> = rt
+            .procs
+            .iter()
+            .filter(|p| scope.contains(&p.view()))
+            .map(|p| p.id)
+            .collect();
+        if ids.is_empty() {
+            return Err(crate::ScheduleError::NoProcessor {
+                scope: scope.to_string(),
+                considered: rt
+                    .procs
+                    .iter()
+                    .map(|p| {
+                        (
+                            format!("{} [{}]", p.description, p.id),
+                            "outside the scope".into(),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        Ok(ids)
+    }
+
+    // ----- tasks ----------------------------------------------------------------------------
+
+    /// Spawns `f(args...)` as a task and returns its handle at once.
+    ///
+    /// Each argument is a plain value, a `&DTask<U>`, a `&Chunk<U>` or a `&Thunk<U>` (see
+    /// [`IntoArg`](crate::IntoArg)); `f` receives typed values. A panic in `f` fails the
+    /// task. Options come from the enclosing [`with_options`](crate::with_options) blocks and
+    /// the function's defaults.
+    pub fn spawn<A, F, R>(&self, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, R>,
+        R: Send + Sync + 'static,
+    {
+        self.spawn_with(Options::new(), f, args)
+    }
+
+    /// [`spawn`](Self::spawn) with options for this call, which override all others.
+    pub fn spawn_with<A, F, R>(&self, opts: Options, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, R>,
+        R: Send + Sync + 'static,
+    {
+        let mut deps = Deps::default();
+        let getters = args.register(&mut deps);
+        let body: Body = Box::new(move |inputs: &[Value]| {
+            let outs = A::get(getters, inputs)?;
+            Ok(Value::new(f.call(outs)))
+        });
+        DTask::from_core(self.submit(
+            std::any::type_name::<F>(),
+            TypeId::of::<F>(),
+            opts,
+            deps,
+            body,
+        ))
+    }
+
+    /// Spawns a fallible function: an `Err` it returns fails the task (and its dependents),
+    /// naming the task, the processor and the error.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let t = ctx.try_spawn(|s: String| s.parse::<i32>(), ("12x".to_string(),));
+    /// let err = t.fetch().unwrap_err();
+    /// assert!(err.to_string().contains("invalid digit"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_spawn<A, F, R, E>(&self, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, Result<R, E>>,
+        R: Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.try_spawn_with(Options::new(), f, args)
+    }
+
+    /// [`try_spawn`](Self::try_spawn) with options for this call.
+    pub fn try_spawn_with<A, F, R, E>(&self, opts: Options, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, Result<R, E>>,
+        R: Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut deps = Deps::default();
+        let getters = args.register(&mut deps);
+        let body: Body = Box::new(move |inputs: &[Value]| {
+            let outs = A::get(getters, inputs)?;
+            match f.call(outs) {
+                Ok(v) => Ok(Value::new(v)),
+                Err(e) => Err(TaskFailure::Error(e.into())),
+            }
+        });
+        DTask::from_core(self.submit(
+            std::any::type_name::<F>(),
+            TypeId::of::<F>(),
+            opts,
+            deps,
+            body,
+        ))
+    }
+
+    /// Creates, registers and (if ready) enqueues a task.
+    pub(crate) fn submit(
+        &self,
+        fn_name: &'static str,
+        fn_type: TypeId,
+        call_opts: Options,
+        deps: Deps,
+        body: Body,
+    ) -> Arc<TaskCore> {
+        let rt = self.rt();
+        let opts = effective_options(fn_type, call_opts);
+        let name = match opts.as_ref().and_then(|o| o.get_name()) {
+            Some(n) => TaskName::Shared(n.into()),
+            None => TaskName::Static(fn_name),
+        };
+        let occupancy = opts
+            .as_ref()
+            .and_then(|o| o.get_occupancy())
+            .map(|o| (o * FULL_OCCUPANCY as f64).round() as u32)
+            .unwrap_or(FULL_OCCUPANCY);
+        let mut inputs = smallvec::SmallVec::with_capacity(deps.list.len());
+        for d in deps.list {
+            inputs.push(match d {
+                Dep::Task(t) => Input::Task(t),
+                Dep::Data(d) => Input::Data(d),
+                Dep::Thunk(n) => Input::Task(crate::thunk::spawn_node(self, &n)),
+            });
+        }
+        let scope = opts.as_ref().and_then(|o| o.get_scope());
+        let candidates = resolve_candidates(rt, scope, || TaskInfo {
+            id: 0,
+            name: name.as_str().to_owned(),
+            function: fn_name,
+            input_types: inputs
+                .iter()
+                .map(|i: &Input| match i {
+                    Input::Task(t) => t
+                        .result
+                        .get()
+                        .and_then(|r| r.as_ref().ok())
+                        .map(|d| d.value.type_name())
+                        .unwrap_or("?"),
+                    Input::Data(d) => d.value.type_name(),
+                })
+                .collect(),
+            host_closure: true,
+        });
+        let candidates = match candidates {
+            Ok(c) => c,
+            Err(error) => {
+                return Arc::new(TaskCore::failed(name, |task| TaskError::Schedule {
+                    task,
+                    error,
+                }))
+            }
+        };
+        let task = Arc::new(TaskCore::new(
+            name,
+            occupancy,
+            Work {
+                body,
+                inputs,
+                opts,
+                candidates,
+                fn_name,
+            },
+        ));
+        rt.submit(&task);
+        task
+    }
+
+    // ----- data --------------------------------------------------------------------------------
+
+    /// Places `value` in host memory as a [`Chunk`].
+    pub fn to_chunk<T: Send + Sync + 'static>(&self, value: T) -> Chunk<T> {
+        Chunk::new(value)
+    }
+
+    /// Places `value` in the memory space of processor `proc`, through its
+    /// [`move_in`](Processor::move_in).
+    pub fn to_chunk_on<T: Send + Sync + 'static>(
+        &self,
+        value: T,
+        proc: ProcessorId,
+    ) -> Result<Chunk<T>, crate::processor::MoveError> {
+        let p = self
+            .rt()
+            .procs
+            .iter()
+            .find(|p| p.id == proc)
+            .expect("processor of this context");
+        let v = p.proc.move_in(MemorySpace::LOCAL_HOST, Value::new(value))?;
+        Ok(Chunk::from_data(Data {
+            value: v,
+            space: p.space,
+        }))
+    }
+
+    // ----- logging -------------------------------------------------------------------------------
+
+    /// Starts recording an event per task (and per data move) for [`fetch_logs`](Self::fetch_logs).
+    pub fn enable_logging(&self) {
+        self.rt().log.set_enabled(true);
+    }
+
+    /// Stops recording events.
+    pub fn disable_logging(&self) {
+        self.rt().log.set_enabled(false);
+    }
+
+    /// Takes the events recorded so far, sorted by start time.
+    pub fn fetch_logs(&self) -> Vec<LogEvent> {
+        self.rt().log.drain()
+    }
+}
+
+/// Options for a new task: function defaults, then the enclosing blocks, then the call.
+fn effective_options(fn_type: TypeId, call: Options) -> Option<Arc<Options>> {
+    let fdef = function_defaults(fn_type);
+    let cur = current_options();
+    if fdef.is_none() && call.is_empty() {
+        return cur;
+    }
+    let mut o = fdef.map(|d| (*d).clone()).unwrap_or_default();
+    if let Some(c) = cur {
+        o = o.merged_with(&c);
+    }
+    o = o.merged_with(&call);
+    Some(Arc::new(o))
+}
+
+/// The context used by [`spawn`](crate::spawn), [`Thunk::compute`](crate::Thunk::compute)
+/// and friends: created on first use with one thread per core.
+pub fn global() -> &'static Context {
+    static GLOBAL: OnceLock<Context> = OnceLock::new();
+    GLOBAL.get_or_init(|| Context::new().expect("the global context has at least one thread"))
+}
+
+/// Spawns a task on the [`global`] context (see [`Context::spawn`]).
+///
+/// ```
+/// let a = dagger::spawn(|| 40, ());
+/// let b = dagger::spawn(|a: i32| a + 2, (&a,));
+/// assert_eq!(b.fetch().unwrap(), 42);
+/// ```
+pub fn spawn<A, F, R>(f: F, args: A) -> DTask<R>
+where
+    A: TaskArgs,
+    F: TaskFn<A::Outs, R>,
+    R: Send + Sync + 'static,
+{
+    global().spawn(f, args)
+}

@@ -1,0 +1,86 @@
+//! # dagger
+//!
+//! Parallel, out-of-core and heterogeneous computing after Julia's
+//! [Dagger.jl](https://github.com/JuliaParallel/Dagger.jl): describe work as tasks over
+//! data — eagerly with [`Context::spawn`] or lazily with [`delayed`] — and a scheduler
+//! places each task on a [`Processor`] (a CPU thread, a GPU, a processor of your own)
+//! within the [`Scope`] you allow, moves the data it needs, runs it, and frees data as
+//! soon as nothing needs it.
+//!
+//! ```
+//! use dagger::prelude::*;
+//!
+//! fn add1(x: i64) -> i64 { x + 1 }
+//! fn add2(x: i64) -> i64 { x + 2 }
+//!
+//! let ctx = Context::new()?;
+//! let p = ctx.spawn(add1, (4,));            // DTask<i64>, running now
+//! let q = ctx.spawn(add2, (&p,));           // waits for p
+//! let r = ctx.spawn(add1, (3,));
+//! let s = ctx.spawn(|p, q, r| p + q + r, (&p, &q, &r));
+//! assert_eq!(s.fetch()?, 16);
+//!
+//! // The same graph, lazily.
+//! let p = delayed(add1, (4,));
+//! let q = delayed(add2, (&p,));
+//! let r = delayed(add1, (3,));
+//! let s = delayed(|p: i64, q: i64, r: i64| p + q + r, (&p, &q, &r));
+//! assert_eq!(s.collect_on(&ctx)?, 16);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Coming from Dagger.jl
+//!
+//! | Dagger.jl | here |
+//! |---|---|
+//! | `Processor`, `execute!`, `move`, `iscompatible`, `default_enabled` | [`Processor`] (`execute`, `move_in`, `is_compatible`, `default_enabled`) |
+//! | `get_parent`, `get_processors` | [`ProcessorInfo::parent`], [`ProcessorInfo::children`] from [`Context::processors`] |
+//! | `OSProc`, `ThreadProc` | [`OsProc`], [`ThreadProc`] |
+//! | `Chunk`, `tochunk`, `collect` | [`Chunk`], [`Context::to_chunk`], [`Chunk::collect`] |
+//! | `@spawn`/`spawn`, `DTask`, `fetch`, `wait` | [`Context::spawn`]/[`spawn`], [`DTask`], [`DTask::fetch`], [`DTask::wait`] |
+//! | `delayed`, `Thunk`, `compute`, `collect` | [`delayed`], [`Thunk`], [`Thunk::compute`], [`Thunk::collect`] |
+//! | `Options`, `with_options`, `get_options`, `default_option` | [`Options`], [`with_options`], [`get_options`], [`set_default_options`] |
+//! | `AnyScope`, `DefaultScope`, `UnionScope`, `ProcessScope`, `ExactScope`, `ProcessorTypeScope`, `constrain` | [`Scope::any`], [`Scope::default_scope`], [`Scope::union`], [`Scope::process`], [`Scope::exact`], [`Scope::kind`], [`Scope::constrain`] |
+//! | `enable_logging!`, `fetch_logs!` | [`Context::enable_logging`], [`Context::fetch_logs`] |
+//!
+//! Differences worth knowing: arguments are typed — a `&DTask<U>` argument gives the
+//! function a `U` (a clone of the shared value; use [`DTask::shared`] for an `Arc<U>`);
+//! a function returning `Result` is spawned with [`Context::try_spawn`] so its `Err` fails
+//! the task; Rust closures run on host processors only.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod chunk;
+mod context;
+mod log;
+mod options;
+pub mod processor;
+mod sched;
+mod scope;
+mod task;
+mod thunk;
+mod value;
+
+pub use chunk::Chunk;
+pub use context::{global, spawn, BuildError, Context, ContextBuilder};
+pub use log::{EventKind, LogEvent};
+pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
+pub use processor::{
+    MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo, ProcessorKind,
+    ThreadProc,
+};
+pub use scope::{IndexRange, Scope, ScopeError};
+pub use task::{
+    DTask, IntoArg, Moved, ScheduleError, Shared, TaskCall, TaskError, TaskFailure, TaskInfo,
+    TaskLabel, Val,
+};
+pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
+pub use value::Value;
+
+/// The names most programs need: `use dagger::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        delayed, get_options, with_options, Chunk, Context, DTask, Options, Scope, TaskError,
+        Thunk, Val,
+    };
+}

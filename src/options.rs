@@ -1,0 +1,200 @@
+//! Task options: scope, name, occupancy and hints, set per call, per block of code or per
+//! function.
+
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+use crate::scope::Scope;
+
+/// Options for the tasks spawned under them (Dagger.jl's `Options`).
+///
+/// Options set at a call ([`Context::spawn_with`](crate::Context::spawn_with)) override those
+/// of the enclosing [`with_options`] blocks (innermost first), which override the defaults
+/// registered for the task's function with [`set_default_options`].
+///
+/// ```
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(2).build()?;
+/// let t = with_options(Options::new().scope(Scope::thread(0)).name("pinned"), || {
+///     ctx.spawn(|| dagger::get_options().get_name().map(str::to_owned), ())
+/// });
+/// assert_eq!(t.fetch()?.as_deref(), Some("pinned"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    scope: Option<Scope>,
+    name: Option<Arc<str>>,
+    occupancy: Option<f64>,
+    time_hint: Option<Duration>,
+    memory_hint: Option<u64>,
+}
+
+impl Options {
+    /// No options set.
+    pub fn new() -> Self {
+        Options::default()
+    }
+
+    /// Where the task may run.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// The task's name in logs, traces and errors.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The fraction of a processor the task takes, in `0.0..=1.0` (default 1). Two tasks of
+    /// occupancy 0.5 share one thread; occupancy 0 means the task takes a negligible share.
+    /// Values outside the range are clamped into it.
+    pub fn occupancy(mut self, fraction: f64) -> Self {
+        self.occupancy = Some(if fraction.is_nan() {
+            1.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        });
+        self
+    }
+
+    /// The expected run time, used by placement before the run time has been measured.
+    pub fn time_hint(mut self, d: Duration) -> Self {
+        self.time_hint = Some(d);
+        self
+    }
+
+    /// The expected memory use in bytes.
+    pub fn memory_hint(mut self, bytes: u64) -> Self {
+        self.memory_hint = Some(bytes);
+        self
+    }
+
+    /// The scope, if set.
+    pub fn get_scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
+    /// The task name, if set.
+    pub fn get_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The occupancy, if set.
+    pub fn get_occupancy(&self) -> Option<f64> {
+        self.occupancy
+    }
+
+    /// The time hint, if set.
+    pub fn get_time_hint(&self) -> Option<Duration> {
+        self.time_hint
+    }
+
+    /// The memory hint, if set.
+    pub fn get_memory_hint(&self) -> Option<u64> {
+        self.memory_hint
+    }
+
+    /// `self` with every option set in `over` replaced by `over`'s value.
+    pub fn merged_with(&self, over: &Options) -> Options {
+        Options {
+            scope: over.scope.clone().or_else(|| self.scope.clone()),
+            name: over.name.clone().or_else(|| self.name.clone()),
+            occupancy: over.occupancy.or(self.occupancy),
+            time_hint: over.time_hint.or(self.time_hint),
+            memory_hint: over.memory_hint.or(self.memory_hint),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Options::default()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Options>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `opts` applied to every task spawned inside it, including tasks spawned by
+/// those tasks. Nested calls merge, the inner call winning where both set an option.
+pub fn with_options<R>(opts: Options, f: impl FnOnce() -> R) -> R {
+    let merged = CURRENT.with(|c| match &*c.borrow() {
+        Some(outer) => outer.merged_with(&opts),
+        None => opts,
+    });
+    let _guard = CurrentGuard::set(Some(Arc::new(merged)));
+    f()
+}
+
+/// The options in effect here: inside a task, the options it was spawned with; inside a
+/// [`with_options`] block, that block's merged options; elsewhere, none.
+pub fn get_options() -> Options {
+    CURRENT.with(|c| c.borrow().as_deref().cloned().unwrap_or_default())
+}
+
+pub(crate) fn current_options() -> Option<Arc<Options>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Restores the previous thread-local options when dropped.
+pub(crate) struct CurrentGuard {
+    prev: Option<Arc<Options>>,
+}
+
+impl CurrentGuard {
+    pub(crate) fn set(opts: Option<Arc<Options>>) -> Self {
+        let prev = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), opts));
+        CurrentGuard { prev }
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        CURRENT.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+static HAS_DEFAULTS: AtomicBool = AtomicBool::new(false);
+
+fn defaults() -> &'static RwLock<HashMap<TypeId, Arc<Options>>> {
+    static D: OnceLock<RwLock<HashMap<TypeId, Arc<Options>>>> = OnceLock::new();
+    D.get_or_init(Default::default)
+}
+
+/// Registers default options for every task whose function is `f` (Dagger.jl's
+/// `default_option`). Call-site and [`with_options`] options override them.
+///
+/// ```
+/// use dagger::prelude::*;
+/// fn heavy(x: u64) -> u64 { x * 2 }
+/// dagger::set_default_options(&heavy, Options::new().name("heavy"));
+/// let ctx = Context::builder().threads(1).build()?;
+/// let t = ctx.spawn(heavy, (2,));
+/// assert_eq!(t.name(), "heavy");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn set_default_options<F: 'static>(_f: &F, opts: Options) {
+    defaults().write().insert(TypeId::of::<F>(), Arc::new(opts));
+    HAS_DEFAULTS.store(true, Ordering::Release);
+}
+
+/// Removes the default options registered for `f`.
+pub fn clear_default_options<F: 'static>(_f: &F) {
+    defaults().write().remove(&TypeId::of::<F>());
+}
+
+pub(crate) fn function_defaults(f: TypeId) -> Option<Arc<Options>> {
+    if !HAS_DEFAULTS.load(Ordering::Acquire) {
+        return None;
+    }
+    defaults().read().get(&f).cloned()
+}

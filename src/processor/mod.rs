@@ -1,0 +1,265 @@
+//! Processors: where tasks run.
+//!
+//! A [`Processor`] is anything that can execute a task: a CPU thread ([`ThreadProc`]), a GPU
+//! device, or a processor a user defines. Every processor lives in one [`MemorySpace`] and
+//! has a parent in the processor tree; the root of a process's tree is its [`OsProc`].
+//!
+//! The trait is the public extension point (Dagger.jl's `execute!`, `move`, `iscompatible`,
+//! `default_enabled`); the built-in processors are also matched on directly by the
+//! scheduler so its hot path makes no virtual calls.
+
+mod os;
+mod thread;
+
+pub use os::OsProc;
+pub use thread::ThreadProc;
+
+use std::fmt;
+
+use crate::task::{TaskCall, TaskFailure, TaskInfo};
+use crate::value::Value;
+
+/// Identifies a processor within a [`Context`](crate::Context).
+///
+/// It names the process the processor belongs to, so identifiers stay meaningful when
+/// work spans several processes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessorId {
+    process: u32,
+    index: u32,
+}
+
+impl ProcessorId {
+    pub(crate) const fn new(process: u32, index: u32) -> Self {
+        ProcessorId { process, index }
+    }
+
+    /// The process this processor belongs to (1 for the local process).
+    pub const fn process(self) -> u32 {
+        self.process
+    }
+
+    /// Position of the processor in its context's processor list.
+    pub const fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+impl fmt::Display for ProcessorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.process, self.index)
+    }
+}
+
+/// The kind of a processor, used by [`Scope::kind`](crate::Scope::kind) and `dagger info`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProcessorKind {
+    /// The process itself ([`OsProc`]); it runs no tasks, it parents the others.
+    Os,
+    /// A CPU worker thread ([`ThreadProc`]).
+    Thread,
+    /// A GPU device reached through wgpu.
+    Wgpu,
+    /// A processor defined outside this crate, named by its implementation.
+    Custom(&'static str),
+}
+
+impl ProcessorKind {
+    /// A short lowercase name: `"os"`, `"thread"`, `"wgpu"` or the custom name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessorKind::Os => "os",
+            ProcessorKind::Thread => "thread",
+            ProcessorKind::Wgpu => "wgpu",
+            ProcessorKind::Custom(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for ProcessorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A memory space: where a value physically lives.
+///
+/// Host memory of a process, the memory of one GPU device, or a space a custom processor
+/// defines. Moving a value between spaces goes through [`Processor::move_in`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum MemorySpace {
+    /// Host RAM of a process.
+    Host {
+        /// The process.
+        process: u32,
+    },
+    /// The memory of a GPU device.
+    Device {
+        /// The process that drives the device.
+        process: u32,
+        /// The device index within that process.
+        device: u32,
+    },
+    /// A memory space owned by a custom processor.
+    Custom {
+        /// The process.
+        process: u32,
+        /// An identifier chosen by the processor.
+        id: u32,
+    },
+}
+
+impl MemorySpace {
+    /// Host memory of the local process.
+    pub const LOCAL_HOST: MemorySpace = MemorySpace::Host { process: 1 };
+
+    /// Whether this is host RAM.
+    pub fn is_host(self) -> bool {
+        matches!(self, MemorySpace::Host { .. })
+    }
+}
+
+impl fmt::Display for MemorySpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemorySpace::Host { process } => write!(f, "host@{process}"),
+            MemorySpace::Device { process, device } => write!(f, "gpu{device}@{process}"),
+            MemorySpace::Custom { process, id } => write!(f, "custom{id}@{process}"),
+        }
+    }
+}
+
+/// Error returned by [`Processor::move_in`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MoveError {
+    /// The processor cannot hold values of this type.
+    #[error("a value of type `{type_name}` cannot be moved from {from} to {to}")]
+    Unsupported {
+        /// The value's type.
+        type_name: &'static str,
+        /// Source memory space.
+        from: MemorySpace,
+        /// Destination memory space.
+        to: MemorySpace,
+    },
+    /// The move was attempted and failed.
+    #[error("moving `{type_name}` from {from} to {to} failed")]
+    Failed {
+        /// The value's type.
+        type_name: &'static str,
+        /// Source memory space.
+        from: MemorySpace,
+        /// Destination memory space.
+        to: MemorySpace,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Something that runs tasks: Dagger.jl's `Processor` interface.
+///
+/// Implement it to add your own processor to a context with
+/// [`ContextBuilder::processor`](crate::ContextBuilder::processor). The trait is
+/// object-safe; the context keeps processors as `Arc<dyn Processor>`.
+///
+/// The processor tree (Dagger's `get_parent` and `get_processors`) is kept by the context,
+/// which assigns identifiers: see [`ProcessorInfo`]. A custom processor's parent is its
+/// process's [`OsProc`].
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::{MemorySpace, MoveError, Processor, ProcessorKind, TaskCall, TaskFailure, TaskInfo, Value};
+/// use std::sync::Arc;
+///
+/// /// A processor that doubles every `i64` result.
+/// struct Doubler;
+/// impl Processor for Doubler {
+///     fn kind(&self) -> ProcessorKind { ProcessorKind::Custom("doubler") }
+///     fn memory_space(&self) -> MemorySpace { MemorySpace::LOCAL_HOST }
+///     fn is_compatible(&self, _task: &TaskInfo) -> bool { true }
+///     fn execute(&self, call: TaskCall) -> Result<Value, TaskFailure> {
+///         let out = call.run()?;
+///         match out.downcast_ref::<i64>() {
+///             Some(x) => Ok(Value::new(x * 2)),
+///             None => Ok(out),
+///         }
+///     }
+/// }
+///
+/// let ctx = Context::builder().threads(1).processor(Arc::new(Doubler)).build()?;
+/// let doubler = ctx.processors_of_kind(ProcessorKind::Custom("doubler"))[0];
+/// let t = ctx.spawn_with(Options::new().scope(Scope::exact(doubler)), |x: i64| x + 1, (20,));
+/// assert_eq!(t.fetch()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Processor: Send + Sync + 'static {
+    /// What kind of processor this is.
+    fn kind(&self) -> ProcessorKind;
+
+    /// A human-readable description for `dagger info`, logs and error messages.
+    fn description(&self) -> String {
+        self.kind().to_string()
+    }
+
+    /// The memory space the processor computes in.
+    fn memory_space(&self) -> MemorySpace;
+
+    /// Whether tasks on the default scope may be placed here. Processors that must be asked
+    /// for explicitly (Dagger's opt-in processors) return `false`.
+    fn default_enabled(&self) -> bool {
+        false
+    }
+
+    /// Whether this processor can run the task described by `task` (its function and the
+    /// types of its inputs).
+    fn is_compatible(&self, task: &TaskInfo) -> bool;
+
+    /// Converts an input of a task into this processor's memory space. `from` is the space
+    /// the value is in now. The default accepts values already in this processor's space
+    /// (and host values when this processor computes in host memory) unchanged.
+    fn move_in(&self, from: MemorySpace, value: Value) -> Result<Value, MoveError> {
+        let to = self.memory_space();
+        if from == to || (from.is_host() && to.is_host()) {
+            Ok(value)
+        } else {
+            Err(MoveError::Unsupported {
+                type_name: value.type_name(),
+                from,
+                to,
+            })
+        }
+    }
+
+    /// Runs a task whose inputs have already been moved in. The default runs it as is.
+    fn execute(&self, call: TaskCall) -> Result<Value, TaskFailure> {
+        call.run()
+    }
+
+    /// How many tasks of full occupancy the processor runs at once (1 for a thread).
+    fn capacity(&self) -> u32 {
+        1
+    }
+}
+
+/// What a context knows about one of its processors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessorInfo {
+    /// Its identifier.
+    pub id: ProcessorId,
+    /// Its kind.
+    pub kind: ProcessorKind,
+    /// Its description.
+    pub description: String,
+    /// The processor it hangs under (`None` for the [`OsProc`]).
+    pub parent: Option<ProcessorId>,
+    /// The processors under it.
+    pub children: Vec<ProcessorId>,
+    /// Where it computes.
+    pub memory_space: MemorySpace,
+    /// Whether the default scope includes it.
+    pub default_enabled: bool,
+}

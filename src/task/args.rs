@@ -1,0 +1,404 @@
+//! How task arguments become the typed values a task's function receives.
+//!
+//! Each argument implements [`IntoArg`]: a plain value is captured and handed over as is;
+//! a `&DTask<U>`, `&Chunk<U>` or `&Thunk<U>` becomes a dependency and the function receives
+//! a `U` (cloned from the shared result) — or an `Arc<U>` through `.shared()`, which copies
+//! nothing; a slice of tasks becomes a `Vec<U>`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::chunk::Chunk;
+use crate::task::{DTask, TaskCore, TaskFailure};
+use crate::thunk::{Thunk, ThunkNode};
+use crate::value::Value;
+
+/// A dependency collected while a task is being created.
+pub(crate) enum Dep {
+    Task(Arc<TaskCore>),
+    Data(crate::chunk::Data),
+    Thunk(Arc<ThunkNode>),
+}
+
+/// The dependencies of a task under construction, in argument order.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Deps {
+    pub(crate) list: SmallVec<[Dep; 4]>,
+}
+
+impl Deps {
+    fn push(&mut self, d: Dep) -> usize {
+        self.list.push(d);
+        self.list.len() - 1
+    }
+}
+
+/// An argument of a task: a plain value, or a handle whose value the task waits for.
+///
+/// Implemented for the common plain types (numbers, `bool`, `char`, `String`, `Vec<T>`,
+/// `Option<T>`, `Arc<T>`, `Box<T>`, `()`), for any type wrapped in [`Val`], and for
+/// `&DTask<U>`, `DTask<U>`, `&Chunk<U>`, `&Thunk<U>`, `Thunk<U>`, `&[DTask<U>]`, and the
+/// adapters [`Shared`] and [`Moved`].
+pub trait IntoArg: Sized {
+    /// What the task's function receives.
+    type Out: Send + 'static;
+    #[doc(hidden)]
+    type Getter: ArgGetter<Out = Self::Out>;
+    #[doc(hidden)]
+    fn register(self, deps: &mut Deps) -> Self::Getter;
+}
+
+/// Extracts one argument's value when the task runs.
+#[doc(hidden)]
+pub trait ArgGetter: Send + 'static {
+    type Out;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<Self::Out, TaskFailure>;
+}
+
+/// A plain value of any type, passed to the task as is.
+///
+/// ```
+/// use dagger::prelude::*;
+/// #[derive(Debug)]
+/// struct Config { n: usize }
+/// let ctx = Context::builder().threads(1).build()?;
+/// let t = ctx.spawn(|c: Config| c.n * 2, (Val(Config { n: 21 }),));
+/// assert_eq!(t.fetch()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Val<T>(pub T);
+
+#[doc(hidden)]
+pub struct Immediate<T>(T);
+
+impl<T: Send + 'static> ArgGetter for Immediate<T> {
+    type Out = T;
+    fn get(self, _: &[Value], _: usize) -> Result<T, TaskFailure> {
+        Ok(self.0)
+    }
+}
+
+impl<T: Send + 'static> IntoArg for Val<T> {
+    type Out = T;
+    type Getter = Immediate<T>;
+    fn register(self, _: &mut Deps) -> Immediate<T> {
+        Immediate(self.0)
+    }
+}
+
+macro_rules! plain_arg {
+    ($($t:ty),* $(,)?) => {$(
+        impl IntoArg for $t {
+            type Out = $t;
+            type Getter = Immediate<$t>;
+            fn register(self, _: &mut Deps) -> Immediate<$t> { Immediate(self) }
+        }
+    )*};
+}
+
+plain_arg!(
+    (),
+    bool,
+    char,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    f32,
+    f64,
+    String,
+    &'static str,
+    std::time::Duration,
+);
+
+macro_rules! generic_plain_arg {
+    ($($t:ident),*) => {$(
+        impl<T: Send + 'static> IntoArg for $t<T> {
+            type Out = $t<T>;
+            type Getter = Immediate<$t<T>>;
+            fn register(self, _: &mut Deps) -> Immediate<$t<T>> { Immediate(self) }
+        }
+    )*};
+}
+
+generic_plain_arg!(Vec, Option, Box);
+
+impl<T: Send + Sync + 'static> IntoArg for Arc<T> {
+    type Out = Arc<T>;
+    type Getter = Immediate<Arc<T>>;
+    fn register(self, _: &mut Deps) -> Immediate<Arc<T>> {
+        Immediate(self)
+    }
+}
+
+impl<T: Send + 'static, const N: usize> IntoArg for [T; N] {
+    type Out = [T; N];
+    type Getter = Immediate<[T; N]>;
+    fn register(self, _: &mut Deps) -> Immediate<[T; N]> {
+        Immediate(self)
+    }
+}
+
+/// Clones a dependency's value out of its shared result.
+#[doc(hidden)]
+pub struct Cloned<U> {
+    idx: usize,
+    _t: PhantomData<fn() -> U>,
+}
+
+fn downcast<'a, U: 'static>(v: &'a Value, arg: usize) -> Result<&'a U, TaskFailure> {
+    v.downcast_ref::<U>().ok_or(TaskFailure::ArgumentType {
+        index: arg,
+        expected: std::any::type_name::<U>(),
+        found: v.type_name(),
+    })
+}
+
+impl<U: Clone + Send + Sync + 'static> ArgGetter for Cloned<U> {
+    type Out = U;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<U, TaskFailure> {
+        downcast::<U>(&inputs[self.idx], arg).cloned()
+    }
+}
+
+/// Shares a dependency's value without copying it.
+#[doc(hidden)]
+pub struct SharedGetter<U> {
+    idx: usize,
+    _t: PhantomData<fn() -> U>,
+}
+
+impl<U: Send + Sync + 'static> ArgGetter for SharedGetter<U> {
+    type Out = Arc<U>;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<Arc<U>, TaskFailure> {
+        let v = inputs[self.idx].clone();
+        let found = v.type_name();
+        v.downcast_arc::<U>()
+            .map_err(|_| TaskFailure::ArgumentType {
+                index: arg,
+                expected: std::any::type_name::<U>(),
+                found,
+            })
+    }
+}
+
+/// Clones a run of dependencies' values into a `Vec`.
+#[doc(hidden)]
+pub struct ClonedVec<U> {
+    start: usize,
+    len: usize,
+    _t: PhantomData<fn() -> U>,
+}
+
+impl<U: Clone + Send + Sync + 'static> ArgGetter for ClonedVec<U> {
+    type Out = Vec<U>;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<Vec<U>, TaskFailure> {
+        inputs[self.start..self.start + self.len]
+            .iter()
+            .map(|v| downcast::<U>(v, arg).cloned())
+            .collect()
+    }
+}
+
+fn cloned<U>(idx: usize) -> Cloned<U> {
+    Cloned {
+        idx,
+        _t: PhantomData,
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &DTask<U> {
+    type Out = U;
+    type Getter = Cloned<U>;
+    fn register(self, deps: &mut Deps) -> Cloned<U> {
+        cloned(deps.push(Dep::Task(self.core.clone())))
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for DTask<U> {
+    type Out = U;
+    type Getter = Cloned<U>;
+    fn register(self, deps: &mut Deps) -> Cloned<U> {
+        cloned(deps.push(Dep::Task(self.core)))
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &Chunk<U> {
+    type Out = U;
+    type Getter = Cloned<U>;
+    fn register(self, deps: &mut Deps) -> Cloned<U> {
+        cloned(deps.push(Dep::Data(self.data.clone())))
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &Thunk<U> {
+    type Out = U;
+    type Getter = Cloned<U>;
+    fn register(self, deps: &mut Deps) -> Cloned<U> {
+        cloned(deps.push(Dep::Thunk(self.node.clone())))
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for Thunk<U> {
+    type Out = U;
+    type Getter = Cloned<U>;
+    fn register(self, deps: &mut Deps) -> Cloned<U> {
+        cloned(deps.push(Dep::Thunk(self.node)))
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &[DTask<U>] {
+    type Out = Vec<U>;
+    type Getter = ClonedVec<U>;
+    fn register(self, deps: &mut Deps) -> ClonedVec<U> {
+        let start = deps.list.len();
+        for t in self {
+            deps.push(Dep::Task(t.core.clone()));
+        }
+        ClonedVec {
+            start,
+            len: self.len(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &Vec<DTask<U>> {
+    type Out = Vec<U>;
+    type Getter = ClonedVec<U>;
+    fn register(self, deps: &mut Deps) -> ClonedVec<U> {
+        self.as_slice().register(deps)
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &[Thunk<U>] {
+    type Out = Vec<U>;
+    type Getter = ClonedVec<U>;
+    fn register(self, deps: &mut Deps) -> ClonedVec<U> {
+        let start = deps.list.len();
+        for t in self {
+            deps.push(Dep::Thunk(t.node.clone()));
+        }
+        ClonedVec {
+            start,
+            len: self.len(),
+            _t: PhantomData,
+        }
+    }
+}
+
+/// A dependency handed to the function as an `Arc<U>`, without copying its value.
+/// Made by [`DTask::shared`], [`Chunk::shared`] and [`Thunk::shared`].
+pub struct Shared<U> {
+    dep: Dep,
+    _t: PhantomData<fn() -> U>,
+}
+
+impl<U> Shared<U> {
+    pub(crate) fn new(dep: Dep) -> Self {
+        Shared {
+            dep,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<U: Send + Sync + 'static> IntoArg for Shared<U> {
+    type Out = Arc<U>;
+    type Getter = SharedGetter<U>;
+    fn register(self, deps: &mut Deps) -> SharedGetter<U> {
+        SharedGetter {
+            idx: deps.push(self.dep),
+            _t: PhantomData,
+        }
+    }
+}
+
+/// A dependency whose value the function receives as `V`: the type it has after the chosen
+/// processor's [`move_in`](crate::Processor::move_in) converted it. Made by
+/// [`DTask::moved`].
+pub struct Moved<V> {
+    dep: Dep,
+    _t: PhantomData<fn() -> V>,
+}
+
+impl<V> Moved<V> {
+    pub(crate) fn new(dep: Dep) -> Self {
+        Moved {
+            dep,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> IntoArg for Moved<V> {
+    type Out = V;
+    type Getter = Cloned<V>;
+    fn register(self, deps: &mut Deps) -> Cloned<V> {
+        cloned(deps.push(self.dep))
+    }
+}
+
+/// A tuple of task arguments.
+#[doc(hidden)]
+pub trait TaskArgs {
+    type Outs;
+    type Getters: Send + 'static;
+    fn register(self, deps: &mut Deps) -> Self::Getters;
+    fn get(g: Self::Getters, inputs: &[Value]) -> Result<Self::Outs, TaskFailure>;
+}
+
+/// A function callable with a tuple of argument values.
+#[doc(hidden)]
+pub trait TaskFn<Outs, R>: Send + 'static {
+    fn call(self, outs: Outs) -> R;
+}
+
+macro_rules! tuples {
+    ($(($($a:ident $i:tt),*)),* $(,)?) => {$(
+        #[allow(non_snake_case, unused_variables, clippy::unused_unit)]
+        impl<$($a: IntoArg),*> TaskArgs for ($($a,)*) {
+            type Outs = ($($a::Out,)*);
+            type Getters = ($($a::Getter,)*);
+            fn register(self, deps: &mut Deps) -> Self::Getters {
+                ($(self.$i.register(deps),)*)
+            }
+            fn get(g: Self::Getters, inputs: &[Value]) -> Result<Self::Outs, TaskFailure> {
+                Ok(($(g.$i.get(inputs, $i)?,)*))
+            }
+        }
+
+        #[allow(non_snake_case)]
+        impl<$($a,)* R, F: FnOnce($($a),*) -> R + Send + 'static> TaskFn<($($a,)*), R> for F {
+            fn call(self, outs: ($($a,)*)) -> R {
+                let ($($a,)*) = outs;
+                self($($a),*)
+            }
+        }
+    )*};
+}
+
+tuples!(
+    (),
+    (A0 0),
+    (A0 0, A1 1),
+    (A0 0, A1 1, A2 2),
+    (A0 0, A1 1, A2 2, A3 3),
+    (A0 0, A1 1, A2 2, A3 3, A4 4),
+    (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5),
+    (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6),
+    (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7),
+    (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8),
+    (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9),
+);

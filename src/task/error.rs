@@ -1,0 +1,227 @@
+//! Errors of tasks and of scheduling.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::processor::MoveError;
+
+/// Names a task in errors and logs: its identifier and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskLabel {
+    /// The task's identifier, unique within a process.
+    pub id: u64,
+    /// The task's name: the one given in [`Options::name`](crate::Options::name), or its
+    /// function's path.
+    pub name: Arc<str>,
+}
+
+impl fmt::Display for TaskLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` (task {})", self.name, self.id)
+    }
+}
+
+/// Why a task produced no value.
+///
+/// Fetching a failed task returns this error; the tasks that depended on it fail with
+/// [`TaskError::Upstream`], which carries the root cause (see [`TaskError::root_cause`]).
+/// The error is cheap to clone: every fetcher of a failed task gets the same error.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task's function returned an error.
+    #[error("task {task} failed on {processor}: {cause}")]
+    Failed {
+        /// The task.
+        task: TaskLabel,
+        /// The processor it ran on.
+        processor: String,
+        /// The error the function returned.
+        #[source]
+        cause: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The task's function panicked.
+    #[error("task {task} panicked on {processor}: {message}")]
+    Panicked {
+        /// The task.
+        task: TaskLabel,
+        /// The processor it ran on.
+        processor: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The task did not run because one of its inputs failed.
+    #[error("task {task} did not run because its input {input} failed")]
+    Upstream {
+        /// The task that did not run.
+        task: TaskLabel,
+        /// The input that failed (itself possibly failed upstream).
+        input: TaskLabel,
+        /// The error of the task where the failure started.
+        #[source]
+        root: Arc<TaskError>,
+    },
+    /// The task was cancelled before it started.
+    #[error("task {task} was cancelled before it started")]
+    Cancelled {
+        /// The task.
+        task: TaskLabel,
+    },
+    /// No processor could take the task.
+    #[error("task {task} could not be scheduled: {error}")]
+    Schedule {
+        /// The task.
+        task: TaskLabel,
+        /// Why.
+        #[source]
+        error: ScheduleError,
+    },
+    /// An input could not be moved to the processor chosen for the task.
+    #[error("task {task}: input {index} could not be moved to {processor}")]
+    Move {
+        /// The task.
+        task: TaskLabel,
+        /// The processor.
+        processor: String,
+        /// Which input (0-based, counting dependencies in argument order).
+        index: usize,
+        /// What went wrong.
+        #[source]
+        error: Arc<MoveError>,
+    },
+    /// An argument did not have the type the function expects (typically because a
+    /// processor's `move_in` changed it; see [`DTask::moved`](crate::DTask::moved)).
+    #[error(
+        "task {task} on {processor}: argument {index} should be `{expected}` but is `{found}`"
+    )]
+    ArgumentType {
+        /// The task.
+        task: TaskLabel,
+        /// The processor.
+        processor: String,
+        /// Which argument (0-based).
+        index: usize,
+        /// The type the function takes.
+        expected: &'static str,
+        /// The type it was given.
+        found: &'static str,
+    },
+}
+
+impl TaskError {
+    /// The task this error belongs to.
+    pub fn task(&self) -> &TaskLabel {
+        match self {
+            TaskError::Failed { task, .. }
+            | TaskError::Panicked { task, .. }
+            | TaskError::Upstream { task, .. }
+            | TaskError::Cancelled { task }
+            | TaskError::Schedule { task, .. }
+            | TaskError::Move { task, .. }
+            | TaskError::ArgumentType { task, .. } => task,
+        }
+    }
+
+    /// The error where the failure started: `self` unless this is an
+    /// [`Upstream`](TaskError::Upstream) failure.
+    pub fn root_cause(&self) -> &TaskError {
+        match self {
+            TaskError::Upstream { root, .. } => root,
+            e => e,
+        }
+    }
+
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled { .. })
+    }
+
+    /// Whether the root cause is a panic.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.root_cause(), TaskError::Panicked { .. })
+    }
+
+    /// The error a dependent of the task that failed with `self` fails with.
+    pub(crate) fn upstream(&self, dependent: TaskLabel) -> TaskError {
+        let root = match self {
+            TaskError::Upstream { root, .. } => root.clone(),
+            e => Arc::new(e.clone()),
+        };
+        TaskError::Upstream {
+            task: dependent,
+            input: self.task().clone(),
+            root,
+        }
+    }
+}
+
+/// Why no processor could take a task.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// The scope and the task's needs leave no processor.
+    #[error("no processor in scope {scope} can run it; considered: {}", considered_list(.considered))]
+    NoProcessor {
+        /// The scope, as written.
+        scope: String,
+        /// Each processor of the context and why it was not taken.
+        considered: Vec<(String, String)>,
+    },
+    /// The context was shut down.
+    #[error("the context was shut down")]
+    Shutdown,
+}
+
+fn considered_list(c: &[(String, String)]) -> String {
+    if c.is_empty() {
+        return "none".into();
+    }
+    c.iter()
+        .map(|(p, why)| format!("{p} ({why})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How a task's body or a processor reports failure (see
+/// [`Processor::execute`](crate::Processor::execute)). The scheduler turns it into a
+/// [`TaskError`] naming the task and processor.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TaskFailure {
+    /// An error.
+    Error(Box<dyn std::error::Error + Send + Sync>),
+    /// A panic, with its message.
+    Panic(String),
+    /// An argument of the wrong type.
+    ArgumentType {
+        /// Which argument.
+        index: usize,
+        /// Expected type.
+        expected: &'static str,
+        /// Given type.
+        found: &'static str,
+    },
+}
+
+impl TaskFailure {
+    /// A failure with a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        TaskFailure::Error(message.into().into())
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskFailure {
+    fn from(e: E) -> Self {
+        TaskFailure::Error(Box::new(e))
+    }
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

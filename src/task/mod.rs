@@ -1,0 +1,535 @@
+//! Tasks: eager ([`DTask`]) handles, their shared state, and what processors see of them.
+
+pub(crate) mod args;
+mod error;
+
+pub use args::{IntoArg, Moved, Shared, Val};
+pub(crate) use error::panic_message;
+pub use error::{ScheduleError, TaskError, TaskFailure, TaskLabel};
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Condvar, Mutex};
+use smallvec::SmallVec;
+
+use crate::chunk::{Chunk, Data};
+use crate::options::Options;
+use crate::sched::Candidates;
+use crate::value::Value;
+use args::Dep;
+
+static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_task_id() -> u64 {
+    NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A task's name: its function's path unless one was given.
+#[derive(Clone, Debug)]
+pub(crate) enum TaskName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl TaskName {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            TaskName::Static(s) => short_fn_name(s),
+            TaskName::Shared(s) => s,
+        }
+    }
+}
+
+/// `my_crate::module::add1` → `add1`; closures keep their enclosing function:
+/// `my_crate::main::{{closure}}` → `main::{{closure}}`.
+fn short_fn_name(path: &'static str) -> &'static str {
+    let bytes = path.as_bytes();
+    let mut cut = 0;
+    let mut depth = 0usize;
+    let mut segments = 0;
+    let mut i = bytes.len();
+    while i > 0 {
+        i -= 1;
+        match bytes[i] {
+            b'>' => depth += 1,
+            b'<' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && i > 0 && bytes[i - 1] == b':' => {
+                let seg = &path[i + 1..];
+                segments += 1;
+                let closure = seg.starts_with("{{closure}}");
+                if !closure || segments > 2 {
+                    cut = i + 1;
+                    if !closure {
+                        break;
+                    }
+                }
+                i -= 1;
+            }
+            _ => {}
+        }
+    }
+    &path[cut..]
+}
+
+pub(crate) const PENDING: u8 = 0;
+pub(crate) const QUEUED: u8 = 1;
+pub(crate) const RUNNING: u8 = 2;
+pub(crate) const DONE: u8 = 3;
+const STATUS: u8 = 0b11;
+const WAITERS: u8 = 0b100;
+
+/// The body of a task, type-erased: takes the input values in dependency order.
+pub(crate) type Body = Box<dyn FnOnce(&[Value]) -> Result<Value, TaskFailure> + Send>;
+
+/// What a task needs in order to run; taken out when it runs.
+pub(crate) struct Work {
+    pub(crate) body: Body,
+    pub(crate) inputs: SmallVec<[Input; 2]>,
+    pub(crate) opts: Option<Arc<Options>>,
+    pub(crate) candidates: Candidates,
+    pub(crate) fn_name: &'static str,
+}
+
+/// A resolved dependency of a task.
+pub(crate) enum Input {
+    Task(Arc<TaskCore>),
+    Data(Data),
+}
+
+impl Input {
+    pub(crate) fn data(&self) -> Result<Data, &TaskError> {
+        match self {
+            Input::Task(t) => match t.result.get() {
+                Some(Ok(d)) => Ok(d.clone()),
+                Some(Err(e)) => Err(e),
+                None => unreachable!("a task ran before its input finished"),
+            },
+            Input::Data(d) => Ok(d.clone()),
+        }
+    }
+}
+
+struct Links {
+    done: bool,
+    dependents: SmallVec<[Arc<TaskCore>; 2]>,
+}
+
+/// The shared state of one task.
+pub(crate) struct TaskCore {
+    pub(crate) id: u64,
+    pub(crate) name: TaskName,
+    /// Fraction of a processor in 1/1024ths.
+    pub(crate) occupancy: u32,
+    state: AtomicU8,
+    /// Unfinished inputs, plus one while the task is being created.
+    pending: AtomicU32,
+    links: Mutex<Links>,
+    pub(crate) work: Mutex<Option<Work>>,
+    pub(crate) result: OnceLock<Result<Data, TaskError>>,
+}
+
+/// Stripes of mutex and condition variable that waiters on tasks sleep on.
+struct WaitStripe {
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+fn stripe(addr: usize) -> &'static WaitStripe {
+    static STRIPES: OnceLock<Vec<WaitStripe>> = OnceLock::new();
+    let s = STRIPES.get_or_init(|| {
+        (0..64)
+            .map(|_| WaitStripe {
+                lock: Mutex::new(()),
+                cv: Condvar::new(),
+            })
+            .collect()
+    });
+    &s[(addr >> 6) % s.len()]
+}
+
+pub(crate) const FULL_OCCUPANCY: u32 = 1024;
+
+impl TaskCore {
+    pub(crate) fn new(name: TaskName, occupancy: u32, work: Work) -> Self {
+        TaskCore {
+            id: next_task_id(),
+            name,
+            occupancy,
+            state: AtomicU8::new(PENDING),
+            pending: AtomicU32::new(1),
+            links: Mutex::new(Links {
+                done: false,
+                dependents: SmallVec::new(),
+            }),
+            work: Mutex::new(Some(work)),
+            result: OnceLock::new(),
+        }
+    }
+
+    /// A task that failed before it could be created properly.
+    pub(crate) fn failed(name: TaskName, make_err: impl FnOnce(TaskLabel) -> TaskError) -> Self {
+        let t = TaskCore {
+            id: next_task_id(),
+            name,
+            occupancy: FULL_OCCUPANCY,
+            state: AtomicU8::new(DONE),
+            pending: AtomicU32::new(0),
+            links: Mutex::new(Links {
+                done: true,
+                dependents: SmallVec::new(),
+            }),
+            work: Mutex::new(None),
+            result: OnceLock::new(),
+        };
+        let _ = t.result.set(Err(make_err(t.label())));
+        t
+    }
+
+    pub(crate) fn label(&self) -> TaskLabel {
+        TaskLabel {
+            id: self.id,
+            name: self.name.as_str().into(),
+        }
+    }
+
+    pub(crate) fn status(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & STATUS
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.status() == DONE
+    }
+
+    /// Registers `dependent` to be told when this task finishes. Returns false if it has
+    /// finished already (the dependency is then satisfied).
+    pub(crate) fn add_dependent(&self, dependent: &Arc<TaskCore>) -> bool {
+        let mut l = self.links.lock();
+        if l.done {
+            return false;
+        }
+        dependent.pending.fetch_add(1, Ordering::Relaxed);
+        l.dependents.push(dependent.clone());
+        true
+    }
+
+    /// Drops one pending count; true if the task has become ready.
+    pub(crate) fn release_one(&self) -> bool {
+        self.pending.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Moves a ready task to queued; false if it was cancelled meanwhile.
+    pub(crate) fn mark_queued(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, QUEUED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            || self
+                .state
+                .compare_exchange(
+                    PENDING | WAITERS,
+                    QUEUED | WAITERS,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    /// Claims a queued task for running; false if it was cancelled.
+    pub(crate) fn claim(&self) -> bool {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if cur & STATUS != QUEUED {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                (cur & !STATUS) | RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// Claims a task that has not started, for cancellation.
+    fn claim_for_cancel(&self) -> bool {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            let s = cur & STATUS;
+            if s != PENDING && s != QUEUED {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                (cur & !STATUS) | RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// Records the result, wakes waiters, and returns the dependents to notify.
+    pub(crate) fn finish(&self, result: Result<Data, TaskError>) -> SmallVec<[Arc<TaskCore>; 2]> {
+        let _ = self.result.set(result);
+        let deps = {
+            let mut l = self.links.lock();
+            l.done = true;
+            std::mem::take(&mut l.dependents)
+        };
+        let old = self.state.fetch_or(DONE, Ordering::AcqRel);
+        if old & WAITERS != 0 {
+            let s = stripe(self as *const _ as usize);
+            let _g = s.lock.lock();
+            s.cv.notify_all();
+        }
+        deps
+    }
+
+    /// Blocks the calling thread until the task is done (without giving back a worker slot;
+    /// see `sched::block_on`).
+    pub(crate) fn wait_done_raw(&self) {
+        if self.is_done() {
+            return;
+        }
+        let s = stripe(self as *const _ as usize);
+        let mut g = s.lock.lock();
+        loop {
+            let old = self.state.fetch_or(WAITERS, Ordering::AcqRel);
+            if old & STATUS == DONE {
+                return;
+            }
+            s.cv.wait(&mut g);
+        }
+    }
+
+    pub(crate) fn cancel(&self) -> bool {
+        if !self.claim_for_cancel() {
+            return false;
+        }
+        self.work.lock().take();
+        let err = TaskError::Cancelled { task: self.label() };
+        crate::sched::complete_detached(self, Err(err));
+        true
+    }
+}
+
+/// Drops long chains of tasks without recursing.
+impl Drop for TaskCore {
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<TaskCore>> = Vec::new();
+        fn harvest(w: Option<Work>, stack: &mut Vec<Arc<TaskCore>>) {
+            if let Some(w) = w {
+                for i in w.inputs {
+                    if let Input::Task(t) = i {
+                        stack.push(t);
+                    }
+                }
+            }
+        }
+        harvest(self.work.get_mut().take(), &mut stack);
+        stack.extend(self.links.get_mut().dependents.drain(..));
+        while let Some(t) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(t) {
+                harvest(inner.work.get_mut().take(), &mut stack);
+                stack.extend(inner.links.get_mut().dependents.drain(..));
+            }
+        }
+    }
+}
+
+/// A handle to a task spawned eagerly: Dagger.jl's `DTask`.
+///
+/// The task starts as soon as its inputs are ready. Cloning the handle is cheap; the task's
+/// value is shared by all handles and dropped when the last handle and the last dependent
+/// task are gone.
+///
+/// [`fetch`](Self::fetch) returns a clone of the value (cheap for small values and for
+/// `Arc`s); [`fetch_shared`](Self::fetch_shared) returns the shared `Arc<T>` and copies
+/// nothing.
+///
+/// ```
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(2).build()?;
+/// let a = ctx.spawn(|| 20, ());
+/// let b = ctx.spawn(|a: i32| a + 22, (&a,));
+/// assert_eq!(b.fetch()?, 42);
+/// assert!(a.is_ready());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct DTask<T> {
+    pub(crate) core: Arc<TaskCore>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DTask<T> {
+    fn clone(&self) -> Self {
+        DTask {
+            core: self.core.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for DTask<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DTask")
+            .field("id", &self.core.id)
+            .field("name", &self.core.name.as_str())
+            .field("ready", &self.core.is_done())
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> DTask<T> {
+    pub(crate) fn from_core(core: Arc<TaskCore>) -> Self {
+        DTask {
+            core,
+            _t: PhantomData,
+        }
+    }
+
+    /// The task's identifier (unique within the process).
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        self.core.name.as_str()
+    }
+
+    /// Whether the task has finished (successfully or not).
+    pub fn is_ready(&self) -> bool {
+        self.core.is_done()
+    }
+
+    /// Waits until the task has finished, successfully or not. Inside a task, the waiting
+    /// task gives its processor back meanwhile.
+    pub fn wait(&self) {
+        crate::sched::block_on(&self.core);
+    }
+
+    /// Waits for the task and returns a clone of its value.
+    pub fn fetch(&self) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        self.fetch_shared().map(|v| (*v).clone())
+    }
+
+    /// Waits for the task and returns its shared value without copying it.
+    pub fn fetch_shared(&self) -> Result<Arc<T>, TaskError> {
+        self.wait();
+        match self.core.result.get().expect("finished task has a result") {
+            Ok(d) => crate::chunk::host_value::<T>(d, &self.core.label()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The task's error, if it has finished with one (does not wait).
+    pub fn error(&self) -> Option<TaskError> {
+        match self.core.result.get() {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits for the task and returns its value as a [`Chunk`], without copying it.
+    pub fn chunk(&self) -> Result<Chunk<T>, TaskError> {
+        self.wait();
+        match self.core.result.get().expect("finished task has a result") {
+            Ok(d) => Ok(Chunk::from_data(d.clone())),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Cancels the task if it has not started: its `fetch` then reports cancellation and
+    /// its dependents fail. Returns whether it was cancelled.
+    pub fn cancel(&self) -> bool {
+        self.core.cancel()
+    }
+
+    /// Passes this task's value to another task as an `Arc<T>` instead of a clone.
+    pub fn shared(&self) -> Shared<T> {
+        Shared::new(Dep::Task(self.core.clone()))
+    }
+
+    /// Passes this task's value to another task as the type `V` it has after the chosen
+    /// processor's [`move_in`](crate::Processor::move_in) converted it.
+    pub fn moved<V>(&self) -> Moved<V> {
+        Moved::new(Dep::Task(self.core.clone()))
+    }
+}
+
+/// Describes a task to a processor deciding whether it can run it.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) function: &'static str,
+    pub(crate) input_types: Vec<&'static str>,
+    pub(crate) host_closure: bool,
+}
+
+impl TaskInfo {
+    /// The task's identifier.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path of the task's function type.
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// Type names of the task's dependencies, in argument order, where known.
+    pub fn input_types(&self) -> &[&'static str] {
+        &self.input_types
+    }
+
+    /// Whether the task is a Rust closure, which runs in host memory.
+    pub fn runs_on_host(&self) -> bool {
+        self.host_closure
+    }
+}
+
+/// A task ready to run on a processor: its inputs (already moved into the processor's
+/// memory space) and its body. See [`Processor::execute`](crate::Processor::execute).
+pub struct TaskCall {
+    pub(crate) info: TaskInfo,
+    pub(crate) inputs: Vec<Value>,
+    pub(crate) body: Body,
+}
+
+impl TaskCall {
+    /// What the task is.
+    pub fn info(&self) -> &TaskInfo {
+        &self.info
+    }
+
+    /// The inputs, in dependency order.
+    pub fn inputs(&self) -> &[Value] {
+        &self.inputs
+    }
+
+    /// The inputs, to be replaced before [`run`](Self::run).
+    pub fn inputs_mut(&mut self) -> &mut [Value] {
+        &mut self.inputs
+    }
+
+    /// Runs the task's body on the calling thread and returns its value.
+    pub fn run(self) -> Result<Value, TaskFailure> {
+        (self.body)(&self.inputs)
+    }
+}

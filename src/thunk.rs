@@ -1,0 +1,257 @@
+//! Lazy task graphs: [`delayed`] builds [`Thunk`]s; `compute` runs them.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use crate::chunk::Chunk;
+use crate::context::{global, Context};
+use crate::options::{current_options, Options};
+use crate::task::args::{Dep, Deps, Shared, TaskArgs, TaskFn};
+use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure};
+use crate::value::Value;
+
+/// A node of a lazy graph.
+pub(crate) struct ThunkNode {
+    fn_name: &'static str,
+    fn_type: TypeId,
+    opts: Options,
+    pending: Mutex<Option<(Deps, Body)>>,
+    spawned: OnceLock<Arc<TaskCore>>,
+}
+
+impl ThunkNode {
+    fn thunk_deps(&self) -> Vec<Arc<ThunkNode>> {
+        match &*self.pending.lock() {
+            Some((deps, _)) => deps
+                .list
+                .iter()
+                .filter_map(|d| match d {
+                    Dep::Thunk(n) if n.spawned.get().is_none() => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for ThunkNode {
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<ThunkNode>> = Vec::new();
+        fn harvest(p: Option<(Deps, Body)>, stack: &mut Vec<Arc<ThunkNode>>) {
+            if let Some((deps, _)) = p {
+                for d in deps.list {
+                    if let Dep::Thunk(n) = d {
+                        stack.push(n);
+                    }
+                }
+            }
+        }
+        harvest(self.pending.get_mut().take(), &mut stack);
+        while let Some(n) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(n) {
+                harvest(inner.pending.get_mut().take(), &mut stack);
+            }
+        }
+    }
+}
+
+/// Spawns `node` and every unspawned thunk it depends on, inputs first, without recursion.
+/// A thunk shared by several others is spawned once.
+pub(crate) fn spawn_node(ctx: &Context, node: &Arc<ThunkNode>) -> Arc<TaskCore> {
+    if let Some(t) = node.spawned.get() {
+        return t.clone();
+    }
+    let mut stack: Vec<(Arc<ThunkNode>, bool)> = vec![(node.clone(), false)];
+    while let Some((n, expanded)) = stack.pop() {
+        if n.spawned.get().is_some() {
+            continue;
+        }
+        if !expanded {
+            let deps = n.thunk_deps();
+            stack.push((n, true));
+            stack.extend(deps.into_iter().map(|d| (d, false)));
+            continue;
+        }
+        let mut pending = n.pending.lock();
+        if n.spawned.get().is_some() {
+            continue;
+        }
+        let (deps, body) = pending.take().expect("an unspawned thunk keeps its body");
+        let task = ctx.submit(n.fn_name, n.fn_type, n.opts.clone(), deps, body);
+        let _ = n.spawned.set(task);
+    }
+    node.spawned.get().expect("spawned above").clone()
+}
+
+/// A lazily evaluated task: Dagger.jl's `Thunk`, made by [`delayed`].
+///
+/// Nothing runs until [`compute`](Self::compute) or [`collect`](Self::collect); then the
+/// thunk and everything it depends on run as tasks, each once however many thunks share
+/// it.
+///
+/// ```
+/// use dagger::prelude::*;
+/// fn add1(x: i64) -> i64 { x + 1 }
+/// fn add2(x: i64) -> i64 { x + 2 }
+/// fn combine(a: i64, b: i64, c: i64) -> i64 { a + b + c }
+///
+/// let p = delayed(add1, (4,));
+/// let q = delayed(add2, (&p,));
+/// let r = delayed(add1, (3,));
+/// let s = delayed(combine, (&p, &q, &r));
+/// assert_eq!(s.collect()?, 16);
+/// # Ok::<(), dagger::TaskError>(())
+/// ```
+pub struct Thunk<T> {
+    pub(crate) node: Arc<ThunkNode>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Thunk<T> {
+    fn clone(&self) -> Self {
+        Thunk {
+            node: self.node.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Thunk<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Thunk")
+            .field("function", &self.node.fn_name)
+            .field("spawned", &self.node.spawned.get().is_some())
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Thunk<T> {
+    /// Runs the graph on `ctx` (if not run already) and returns the task of this thunk.
+    pub fn spawn_on(&self, ctx: &Context) -> DTask<T> {
+        DTask::from_core(spawn_node(ctx, &self.node))
+    }
+
+    /// Runs the graph on the [`global`] context and returns the result as a chunk.
+    pub fn compute(&self) -> Result<Chunk<T>, TaskError> {
+        self.compute_on(global())
+    }
+
+    /// Runs the graph on `ctx` and returns the result as a chunk.
+    pub fn compute_on(&self, ctx: &Context) -> Result<Chunk<T>, TaskError> {
+        self.spawn_on(ctx).chunk()
+    }
+
+    /// Runs the graph on the [`global`] context and returns a clone of the result.
+    pub fn collect(&self) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        self.collect_on(global())
+    }
+
+    /// Runs the graph on `ctx` and returns a clone of the result.
+    pub fn collect_on(&self, ctx: &Context) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        self.spawn_on(ctx).fetch()
+    }
+
+    /// Whether the thunk has been turned into a task.
+    pub fn is_spawned(&self) -> bool {
+        self.node.spawned.get().is_some()
+    }
+
+    /// Passes this thunk's value to a task as an `Arc<T>` instead of a clone.
+    pub fn shared(&self) -> Shared<T> {
+        Shared::new(Dep::Thunk(self.node.clone()))
+    }
+}
+
+/// Builds a lazy task `f(args...)` (Dagger.jl's `delayed(f)(args...)`).
+///
+/// Arguments are as for [`Context::spawn`]: plain values, `&Thunk<U>`, `&DTask<U>` or
+/// `&Chunk<U>`. Options in effect here (from [`with_options`](crate::with_options)) are
+/// captured and apply when the graph runs.
+pub fn delayed<A, F, R>(f: F, args: A) -> Thunk<R>
+where
+    A: TaskArgs,
+    F: TaskFn<A::Outs, R>,
+    R: Send + Sync + 'static,
+{
+    delayed_with(Options::new(), f, args)
+}
+
+/// [`delayed`] with options for this thunk.
+pub fn delayed_with<A, F, R>(opts: Options, f: F, args: A) -> Thunk<R>
+where
+    A: TaskArgs,
+    F: TaskFn<A::Outs, R>,
+    R: Send + Sync + 'static,
+{
+    let mut deps = Deps::default();
+    let getters = args.register(&mut deps);
+    let body: Body = Box::new(move |inputs: &[Value]| {
+        let outs = A::get(getters, inputs)?;
+        Ok(Value::new(f.call(outs)))
+    });
+    make(
+        std::any::type_name::<F>(),
+        TypeId::of::<F>(),
+        opts,
+        deps,
+        body,
+    )
+}
+
+/// [`delayed`] for a fallible function: an `Err` fails the task.
+pub fn try_delayed<A, F, R, E>(f: F, args: A) -> Thunk<R>
+where
+    A: TaskArgs,
+    F: TaskFn<A::Outs, Result<R, E>>,
+    R: Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut deps = Deps::default();
+    let getters = args.register(&mut deps);
+    let body: Body = Box::new(move |inputs: &[Value]| {
+        let outs = A::get(getters, inputs)?;
+        f.call(outs)
+            .map(Value::new)
+            .map_err(|e| TaskFailure::Error(e.into()))
+    });
+    make(
+        std::any::type_name::<F>(),
+        TypeId::of::<F>(),
+        Options::new(),
+        deps,
+        body,
+    )
+}
+
+fn make<R>(
+    fn_name: &'static str,
+    fn_type: TypeId,
+    opts: Options,
+    deps: Deps,
+    body: Body,
+) -> Thunk<R> {
+    let captured = match current_options() {
+        Some(cur) => cur.merged_with(&opts),
+        None => opts,
+    };
+    Thunk {
+        node: Arc::new(ThunkNode {
+            fn_name,
+            fn_type,
+            opts: captured,
+            pending: Mutex::new(Some((deps, body))),
+            spawned: OnceLock::new(),
+        }),
+        _t: PhantomData,
+    }
+}
