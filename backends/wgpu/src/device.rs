@@ -108,15 +108,19 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
 /// Opens one device per adapter of every backend this platform offers (`Backends::all()`),
 /// without de-duplicating adapters that two backends both expose.
 ///
+/// The standard `WGPU_BACKEND` environment variable (e.g. `WGPU_BACKEND=vulkan`), when set,
+/// restricts the backends searched.
+///
 /// Element `i` of the result is the adapter with [`DeviceInfo::index`] `i`: adapters are
 /// sorted by backend (Vulkan, Metal, DX12, GL), then by name, then by the driver's order, so
 /// an index names the same adapter between runs on one machine. Each device gets its adapter's
 /// own limits and `SHADER_F64` / `SHADER_F16` where the adapter has them. An adapter that
 /// fails to open yields an `Err` at its position, never a panic. No adapters: an empty vector.
 pub fn open_devices() -> Vec<Result<Device, GpuError>> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
     let instance = match catch_unwind(|| {
         wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::all(),
+            backends,
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         })
     }) {
@@ -124,7 +128,7 @@ pub fn open_devices() -> Vec<Result<Device, GpuError>> {
         Err(_) => return Vec::new(),
     };
     let mut adapters: Vec<(wgpu::AdapterInfo, wgpu::Adapter)> =
-        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        pollster::block_on(instance.enumerate_adapters(backends))
             .into_iter()
             .map(|a| (a.get_info(), a))
             .collect();

@@ -57,3 +57,17 @@ pub use pipeline::Pipeline;
 pub use pool::POOL_IDLE_CAP;
 pub use shader::{validate_wgsl, validate_wgsl_with, BindingInfo, BindingKind};
 pub use stats::DeviceStats;
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_and_errors_cross_threads() {
+        send_sync::<crate::Device>();
+        send_sync::<crate::GpuBuffer>();
+        send_sync::<crate::Pipeline>();
+        send_sync::<crate::GpuError>();
+        send_sync::<crate::DeviceInfo>();
+    }
+}

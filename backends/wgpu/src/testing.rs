@@ -47,7 +47,6 @@ pub fn devices_for_tests() -> Vec<Device> {
         );
     } else if devices.is_empty() {
         eprintln!("{SKIP_MESSAGE}");
-        println!("{SKIP_MESSAGE}");
     }
     devices
 }

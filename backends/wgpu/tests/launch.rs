@@ -558,3 +558,43 @@ fn buffers_outlive_their_device_handle() {
         drop(buf);
     }
 }
+
+#[test]
+fn losing_the_device_with_work_in_flight_fails_that_work_cleanly() {
+    for device in devices_for_tests() {
+        let increment = device.compile(shaders::FILL, "increment").unwrap();
+        let out = device.zeroed(4096 * 4).unwrap();
+        let p = FillParams { value: 1, n: 4096 };
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..200 {
+            let tx = tx.clone();
+            device
+                .launch(
+                    &increment,
+                    &[Binding::uniform(&p), Binding::Storage(&out)],
+                    p.workgroups(),
+                    move |r| {
+                        tx.send(r).unwrap();
+                    },
+                )
+                .unwrap();
+        }
+        drop(tx);
+        // Let the server get into the middle of the work before the loss.
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        device.destroy();
+        let results: Vec<Result<(), GpuError>> = rx.iter().collect();
+        assert_eq!(results.len(), 200, "every callback runs exactly once");
+        let lost = results
+            .iter()
+            .filter(|r| matches!(r, Err(GpuError::DeviceLost { .. })))
+            .count();
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        println!("{}: {ok} finished, {lost} lost", device.info().name);
+        assert_eq!(ok + lost, 200, "{results:?}");
+        assert!(matches!(
+            device.synchronize(),
+            Err(GpuError::DeviceLost { .. })
+        ));
+    }
+}
