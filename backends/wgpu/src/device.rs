@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::buffer::GpuBuffer;
 use crate::core::Core;
-use crate::error::GpuError;
+use crate::error::{GpuError, ShaderError};
 use crate::info::{DeviceInfo, DeviceType};
 use crate::pipeline::{Pipeline, PipelineInner};
 use crate::server::{self, Command, Launch, Resource};
@@ -449,7 +449,8 @@ impl Device {
     /// # Errors
     ///
     /// [`GpuError::Shader`] for invalid WGSL, a missing entry point or an unsupported binding
-    /// (textures, groups other than 0); [`GpuError::Wgpu`] if the driver rejects it;
+    /// (textures, groups other than 0); [`GpuError::MissingFeature`] for WGSL that is valid
+    /// but needs `f64`/`f16` this device lacks; [`GpuError::Wgpu`] if the driver rejects it;
     /// [`GpuError::DeviceLost`].
     pub fn compile(&self, source: &str, entry_point: &str) -> Result<Pipeline, GpuError> {
         let core = self.core();
@@ -461,7 +462,10 @@ impl Device {
                 return Ok(pipeline.clone());
             }
         }
-        let (module, module_info) = validate_wgsl_with(source, core.capabilities)?;
+        let (module, module_info) = match validate_wgsl_with(source, core.capabilities) {
+            Ok(valid) => valid,
+            Err(e) => return Err(self.explain_shader_error(source, e)),
+        };
         let reflection = reflect(&module, &module_info, entry_point)?;
         let (made, err) = core.scoped(|| {
             let module = core
@@ -505,6 +509,33 @@ impl Device {
             .entry(key)
             .or_insert_with(|| (Arc::from(source), pipeline.clone()));
         Ok(pipeline)
+    }
+
+    /// Turns a validation failure that only this device's missing features cause into
+    /// [`GpuError::MissingFeature`].
+    fn explain_shader_error(&self, source: &str, e: ShaderError) -> GpuError {
+        let info = self.info();
+        if !matches!(e, ShaderError::Validation { .. }) || (info.shader_f64 && info.shader_f16) {
+            return e.into();
+        }
+        use naga::valid::Capabilities as Caps;
+        let passes =
+            |extra: Caps| validate_wgsl_with(source, self.core().capabilities | extra).is_ok();
+        let missing = if passes(Caps::FLOAT64) && !info.shader_f64 {
+            "shader_f64"
+        } else if passes(Caps::SHADER_FLOAT16) && !info.shader_f16 {
+            "shader_f16"
+        } else if passes(Caps::FLOAT64 | Caps::SHADER_FLOAT16) {
+            "shader_f64 and shader_f16"
+        } else {
+            return e.into();
+        };
+        GpuError::MissingFeature {
+            device: info.index,
+            name: info.name.clone(),
+            missing: missing.to_owned(),
+            source: Box::new(e),
+        }
     }
 
     /// Enqueues one dispatch of `pipeline` with `workgroups` workgroups, and returns at once.

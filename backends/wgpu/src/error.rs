@@ -232,6 +232,22 @@ pub enum GpuError {
         /// `size_of::<T>()`.
         elem_size: usize,
     },
+    /// A shader uses a feature (`f64`, `f16`) this device was not opened with.
+    #[error(
+        "the shader needs {missing}, which device {device} (`{name}`) lacks; run it on a device \
+         whose DeviceInfo has {missing} set (or use f32)"
+    )]
+    MissingFeature {
+        /// Index of the device.
+        device: usize,
+        /// Adapter name.
+        name: String,
+        /// The missing features, e.g. `SHADER_F64`.
+        missing: String,
+        /// naga's complaint against this device's capabilities.
+        #[source]
+        source: Box<ShaderError>,
+    },
     /// A shader that naga rejected, or that the driver would not compile.
     #[error("shader rejected: {0}")]
     Shader(#[from] ShaderError),

@@ -347,9 +347,23 @@ impl Server {
         }
     }
 
-    /// Tells every waiter of the batch how it went, then lets its buffers go.
+    /// Lets the batch's resources go, then tells every waiter how it went.
     fn answer(&self, batch: Batch, failure: Option<Failure>) {
         let core = &*self.core;
+        // Release the batch's resources first, so whoever is woken below finds its buffers
+        // back in the pool.
+        let Batch {
+            done,
+            downloads,
+            fences,
+            buffers,
+            raw,
+            bind_groups,
+            encoded: _,
+        } = batch;
+        drop(bind_groups);
+        drop(raw);
+        drop(buffers);
         let lost = core.lost.get().is_some();
         let error = |what: &str| -> Option<GpuError> {
             match &failure {
@@ -362,7 +376,7 @@ impl Server {
                 }),
             }
         };
-        for (on_done, own) in batch.done {
+        for (on_done, own) in done {
             let result = match own.or_else(|| error("a launch")) {
                 Some(e) => Err(e),
                 None => Ok(()),
@@ -370,7 +384,7 @@ impl Server {
             // A panicking callback must not take the device down with it.
             let _ = catch_unwind(AssertUnwindSafe(move || on_done(result)));
         }
-        for d in batch.downloads {
+        for d in downloads {
             let result = match (d.error.or_else(|| error("a download")), d.staging) {
                 (Some(e), _) => Err(e),
                 (None, None) => Err(core.lost_error().unwrap_or_else(|| GpuError::Wgpu {
@@ -385,15 +399,12 @@ impl Server {
             let _ = d.reply.send(result);
         }
         let fence = if lost { core.lost_error() } else { None };
-        for reply in batch.fences {
+        for reply in fences {
             let _ = reply.send(match &fence {
                 Some(_) => Err(core.lost_error().expect("device is lost")),
                 None => Ok(()),
             });
         }
-        drop(batch.bind_groups);
-        drop(batch.raw);
-        drop(batch.buffers);
     }
 
     /// The map callback of a download normally ran inside the batch's poll; if not yet, keep
