@@ -127,11 +127,13 @@ pub fn open_devices() -> Vec<Result<Device, GpuError>> {
         Ok(instance) => instance,
         Err(_) => return Vec::new(),
     };
-    let mut adapters: Vec<(wgpu::AdapterInfo, wgpu::Adapter)> =
+    let Ok(found) = catch_unwind(AssertUnwindSafe(|| {
         pollster::block_on(instance.enumerate_adapters(backends))
-            .into_iter()
-            .map(|a| (a.get_info(), a))
-            .collect();
+    })) else {
+        return Vec::new();
+    };
+    let mut adapters: Vec<(wgpu::AdapterInfo, wgpu::Adapter)> =
+        found.into_iter().map(|a| (a.get_info(), a)).collect();
     adapters.sort_by(|(a, _), (b, _)| {
         (backend_rank(a.backend), &a.name).cmp(&(backend_rank(b.backend), &b.name))
     });
