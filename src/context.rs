@@ -366,18 +366,7 @@ impl Context {
             id: 0,
             name: name.as_str().to_owned(),
             function: fn_name,
-            input_types: inputs
-                .iter()
-                .map(|i: &Input| match i {
-                    Input::Task(t) => t
-                        .result
-                        .get()
-                        .and_then(|r| r.as_ref().ok())
-                        .map(|d| d.value.type_name())
-                        .unwrap_or("?"),
-                    Input::Data(d) => d.value.type_name(),
-                })
-                .collect(),
+            input_types: inputs.iter().map(input_type_name).collect(),
             host_closure: true,
         });
         let candidates = match candidates {
@@ -389,6 +378,19 @@ impl Context {
                 }))
             }
         };
+        let cost_key = match &candidates {
+            crate::sched::Candidates::Set(set) if set.len() > 1 => {
+                let sig: smallvec::SmallVec<[&'static str; 4]> =
+                    inputs.iter().map(input_type_name).collect();
+                Some(crate::sched::CostKey::new(fn_type, &sig))
+            }
+            _ => None,
+        };
+        let time_hint_ns = opts
+            .as_ref()
+            .and_then(|o| o.get_time_hint())
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         let task = Arc::new(TaskCore::new(
             name,
             occupancy,
@@ -398,6 +400,9 @@ impl Context {
                 opts,
                 candidates,
                 fn_name,
+                cost_key,
+                time_hint_ns,
+                placed_est_ns: None,
             },
         ));
         rt.submit(&task);
@@ -446,6 +451,19 @@ impl Context {
     /// Takes the events recorded so far, sorted by start time.
     pub fn fetch_logs(&self) -> Vec<LogEvent> {
         self.rt().log.drain()
+    }
+}
+
+/// The type of an input's value if known yet (a pending task's is not).
+fn input_type_name(i: &Input) -> &'static str {
+    match i {
+        Input::Task(t) => t
+            .result
+            .get()
+            .and_then(|r| r.as_ref().ok())
+            .map(|d| d.value.type_name())
+            .unwrap_or("pending"),
+        Input::Data(d) => d.value.type_name(),
     }
 }
 

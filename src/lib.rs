@@ -71,8 +71,8 @@ pub use processor::{
 };
 pub use scope::{IndexRange, Scope, ScopeError};
 pub use task::{
-    DTask, IntoArg, Moved, ScheduleError, Shared, TaskCall, TaskError, TaskFailure, TaskInfo,
-    TaskLabel, Val,
+    DTask, IntoArg, Moved, Plain, ScheduleError, Shared, TaskCall, TaskError, TaskFailure,
+    TaskInfo, TaskLabel, Val,
 };
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;

@@ -67,6 +67,7 @@ impl Logger {
     }
 
     /// Records from a thread without its own buffer.
+    #[allow(dead_code)]
     pub(crate) fn record(&self, e: LogEvent) {
         self.fallback.lock().push(e);
     }

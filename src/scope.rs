@@ -262,12 +262,6 @@ impl ProcSet {
         self.words[w] |= 1 << (i % 64);
     }
 
-    pub(crate) fn contains(&self, i: usize) -> bool {
-        self.words
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)
     }
@@ -288,14 +282,5 @@ impl ProcSet {
                 Some(wi * 64 + b)
             })
         })
-    }
-
-    /// Whether every member of `other` is in `self`.
-    pub(crate) fn is_superset(&self, other: &ProcSet) -> bool {
-        other
-            .words
-            .iter()
-            .enumerate()
-            .all(|(i, &w)| w & !self.words.get(i).copied().unwrap_or(0) == 0)
     }
 }

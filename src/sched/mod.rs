@@ -31,6 +31,10 @@ use crate::task::{
 };
 use crate::value::Value;
 
+mod cost;
+pub(crate) use cost::CostKey;
+use cost::CostModel;
+
 pub(crate) type Job = Arc<TaskCore>;
 
 /// Where a ready task may go.
@@ -178,11 +182,10 @@ pub(crate) struct Runtime {
     slots: Vec<Slot>,
     pub(crate) thread_slots: Vec<usize>,
     pub(crate) thread_set: ProcSet,
-    pub(crate) default_set: ProcSet,
-    pub(crate) any_set: ProcSet,
     /// Whether every default-enabled processor able to run closures is a thread.
     pub(crate) default_closure_all_threads: bool,
     pub(crate) log: Logger,
+    cost: CostModel,
     roles_tx: Sender<Role>,
     roles_rx: Receiver<Role>,
     idle_spares: AtomicUsize,
@@ -252,10 +255,9 @@ impl Runtime {
             slots,
             thread_slots,
             thread_set,
-            default_set,
-            any_set,
             default_closure_all_threads,
             log: Logger::default(),
+            cost: CostModel::default(),
             roles_tx,
             roles_rx,
             idle_spares: AtomicUsize::new(0),
@@ -273,11 +275,6 @@ impl Runtime {
 
     pub(crate) fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
-    }
-
-    /// Whether the calling thread is a worker of this runtime.
-    pub(crate) fn is_own_worker(self: &Arc<Self>) -> bool {
-        local().is_some_and(|l| Arc::ptr_eq(&l.rt, self))
     }
 
     // ----- submission -------------------------------------------------------------------
@@ -323,7 +320,25 @@ impl Runtime {
         }
         let (slot, shared) = match &w.candidates {
             Candidates::AllThreads => (self.pick_thread_slot(), true),
-            Candidates::Set(set) => (self.pick_by_cost(set), false),
+            Candidates::Set(set) if set.len() == 1 => {
+                (set.iter().next().expect("one candidate"), false)
+            }
+            Candidates::Set(set) => {
+                let (slot, est) = self.pick_by_cost(set, w.cost_key, w.time_hint_ns);
+                drop(guard);
+                self.slots[slot].queued_ns.fetch_add(est, Ordering::Relaxed);
+                if let Some(w) = task.work.lock().as_mut() {
+                    w.placed_est_ns = Some(est);
+                }
+                if !task.mark_queued() {
+                    self.slots[slot].queued_ns.fetch_sub(est, Ordering::Relaxed);
+                    return Prep::Skip;
+                }
+                return Prep::Enqueue {
+                    slot,
+                    shared: false,
+                };
+            }
         };
         drop(guard);
         if !task.mark_queued() {
@@ -350,17 +365,33 @@ impl Runtime {
         self.thread_slots[c % n]
     }
 
-    /// Earliest estimated finish among `set`: queued estimated work plus queue length.
-    fn pick_by_cost(&self, set: &ProcSet) -> usize {
-        let mut best = usize::MAX;
-        let mut best_cost = u64::MAX;
+    /// The class a processor's run times are learned under: all threads share one.
+    fn cost_class(&self, slot: usize) -> u32 {
+        if self.procs[slot].exec == Exec::Thread {
+            0
+        } else {
+            1 + slot as u32
+        }
+    }
+
+    /// Earliest estimated finish among `set`: the time the processor becomes free (work
+    /// placed on it by cost, plus its queue) plus the task's estimated run time there.
+    /// Returns the processor and the run-time estimate.
+    fn pick_by_cost(&self, set: &ProcSet, key: Option<CostKey>, hint_ns: u64) -> (usize, u64) {
+        let mut best = (usize::MAX, 0);
+        let mut best_finish = u64::MAX;
         for i in set.iter() {
             let s = &self.slots[i];
-            let busy = s.used.load(Ordering::Relaxed) as u64 * 1_000 / FULL_OCCUPANCY as u64;
-            let cost = s.queued_ns.load(Ordering::Relaxed) + (s.queue_len() as u64) * 1_000 + busy;
-            if cost < best_cost {
-                best_cost = cost;
-                best = i;
+            let run = key
+                .and_then(|k| self.cost.estimate(k, self.cost_class(i)))
+                .unwrap_or(hint_ns);
+            let busy = u64::from(s.used.load(Ordering::Relaxed) > 0);
+            let free_at = s.queued_ns.load(Ordering::Relaxed)
+                + (s.queue_len() as u64 + busy) * run.max(1_000);
+            let finish = free_at + run;
+            if finish < best_finish {
+                best_finish = finish;
+                best = (i, run);
             }
         }
         best
@@ -690,6 +721,8 @@ impl Runtime {
             Vec::new()
         };
         let fn_name = work.fn_name;
+        let cost = work.cost_key.zip(work.placed_est_ns);
+        let timer = cost.map(|_| Instant::now());
         drop(work.inputs);
         let result = match move_err {
             Some(e) => Err(e),
@@ -726,6 +759,11 @@ impl Runtime {
                 self.to_result(job, s, out)
             }
         };
+        if let (Some((key, est)), Some(t0)) = (cost, timer) {
+            self.cost
+                .record(key, self.cost_class(s), t0.elapsed().as_nanos() as u64);
+            self.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+        }
         if logging {
             let end = self.now_ns();
             l.log.lock().push(LogEvent {

@@ -38,8 +38,9 @@ impl Deps {
 
 /// An argument of a task: a plain value, or a handle whose value the task waits for.
 ///
-/// Implemented for the common plain types (numbers, `bool`, `char`, `String`, `Vec<T>`,
-/// `Option<T>`, `Arc<T>`, `Box<T>`, `()`), for any type wrapped in [`Val`], and for
+/// Implemented for every [`Plain`] type (numbers, `bool`, `char`, `String`, `Vec<T>`,
+/// `Option<T>`, `Arc<T>`, `Box<T>`, `()`, and your own), for any type wrapped in [`Val`],
+/// and for
 /// `&DTask<U>`, `DTask<U>`, `&Chunk<U>`, `&Thunk<U>`, `Thunk<U>`, `&[DTask<U>]`, and the
 /// adapters [`Shared`] and [`Moved`].
 pub trait IntoArg: Sized {
@@ -89,17 +90,33 @@ impl<T: Send + 'static> IntoArg for Val<T> {
     }
 }
 
-macro_rules! plain_arg {
-    ($($t:ty),* $(,)?) => {$(
-        impl IntoArg for $t {
-            type Out = $t;
-            type Getter = Immediate<$t>;
-            fn register(self, _: &mut Deps) -> Immediate<$t> { Immediate(self) }
-        }
-    )*};
+/// A type passed to tasks by value, as is: implement it for your own types to pass them
+/// without wrapping them in [`Val`].
+///
+/// ```
+/// use dagger::prelude::*;
+/// struct Settings { scale: f64 }
+/// impl dagger::Plain for Settings {}
+/// let ctx = Context::builder().threads(1).build()?;
+/// let t = ctx.spawn(|s: Settings, x: f64| s.scale * x, (Settings { scale: 2.0 }, 21.0));
+/// assert_eq!(t.fetch()?, 42.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Plain: Send + 'static {}
+
+impl<T: Plain> IntoArg for T {
+    type Out = T;
+    type Getter = Immediate<T>;
+    fn register(self, _: &mut Deps) -> Immediate<T> {
+        Immediate(self)
+    }
 }
 
-plain_arg!(
+macro_rules! plain {
+    ($($t:ty),* $(,)?) => {$( impl Plain for $t {} )*};
+}
+
+plain!(
     (),
     bool,
     char,
@@ -120,34 +137,17 @@ plain_arg!(
     String,
     &'static str,
     std::time::Duration,
+    std::path::PathBuf,
 );
 
-macro_rules! generic_plain_arg {
-    ($($t:ident),*) => {$(
-        impl<T: Send + 'static> IntoArg for $t<T> {
-            type Out = $t<T>;
-            type Getter = Immediate<$t<T>>;
-            fn register(self, _: &mut Deps) -> Immediate<$t<T>> { Immediate(self) }
-        }
-    )*};
-}
-
-generic_plain_arg!(Vec, Option, Box);
-
-impl<T: Send + Sync + 'static> IntoArg for Arc<T> {
-    type Out = Arc<T>;
-    type Getter = Immediate<Arc<T>>;
-    fn register(self, _: &mut Deps) -> Immediate<Arc<T>> {
-        Immediate(self)
-    }
-}
-
-impl<T: Send + 'static, const N: usize> IntoArg for [T; N] {
-    type Out = [T; N];
-    type Getter = Immediate<[T; N]>;
-    fn register(self, _: &mut Deps) -> Immediate<[T; N]> {
-        Immediate(self)
-    }
+impl<T: Send + 'static> Plain for Vec<T> {}
+impl<T: Send + 'static> Plain for Option<T> {}
+impl<T: Send + 'static + ?Sized> Plain for Box<T> {}
+impl<T: Send + Sync + 'static + ?Sized> Plain for Arc<T> {}
+impl<T: Send + 'static, const N: usize> Plain for [T; N] {}
+impl<K: Send + 'static, V: Send + 'static, S: Send + 'static> Plain
+    for std::collections::HashMap<K, V, S>
+{
 }
 
 /// Clones a dependency's value out of its shared result.

@@ -3,7 +3,7 @@
 pub(crate) mod args;
 mod error;
 
-pub use args::{IntoArg, Moved, Shared, Val};
+pub use args::{IntoArg, Moved, Plain, Shared, Val};
 pub(crate) use error::panic_message;
 pub use error::{ScheduleError, TaskError, TaskFailure, TaskLabel};
 
@@ -90,6 +90,12 @@ pub(crate) struct Work {
     pub(crate) opts: Option<Arc<Options>>,
     pub(crate) candidates: Candidates,
     pub(crate) fn_name: &'static str,
+    /// What run time is learned under, for tasks placed by cost.
+    pub(crate) cost_key: Option<crate::sched::CostKey>,
+    /// The time hint, in ns (0 when none).
+    pub(crate) time_hint_ns: u64,
+    /// The run time estimated when the task was placed.
+    pub(crate) placed_est_ns: Option<u64>,
 }
 
 /// A resolved dependency of a task.

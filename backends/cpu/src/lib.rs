@@ -16,7 +16,13 @@
 /// ```
 #[track_caller]
 pub fn saxpy(a: f32, x: &[f32], y: &mut [f32]) {
-    assert_eq!(x.len(), y.len(), "saxpy: x has {} elements but y has {}", x.len(), y.len());
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "saxpy: x has {} elements but y has {}",
+        x.len(),
+        y.len()
+    );
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
     }

@@ -1,0 +1,67 @@
+//! Learned run times for placement by earliest estimated finish.
+//!
+//! Run times are kept per (function, argument signature, processor class), as an
+//! exponentially weighted average. All CPU threads form one class (they are identical);
+//! every other processor is its own class. An unmeasured pairing is estimated from the
+//! task's time hint, or as zero, so every candidate gets tried and measured early (the
+//! model is optimistic about what it has not seen).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use parking_lot::RwLock;
+
+/// Identifies what a task computes, for learning its run time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CostKey(pub(crate) u64);
+
+impl CostKey {
+    pub(crate) fn new(function: std::any::TypeId, signature: &[&'static str]) -> Self {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        function.hash(&mut h);
+        signature.hash(&mut h);
+        CostKey(h.finish())
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct CostModel {
+    runs: RwLock<HashMap<(CostKey, u32), Ewma>>,
+}
+
+#[derive(Clone, Copy)]
+struct Ewma {
+    mean_ns: f64,
+    samples: u64,
+}
+
+impl CostModel {
+    /// Estimated run time in ns, if measured.
+    pub(crate) fn estimate(&self, key: CostKey, class: u32) -> Option<u64> {
+        self.runs
+            .read()
+            .get(&(key, class))
+            .map(|e| e.mean_ns as u64)
+    }
+
+    pub(crate) fn record(&self, key: CostKey, class: u32, ns: u64) {
+        let mut m = self.runs.write();
+        let e = m.entry((key, class)).or_insert(Ewma {
+            mean_ns: ns as f64,
+            samples: 0,
+        });
+        e.samples += 1;
+        let w = if e.samples < 4 { 0.5 } else { 0.2 };
+        e.mean_ns = e.mean_ns * (1.0 - w) + ns as f64 * w;
+    }
+
+    /// How many samples a pairing has.
+    #[cfg(test)]
+    pub(crate) fn samples(&self, key: CostKey, class: u32) -> u64 {
+        self.runs
+            .read()
+            .get(&(key, class))
+            .map(|e| e.samples)
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,144 @@
+//! Options: with_options, nesting, get_options, defaults, occupancy.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use dagger::prelude::*;
+use dagger::ProcessorKind;
+
+fn ctx(threads: usize) -> Context {
+    Context::builder().threads(threads).build().unwrap()
+}
+
+#[test]
+fn with_options_reaches_tasks_spawned_inside_tasks() {
+    let ctx = ctx(3);
+    ctx.enable_logging();
+    let threads = ctx.processors_of_kind(ProcessorKind::Thread);
+    let c = ctx.clone();
+    let outer = with_options(Options::new().scope(Scope::thread(1)).name("outer"), || {
+        ctx.spawn(
+            move || {
+                let inner = c.spawn(|| dagger::get_options().get_name().map(str::to_owned), ());
+                (inner.id(), inner.fetch().unwrap())
+            },
+            (),
+        )
+    });
+    let (inner_id, inner_name) = outer.fetch().unwrap();
+    assert_eq!(inner_name.as_deref(), Some("outer"));
+    let logs = ctx.fetch_logs();
+    let inner = logs.iter().find(|e| e.task == inner_id).unwrap();
+    assert_eq!(inner.processor, threads[1], "inherited scope");
+    assert_eq!(&*inner.name, "outer");
+}
+
+#[test]
+fn nested_with_options_merge_inner_wins() {
+    let got = with_options(Options::new().name("a").occupancy(0.5), || {
+        with_options(Options::new().name("b"), dagger::get_options)
+    });
+    assert_eq!(got.get_name(), Some("b"));
+    assert_eq!(got.get_occupancy(), Some(0.5));
+    assert_eq!(dagger::get_options(), Options::new(), "restored outside");
+}
+
+#[test]
+fn call_options_override_block_options_which_override_defaults() {
+    fn work(x: u32) -> u32 {
+        x
+    }
+    dagger::set_default_options(
+        &work,
+        Options::new()
+            .name("default-name")
+            .time_hint(Duration::from_millis(1)),
+    );
+    let ctx = ctx(1);
+    assert_eq!(ctx.spawn(work, (1,)).name(), "default-name");
+    let t = with_options(Options::new().name("block"), || ctx.spawn(work, (1,)));
+    assert_eq!(t.name(), "block");
+    let t = with_options(Options::new().name("block"), || {
+        ctx.spawn_with(Options::new().name("call"), work, (1,))
+    });
+    assert_eq!(t.name(), "call");
+    let hint = ctx.spawn(|| dagger::get_options().get_time_hint(), ());
+    assert_eq!(
+        hint.fetch().unwrap(),
+        None,
+        "defaults apply to their function only"
+    );
+    let hint = ctx.spawn(work, (5,));
+    assert_eq!(hint.fetch().unwrap(), 5);
+    dagger::clear_default_options(&work);
+    assert_eq!(ctx.spawn(work, (1,)).name(), "work");
+}
+
+#[test]
+fn half_occupancy_tasks_share_one_thread() {
+    let ctx = ctx(1);
+    // Both tasks must run at once to pass the barrier.
+    let b = Arc::new(Barrier::new(2));
+    let opts = Options::new().occupancy(0.5);
+    let ts: Vec<_> = (0..2)
+        .map(|i| {
+            let b = b.clone();
+            ctx.spawn_with(
+                opts.clone(),
+                move || {
+                    b.wait();
+                    i
+                },
+                (),
+            )
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let s: i32 = ts.iter().map(|t| t.fetch().unwrap()).sum();
+        tx.send(s).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
+}
+
+#[test]
+fn full_occupancy_tasks_do_not_overlap_on_one_thread() {
+    let ctx = ctx(1);
+    ctx.enable_logging();
+    let ts: Vec<_> = (0..4)
+        .map(|_| ctx.spawn(|| std::thread::sleep(Duration::from_millis(5)), ()))
+        .collect();
+    for t in &ts {
+        t.wait();
+    }
+    let mut ev = ctx.fetch_logs();
+    ev.sort_by_key(|e| e.start_ns);
+    assert_eq!(ev.len(), 4);
+    for w in ev.windows(2) {
+        assert!(w[1].start_ns >= w[0].end_ns, "overlap on one thread");
+    }
+}
+
+#[test]
+fn quarter_occupancy_runs_four_at_once() {
+    let ctx = ctx(1);
+    let b = Arc::new(Barrier::new(4));
+    let ts: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            ctx.spawn_with(
+                Options::new().occupancy(0.25),
+                move || {
+                    b.wait();
+                },
+                (),
+            )
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        ts.iter().for_each(|t| t.fetch().unwrap());
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+}
