@@ -23,12 +23,13 @@ use crate::processor::{ProcessorId, ProcessorKind};
 /// assert!(err.to_string().contains("no processor"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Scope {
     /// Every processor, including those not enabled by default (Dagger's `AnyScope`).
     Any,
     /// The processors enabled by default (Dagger's `DefaultScope`).
+    #[default]
     Default,
     /// Any processor of one process (Dagger's `ProcessScope`).
     Process(u32),
@@ -201,12 +202,6 @@ impl Scope {
             Scope::Union(v) => v.iter().any(|s| s.contains(p)),
             Scope::Intersection(v) => v.iter().all(|s| s.contains(p)),
         }
-    }
-}
-
-impl Default for Scope {
-    fn default() -> Self {
-        Scope::Default
     }
 }
 

@@ -198,7 +198,7 @@ fn failure_propagates_down_a_chain_with_the_root_cause() {
     for t in [&a, &b, &c] {
         let e = t.fetch().unwrap_err();
         assert_eq!(&*e.root_cause().task().name, "a");
-        assert!(e.to_string().contains(&*t.name()), "{e}");
+        assert!(e.to_string().contains(t.name()), "{e}");
     }
     let ce = c.fetch().unwrap_err();
     match &ce {

@@ -55,13 +55,26 @@ impl CostModel {
         e.mean_ns = e.mean_ns * (1.0 - w) + ns as f64 * w;
     }
 
-    /// How many samples a pairing has.
-    #[cfg(test)]
-    pub(crate) fn samples(&self, key: CostKey, class: u32) -> u64 {
-        self.runs
-            .read()
-            .get(&(key, class))
-            .map(|e| e.samples)
-            .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_follow_recent_samples() {
+        let m = CostModel::default();
+        let k = CostKey::new(std::any::TypeId::of::<u8>(), &["a"]);
+        assert_eq!(m.estimate(k, 0), None);
+        m.record(k, 0, 1_000);
+        assert_eq!(m.estimate(k, 0), Some(1_000));
+        for _ in 0..50 {
+            m.record(k, 0, 5_000);
+        }
+        let e = m.estimate(k, 0).unwrap();
+        assert!((4_900..=5_000).contains(&e), "{e}");
+        assert_eq!(m.estimate(k, 1), None, "classes are separate");
+        let k2 = CostKey::new(std::any::TypeId::of::<u8>(), &["b"]);
+        assert_ne!(k, k2, "signatures are part of the key");
     }
 }

@@ -157,7 +157,7 @@ pub struct Cloned<U> {
     _t: PhantomData<fn() -> U>,
 }
 
-fn downcast<'a, U: 'static>(v: &'a Value, arg: usize) -> Result<&'a U, TaskFailure> {
+fn downcast<U: 'static>(v: &Value, arg: usize) -> Result<&U, TaskFailure> {
     v.downcast_ref::<U>().ok_or(TaskFailure::ArgumentType {
         index: arg,
         expected: std::any::type_name::<U>(),

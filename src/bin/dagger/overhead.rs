@@ -26,12 +26,15 @@ pub(crate) struct Args {
     json: bool,
 }
 
+/// Runs one graph shape; returns the number of tasks and the seconds taken.
+type Shape = fn(&Context, &Args) -> Result<(usize, f64), TaskError>;
+
 pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = super::build_context(args.threads)?;
     if args.logging {
         ctx.enable_logging();
     }
-    let shapes: [(&str, fn(&Context, &Args) -> Result<(usize, f64), TaskError>); 3] = [
+    let shapes: [(&str, Shape); 3] = [
         ("independent", independent),
         ("chain", chain),
         ("tree", tree),
