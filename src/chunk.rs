@@ -30,9 +30,19 @@ pub(crate) fn host_value<T: Send + Sync + 'static>(
     d: &Data,
     task: &TaskLabel,
 ) -> Result<Arc<T>, TaskError> {
-    let found = d.value.type_name();
-    d.value
-        .clone()
+    #[cfg(feature = "wgpu")]
+    let value = crate::gpu::to_host(d)
+        .map_err(|e| TaskError::Move {
+            task: task.clone(),
+            processor: "host".into(),
+            index: 0,
+            error: Arc::new(e),
+        })?
+        .0;
+    #[cfg(not(feature = "wgpu"))]
+    let value = d.value.clone();
+    let found = value.type_name();
+    value
         .downcast_arc::<T>()
         .map_err(|_| TaskError::ArgumentType {
             task: task.clone(),

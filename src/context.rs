@@ -9,7 +9,14 @@ use crate::options::{current_options, function_defaults, Options};
 use crate::processor::{
     MemorySpace, OsProc, Processor, ProcessorId, ProcessorInfo, ProcessorKind, ThreadProc,
 };
-use crate::sched::{resolve_candidates, Exec, ProcEntry, Runtime};
+use crate::sched::{resolve_candidates, Exec, ProcEntry, Runtime, TaskKind};
+
+/// The GPU implementation of a kernel task.
+#[cfg(feature = "wgpu")]
+pub(crate) type GpuPart = Arc<dyn crate::gpu::GpuLaunch>;
+/// Without the `wgpu` feature no task has a GPU implementation.
+#[cfg(not(feature = "wgpu"))]
+pub(crate) type GpuPart = std::convert::Infallible;
 use crate::scope::Scope;
 use crate::task::args::{Dep, Deps, TaskArgs, TaskFn};
 use crate::task::{
@@ -73,12 +80,29 @@ impl std::fmt::Debug for Context {
 pub struct ContextBuilder {
     threads: Option<usize>,
     custom: Vec<Arc<dyn Processor>>,
+    gpus: bool,
+    software_gpus: Option<bool>,
 }
 
 impl ContextBuilder {
     /// The number of CPU worker threads (default: one per core).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
+        self
+    }
+
+    /// Whether to look for GPUs through wgpu (default: yes, when built with the `wgpu`
+    /// feature).
+    pub fn gpus(mut self, on: bool) -> Self {
+        self.gpus = on;
+        self
+    }
+
+    /// Whether software GPUs (device type CPU, such as Mesa's lavapipe) are in the default
+    /// scope. They compete with the CPU threads for the same cores, so by default they are
+    /// not, unless `DAGGER_SOFTWARE_GPU=1` is set; an explicit GPU scope uses them either way.
+    pub fn software_gpus(mut self, on: bool) -> Self {
+        self.software_gpus = Some(on);
         self
     }
 
@@ -120,6 +144,38 @@ impl ContextBuilder {
             e.thread = Some(t);
             procs.push(e);
         }
+        #[cfg(feature = "wgpu")]
+        if self.gpus {
+            let software = self.software_gpus.unwrap_or_else(|| {
+                std::env::var("DAGGER_SOFTWARE_GPU").is_ok_and(|v| v.trim() == "1")
+            });
+            for (i, state) in crate::gpu::devices().devices.iter().enumerate() {
+                let d = state.device.info();
+                let info = crate::processor::GpuInfo {
+                    index: i,
+                    name: d.name.clone(),
+                    backend: d.backend.clone(),
+                    device_type: format!("{:?}", d.device_type).to_ascii_lowercase(),
+                    is_software: d.is_software,
+                    shader_f64: d.shader_f64,
+                    shader_f16: d.shader_f16,
+                    max_storage_binding_size: d.max_storage_binding_size,
+                    max_buffer_size: d.max_buffer_size,
+                };
+                let p = crate::processor::WgpuProc {
+                    default_enabled: !d.is_software || software,
+                    info: info.clone(),
+                };
+                let id = ProcessorId::new(process, procs.len() as u32);
+                let mut e = entry(id, Arc::new(p), Exec::Gpu, Some(os_id));
+                e.gpu = Some(i);
+                e.gpu_info = Some(info);
+                e.backend = Some(d.backend.clone());
+                procs.push(e);
+            }
+        }
+        #[cfg(not(feature = "wgpu"))]
+        let _ = (self.gpus, self.software_gpus);
         for p in self.custom {
             let id = ProcessorId::new(process, procs.len() as u32);
             procs.push(entry(id, p, Exec::Custom, Some(os_id)));
@@ -150,6 +206,8 @@ fn entry(
         parent,
         thread: None,
         gpu: None,
+        #[cfg(feature = "wgpu")]
+        gpu_info: None,
         backend: None,
     }
 }
@@ -165,6 +223,8 @@ impl Context {
         ContextBuilder {
             threads: None,
             custom: Vec::new(),
+            gpus: true,
+            software_gpus: None,
         }
     }
 
@@ -192,8 +252,18 @@ impl Context {
                     .collect(),
                 memory_space: p.space,
                 default_enabled: p.default_enabled,
+                #[cfg(feature = "wgpu")]
+                gpu: p.gpu_info.clone(),
             })
             .collect()
+    }
+
+    /// The GPU adapters that were found but could not be opened, with the reason.
+    pub fn gpu_errors(&self) -> Vec<String> {
+        #[cfg(feature = "wgpu")]
+        return crate::gpu::devices().errors.clone();
+        #[cfg(not(feature = "wgpu"))]
+        Vec::new()
     }
 
     /// The identifiers of the processors of one kind.
@@ -342,6 +412,20 @@ impl Context {
         deps: Deps,
         body: Body,
     ) -> Arc<TaskCore> {
+        self.submit_kernel(fn_name, fn_type, call_opts, deps, Some(body), None)
+    }
+
+    /// [`submit`](Self::submit) for a task that may have a GPU implementation; `body` is
+    /// then its CPU implementation, `None` when it has none.
+    pub(crate) fn submit_kernel(
+        &self,
+        fn_name: &'static str,
+        fn_type: TypeId,
+        call_opts: Options,
+        deps: Deps,
+        body: Option<Body>,
+        gpu: Option<GpuPart>,
+    ) -> Arc<TaskCore> {
         let rt = self.rt();
         let opts = effective_options(fn_type, call_opts);
         let name = match opts.as_ref().and_then(|o| o.get_name()) {
@@ -362,12 +446,28 @@ impl Context {
             });
         }
         let scope = opts.as_ref().and_then(|o| o.get_scope());
-        let candidates = resolve_candidates(rt, scope, || TaskInfo {
+        let host = body.is_some();
+        let kind = TaskKind {
+            host,
+            #[cfg(feature = "wgpu")]
+            gpu: gpu.as_ref().map(|g| &**g),
+            #[cfg(not(feature = "wgpu"))]
+            _p: std::marker::PhantomData,
+        };
+        #[cfg(not(feature = "wgpu"))]
+        let _ = &gpu;
+        let kernel_name = if gpu.is_some() {
+            Some(name.as_str().to_owned())
+        } else {
+            None
+        };
+        let candidates = resolve_candidates(rt, scope, &kind, || TaskInfo {
             id: 0,
             name: name.as_str().to_owned(),
             function: fn_name,
             input_types: inputs.iter().map(input_type_name).collect(),
-            host_closure: true,
+            host_closure: host,
+            kernel: kernel_name.clone(),
         });
         let candidates = match candidates {
             Ok(c) => c,
@@ -391,6 +491,9 @@ impl Context {
             .and_then(|o| o.get_time_hint())
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+        let body = body.unwrap_or_else(|| {
+            Box::new(|_: &[Value]| Err(TaskFailure::msg("this kernel has no CPU implementation")))
+        });
         let task = Arc::new(TaskCore::new(
             name,
             occupancy,
@@ -403,10 +506,77 @@ impl Context {
                 cost_key,
                 time_hint_ns,
                 placed_est_ns: None,
+                #[cfg(feature = "wgpu")]
+                gpu,
             },
         ));
         rt.submit(&task);
         task
+    }
+
+    /// Spawns a kernel task: `kernel` with `params` over the array `inputs`, on a GPU or —
+    /// when the kernel has a CPU implementation — a CPU thread, whichever the scope allows
+    /// and the cost model prefers. The result stays on the device it was computed on until
+    /// something else needs it.
+    #[cfg(feature = "wgpu")]
+    pub fn spawn_kernel<P, T>(
+        &self,
+        kernel: &crate::gpu::WgslKernel<P, T>,
+        params: P,
+        inputs: impl IntoIterator<Item = crate::gpu::KernelArg<T>>,
+    ) -> DTask<Vec<T>>
+    where
+        P: bytemuck::Pod + Send + Sync,
+        T: crate::gpu::GpuScalar,
+    {
+        self.spawn_kernel_with(Options::new(), kernel, params, inputs)
+    }
+
+    /// [`spawn_kernel`](Self::spawn_kernel) with options for this call.
+    #[cfg(feature = "wgpu")]
+    pub fn spawn_kernel_with<P, T>(
+        &self,
+        opts: Options,
+        kernel: &crate::gpu::WgslKernel<P, T>,
+        params: P,
+        inputs: impl IntoIterator<Item = crate::gpu::KernelArg<T>>,
+    ) -> DTask<Vec<T>>
+    where
+        P: bytemuck::Pod + Send + Sync,
+        T: crate::gpu::GpuScalar,
+    {
+        let mut deps = Deps::default();
+        for a in inputs {
+            deps.list.push(a.dep);
+        }
+        let opts = if opts.get_name().is_none() {
+            opts.name(kernel.name())
+        } else {
+            opts
+        };
+        if deps.list.len() != kernel.num_inputs() {
+            let (n, k) = (deps.list.len(), kernel.num_inputs());
+            let kname = kernel.name().to_owned();
+            return DTask::from_core(Arc::new(TaskCore::failed(
+                TaskName::Shared(kname.clone().into()),
+                |task| TaskError::Failed {
+                    task,
+                    processor: "none".into(),
+                    cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
+                        "kernel `{kname}` takes {k} input arrays but was given {n}"
+                    ))),
+                },
+            )));
+        }
+        let (body, gpu) = kernel.parts(params);
+        DTask::from_core(self.submit_kernel(
+            std::any::type_name::<crate::gpu::WgslKernel<P, T>>(),
+            TypeId::of::<crate::gpu::WgslKernel<P, T>>(),
+            opts,
+            deps,
+            body,
+            Some(gpu),
+        ))
     }
 
     // ----- data --------------------------------------------------------------------------------

@@ -52,6 +52,8 @@
 
 mod chunk;
 mod context;
+#[cfg(feature = "wgpu")]
+mod gpu;
 mod log;
 mod options;
 pub mod processor;
@@ -76,6 +78,11 @@ pub use task::{
 };
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
+
+#[cfg(feature = "wgpu")]
+pub use gpu::{Access, DType, GpuScalar, KernelArg, KernelError, WgslKernel, WgslKernelBuilder};
+#[cfg(feature = "wgpu")]
+pub use processor::{GpuInfo, WgpuProc};
 
 /// The names most programs need: `use dagger::prelude::*;`.
 pub mod prelude {

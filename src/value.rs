@@ -62,6 +62,16 @@ impl Value {
             .map_err(|inner| Value { inner, type_name })
     }
 
+    /// An address identifying the shared value (equal for clones of one `Value`).
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.inner) as *const () as usize
+    }
+
+    /// A weak reference, to tell whether the value is still alive.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<dyn Any + Send + Sync> {
+        Arc::downgrade(&self.inner)
+    }
+
     /// The `TypeId` of the wrapped value.
     pub fn type_id_of_value(&self) -> std::any::TypeId {
         (*self.inner).type_id()

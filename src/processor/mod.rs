@@ -10,9 +10,13 @@
 
 mod os;
 mod thread;
+#[cfg(feature = "wgpu")]
+mod wgpu;
 
 pub use os::OsProc;
 pub use thread::ThreadProc;
+#[cfg(feature = "wgpu")]
+pub use wgpu::{GpuInfo, WgpuProc};
 
 use std::fmt;
 
@@ -262,4 +266,7 @@ pub struct ProcessorInfo {
     pub memory_space: MemorySpace,
     /// Whether the default scope includes it.
     pub default_enabled: bool,
+    /// The device, for a GPU processor.
+    #[cfg(feature = "wgpu")]
+    pub gpu: Option<GpuInfo>,
 }

@@ -54,7 +54,6 @@ impl CostModel {
         let w = if e.samples < 4 { 0.5 } else { 0.2 };
         e.mean_ns = e.mean_ns * (1.0 - w) + ns as f64 * w;
     }
-
 }
 
 #[cfg(test)]

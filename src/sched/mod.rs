@@ -55,6 +55,9 @@ pub(crate) enum Exec {
     Thread,
     /// A user processor, driven through the `Processor` trait on its own thread.
     Custom,
+    /// A GPU: kernels are launched from its thread and complete asynchronously.
+    #[cfg(feature = "wgpu")]
+    Gpu,
 }
 
 /// A processor as the runtime keeps it.
@@ -69,6 +72,8 @@ pub(crate) struct ProcEntry {
     pub(crate) parent: Option<ProcessorId>,
     pub(crate) thread: Option<usize>,
     pub(crate) gpu: Option<usize>,
+    #[cfg(feature = "wgpu")]
+    pub(crate) gpu_info: Option<crate::processor::GpuInfo>,
     pub(crate) backend: Option<String>,
     pub(crate) capacity: u32,
 }
@@ -671,6 +676,11 @@ impl Runtime {
         }
         let occ = self.occupancy_units(&job, s);
         slot.reserve_blocking(occ);
+        #[cfg(feature = "wgpu")]
+        if self.procs[s].exec == Exec::Gpu {
+            self.run_gpu_job(job, s, occ);
+            return;
+        }
         if occ >= FULL_OCCUPANCY || slot.capacity <= occ {
             self.run_job(&job, s, l, occ);
             slot.active.fetch_sub(1, Ordering::AcqRel);
@@ -693,6 +703,14 @@ impl Runtime {
         for (k, i) in work.inputs.iter().enumerate() {
             let d = i.data().expect("inputs of a ready task succeeded");
             if entry.exec == Exec::Custom {
+                #[cfg(feature = "wgpu")]
+                let d = match crate::gpu::to_host(&d) {
+                    Ok((value, _)) => Data {
+                        value,
+                        space: MemorySpace::LOCAL_HOST,
+                    },
+                    Err(_) => d,
+                };
                 match entry.proc.move_in(d.space, d.value) {
                     Ok(v) => inputs.push(v),
                     Err(e) => {
@@ -706,6 +724,25 @@ impl Runtime {
                     }
                 }
             } else {
+                #[cfg(feature = "wgpu")]
+                match crate::gpu::to_host(&d) {
+                    Ok((v, bytes)) => {
+                        if bytes > 0 && logging {
+                            self.log_move(job, s, bytes, d.space);
+                        }
+                        inputs.push(v);
+                    }
+                    Err(e) => {
+                        move_err = Some(TaskError::Move {
+                            task: job.label(),
+                            processor: self.proc_label(s),
+                            index: k,
+                            error: Arc::new(e),
+                        });
+                        break;
+                    }
+                }
+                #[cfg(not(feature = "wgpu"))]
                 inputs.push(d.value);
             }
         }
@@ -747,6 +784,7 @@ impl Runtime {
                                 function: fn_name,
                                 input_types: inputs.iter().map(|v| v.type_name()).collect(),
                                 host_closure: true,
+                                kernel: None,
                             },
                             inputs: inputs.to_vec(),
                             body,
@@ -779,6 +817,157 @@ impl Runtime {
             });
         }
         self.complete(job, result);
+    }
+
+    /// Records a data move into slot `s`'s memory space for `job`.
+    fn log_move(&self, job: &Job, s: usize, bytes: u64, _from: MemorySpace) {
+        let now = self.now_ns();
+        self.log.record(LogEvent {
+            kind: EventKind::Move,
+            task: job.id,
+            name: job.name.as_str().into(),
+            processor: self.procs[s].id,
+            start_ns: now,
+            end_ns: now,
+            bytes_moved: bytes,
+            inputs: Vec::new(),
+            ok: true,
+        });
+    }
+
+    /// Moves a kernel task's inputs to the GPU of slot `s` and launches it; the device's
+    /// completion callback completes the task and gives the slot's capacity back.
+    #[cfg(feature = "wgpu")]
+    fn run_gpu_job(self: &Arc<Self>, job: Job, s: usize, occ: u32) {
+        let finish = |rt: &Arc<Self>, job: &Job, result: Result<Data, TaskError>| {
+            rt.complete(job, result);
+            rt.slots[s].active.fetch_sub(1, Ordering::AcqRel);
+            rt.slots[s].release(occ);
+            rt.wake_for(s, false);
+        };
+        let Some(work) = job.work.lock().take() else {
+            finish(self, &job, Err(TaskError::Cancelled { task: job.label() }));
+            return;
+        };
+        let entry = &self.procs[s];
+        let dev = entry.gpu.expect("a GPU slot has a device");
+        let Some(launch) = work.gpu.clone() else {
+            let err = TaskError::Failed {
+                task: job.label(),
+                processor: self.proc_label(s),
+                cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                    "only kernels run on GPUs; closures run on CPU threads",
+                )),
+            };
+            finish(self, &job, Err(err));
+            return;
+        };
+        let logging = self.log.enabled();
+        let move_start = self.now_ns();
+        let mut inputs = Vec::with_capacity(work.inputs.len());
+        let mut moved = 0u64;
+        for (k, i) in work.inputs.iter().enumerate() {
+            let d = i.data().expect("inputs of a ready task succeeded");
+            match crate::gpu::to_device(&d, dev) {
+                Ok((input, bytes)) => {
+                    moved += bytes;
+                    inputs.push(input);
+                }
+                Err(e) => {
+                    let err = TaskError::Move {
+                        task: job.label(),
+                        processor: self.proc_label(s),
+                        index: k,
+                        error: Arc::new(e),
+                    };
+                    finish(self, &job, Err(err));
+                    return;
+                }
+            }
+        }
+        let start = self.now_ns();
+        if logging && moved > 0 {
+            self.log.record(LogEvent {
+                kind: EventKind::Move,
+                task: job.id,
+                name: job.name.as_str().into(),
+                processor: entry.id,
+                start_ns: move_start,
+                end_ns: start,
+                bytes_moved: moved,
+                inputs: Vec::new(),
+                ok: true,
+            });
+        }
+        let input_ids: Vec<u64> = if logging {
+            work.inputs
+                .iter()
+                .filter_map(|i| match i {
+                    Input::Task(t) => Some(t.id),
+                    Input::Data(_) => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let cost = work.cost_key.zip(work.placed_est_ns);
+        drop(work);
+        let rt = self.clone();
+        let job2 = job.clone();
+        let timer = Instant::now();
+        let space = entry.space;
+        let device = &crate::gpu::devices().devices[dev].device;
+        let launched = launch.launch(
+            device,
+            dev,
+            &inputs,
+            Box::new(move |r| {
+                let result = match r {
+                    Ok(arr) => Ok(Data {
+                        value: Value::new(arr),
+                        space,
+                    }),
+                    Err(e) => Err(TaskError::Failed {
+                        task: job2.label(),
+                        processor: rt.proc_label(s),
+                        cause: Arc::new(e),
+                    }),
+                };
+                if let Some((key, est)) = cost {
+                    rt.cost
+                        .record(key, rt.cost_class(s), timer.elapsed().as_nanos() as u64);
+                    rt.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+                }
+                if logging {
+                    rt.log.record(LogEvent {
+                        kind: EventKind::Task,
+                        task: job2.id,
+                        name: job2.name.as_str().into(),
+                        processor: rt.procs[s].id,
+                        start_ns: start,
+                        end_ns: rt.now_ns(),
+                        bytes_moved: moved,
+                        inputs: input_ids,
+                        ok: result.is_ok(),
+                    });
+                }
+                rt.complete(&job2, result);
+                rt.slots[s].active.fetch_sub(1, Ordering::AcqRel);
+                rt.slots[s].release(occ);
+                rt.wake_for(s, false);
+            }),
+        );
+        if let Err(e) = launched {
+            if let Some((_, est)) = cost {
+                self.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+            }
+            let err = TaskError::Failed {
+                task: job.label(),
+                processor: self.proc_label(s),
+                cause: Arc::new(e),
+            };
+            finish(self, &job, Err(err));
+        }
     }
 
     fn to_result(
@@ -917,9 +1106,10 @@ pub(crate) fn complete_detached(task: &TaskCore, result: Result<Data, TaskError>
 pub(crate) fn resolve_candidates(
     rt: &Runtime,
     scope: Option<&crate::scope::Scope>,
+    kind: &TaskKind<'_>,
     info: impl Fn() -> TaskInfo,
 ) -> Result<Candidates, crate::task::ScheduleError> {
-    if scope.is_none() && rt.default_closure_all_threads {
+    if scope.is_none() && rt.default_closure_all_threads && kind.is_plain_closure() {
         if rt.thread_slots.is_empty() {
             return Err(no_processor(rt, "default", |_| "not a CPU thread".into()));
         }
@@ -934,11 +1124,13 @@ pub(crate) fn resolve_candidates(
         }
         let ok = match p.exec {
             Exec::None => false,
-            Exec::Thread => true,
+            Exec::Thread => kind.host,
             Exec::Custom => {
                 let ti = info_cache.get_or_insert_with(&info);
                 p.proc.is_compatible(ti)
             }
+            #[cfg(feature = "wgpu")]
+            Exec::Gpu => kind.gpu_reason(p).is_none(),
         };
         if ok {
             set.insert(i);
@@ -956,7 +1148,10 @@ pub(crate) fn resolve_candidates(
             } else {
                 match p.exec {
                     Exec::None => "runs no tasks".into(),
+                    Exec::Thread if !kind.host => "the kernel has no CPU implementation".into(),
                     Exec::Thread => "available".into(),
+                    #[cfg(feature = "wgpu")]
+                    Exec::Gpu => kind.gpu_reason(p).unwrap_or_else(|| "available".into()),
                     Exec::Custom if !p.proc.is_compatible(&ti) => {
                         "not compatible with the task".into()
                     }
@@ -969,6 +1164,38 @@ pub(crate) fn resolve_candidates(
         Ok(Candidates::AllThreads)
     } else {
         Ok(Candidates::Set(Box::new(set)))
+    }
+}
+
+/// What a task needs from a processor.
+pub(crate) struct TaskKind<'a> {
+    /// It can run on CPU threads (a closure, or a kernel with a CPU implementation).
+    pub(crate) host: bool,
+    /// Its GPU implementation, if any.
+    #[cfg(feature = "wgpu")]
+    pub(crate) gpu: Option<&'a dyn crate::gpu::GpuLaunch>,
+    #[cfg(not(feature = "wgpu"))]
+    pub(crate) _p: std::marker::PhantomData<&'a ()>,
+}
+
+impl TaskKind<'_> {
+    fn is_plain_closure(&self) -> bool {
+        #[cfg(feature = "wgpu")]
+        if self.gpu.is_some() {
+            return false;
+        }
+        self.host
+    }
+
+    /// Why the GPU of `p` cannot run the task, or `None` if it can.
+    #[cfg(feature = "wgpu")]
+    fn gpu_reason(&self, p: &ProcEntry) -> Option<String> {
+        let Some(g) = self.gpu else {
+            return Some("runs kernels only; closures run on CPU threads".into());
+        };
+        let dev = p.gpu.expect("a GPU processor has a device");
+        g.supports(crate::gpu::devices().devices[dev].device.info())
+            .err()
     }
 }
 

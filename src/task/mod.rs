@@ -96,6 +96,9 @@ pub(crate) struct Work {
     pub(crate) time_hint_ns: u64,
     /// The run time estimated when the task was placed.
     pub(crate) placed_est_ns: Option<u64>,
+    /// The GPU implementation of a kernel task.
+    #[cfg(feature = "wgpu")]
+    pub(crate) gpu: Option<Arc<dyn crate::gpu::GpuLaunch>>,
 }
 
 /// A resolved dependency of a task.
@@ -481,6 +484,7 @@ pub struct TaskInfo {
     pub(crate) function: &'static str,
     pub(crate) input_types: Vec<&'static str>,
     pub(crate) host_closure: bool,
+    pub(crate) kernel: Option<String>,
 }
 
 impl TaskInfo {
@@ -504,9 +508,15 @@ impl TaskInfo {
         &self.input_types
     }
 
-    /// Whether the task is a Rust closure, which runs in host memory.
+    /// Whether the task can run in host memory (a Rust closure, or a kernel with a CPU
+    /// implementation).
     pub fn runs_on_host(&self) -> bool {
         self.host_closure
+    }
+
+    /// The kernel's name, for a kernel task.
+    pub fn kernel(&self) -> Option<&str> {
+        self.kernel.as_deref()
     }
 }
 

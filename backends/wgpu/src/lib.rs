@@ -55,7 +55,7 @@ pub use error::{GpuError, ShaderError, SourcePosition};
 pub use info::{DeviceInfo, DeviceType};
 pub use pipeline::Pipeline;
 pub use pool::POOL_IDLE_CAP;
-pub use shader::{validate_wgsl, validate_wgsl_with, BindingInfo, BindingKind};
+pub use shader::{reflect_wgsl, validate_wgsl, validate_wgsl_with, BindingInfo, BindingKind};
 pub use stats::DeviceStats;
 
 #[cfg(test)]

@@ -95,6 +95,21 @@ pub(crate) struct EntryReflection {
     pub(crate) workgroup_size: [u32; 3],
 }
 
+/// Validates `source` (assuming every capability) and lists the group-0 bindings that
+/// `entry_point` uses, in binding order — what a caller must bind to launch it.
+///
+/// ```
+/// let src = "@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+/// @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) { out[id.x] = 1u; }";
+/// let b = dagger_wgpu::reflect_wgsl(src, "main").unwrap();
+/// assert_eq!(b.len(), 1);
+/// assert!(b[0].kind.is_storage());
+/// ```
+pub fn reflect_wgsl(source: &str, entry_point: &str) -> Result<Vec<BindingInfo>, ShaderError> {
+    let (module, info) = validate_wgsl_with(source, naga::valid::Capabilities::all())?;
+    Ok(reflect(&module, &info, entry_point)?.bindings)
+}
+
 /// Reflects the group-0 bindings that `entry_point` actually uses (unused declarations are
 /// left out, as wgpu's automatic layout leaves them out).
 pub(crate) fn reflect(

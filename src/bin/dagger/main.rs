@@ -72,7 +72,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
     let procs = ctx.processors();
     if json {
         for p in &procs {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "id": p.id.to_string(),
                 "kind": p.kind.as_str(),
                 "description": p.description,
@@ -81,6 +81,19 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 "memory_space": p.memory_space.to_string(),
                 "default_enabled": p.default_enabled,
             });
+            if let Some(g) = &p.gpu {
+                v["gpu"] = serde_json::json!({
+                    "index": g.index,
+                    "adapter": g.name,
+                    "backend": g.backend,
+                    "device_type": g.device_type,
+                    "software": g.is_software,
+                    "shader_f64": g.shader_f64,
+                    "shader_f16": g.shader_f16,
+                    "max_storage_binding_size": g.max_storage_binding_size,
+                    "max_buffer_size": g.max_buffer_size,
+                });
+            }
             println!("{v}");
         }
     } else {
@@ -101,6 +114,24 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 p.description
             );
         }
+        for p in &procs {
+            if let Some(g) = &p.gpu {
+                println!(
+                    "gpu {}: backend {}, adapter {:?}, type {}{}, f64 {}, f16 {}, max storage binding {} MiB",
+                    g.index,
+                    g.backend,
+                    g.name,
+                    g.device_type,
+                    if g.is_software { " (software; not in the default scope unless DAGGER_SOFTWARE_GPU=1)" } else { "" },
+                    if g.shader_f64 { "yes" } else { "no" },
+                    if g.shader_f16 { "yes" } else { "no" },
+                    g.max_storage_binding_size >> 20
+                );
+            }
+        }
+    }
+    for e in ctx.gpu_errors() {
+        eprintln!("warning: a GPU adapter could not be opened: {e}");
     }
     Ok(())
 }

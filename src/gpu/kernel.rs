@@ -1,0 +1,436 @@
+//! Kernels: one operation with a GPU implementation (WGSL) and optionally a CPU one.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use dagger_wgpu::{Binding, BindingInfo, BindingKind, Device, GpuBuffer, GpuError, ShaderError};
+
+use super::{device_holds, DType, GpuArray, GpuScalar};
+use crate::chunk::{Chunk, Data};
+use crate::task::args::Dep;
+use crate::task::DTask;
+use crate::value::Value;
+
+/// An input resident on the device a kernel runs on.
+pub(crate) struct DeviceInput {
+    pub(crate) buffer: Arc<GpuBuffer>,
+    pub(crate) len: usize,
+    pub(crate) dtype: DType,
+}
+
+/// Called with a kernel's output once the device has finished it.
+pub(crate) type LaunchDone = Box<dyn FnOnce(Result<GpuArray, GpuError>) + Send>;
+
+/// The GPU side of a kernel task, as the scheduler drives it.
+pub(crate) trait GpuLaunch: Send + Sync {
+    /// Whether `info`'s device can run it; the reason if not.
+    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String>;
+    /// Enqueues the work on `device` (inputs already resident there) and returns at once;
+    /// `done` runs when the device has finished.
+    fn launch(
+        &self,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError>;
+}
+
+/// How a WGSL kernel uses one of its array inputs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// Bound `var<storage, read>`.
+    Read,
+    /// Bound `var<storage, read_write>`: the kernel writes a private copy, which becomes the
+    /// task's result; the input itself is never modified.
+    ReadWrite,
+}
+
+/// An invalid kernel definition.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// The WGSL did not parse or validate (the message quotes naga, with the line).
+    #[error("kernel `{kernel}`: invalid WGSL")]
+    Shader {
+        /// The kernel.
+        kernel: String,
+        /// naga's error.
+        #[source]
+        source: ShaderError,
+    },
+    /// The declared inputs and outputs do not match the shader's bindings.
+    #[error("kernel `{kernel}`: {message}")]
+    Bindings {
+        /// The kernel.
+        kernel: String,
+        /// What does not match and what to change.
+        message: String,
+    },
+}
+
+type Workgroups<P> = dyn Fn(&P, &[usize]) -> [u32; 3] + Send + Sync;
+type OutputLen<P> = dyn Fn(&P, &[usize]) -> usize + Send + Sync;
+type CpuImpl<P, T> = dyn Fn(&P, &[&[T]], &mut [T]) + Send + Sync;
+
+struct Inner<P, T> {
+    name: String,
+    source: Arc<str>,
+    entry: String,
+    inputs: Vec<Access>,
+    output_len: Option<Box<OutputLen<P>>>,
+    workgroups: Box<Workgroups<P>>,
+    cpu: Option<Box<CpuImpl<P, T>>>,
+    /// Which input is the result, when the result is a written input.
+    result_input: Option<usize>,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// A user's WGSL compute shader as a task: its bindings, its workgroup count, and an
+/// optional CPU implementation so the same task runs on any processor.
+///
+/// Bindings of group 0, in order: the parameters `P` as a uniform at binding 0 (unless `P`
+/// is `()`), then one storage buffer per input array, then — when
+/// [`output`](WgslKernelBuilder::output) is set — a fresh output array. The task's result
+/// is the output array, or the [`Access::ReadWrite`] input's written copy.
+///
+/// The shader is validated when the kernel is built: a WGSL error is a [`KernelError`]
+/// quoting naga's message with the line.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::{Access, WgslKernel};
+///
+/// #[repr(C)]
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// struct Scale { factor: f32, n: u32 }
+///
+/// let scale = WgslKernel::<Scale, f32>::builder("scale", "
+///     struct Scale { factor: f32, n: u32 }
+///     @group(0) @binding(0) var<uniform> p: Scale;
+///     @group(0) @binding(1) var<storage, read_write> x: array<f32>;
+///     @compute @workgroup_size(64)
+///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+///         if (id.x < p.n) { x[id.x] = x[id.x] * p.factor; }
+///     }", "main")
+///     .inputs([Access::ReadWrite])
+///     .workgroups(|p: &Scale, _| [p.n.div_ceil(64), 1, 1])
+///     .cpu(|p: &Scale, _inputs, out| out.iter_mut().for_each(|v| *v *= p.factor))
+///     .build()?;
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// let x = ctx.to_chunk(vec![1.0f32, 2.0, 3.0]);
+/// // No GPU in scope here: the CPU implementation runs.
+/// let y = ctx.spawn_kernel(&scale, Scale { factor: 2.0, n: 3 }, [(&x).into()]);
+/// assert_eq!(y.fetch()?, vec![2.0, 4.0, 6.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct WgslKernel<P, T> {
+    inner: Arc<Inner<P, T>>,
+}
+
+impl<P, T> Clone for WgslKernel<P, T> {
+    fn clone(&self) -> Self {
+        WgslKernel {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Builds a [`WgslKernel`].
+#[must_use]
+pub struct WgslKernelBuilder<P, T> {
+    name: String,
+    source: String,
+    entry: String,
+    inputs: Vec<Access>,
+    output_len: Option<Box<OutputLen<P>>>,
+    workgroups: Option<Box<Workgroups<P>>>,
+    cpu: Option<Box<CpuImpl<P, T>>>,
+}
+
+impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernel<P, T> {
+    /// Starts a kernel named `name` from WGSL `source` and its compute `entry_point`.
+    pub fn builder(
+        name: impl Into<String>,
+        source: impl Into<String>,
+        entry_point: impl Into<String>,
+    ) -> WgslKernelBuilder<P, T> {
+        WgslKernelBuilder {
+            name: name.into(),
+            source: source.into(),
+            entry: entry_point.into(),
+            inputs: Vec::new(),
+            output_len: None,
+            workgroups: None,
+            cpu: None,
+        }
+    }
+
+    /// The kernel's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the kernel can run on CPU threads.
+    pub fn has_cpu(&self) -> bool {
+        self.inner.cpu.is_some()
+    }
+
+    /// The number of array inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.inner.inputs.len()
+    }
+
+    pub(crate) fn parts(&self, params: P) -> (Option<crate::task::Body>, Arc<dyn GpuLaunch>)
+    where
+        P: 'static,
+    {
+        let launch: Arc<dyn GpuLaunch> = Arc::new(Launcher {
+            inner: self.inner.clone(),
+            params,
+        });
+        let body = self.inner.cpu.as_ref().map(|_| {
+            let inner = self.inner.clone();
+            let b: crate::task::Body = Box::new(move |inputs: &[Value]| {
+                let mut slices: Vec<&[T]> = Vec::with_capacity(inputs.len());
+                for (i, v) in inputs.iter().enumerate() {
+                    let v = v.downcast_ref::<Vec<T>>().ok_or(
+                        crate::task::TaskFailure::ArgumentType {
+                            index: i,
+                            expected: std::any::type_name::<Vec<T>>(),
+                            found: v.type_name(),
+                        },
+                    )?;
+                    slices.push(v);
+                }
+                let lens: Vec<usize> = slices.iter().map(|s| s.len()).collect();
+                let mut out: Vec<T> = match (inner.result_input, &inner.output_len) {
+                    (Some(k), _) => slices[k].to_vec(),
+                    (None, Some(f)) => vec![T::zeroed(); f(&params, &lens)],
+                    (None, None) => unreachable!("checked when built"),
+                };
+                (inner.cpu.as_ref().expect("has a CPU implementation"))(&params, &slices, &mut out);
+                Ok(Value::new(out))
+            });
+            b
+        });
+        (body, launch)
+    }
+}
+
+impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
+    /// How the kernel binds each input array, in binding order.
+    pub fn inputs(mut self, access: impl IntoIterator<Item = Access>) -> Self {
+        self.inputs = access.into_iter().collect();
+        self
+    }
+
+    /// Adds a fresh output array after the inputs, of the length `len(params, input lengths)`
+    /// (zero-initialised); it is the task's result.
+    pub fn output(mut self, len: impl Fn(&P, &[usize]) -> usize + Send + Sync + 'static) -> Self {
+        self.output_len = Some(Box::new(len));
+        self
+    }
+
+    /// The workgroup count of a launch, from the parameters and the input lengths.
+    pub fn workgroups(
+        mut self,
+        f: impl Fn(&P, &[usize]) -> [u32; 3] + Send + Sync + 'static,
+    ) -> Self {
+        self.workgroups = Some(Box::new(f));
+        self
+    }
+
+    /// A CPU implementation: given the parameters and the inputs, it fills the result
+    /// (which starts as a copy of the read-write input, or zeros for an output).
+    pub fn cpu(mut self, f: impl Fn(&P, &[&[T]], &mut [T]) + Send + Sync + 'static) -> Self {
+        self.cpu = Some(Box::new(f));
+        self
+    }
+
+    /// Validates the shader and the bindings.
+    pub fn build(self) -> Result<WgslKernel<P, T>, KernelError> {
+        let kernel = self.name.clone();
+        let bindings: Vec<BindingInfo> = dagger_wgpu::reflect_wgsl(&self.source, &self.entry)
+            .map_err(|source| KernelError::Shader {
+                kernel: kernel.clone(),
+                source,
+            })?;
+        let err = |message: String| KernelError::Bindings {
+            kernel: kernel.clone(),
+            message,
+        };
+        let has_params = std::mem::size_of::<P>() > 0;
+        let written: Vec<usize> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| **a == Access::ReadWrite)
+            .map(|(i, _)| i)
+            .collect();
+        let result_input = match (written.len(), self.output_len.is_some()) {
+            (0, true) => None,
+            (1, false) => Some(written[0]),
+            (0, false) => {
+                return Err(err(
+                    "the kernel has no result: declare one input Access::ReadWrite or add .output(len)"
+                        .into(),
+                ))
+            }
+            _ => {
+                return Err(err(
+                    "the kernel has several results: declare at most one input Access::ReadWrite, and no .output(len) with it"
+                        .into(),
+                ))
+            }
+        };
+        let mut expected: Vec<BindingKind> = Vec::new();
+        if has_params {
+            expected.push(BindingKind::Uniform);
+        }
+        for a in &self.inputs {
+            expected.push(match a {
+                Access::Read => BindingKind::StorageRead,
+                Access::ReadWrite => BindingKind::StorageReadWrite,
+            });
+        }
+        if self.output_len.is_some() {
+            expected.push(BindingKind::StorageReadWrite);
+        }
+        let found: Vec<BindingKind> = bindings.iter().map(|b| b.kind).collect();
+        let compatible = expected.len() == found.len()
+            && expected.iter().zip(&found).all(|(e, f)| {
+                e == f || (*e == BindingKind::StorageRead && *f == BindingKind::StorageReadWrite)
+            });
+        if !compatible {
+            return Err(err(format!(
+                "the shader's entry point `{}` uses bindings {:?}, but the declaration implies {:?} \
+                 (a uniform for the parameters unless they are `()`, one storage buffer per input, \
+                 then the output)",
+                self.entry, found, expected
+            )));
+        }
+        let workgroups = self.workgroups.ok_or_else(|| {
+            err("no workgroup count: call .workgroups(|params, lens| [x, y, z])".into())
+        })?;
+        Ok(WgslKernel {
+            inner: Arc::new(Inner {
+                name: self.name,
+                source: self.source.into(),
+                entry: self.entry,
+                inputs: self.inputs,
+                output_len: self.output_len,
+                workgroups,
+                cpu: self.cpu,
+                result_input,
+                _t: PhantomData,
+            }),
+        })
+    }
+}
+
+struct Launcher<P, T> {
+    inner: Arc<Inner<P, T>>,
+    params: P,
+}
+
+impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> GpuLaunch for Launcher<P, T> {
+    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
+        device_holds(info, T::DTYPE)
+    }
+
+    fn launch(
+        &self,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError> {
+        let inner = &self.inner;
+        if let Some(bad) = inputs.iter().find(|i| i.dtype != T::DTYPE) {
+            return Err(GpuError::Wgpu {
+                operation: "binding kernel inputs".into(),
+                message: format!(
+                    "kernel `{}` takes {} arrays but was given {}",
+                    inner.name,
+                    T::DTYPE,
+                    bad.dtype
+                ),
+            });
+        }
+        let pipeline = device.compile(&inner.source, &inner.entry)?;
+        let lens: Vec<usize> = inputs.iter().map(|i| i.len).collect();
+        let (out, out_len) = match (inner.result_input, &inner.output_len) {
+            (Some(k), _) => (device.copy(&inputs[k].buffer)?, inputs[k].len),
+            (None, Some(f)) => {
+                let n = f(&self.params, &lens);
+                (device.zeroed((n * T::DTYPE.size()) as u64)?, n)
+            }
+            (None, None) => unreachable!("checked when built"),
+        };
+        let out = Arc::new(out);
+        let mut bindings: Vec<Binding<'_>> = Vec::with_capacity(inputs.len() + 2);
+        if std::mem::size_of::<P>() > 0 {
+            bindings.push(Binding::uniform(&self.params));
+        }
+        for (k, i) in inputs.iter().enumerate() {
+            if Some(k) == inner.result_input {
+                bindings.push(Binding::Storage(&out));
+            } else {
+                bindings.push(Binding::Storage(&i.buffer));
+            }
+        }
+        if inner.output_len.is_some() {
+            bindings.push(Binding::Storage(&out));
+        }
+        let workgroups = (inner.workgroups)(&self.params, &lens);
+        let result = out.clone();
+        device.launch(&pipeline, &bindings, workgroups, move |r| {
+            done(r.map(|()| {
+                GpuArray::new(
+                    device_index,
+                    result,
+                    out_len,
+                    T::DTYPE,
+                    TypeId::of::<Vec<T>>(),
+                )
+            }))
+        })
+    }
+}
+
+/// An array input of a kernel task: a task, a chunk, or a value.
+pub struct KernelArg<T> {
+    pub(crate) dep: Dep,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
+    fn from(t: &DTask<Vec<T>>) -> Self {
+        KernelArg {
+            dep: Dep::Task(t.core.clone()),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
+    fn from(c: &Chunk<Vec<T>>) -> Self {
+        KernelArg {
+            dep: Dep::Data(c.data.clone()),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: GpuScalar> From<Vec<T>> for KernelArg<T> {
+    fn from(v: Vec<T>) -> Self {
+        KernelArg {
+            dep: Dep::Data(Data::host(Value::new(v))),
+            _t: PhantomData,
+        }
+    }
+}

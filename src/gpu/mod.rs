@@ -1,0 +1,317 @@
+//! GPU processors on wgpu: device discovery, data movement between host and devices, and
+//! the replica cache that keeps a value uploaded once per device.
+
+mod kernel;
+
+pub use kernel::{Access, KernelArg, KernelError, WgslKernel, WgslKernelBuilder};
+pub(crate) use kernel::{DeviceInput, GpuLaunch};
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, Weak};
+
+use dagger_wgpu::{Device, GpuBuffer, GpuError};
+use parking_lot::Mutex;
+
+use crate::chunk::Data;
+use crate::processor::{MemorySpace, MoveError};
+use crate::value::Value;
+
+/// Element types a GPU buffer holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 64-bit float (devices with `SHADER_F64` only).
+    F64,
+    /// 32-bit signed integer.
+    I32,
+    /// 32-bit unsigned integer.
+    U32,
+}
+
+impl DType {
+    /// Size of one element in bytes.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F64 => 8,
+            _ => 4,
+        }
+    }
+
+    /// The WGSL scalar type.
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::I32 => "i32",
+            DType::U32 => "u32",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wgsl())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A scalar type GPUs hold: `f32`, `f64`, `i32`, `u32`.
+pub trait GpuScalar: bytemuck::Pod + Send + Sync + sealed::Sealed + 'static {
+    /// Its element type.
+    const DTYPE: DType;
+}
+
+macro_rules! scalar {
+    ($($t:ty => $d:ident),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl GpuScalar for $t { const DTYPE: DType = DType::$d; }
+    )*};
+}
+scalar!(f32 => F32, f64 => F64, i32 => I32, u32 => U32);
+
+/// Whether a device can hold elements of `dtype`.
+pub(crate) fn device_holds(info: &dagger_wgpu::DeviceInfo, dtype: DType) -> Result<(), String> {
+    if dtype == DType::F64 && !info.shader_f64 {
+        Err(format!(
+            "cannot hold f64: device `{}` ({}) lacks SHADER_F64",
+            info.name, info.backend
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// An array resident on one device; as a task result it stands for the host type it was
+/// made from (e.g. `Vec<f32>`), which `host_value` downloads on demand.
+pub(crate) struct GpuArray {
+    pub(crate) device: usize,
+    pub(crate) buffer: Arc<GpuBuffer>,
+    pub(crate) len: usize,
+    pub(crate) dtype: DType,
+    pub(crate) host_type: TypeId,
+    host: OnceLock<Value>,
+    replicas: Mutex<Vec<(usize, Arc<GpuBuffer>)>>,
+}
+
+impl GpuArray {
+    pub(crate) fn new(
+        device: usize,
+        buffer: Arc<GpuBuffer>,
+        len: usize,
+        dtype: DType,
+        host_type: TypeId,
+    ) -> Self {
+        GpuArray {
+            device,
+            buffer,
+            len,
+            dtype,
+            host_type,
+            host: OnceLock::new(),
+            replicas: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        (self.len * self.dtype.size()) as u64
+    }
+}
+
+/// How a host type moves to and from a device.
+struct Mover {
+    dtype: DType,
+    len: fn(&Value) -> usize,
+    upload: fn(&Value, &Device) -> Result<GpuBuffer, GpuError>,
+    download: fn(&Device, &GpuBuffer, usize) -> Result<Value, GpuError>,
+}
+
+fn upload_vec<T: GpuScalar>(v: &Value, d: &Device) -> Result<GpuBuffer, GpuError> {
+    d.upload(v.downcast_ref::<Vec<T>>().expect("mover matches its type"))
+}
+
+fn download_vec<T: GpuScalar>(d: &Device, b: &GpuBuffer, len: usize) -> Result<Value, GpuError> {
+    let mut v = d.download::<T>(b)?;
+    v.truncate(len);
+    Ok(Value::new(v))
+}
+
+fn len_vec<T: GpuScalar>(v: &Value) -> usize {
+    v.downcast_ref::<Vec<T>>().map_or(0, Vec::len)
+}
+
+fn vec_mover<T: GpuScalar>() -> (TypeId, Mover) {
+    (
+        TypeId::of::<Vec<T>>(),
+        Mover {
+            dtype: T::DTYPE,
+            len: len_vec::<T>,
+            upload: upload_vec::<T>,
+            download: download_vec::<T>,
+        },
+    )
+}
+
+fn movers() -> &'static HashMap<TypeId, Mover> {
+    static M: OnceLock<HashMap<TypeId, Mover>> = OnceLock::new();
+    M.get_or_init(|| {
+        [
+            vec_mover::<f32>(),
+            vec_mover::<f64>(),
+            vec_mover::<i32>(),
+            vec_mover::<u32>(),
+        ]
+        .into_iter()
+        .collect()
+    })
+}
+
+/// One opened device and the replicas of host values uploaded to it.
+pub(crate) struct GpuState {
+    pub(crate) device: Device,
+    replicas: Mutex<HashMap<usize, (Weak<dyn Any + Send + Sync>, Arc<GpuBuffer>)>>,
+}
+
+/// The devices of this process, opened once and shared by every context.
+pub(crate) struct GpuDevices {
+    pub(crate) devices: Vec<GpuState>,
+    pub(crate) errors: Vec<String>,
+}
+
+pub(crate) fn devices() -> &'static GpuDevices {
+    static D: OnceLock<GpuDevices> = OnceLock::new();
+    D.get_or_init(|| {
+        let mut devices = Vec::new();
+        let mut errors = Vec::new();
+        for r in dagger_wgpu::open_devices() {
+            match r {
+                Ok(device) => devices.push(GpuState {
+                    device,
+                    replicas: Mutex::new(HashMap::new()),
+                }),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        GpuDevices { devices, errors }
+    })
+}
+
+pub(crate) fn space_of(device: usize) -> MemorySpace {
+    MemorySpace::Device {
+        process: 1,
+        device: device as u32,
+    }
+}
+
+fn failed(value: &Value, from: MemorySpace, to: MemorySpace, e: GpuError) -> MoveError {
+    MoveError::Failed {
+        type_name: value.type_name(),
+        from,
+        to,
+        source: Box::new(e),
+    }
+}
+
+/// The host value of `d`, downloading (once) if it lives on a device. Returns the value
+/// and the bytes moved.
+pub(crate) fn to_host(d: &Data) -> Result<(Value, u64), MoveError> {
+    let Some(arr) = d.value.downcast_ref::<GpuArray>() else {
+        return Ok((d.value.clone(), 0));
+    };
+    if let Some(v) = arr.host.get() {
+        return Ok((v.clone(), 0));
+    }
+    let mover = movers()
+        .get(&arr.host_type)
+        .expect("device arrays come from movable types");
+    let dev = &devices().devices[arr.device].device;
+    let v = (mover.download)(dev, &arr.buffer, arr.len)
+        .map_err(|e| failed(&d.value, d.space, MemorySpace::LOCAL_HOST, e))?;
+    let v = arr.host.get_or_init(|| v).clone();
+    Ok((v, arr.bytes()))
+}
+
+/// `d` resident on device `dev`: its buffer, length and type, and the bytes moved to get it
+/// there (0 when it was resident already, on the device or in its replica cache).
+pub(crate) fn to_device(d: &Data, dev: usize) -> Result<(DeviceInput, u64), MoveError> {
+    let to = space_of(dev);
+    let state = &devices().devices[dev];
+    let info = state.device.info();
+    if let Some(arr) = d.value.downcast_ref::<GpuArray>() {
+        let input = |buffer| DeviceInput {
+            buffer,
+            len: arr.len,
+            dtype: arr.dtype,
+        };
+        if arr.device == dev {
+            return Ok((input(arr.buffer.clone()), 0));
+        }
+        if let Some((_, b)) = arr.replicas.lock().iter().find(|(i, _)| *i == dev) {
+            return Ok((input(b.clone()), 0));
+        }
+        device_holds(info, arr.dtype).map_err(|_| MoveError::Unsupported {
+            type_name: d.value.type_name(),
+            from: d.space,
+            to,
+        })?;
+        let (host, moved) = to_host(d)?;
+        let mover = movers().get(&arr.host_type).expect("movable");
+        let buf = Arc::new(
+            (mover.upload)(&host, &state.device).map_err(|e| failed(&d.value, d.space, to, e))?,
+        );
+        arr.replicas.lock().push((dev, buf.clone()));
+        return Ok((input(buf), moved + arr.bytes()));
+    }
+    let tid = d.value.type_id_of_value();
+    let Some(mover) = movers().get(&tid) else {
+        return Err(MoveError::Unsupported {
+            type_name: d.value.type_name(),
+            from: d.space,
+            to,
+        });
+    };
+    if device_holds(info, mover.dtype).is_err() {
+        return Err(MoveError::Unsupported {
+            type_name: d.value.type_name(),
+            from: d.space,
+            to,
+        });
+    }
+    let len = (mover.len)(&d.value);
+    let key = d.value.addr();
+    {
+        let cache = state.replicas.lock();
+        if let Some((weak, buf)) = cache.get(&key) {
+            if weak.strong_count() > 0 {
+                return Ok((
+                    DeviceInput {
+                        buffer: buf.clone(),
+                        len,
+                        dtype: mover.dtype,
+                    },
+                    0,
+                ));
+            }
+        }
+    }
+    let buf = Arc::new(
+        (mover.upload)(&d.value, &state.device).map_err(|e| failed(&d.value, d.space, to, e))?,
+    );
+    let mut cache = state.replicas.lock();
+    // Forget replicas of values that are gone, returning their buffers to the pool.
+    cache.retain(|_, (w, _)| w.strong_count() > 0);
+    cache.insert(key, (d.value.downgrade(), buf.clone()));
+    Ok((
+        DeviceInput {
+            buffer: buf,
+            len,
+            dtype: mover.dtype,
+        },
+        (len * mover.dtype.size()) as u64,
+    ))
+}
