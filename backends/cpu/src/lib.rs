@@ -2,6 +2,86 @@
 //!
 //! This crate knows nothing of scheduling: it holds the CPU implementations of the block
 //! operations that `dagger`'s kernels dispatch to when a task is placed on a CPU thread.
+//!
+//! The dense kernels work on one block at a time, in place, over [faer] (or the system
+//! OpenBLAS with the `openblas` cargo feature, see [`backend_name`]):
+//!
+//! | kernel | computes | BLAS/LAPACK name |
+//! |---|---|---|
+//! | [`gemm`] | `C = alpha op(A) op(B) + beta C` | `?gemm` |
+//! | [`syrk`] | one triangle of `C = alpha A Aᵀ + beta C` (or `Aᵀ A`) | `?syrk` |
+//! | [`mirror`] | copies one triangle of a square block onto the other | |
+//! | [`potrf`] | Cholesky factor of a block in place, `A = L Lᵀ` or `A = Uᵀ U` | `?potrf` |
+//! | [`trsm`] | `B = alpha op(A)⁻¹ B` or `B = alpha B op(A)⁻¹`, `A` triangular | `?trsm` |
+//!
+//! Their parameters are types, not flags ([`Trans`], [`Triangle`], [`Side`], [`Diag`],
+//! [`Accum`], [`Threads`]); they are generic over `f32` and `f64` (the sealed [`Scalar`]
+//! trait); matrices are strided views ([`MatRef`], [`MatMut`]) made from row-major slices
+//! with a leading dimension — the layout of a C array and of ndarray's default — or from
+//! `ndarray` views of any strides.
+//!
+//! Cargo feature `openblas`: link the system OpenBLAS (Debian: `libopenblas-dev`) and run the
+//! four dense kernels through CBLAS and LAPACK's `?potrf` instead. The default build does not
+//! need it. `cargo run -p dagger-cpu --release --example gemm_gflops` prints GFLOP/s of
+//! either.
+//!
+//! A shape mismatch is a bug in the caller, so the kernels panic on it (with
+//! `#[track_caller]` and a message naming both shapes); only [`potrf`] returns an error,
+//! for a block that is not positive definite, which is a property of the data.
+//!
+//! ```
+//! use dagger_cpu::{gemm, Accum, MatMut, MatRef, Threads, Trans};
+//!
+//! // C (2x2) = A (2x3) · Bᵀ where B is 2x3, all row-major.
+//! let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let b = [1.0f64, 0.0, 1.0, 0.0, 1.0, 0.0];
+//! let mut c = [0.0f64; 4];
+//! gemm(
+//!     Trans::No,
+//!     Trans::Yes,
+//!     1.0,
+//!     MatRef::new(&a, 2, 3),
+//!     MatRef::new(&b, 2, 3),
+//!     Accum::Replace,
+//!     MatMut::new(&mut c, 2, 2),
+//!     Threads::SEQ,
+//! );
+//! assert_eq!(c, [4.0, 2.0, 10.0, 5.0]);
+//! ```
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod dense;
+mod error;
+mod mat;
+#[cfg(feature = "openblas")]
+mod openblas;
+mod params;
+mod scalar;
+
+pub use dense::{gemm, mirror, potrf, syrk, trsm};
+pub use error::PotrfError;
+pub use mat::{MatMut, MatRef};
+pub use params::{Accum, Diag, Side, Threads, Trans, Triangle};
+pub use scalar::Scalar;
+
+/// Which library runs [`gemm`], [`syrk`], [`potrf`] and [`trsm`] in this build: `"openblas"`
+/// with the `openblas` cargo feature (the system's `libopenblas`), `"faer"` otherwise.
+///
+/// With `openblas`, a view whose strides BLAS cannot express (no unit stride in either
+/// dimension, or a negative stride) still goes through faer.
+///
+/// ```
+/// let name = dagger_cpu::backend_name();
+/// assert!(name == "faer" || name == "openblas");
+/// ```
+pub fn backend_name() -> &'static str {
+    if cfg!(feature = "openblas") {
+        "openblas"
+    } else {
+        "faer"
+    }
+}
 
 /// `y[i] = a * x[i] + y[i]` over two equally long slices.
 ///
@@ -25,5 +105,17 @@ pub fn saxpy(a: f32, x: &[f32], y: &mut [f32]) {
     );
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn views_and_errors_cross_threads() {
+        send_sync::<crate::MatRef<'_, f32>>();
+        send_sync::<crate::MatMut<'_, f64>>();
+        send_sync::<crate::PotrfError>();
     }
 }

@@ -1,0 +1,108 @@
+//! GFLOP/s of one block kernel call at a given size, single-threaded and with all threads.
+//!
+//! ```text
+//! cargo run -p dagger-cpu --release --example gemm_gflops -- 1024
+//! cargo run -p dagger-cpu --release --features openblas --example gemm_gflops -- 1024
+//! ```
+
+use std::time::Instant;
+
+use dagger_cpu::{backend_name, gemm, potrf, syrk, Accum, MatMut, MatRef, Scalar, Threads};
+use dagger_cpu::{Trans, Triangle};
+
+/// Best of `reps` runs of `f`, in seconds.
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm up
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn data<T: Scalar>(len: usize, seed: u64) -> Vec<T> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            T::from_f64((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+        })
+        .collect()
+}
+
+fn run<T: Scalar>(n: usize, threads: Threads) {
+    let a = data::<T>(n * n, 1);
+    let b = data::<T>(n * n, 2);
+    let mut c = vec![T::from_f64(0.0); n * n];
+    let flops = 2.0 * (n as f64).powi(3);
+    let t = best_of(3, || {
+        gemm(
+            Trans::No,
+            Trans::No,
+            T::from_f64(1.0),
+            MatRef::new(&a, n, n),
+            MatRef::new(&b, n, n),
+            Accum::Replace,
+            MatMut::new(&mut c, n, n),
+            threads,
+        )
+    });
+    println!(
+        "{} gemm  n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
+        T::NAME,
+        threads.0,
+        flops / t / 1e9,
+        t * 1e3
+    );
+    let t = best_of(3, || {
+        syrk(
+            Triangle::Lower,
+            Trans::No,
+            T::from_f64(1.0),
+            MatRef::new(&a, n, n),
+            Accum::Replace,
+            MatMut::new(&mut c, n, n),
+            threads,
+        )
+    });
+    println!(
+        "{} syrk  n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
+        T::NAME,
+        threads.0,
+        flops / 2.0 / t / 1e9,
+        t * 1e3
+    );
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("the size must be a number"))
+        .unwrap_or(1024);
+    println!("backend: {}", backend_name());
+    for threads in [Threads::SEQ, Threads(0)] {
+        run::<f32>(n, threads);
+        run::<f64>(n, threads);
+    }
+    // potrf on an SPD matrix: A = n I + small symmetric noise.
+    let mut spd = data::<f64>(n * n, 3);
+    for i in 0..n {
+        for j in 0..i {
+            spd[j * n + i] = spd[i * n + j];
+        }
+        spd[i * n + i] += n as f64;
+    }
+    let t = best_of(3, || {
+        let mut a = spd.clone();
+        potrf(Triangle::Lower, MatMut::new(&mut a, n, n)).expect("SPD");
+    });
+    println!(
+        "f64 potrf n={n} threads=1  {:8.2} GFLOP/s ({:.1} ms, includes a copy)",
+        (n as f64).powi(3) / 3.0 / t / 1e9,
+        t * 1e3
+    );
+}

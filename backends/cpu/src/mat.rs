@@ -1,0 +1,452 @@
+//! [`MatRef`] and [`MatMut`]: strided views of a block in host memory.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// Elements a row-major `rows x cols` view with leading dimension `ld` spans.
+#[track_caller]
+fn row_major_span(what: &str, len: usize, rows: usize, cols: usize, ld: usize) -> usize {
+    assert!(
+        ld >= cols,
+        "{what}: leading dimension {ld} is smaller than the number of columns {cols}"
+    );
+    let needed = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1)
+            .checked_mul(ld)
+            .and_then(|x| x.checked_add(cols))
+            .expect("matrix span overflows usize")
+    };
+    assert!(
+        len >= needed,
+        "{what}: a {rows}x{cols} row-major matrix with leading dimension {ld} needs {needed} \
+         elements but the slice has {len}"
+    );
+    assert!(
+        isize::try_from(needed).is_ok(),
+        "{what}: matrix span overflows isize"
+    );
+    needed
+}
+
+/// A read-only view of a `rows x cols` matrix: a pointer and a stride per dimension, so
+/// element `(i, j)` is at offset `i * row_stride + j * col_stride`.
+///
+/// Made from a row-major slice ([`MatRef::new`], [`MatRef::with_ld`]) or from an
+/// `ndarray::ArrayView2` of any strides (`From`). `Copy`, and as cheap as a slice.
+///
+/// ```
+/// use dagger_cpu::MatRef;
+///
+/// // Rows of 4 elements of which the first 3 belong to the matrix.
+/// let data = [1.0f32, 2.0, 3.0, -1.0, 4.0, 5.0, 6.0];
+/// let a = MatRef::with_ld(&data, 2, 3, 4);
+/// assert_eq!((a.rows(), a.cols()), (2, 3));
+/// assert_eq!(a.get(1, 2), 6.0);
+/// assert_eq!(a.t().get(2, 1), 6.0);
+///
+/// let nd = ndarray::array![[1.0f64, 2.0], [3.0, 4.0]];
+/// let v = MatRef::from(nd.t());
+/// assert_eq!(v.get(0, 1), 3.0);
+/// ```
+pub struct MatRef<'a, T> {
+    ptr: NonNull<T>,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+    marker: PhantomData<&'a [T]>,
+}
+
+// SAFETY: a `MatRef` is a shared borrow of `T`s, like `&[T]`.
+unsafe impl<T: Sync> Send for MatRef<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for MatRef<'_, T> {}
+
+impl<T> Clone for MatRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for MatRef<'_, T> {}
+
+impl<T: fmt::Debug + Copy> fmt::Debug for MatRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<Vec<T>> = (0..self.rows)
+            .map(|i| (0..self.cols).map(|j| self.get(i, j)).collect())
+            .collect();
+        f.debug_struct("MatRef")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("data", &rows)
+            .finish()
+    }
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A `rows x cols` row-major view of the first `rows * cols` elements of `data`.
+    ///
+    /// # Panics
+    /// If `data` has fewer than `rows * cols` elements.
+    #[track_caller]
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::with_ld(data, rows, cols, cols)
+    }
+
+    /// A `rows x cols` row-major view whose rows start `ld` elements apart (BLAS's `lda`),
+    /// e.g. a block of a larger row-major matrix.
+    ///
+    /// # Panics
+    /// If `ld < cols` or `data` has fewer than `(rows - 1) * ld + cols` elements.
+    #[track_caller]
+    pub fn with_ld(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+        row_major_span("MatRef::with_ld", data.len(), rows, cols, ld);
+        // SAFETY: every element the view reaches lies inside `data`, borrowed for 'a.
+        unsafe { Self::from_raw_parts(data.as_ptr(), rows, cols, ld as isize, 1) }
+    }
+
+    /// A view from a pointer and strides.
+    ///
+    /// # Safety
+    /// Every `ptr + i * row_stride + j * col_stride` for `i < rows`, `j < cols` must point
+    /// to an initialized `T` that nothing writes during `'a`; `ptr` must be non-null and
+    /// aligned even when the view is empty.
+    pub unsafe fn from_raw_parts(
+        ptr: *const T,
+        rows: usize,
+        cols: usize,
+        row_stride: isize,
+        col_stride: isize,
+    ) -> Self {
+        Self {
+            ptr: NonNull::new(ptr.cast_mut()).expect("MatRef::from_raw_parts: null pointer"),
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            marker: PhantomData,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Distance in elements between `(i, j)` and `(i + 1, j)`.
+    pub fn row_stride(&self) -> isize {
+        self.row_stride
+    }
+
+    /// Distance in elements between `(i, j)` and `(i, j + 1)`.
+    pub fn col_stride(&self) -> isize {
+        self.col_stride
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Element `(i, j)`.
+    ///
+    /// # Panics
+    /// If `(i, j)` is outside the view.
+    #[track_caller]
+    pub fn get(&self, i: usize, j: usize) -> T
+    where
+        T: Copy,
+    {
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) is outside a {}x{} matrix",
+            self.rows,
+            self.cols
+        );
+        // SAFETY: in bounds, per the constructor's guarantee.
+        unsafe { *self.ptr.as_ptr().offset(self.offset(i, j)) }
+    }
+
+    fn offset(&self, i: usize, j: usize) -> isize {
+        i as isize * self.row_stride + j as isize * self.col_stride
+    }
+
+    #[cfg(feature = "openblas")]
+    pub(crate) fn as_ptr(&self) -> *const T {
+        self.ptr.as_ptr()
+    }
+
+    /// The same view as faer's type.
+    pub(crate) fn faer(self) -> faer::MatRef<'a, T> {
+        // SAFETY: the same elements and lifetime this view was built with.
+        unsafe {
+            faer::MatRef::from_raw_parts(
+                self.ptr.as_ptr(),
+                self.rows,
+                self.cols,
+                self.row_stride,
+                self.col_stride,
+            )
+        }
+    }
+}
+
+impl<'a, T> From<ndarray::ArrayView2<'a, T>> for MatRef<'a, T> {
+    fn from(view: ndarray::ArrayView2<'a, T>) -> Self {
+        let (rows, cols) = view.dim();
+        let [rs, cs] = [view.strides()[0], view.strides()[1]];
+        // SAFETY: ndarray guarantees every indexed element is valid and borrowed for 'a.
+        unsafe { Self::from_raw_parts(view.as_ptr(), rows, cols, rs, cs) }
+    }
+}
+
+impl<'a, T> From<&'a ndarray::Array2<T>> for MatRef<'a, T> {
+    fn from(array: &'a ndarray::Array2<T>) -> Self {
+        array.view().into()
+    }
+}
+
+impl<'a, T> From<MatMut<'a, T>> for MatRef<'a, T> {
+    fn from(m: MatMut<'a, T>) -> Self {
+        m.into_ref()
+    }
+}
+
+/// A mutable view of a `rows x cols` matrix; like [`MatRef`] but unique, so not `Copy`:
+/// reborrow it with [`MatMut::rb`] to pass it on and keep using it.
+///
+/// ```
+/// use dagger_cpu::MatMut;
+///
+/// let mut data = [0.0f64; 6];
+/// let mut c = MatMut::new(&mut data, 2, 3);
+/// c.set(1, 0, 7.0);
+/// c.rb().t().set(2, 0, 8.0);
+/// assert_eq!(data, [0.0, 0.0, 8.0, 7.0, 0.0, 0.0]);
+///
+/// let mut nd = ndarray::Array2::<f32>::zeros((2, 2));
+/// MatMut::from(nd.view_mut()).set(0, 1, 1.0);
+/// assert_eq!(nd[[0, 1]], 1.0);
+/// ```
+pub struct MatMut<'a, T> {
+    ptr: NonNull<T>,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+    marker: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a `MatMut` is a unique borrow of `T`s, like `&mut [T]`.
+unsafe impl<T: Send> Send for MatMut<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for MatMut<'_, T> {}
+
+impl<T: fmt::Debug + Copy> fmt::Debug for MatMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_ref().fmt(f)
+    }
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A `rows x cols` row-major view of the first `rows * cols` elements of `data`.
+    ///
+    /// # Panics
+    /// If `data` has fewer than `rows * cols` elements.
+    #[track_caller]
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        Self::with_ld(data, rows, cols, cols)
+    }
+
+    /// A `rows x cols` row-major view whose rows start `ld` elements apart.
+    ///
+    /// # Panics
+    /// If `ld < cols` or `data` has fewer than `(rows - 1) * ld + cols` elements.
+    #[track_caller]
+    pub fn with_ld(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Self {
+        row_major_span("MatMut::with_ld", data.len(), rows, cols, ld);
+        // SAFETY: every element lies inside `data`, uniquely borrowed for 'a, and distinct
+        // indices reach distinct elements since ld >= cols.
+        unsafe { Self::from_raw_parts(data.as_mut_ptr(), rows, cols, ld as isize, 1) }
+    }
+
+    /// A view from a pointer and strides.
+    ///
+    /// # Safety
+    /// As [`MatRef::from_raw_parts`], and moreover distinct indices must reach distinct
+    /// elements and nothing else may read or write them during `'a`.
+    pub unsafe fn from_raw_parts(
+        ptr: *mut T,
+        rows: usize,
+        cols: usize,
+        row_stride: isize,
+        col_stride: isize,
+    ) -> Self {
+        Self {
+            ptr: NonNull::new(ptr).expect("MatMut::from_raw_parts: null pointer"),
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            marker: PhantomData,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// A shorter-lived mutable view of the same elements.
+    pub fn rb(&mut self) -> MatMut<'_, T> {
+        MatMut {
+            ptr: self.ptr,
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+            marker: PhantomData,
+        }
+    }
+
+    /// A read-only view of the same elements.
+    pub fn as_ref(&self) -> MatRef<'_, T> {
+        // SAFETY: shared access for as long as `self` is borrowed.
+        unsafe {
+            MatRef::from_raw_parts(
+                self.ptr.as_ptr(),
+                self.rows,
+                self.cols,
+                self.row_stride,
+                self.col_stride,
+            )
+        }
+    }
+
+    /// Turns the view into a read-only one for the whole lifetime.
+    pub fn into_ref(self) -> MatRef<'a, T> {
+        // SAFETY: the unique borrow becomes a shared one.
+        unsafe {
+            MatRef::from_raw_parts(
+                self.ptr.as_ptr(),
+                self.rows,
+                self.cols,
+                self.row_stride,
+                self.col_stride,
+            )
+        }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Element `(i, j)`.
+    ///
+    /// # Panics
+    /// If `(i, j)` is outside the view.
+    #[track_caller]
+    pub fn get(&self, i: usize, j: usize) -> T
+    where
+        T: Copy,
+    {
+        self.as_ref().get(i, j)
+    }
+
+    /// Sets element `(i, j)`.
+    ///
+    /// # Panics
+    /// If `(i, j)` is outside the view.
+    #[track_caller]
+    pub fn set(&mut self, i: usize, j: usize, value: T) {
+        assert!(
+            i < self.rows && j < self.cols,
+            "index ({i}, {j}) is outside a {}x{} matrix",
+            self.rows,
+            self.cols
+        );
+        let offset = i as isize * self.row_stride + j as isize * self.col_stride;
+        // SAFETY: in bounds and uniquely borrowed.
+        unsafe { *self.ptr.as_ptr().offset(offset) = value }
+    }
+
+    #[cfg(feature = "openblas")]
+    pub(crate) fn row_stride(&self) -> isize {
+        self.row_stride
+    }
+
+    #[cfg(feature = "openblas")]
+    pub(crate) fn col_stride(&self) -> isize {
+        self.col_stride
+    }
+
+    #[cfg(feature = "openblas")]
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+
+    /// The same view as faer's type.
+    pub(crate) fn faer(self) -> faer::MatMut<'a, T> {
+        // SAFETY: the same elements and lifetime this view was built with.
+        unsafe {
+            faer::MatMut::from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.rows,
+                self.cols,
+                self.row_stride,
+                self.col_stride,
+            )
+        }
+    }
+}
+
+impl<'a, T> From<ndarray::ArrayViewMut2<'a, T>> for MatMut<'a, T> {
+    fn from(mut view: ndarray::ArrayViewMut2<'a, T>) -> Self {
+        let (rows, cols) = view.dim();
+        let [rs, cs] = [view.strides()[0], view.strides()[1]];
+        // SAFETY: ndarray guarantees the indexed elements are valid, distinct (a mutable
+        // view cannot alias itself) and uniquely borrowed for 'a.
+        unsafe { Self::from_raw_parts(view.as_mut_ptr(), rows, cols, rs, cs) }
+    }
+}
+
+impl<'a, T> From<&'a mut ndarray::Array2<T>> for MatMut<'a, T> {
+    fn from(array: &'a mut ndarray::Array2<T>) -> Self {
+        array.view_mut().into()
+    }
+}
