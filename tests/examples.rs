@@ -1,0 +1,72 @@
+//! The examples, run as tests: the same code the example programs run.
+
+#[path = "../examples/saxpy.rs"]
+mod saxpy;
+
+#[path = "../examples/mandelbrot.rs"]
+mod mandelbrot;
+
+use dagger::prelude::*;
+use dagger::ProcessorKind;
+
+fn has_gpu(ctx: &Context) -> bool {
+    let found = ctx
+        .processors()
+        .iter()
+        .any(|p| p.kind == ProcessorKind::Wgpu);
+    if !found && std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
+    }
+    if !found {
+        eprintln!("skipped the GPU half: no wgpu adapter");
+    }
+    found
+}
+
+#[test]
+fn saxpy_gives_the_same_answer_on_cpu_and_gpu() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let n = 100_003;
+    let (cpu, on_cpu) = saxpy::run(&ctx, Scope::cpu(), n, 2.5).unwrap();
+    assert!(on_cpu.contains("cpu thread"), "{on_cpu}");
+    for (i, v) in cpu.iter().enumerate() {
+        assert_eq!(*v, 2.5 * i as f32 + 1.0);
+    }
+    if has_gpu(&ctx) {
+        let (gpu, on_gpu) = saxpy::run(&ctx, Scope::gpu(0), n, 2.5).unwrap();
+        assert!(on_gpu.starts_with("gpu 0"), "{on_gpu}");
+        assert_eq!(gpu, cpu);
+    }
+}
+
+#[test]
+fn mandelbrot_png_is_written_and_matches_the_cpu() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let view = mandelbrot::default_view(160, 120);
+    let cpu = mandelbrot::render(&ctx, Scope::cpu(), view).unwrap();
+    let distinct: std::collections::HashSet<u32> = cpu.iter().copied().collect();
+    assert!(distinct.len() > 20, "a picture, not a flat image");
+    let pixels = if has_gpu(&ctx) {
+        let gpu = mandelbrot::render(&ctx, Scope::gpu(0), view).unwrap();
+        let same = gpu.iter().zip(&cpu).filter(|(a, b)| a == b).count();
+        assert!(
+            same * 100 >= cpu.len() * 99,
+            "{same} of {} pixels agree",
+            cpu.len()
+        );
+        gpu
+    } else {
+        cpu
+    };
+    let dir = std::env::temp_dir().join(format!("dagger-mandelbrot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mandelbrot.png");
+    mandelbrot::write_png(&path, view.width, view.height, &pixels).unwrap();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (160, 120));
+    assert_eq!(&buf[..4], &pixels[0].to_le_bytes());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
