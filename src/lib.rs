@@ -62,6 +62,7 @@ mod scope;
 mod task;
 mod thunk;
 mod value;
+pub mod viz;
 
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
