@@ -1,5 +1,7 @@
 //! `dagger`: list processors, run benchmarks and the demo.
 
+#[cfg(feature = "wgpu")]
+mod gpu_bench;
 mod overhead;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,12 @@ enum Command {
 enum Bench {
     /// Scheduler overhead: µs per task for independent tasks, a chain and a reduction tree.
     Overhead(overhead::Args),
+    /// Host to device and back on every GPU: GB/s by size.
+    #[cfg(feature = "wgpu")]
+    Transfer(gpu_bench::TransferArgs),
+    /// µs per launch of small kernels: batched, unbatched, and as scheduled tasks.
+    #[cfg(feature = "wgpu")]
+    Launch(gpu_bench::LaunchArgs),
 }
 
 fn build_context(threads: Option<usize>) -> Result<Context, dagger::BuildError> {
@@ -54,6 +62,10 @@ fn main() {
         Command::Info { json, threads } => info(json, threads),
         Command::Bench { which } => match which {
             Bench::Overhead(args) => overhead::run(&args),
+            #[cfg(feature = "wgpu")]
+            Bench::Transfer(args) => gpu_bench::transfer(&args),
+            #[cfg(feature = "wgpu")]
+            Bench::Launch(args) => gpu_bench::launch(&args),
         },
     };
     if let Err(e) = result {
