@@ -450,7 +450,7 @@ impl Context {
         let kind = TaskKind {
             host,
             #[cfg(feature = "wgpu")]
-            gpu: gpu.as_ref().map(|g| &**g),
+            gpu: gpu.as_deref(),
             #[cfg(not(feature = "wgpu"))]
             _p: std::marker::PhantomData,
         };
@@ -616,6 +616,12 @@ impl Context {
     /// Stops recording events.
     pub fn disable_logging(&self) {
         self.rt().log.set_enabled(false);
+    }
+
+    /// Shows a progress bar (tasks done of spawned, rate, ETA) on standard error while tasks
+    /// are outstanding, when standard error is a terminal. Off by default.
+    pub fn progress(&self, on: bool) {
+        crate::sched::progress::set(self.rt(), on);
     }
 
     /// Takes the events recorded so far, sorted by start time.

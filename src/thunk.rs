@@ -15,6 +15,9 @@ use crate::value::Value;
 
 /// A node of a lazy graph.
 pub(crate) struct ThunkNode {
+    id: u64,
+    /// The thunks this one takes as arguments, weakly (for drawing the graph).
+    inputs: Vec<std::sync::Weak<ThunkNode>>,
     fn_name: &'static str,
     fn_type: TypeId,
     opts: Options,
@@ -170,6 +173,62 @@ impl<T: Send + Sync + 'static> Thunk<T> {
     pub fn shared(&self) -> Shared<T> {
         Shared::new(Dep::Thunk(self.node.clone()))
     }
+
+    /// The graph of this thunk and the thunks it depends on, in Graphviz DOT: one node per
+    /// thunk labelled with its name (and, once it has run, the processor it ran on and
+    /// whether it failed), one edge per argument.
+    ///
+    /// ```
+    /// use dagger::delayed;
+    /// let a = delayed(|| 1, ());
+    /// let b = delayed(|a: i32| a + 1, (&a,));
+    /// let dot = b.to_dot();
+    /// assert_eq!(dot.matches("->").count(), 1);
+    /// ```
+    pub fn to_dot(&self) -> String {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![self.node.clone()];
+        let mut nodes = Vec::new();
+        let mut edges = Vec::new();
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n.id) {
+                continue;
+            }
+            for i in n.inputs.iter().filter_map(std::sync::Weak::upgrade) {
+                edges.push((i.id, n.id));
+                stack.push(i);
+            }
+            nodes.push(n);
+        }
+        nodes.sort_by_key(|n| n.id);
+        edges.sort_unstable();
+        let mut out = String::from(
+            "digraph thunks {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+        );
+        for n in &nodes {
+            let name =
+                n.opts.get_name().map(str::to_owned).unwrap_or_else(|| {
+                    crate::task::TaskName::Static(n.fn_name).as_str().to_owned()
+                });
+            let mut label = name.replace('\\', "\\\\").replace('"', "\\\"");
+            let mut style = String::new();
+            if let Some(t) = n.spawned.get() {
+                let p = t.ran_on.load(std::sync::atomic::Ordering::Relaxed);
+                if p != u32::MAX {
+                    label.push_str(&format!("\\nran on 1:{p}"));
+                }
+                if let Some(Err(_)) = t.result.get() {
+                    style = ", color=red, fontcolor=red".into();
+                }
+            }
+            out.push_str(&format!("  t{} [label=\"{label}\"{style}];\n", n.id));
+        }
+        for (a, b) in edges {
+            out.push_str(&format!("  t{a} -> t{b};\n"));
+        }
+        out.push_str("}\n");
+        out
+    }
 }
 
 /// Builds a lazy task `f(args...)` (Dagger.jl's `delayed(f)(args...)`).
@@ -244,8 +303,19 @@ fn make<R>(
         Some(cur) => cur.merged_with(&opts),
         None => opts,
     };
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let inputs = deps
+        .list
+        .iter()
+        .filter_map(|d| match d {
+            Dep::Thunk(n) => Some(Arc::downgrade(n)),
+            _ => None,
+        })
+        .collect();
     Thunk {
         node: Arc::new(ThunkNode {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            inputs,
             fn_name,
             fn_type,
             opts: captured,

@@ -59,7 +59,7 @@ pub enum KernelError {
         kernel: String,
         /// naga's error.
         #[source]
-        source: ShaderError,
+        source: Box<ShaderError>,
     },
     /// The declared inputs and outputs do not match the shader's bindings.
     #[error("kernel `{kernel}`: {message}")]
@@ -257,7 +257,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
         let bindings: Vec<BindingInfo> = dagger_wgpu::reflect_wgsl(&self.source, &self.entry)
             .map_err(|source| KernelError::Shader {
                 kernel: kernel.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let err = |message: String| KernelError::Bindings {
             kernel: kernel.clone(),

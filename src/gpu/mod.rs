@@ -171,10 +171,13 @@ fn movers() -> &'static HashMap<TypeId, Mover> {
     })
 }
 
+/// A host value's copy on a device, kept while the value lives.
+type Replica = (Weak<dyn Any + Send + Sync>, Arc<GpuBuffer>);
+
 /// One opened device and the replicas of host values uploaded to it.
 pub(crate) struct GpuState {
     pub(crate) device: Device,
-    replicas: Mutex<HashMap<usize, (Weak<dyn Any + Send + Sync>, Arc<GpuBuffer>)>>,
+    replicas: Mutex<HashMap<usize, Replica>>,
 }
 
 /// The devices of this process, opened once and shared by every context.

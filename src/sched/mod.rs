@@ -32,6 +32,7 @@ use crate::task::{
 use crate::value::Value;
 
 mod cost;
+pub(crate) mod progress;
 pub(crate) use cost::CostKey;
 use cost::CostModel;
 
@@ -190,6 +191,7 @@ pub(crate) struct Runtime {
     /// Whether every default-enabled processor able to run closures is a thread.
     pub(crate) default_closure_all_threads: bool,
     pub(crate) log: Logger,
+    pub(crate) progress: progress::Progress,
     cost: CostModel,
     roles_tx: Sender<Role>,
     roles_rx: Receiver<Role>,
@@ -262,6 +264,7 @@ impl Runtime {
             thread_set,
             default_closure_all_threads,
             log: Logger::default(),
+            progress: progress::Progress::default(),
             cost: CostModel::default(),
             roles_tx,
             roles_rx,
@@ -286,6 +289,7 @@ impl Runtime {
 
     /// Registers a freshly created task on its inputs and enqueues it if it is ready.
     pub(crate) fn submit(self: &Arc<Self>, task: &Job) {
+        self.progress.spawned();
         {
             let w = task.work.lock();
             if let Some(w) = w.as_ref() {
@@ -448,9 +452,11 @@ impl Runtime {
     /// Records a task's result and releases its dependents, iteratively.
     pub(crate) fn complete(self: &Arc<Self>, task: &Job, result: Result<Data, TaskError>) {
         let mut failed: SmallVec<[(Job, TaskError); 2]> = SmallVec::new();
+        self.progress.finished();
         let deps = task.finish(result);
         self.release_dependents(deps, &mut failed, true);
         while let Some((t, err)) = failed.pop() {
+            self.progress.finished();
             let deps = t.finish(Err(err));
             self.release_dependents(deps, &mut failed, false);
         }
@@ -696,6 +702,7 @@ impl Runtime {
             return;
         };
         let entry = &self.procs[s];
+        job.ran_on.store(s as u32, Ordering::Relaxed);
         let logging = self.log.enabled();
         let start = if logging { self.now_ns() } else { 0 };
         let mut inputs: SmallVec<[Value; 4]> = SmallVec::with_capacity(work.inputs.len());
@@ -728,7 +735,11 @@ impl Runtime {
                 match crate::gpu::to_host(&d) {
                     Ok((v, bytes)) => {
                         if bytes > 0 && logging {
-                            self.log_move(job, s, bytes, d.space);
+                            let input = match i {
+                                Input::Task(t) => Some(t.id),
+                                Input::Data(_) => None,
+                            };
+                            self.log_move(job, s, bytes, input);
                         }
                         inputs.push(v);
                     }
@@ -820,7 +831,8 @@ impl Runtime {
     }
 
     /// Records a data move into slot `s`'s memory space for `job`.
-    fn log_move(&self, job: &Job, s: usize, bytes: u64, _from: MemorySpace) {
+    #[cfg(feature = "wgpu")]
+    fn log_move(&self, job: &Job, s: usize, bytes: u64, input: Option<u64>) {
         let now = self.now_ns();
         self.log.record(LogEvent {
             kind: EventKind::Move,
@@ -830,7 +842,7 @@ impl Runtime {
             start_ns: now,
             end_ns: now,
             bytes_moved: bytes,
-            inputs: Vec::new(),
+            inputs: input.into_iter().collect(),
             ok: true,
         });
     }
@@ -850,6 +862,7 @@ impl Runtime {
             return;
         };
         let entry = &self.procs[s];
+        job.ran_on.store(s as u32, Ordering::Relaxed);
         let dev = entry.gpu.expect("a GPU slot has a device");
         let Some(launch) = work.gpu.clone() else {
             let err = TaskError::Failed {
@@ -866,11 +879,15 @@ impl Runtime {
         let move_start = self.now_ns();
         let mut inputs = Vec::with_capacity(work.inputs.len());
         let mut moved = 0u64;
+        let mut moved_from = Vec::new();
         for (k, i) in work.inputs.iter().enumerate() {
             let d = i.data().expect("inputs of a ready task succeeded");
             match crate::gpu::to_device(&d, dev) {
                 Ok((input, bytes)) => {
                     moved += bytes;
+                    if let (true, Input::Task(t)) = (bytes > 0, i) {
+                        moved_from.push(t.id);
+                    }
                     inputs.push(input);
                 }
                 Err(e) => {
@@ -895,7 +912,7 @@ impl Runtime {
                 start_ns: move_start,
                 end_ns: start,
                 bytes_moved: moved,
-                inputs: Vec::new(),
+                inputs: moved_from,
                 ok: true,
             });
         }

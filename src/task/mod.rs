@@ -137,6 +137,8 @@ pub(crate) struct TaskCore {
     links: Mutex<Links>,
     pub(crate) work: Mutex<Option<Work>>,
     pub(crate) result: OnceLock<Result<Data, TaskError>>,
+    /// Index of the processor that ran the task (`u32::MAX` until it runs).
+    pub(crate) ran_on: AtomicU32,
 }
 
 /// Stripes of mutex and condition variable that waiters on tasks sleep on.
@@ -174,6 +176,7 @@ impl TaskCore {
             }),
             work: Mutex::new(Some(work)),
             result: OnceLock::new(),
+            ran_on: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -191,6 +194,7 @@ impl TaskCore {
             }),
             work: Mutex::new(None),
             result: OnceLock::new(),
+            ran_on: AtomicU32::new(u32::MAX),
         };
         let _ = t.result.set(Err(make_err(t.label())));
         t

@@ -224,6 +224,8 @@ pub(crate) mod testlog {
             children: (1..=threads + 1).map(|i| ProcessorId::new(1, i)).collect(),
             memory_space: MemorySpace::LOCAL_HOST,
             default_enabled: false,
+            #[cfg(feature = "wgpu")]
+            gpu: None,
         }];
         for i in 0..threads {
             v.push(ProcessorInfo {
@@ -234,6 +236,8 @@ pub(crate) mod testlog {
                 children: Vec::new(),
                 memory_space: MemorySpace::LOCAL_HOST,
                 default_enabled: true,
+                #[cfg(feature = "wgpu")]
+                gpu: None,
             });
         }
         v.push(ProcessorInfo {
@@ -247,6 +251,8 @@ pub(crate) mod testlog {
                 device: 0,
             },
             default_enabled: false,
+            #[cfg(feature = "wgpu")]
+            gpu: None,
         });
         v
     }

@@ -161,7 +161,7 @@ pub(crate) fn launch(args: &LaunchArgs) -> Result<(), Box<dyn std::error::Error>
         }
     }
     // Through the scheduler: independent kernel tasks on each GPU.
-    let ctx = Context::builder().build()?;
+    let ctx = super::build_context(None)?;
     let kernel = WgslKernel::<Fill, u32>::builder("fill", shaders::FILL, "fill")
         .inputs([])
         .output(|p: &Fill, _| p.n as usize)

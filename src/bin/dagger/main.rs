@@ -34,6 +34,24 @@ enum Command {
         #[command(subcommand)]
         which: Bench,
     },
+    /// Run a benchmark with the event log on, then write trace.json (Perfetto /
+    /// chrome://tracing), gantt.svg, graph.dot and summary.txt into --out.
+    Trace {
+        /// Where to write the files.
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
+        #[command(subcommand)]
+        which: Traced,
+    },
+}
+
+#[derive(Subcommand)]
+enum Traced {
+    /// A benchmark, with its own arguments.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
 }
 
 #[derive(Subcommand)]
@@ -48,25 +66,89 @@ enum Bench {
     Launch(gpu_bench::LaunchArgs),
 }
 
+/// Contexts made while tracing, whose logs `dagger trace` renders.
+static TRACED: std::sync::Mutex<Option<Vec<Context>>> = std::sync::Mutex::new(None);
+
 fn build_context(threads: Option<usize>) -> Result<Context, dagger::BuildError> {
     let mut b = Context::builder();
     if let Some(t) = threads {
         b = b.threads(t);
     }
-    b.build()
+    let ctx = b.build()?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        ctx.progress(true);
+    }
+    if let Some(list) = TRACED.lock().expect("trace registry").as_mut() {
+        ctx.enable_logging();
+        list.push(ctx.clone());
+    }
+    Ok(ctx)
+}
+
+fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
+    match which {
+        Bench::Overhead(args) => overhead::run(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Transfer(args) => gpu_bench::transfer(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Launch(args) => gpu_bench::launch(&args),
+    }
+}
+
+fn trace(out: &std::path::Path, which: Traced) -> Result<(), Box<dyn std::error::Error>> {
+    *TRACED.lock().expect("trace registry") = Some(Vec::new());
+    match which {
+        Traced::Bench { which } => run_bench(which)?,
+    }
+    let contexts = TRACED
+        .lock()
+        .expect("trace registry")
+        .take()
+        .unwrap_or_default();
+    std::fs::create_dir_all(out)?;
+    for (i, ctx) in contexts.iter().enumerate() {
+        let events = ctx.fetch_logs();
+        let procs = ctx.processors();
+        let suffix = if contexts.len() > 1 {
+            format!("-{i}")
+        } else {
+            String::new()
+        };
+        let file = |name: &str, ext: &str| out.join(format!("{name}{suffix}.{ext}"));
+        std::fs::write(
+            file("trace", "json"),
+            dagger::viz::chrome_trace(&events, &procs),
+        )?;
+        let title = format!("dagger trace: {} events", events.len());
+        std::fs::write(
+            file("gantt", "svg"),
+            dagger::viz::gantt_svg(&events, &procs, &title),
+        )?;
+        if events.len() <= 20_000 {
+            std::fs::write(file("graph", "dot"), dagger::viz::run_dot(&events, &procs))?;
+        }
+        let summary = dagger::viz::summarize(&events, &procs);
+        std::fs::write(file("summary", "txt"), summary.to_string())?;
+        println!("{summary}");
+        println!(
+            "wrote trace{suffix}.json, gantt{suffix}.svg{}, summary{suffix}.txt into {}",
+            if events.len() <= 20_000 {
+                format!(", graph{suffix}.dot")
+            } else {
+                String::new()
+            },
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 fn main() {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Info { json, threads } => info(json, threads),
-        Command::Bench { which } => match which {
-            Bench::Overhead(args) => overhead::run(&args),
-            #[cfg(feature = "wgpu")]
-            Bench::Transfer(args) => gpu_bench::transfer(&args),
-            #[cfg(feature = "wgpu")]
-            Bench::Launch(args) => gpu_bench::launch(&args),
-        },
+        Command::Bench { which } => run_bench(which),
+        Command::Trace { out, which } => trace(&out, which),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
