@@ -36,6 +36,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod blas;
 mod buffer;
 mod core;
 mod device;
