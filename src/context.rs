@@ -428,6 +428,7 @@ impl Context {
     ) -> Arc<TaskCore> {
         let rt = self.rt();
         let opts = effective_options(fn_type, call_opts);
+        debug_assert!(deps.accesses.is_empty(), "accesses are taken by the region");
         let name = match opts.as_ref().and_then(|o| o.get_name()) {
             Some(n) => TaskName::Shared(n.into()),
             None => TaskName::Static(fn_name),

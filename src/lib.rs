@@ -52,6 +52,7 @@
 
 mod chunk;
 mod context;
+mod datadeps;
 #[cfg(feature = "wgpu")]
 mod gpu;
 mod log;
@@ -66,6 +67,7 @@ pub mod viz;
 
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
+pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Ref, RefMut, Region2, View};
 pub use log::{EventKind, LogEvent};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
 pub use processor::{

@@ -27,6 +27,8 @@ pub(crate) enum Dep {
 #[derive(Default)]
 pub struct Deps {
     pub(crate) list: SmallVec<[Dep; 4]>,
+    /// In-place accesses (datadeps), in argument order.
+    pub(crate) accesses: Vec<crate::datadeps::AccessSpec>,
 }
 
 impl Deps {
@@ -45,7 +47,7 @@ impl Deps {
 /// adapters [`Shared`] and [`Moved`].
 pub trait IntoArg: Sized {
     /// What the task's function receives.
-    type Out: Send + 'static;
+    type Out: 'static;
     #[doc(hidden)]
     type Getter: ArgGetter<Out = Self::Out>;
     #[doc(hidden)]

@@ -1,0 +1,527 @@
+//! Datadeps: tasks that mutate data in place, ordered by how they access it.
+//!
+//! Inside [`Context::spawn_datadeps`], tasks take [`Cell`]s (or views of them) wrapped in
+//! [`In`], [`Out`] or [`InOut`]. The region orders them as Dagger.jl does: readers of the
+//! same data run in parallel; a writer waits for the earlier readers and writers of data it
+//! overlaps; a reader waits for the earlier writer; data that do not overlap never
+//! synchronize. The result equals running the tasks one by one in submission order.
+//!
+//! ```
+//! use dagger::prelude::*;
+//! use dagger::{Cell, In, InOut, Ref, RefMut};
+//!
+//! let ctx = Context::builder().threads(2).build()?;
+//! let a = Cell::new(vec![1.0, 2.0]);
+//! let b = Cell::new(vec![10.0, 20.0]);
+//! let n = ctx.spawn_datadeps(|r| {
+//!     r.spawn(|mut b: RefMut<Vec<f64>>, a: Ref<Vec<f64>>| {
+//!         for (b, a) in b.iter_mut().zip(a.iter()) { *b += a; }
+//!     }, (InOut(&b), In(&a)));
+//!     r.spawn(|mut a: RefMut<Vec<f64>>| a.iter_mut().for_each(|x| *x = 0.0), (InOut(&a),));
+//!     2
+//! })?;
+//! assert_eq!(n, 2);
+//! assert_eq!(b.get(), vec![11.0, 22.0]); // read a before it was zeroed
+//! assert_eq!(a.get(), vec![0.0, 0.0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::lock_api::{ArcRwLockReadGuard, ArcRwLockWriteGuard};
+use parking_lot::{RawRwLock, RwLock};
+
+use crate::context::Context;
+use crate::options::Options;
+use crate::task::args::{ArgGetter, Dep, Deps, IntoArg, TaskArgs, TaskFn};
+use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure};
+use crate::value::Value;
+
+static NEXT_CELL: AtomicU64 = AtomicU64::new(1);
+
+/// A value that datadeps tasks read and write in place.
+///
+/// Cheap to clone (clones share the value). Outside a region, [`get`](Self::get) and
+/// [`with`](Self::with) read it; inside, tasks receive [`Ref`] or [`RefMut`] access.
+pub struct Cell<T> {
+    id: u64,
+    lock: Arc<RwLock<T>>,
+}
+
+impl<T> Clone for Cell<T> {
+    fn clone(&self) -> Self {
+        Cell {
+            id: self.id,
+            lock: self.lock.clone(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Cell<T> {
+    /// A new cell holding `value`.
+    pub fn new(value: T) -> Self {
+        Cell {
+            id: NEXT_CELL.fetch_add(1, Ordering::Relaxed),
+            lock: Arc::new(RwLock::new(value)),
+        }
+    }
+
+    /// A copy of the value.
+    pub fn get(&self) -> T
+    where
+        T: Clone,
+    {
+        self.lock.read().clone()
+    }
+
+    /// Reads the value in place.
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.lock.read())
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: T) {
+        *self.lock.write() = value;
+    }
+
+    /// The whole cell as a view.
+    pub fn all(&self) -> View<'_, T> {
+        self.view(Region2::Whole)
+    }
+
+    /// Rows `r` (for a vector: elements `r`), all columns.
+    pub fn rows(&self, r: Range<usize>) -> View<'_, T> {
+        self.view(Region2::Rect {
+            rows: r,
+            cols: 0..usize::MAX,
+        })
+    }
+
+    /// Columns `c`, all rows.
+    pub fn cols(&self, c: Range<usize>) -> View<'_, T> {
+        self.view(Region2::Rect {
+            rows: 0..usize::MAX,
+            cols: c,
+        })
+    }
+
+    /// The sub-block of rows `r` and columns `c`.
+    pub fn block(&self, r: Range<usize>, c: Range<usize>) -> View<'_, T> {
+        self.view(Region2::Rect { rows: r, cols: c })
+    }
+
+    /// The lower triangle, diagonal included.
+    pub fn lower(&self) -> View<'_, T> {
+        self.view(Region2::Lower { strict: false })
+    }
+
+    /// The lower triangle without the diagonal.
+    pub fn strict_lower(&self) -> View<'_, T> {
+        self.view(Region2::Lower { strict: true })
+    }
+
+    /// The upper triangle, diagonal included.
+    pub fn upper(&self) -> View<'_, T> {
+        self.view(Region2::Upper { strict: false })
+    }
+
+    /// The upper triangle without the diagonal.
+    pub fn strict_upper(&self) -> View<'_, T> {
+        self.view(Region2::Upper { strict: true })
+    }
+
+    fn view(&self, region: Region2) -> View<'_, T> {
+        View { cell: self, region }
+    }
+}
+
+/// The part of a cell an access touches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Region2 {
+    /// All of it.
+    Whole,
+    /// Rows × columns (half-open ranges; `usize::MAX` ends mean "to the end").
+    Rect {
+        /// Rows.
+        rows: Range<usize>,
+        /// Columns.
+        cols: Range<usize>,
+    },
+    /// The lower triangle (`j <= i`, or `j < i` when strict).
+    Lower {
+        /// Without the diagonal.
+        strict: bool,
+    },
+    /// The upper triangle (`j >= i`, or `j > i` when strict).
+    Upper {
+        /// Without the diagonal.
+        strict: bool,
+    },
+}
+
+fn ranges_meet(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end && a.start < a.end && b.start < b.end
+}
+
+impl Region2 {
+    /// Whether two regions of one cell share an element.
+    pub fn overlaps(&self, other: &Region2) -> bool {
+        use Region2::*;
+        match (self, other) {
+            (Whole, _) | (_, Whole) => true,
+            (Rect { rows: r1, cols: c1 }, Rect { rows: r2, cols: c2 }) => {
+                ranges_meet(r1, r2) && ranges_meet(c1, c2)
+            }
+            (Lower { .. }, Lower { .. }) | (Upper { .. }, Upper { .. }) => true,
+            (Lower { strict: s1 }, Upper { strict: s2 })
+            | (Upper { strict: s2 }, Lower { strict: s1 }) => !s1 && !s2,
+            (Rect { rows, cols }, Lower { strict }) | (Lower { strict }, Rect { rows, cols }) => {
+                // Some (i, j) in the rectangle with j <= i (j < i when strict).
+                if rows.start >= rows.end || cols.start >= cols.end {
+                    return false;
+                }
+                let max_i = rows.end - 1;
+                if *strict {
+                    cols.start < max_i
+                } else {
+                    cols.start <= max_i
+                }
+            }
+            (Rect { rows, cols }, Upper { strict }) | (Upper { strict }, Rect { rows, cols }) => {
+                if rows.start >= rows.end || cols.start >= cols.end {
+                    return false;
+                }
+                let max_j = cols.end - 1;
+                if *strict {
+                    max_j > rows.start
+                } else {
+                    max_j >= rows.start
+                }
+            }
+        }
+    }
+}
+
+/// A region of a [`Cell`] that a task accesses.
+pub struct View<'a, T> {
+    cell: &'a Cell<T>,
+    region: Region2,
+}
+
+/// Takes a cell's lock and returns the guard, type-erased.
+type Locker = Box<dyn FnOnce() -> Box<dyn Any> + Send>;
+
+/// One in-place access of a task, as the region sees it.
+pub(crate) struct AccessSpec {
+    cell: u64,
+    region: Region2,
+    write: bool,
+    lock: Locker,
+}
+
+/// Read access to a cell (or a view of it) inside a datadeps task.
+pub struct Ref<T> {
+    guard: ArcRwLockReadGuard<RawRwLock, T>,
+    region: Region2,
+}
+
+impl<T> std::ops::Deref for Ref<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> Ref<T> {
+    /// The part of the value this task declared it reads.
+    pub fn region(&self) -> &Region2 {
+        &self.region
+    }
+}
+
+/// Write access to a cell (or a view of it) inside a datadeps task. A task must only
+/// change the part it declared ([`region`](Self::region)).
+pub struct RefMut<T> {
+    guard: ArcRwLockWriteGuard<RawRwLock, T>,
+    region: Region2,
+}
+
+impl<T> std::ops::Deref for RefMut<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for RefMut<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> RefMut<T> {
+    /// The part of the value this task declared it writes.
+    pub fn region(&self) -> &Region2 {
+        &self.region
+    }
+}
+
+/// Read access (Dagger.jl's `In`).
+pub struct In<A>(pub A);
+/// Write access; the task overwrites what it was given (Dagger.jl's `Out`).
+pub struct Out<A>(pub A);
+/// Read and write access (Dagger.jl's `InOut`).
+pub struct InOut<A>(pub A);
+
+/// Something an access wrapper can take: a cell or a view of one.
+pub trait AsView {
+    /// The cell's value type.
+    type Target;
+    #[doc(hidden)]
+    fn as_view(&self) -> (Cell<Self::Target>, Region2);
+}
+
+impl<T> AsView for &Cell<T> {
+    type Target = T;
+    fn as_view(&self) -> (Cell<T>, Region2) {
+        ((*self).clone(), Region2::Whole)
+    }
+}
+
+impl<T> AsView for View<'_, T> {
+    type Target = T;
+    fn as_view(&self) -> (Cell<T>, Region2) {
+        (self.cell.clone(), self.region.clone())
+    }
+}
+
+thread_local! {
+    /// Guards taken (in cell order) for the task running on this thread.
+    static GUARDS: std::cell::RefCell<Vec<Option<Box<dyn Any>>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[doc(hidden)]
+pub struct GuardGetter<G> {
+    slot: usize,
+    _g: PhantomData<fn() -> G>,
+}
+
+impl<G: 'static> ArgGetter for GuardGetter<G> {
+    type Out = G;
+    fn get(self, _: &[Value], arg: usize) -> Result<G, TaskFailure> {
+        GUARDS
+            .with(|g| g.borrow_mut().get_mut(self.slot).and_then(Option::take))
+            .and_then(|b| b.downcast::<G>().ok())
+            .map(|b| *b)
+            .ok_or_else(|| {
+                TaskFailure::msg(format!(
+                    "argument {arg}: In/Out/InOut arguments only work in tasks spawned through a datadeps region"
+                ))
+            })
+    }
+}
+
+fn register<T: Send + Sync + 'static, G: 'static>(
+    deps: &mut Deps,
+    (cell, region): (Cell<T>, Region2),
+    write: bool,
+    make: fn(Arc<RwLock<T>>, Region2, bool) -> G,
+) -> GuardGetter<G> {
+    let slot = deps.accesses.len();
+    let r = region.clone();
+    deps.accesses.push(AccessSpec {
+        cell: cell.id,
+        region,
+        write,
+        lock: Box::new(move || Box::new(make(cell.lock, r, write)) as Box<dyn Any>),
+    });
+    GuardGetter {
+        slot,
+        _g: PhantomData,
+    }
+}
+
+fn read_guard<T>(l: Arc<RwLock<T>>, region: Region2, _: bool) -> Ref<T> {
+    Ref {
+        guard: l.read_arc(),
+        region,
+    }
+}
+
+fn write_guard<T>(l: Arc<RwLock<T>>, region: Region2, _: bool) -> RefMut<T> {
+    RefMut {
+        guard: l.write_arc(),
+        region,
+    }
+}
+
+impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for In<A> {
+    type Out = Ref<T>;
+    type Getter = GuardGetter<Ref<T>>;
+    fn register(self, deps: &mut Deps) -> Self::Getter {
+        register(deps, self.0.as_view(), false, read_guard)
+    }
+}
+
+impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for Out<A> {
+    type Out = RefMut<T>;
+    type Getter = GuardGetter<RefMut<T>>;
+    fn register(self, deps: &mut Deps) -> Self::Getter {
+        register(deps, self.0.as_view(), true, write_guard)
+    }
+}
+
+impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for InOut<A> {
+    type Out = RefMut<T>;
+    type Getter = GuardGetter<RefMut<T>>;
+    fn register(self, deps: &mut Deps) -> Self::Getter {
+        register(deps, self.0.as_view(), true, write_guard)
+    }
+}
+
+struct Past {
+    region: Region2,
+    write: bool,
+    task: Arc<TaskCore>,
+}
+
+/// A datadeps region: tasks spawned through it are ordered by their accesses.
+pub struct DataRegion<'c> {
+    ctx: &'c Context,
+    history: HashMap<u64, Vec<Past>>,
+    tasks: Vec<Arc<TaskCore>>,
+}
+
+impl DataRegion<'_> {
+    /// Spawns `f(args...)` ordered after the earlier tasks whose accesses conflict with
+    /// its own. Arguments are as for [`Context::spawn`], plus [`In`], [`Out`] and [`InOut`].
+    pub fn spawn<A, F, R>(&mut self, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, R>,
+        R: Send + Sync + 'static,
+    {
+        self.spawn_with(Options::new(), f, args)
+    }
+
+    /// [`spawn`](Self::spawn) with options.
+    pub fn spawn_with<A, F, R>(&mut self, opts: Options, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, R>,
+        R: Send + Sync + 'static,
+    {
+        let mut deps = Deps::default();
+        let getters = args.register(&mut deps);
+        let accesses = std::mem::take(&mut deps.accesses);
+        // A task may not take one cell twice when one of the uses writes: it would lock it
+        // against itself.
+        for (i, a) in accesses.iter().enumerate() {
+            if accesses[..i]
+                .iter()
+                .any(|b| b.cell == a.cell && (a.write || b.write))
+            {
+                let core = Arc::new(TaskCore::failed(
+                    crate::task::TaskName::Static(std::any::type_name::<F>()),
+                    |task| TaskError::Failed {
+                        task,
+                        processor: "none".into(),
+                        cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                            format!(
+                            "arguments {} and {i} take the same cell and one of them writes it; \
+                             pass it once, as InOut",
+                            accesses.iter().position(|c| c.cell == a.cell).unwrap_or(0)
+                        ),
+                        )),
+                    },
+                ));
+                self.tasks.push(core.clone());
+                return DTask::from_core(core);
+            }
+        }
+        // Dependencies on earlier conflicting accesses.
+        for a in &accesses {
+            if let Some(hist) = self.history.get_mut(&a.cell) {
+                hist.retain(|p| !p.task.is_done());
+                for p in hist.iter() {
+                    if (a.write || p.write) && a.region.overlaps(&p.region) {
+                        deps.list.push(Dep::Task(p.task.clone()));
+                    }
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..accesses.len()).collect();
+        order.sort_by_key(|&i| accesses[i].cell);
+        let mut lockers: Vec<Option<Locker>> = Vec::new();
+        let mut meta = Vec::new();
+        for a in accesses {
+            meta.push((a.cell, a.region, a.write));
+            lockers.push(Some(a.lock));
+        }
+        let body: Body = Box::new(move |inputs: &[Value]| {
+            // Take the locks in cell order, so tasks never wait on each other in a cycle.
+            let mut slots: Vec<Option<Box<dyn Any>>> = (0..lockers.len()).map(|_| None).collect();
+            for &i in &order {
+                slots[i] = Some((lockers[i].take().expect("each lock is taken once"))());
+            }
+            let prev = GUARDS.with(|g| std::mem::replace(&mut *g.borrow_mut(), slots));
+            let outs = A::get(getters, inputs);
+            let leftover = GUARDS.with(|g| std::mem::replace(&mut *g.borrow_mut(), prev));
+            drop(leftover);
+            Ok(Value::new(f.call(outs?)))
+        });
+        let core = self.ctx.submit(
+            std::any::type_name::<F>(),
+            std::any::TypeId::of::<F>(),
+            opts,
+            deps,
+            body,
+        );
+        for (cell, region, write) in meta {
+            self.history.entry(cell).or_default().push(Past {
+                region,
+                write,
+                task: core.clone(),
+            });
+        }
+        self.tasks.push(core.clone());
+        DTask::from_core(core)
+    }
+}
+
+impl Context {
+    /// Runs `f` with a datadeps region, waits for every task spawned through it, and
+    /// returns `f`'s value — or the error of the first task (in submission order) that
+    /// failed. The context stays usable either way.
+    pub fn spawn_datadeps<R>(
+        &self,
+        f: impl FnOnce(&mut DataRegion<'_>) -> R,
+    ) -> Result<R, TaskError> {
+        let mut region = DataRegion {
+            ctx: self,
+            history: HashMap::new(),
+            tasks: Vec::new(),
+        };
+        let out = f(&mut region);
+        let mut first = None;
+        for t in &region.tasks {
+            crate::sched::block_on(t);
+            if first.is_none() {
+                if let Some(Err(e)) = t.result.get() {
+                    first = Some(e.clone());
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
