@@ -50,6 +50,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "wgpu")]
+pub mod array;
 mod chunk;
 mod context;
 #[cfg(feature = "wgpu")]
@@ -64,6 +66,10 @@ mod thunk;
 mod value;
 pub mod viz;
 
+#[cfg(feature = "wgpu")]
+pub use array::{
+    ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float,
+};
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
 pub use log::{EventKind, LogEvent};
@@ -91,4 +97,6 @@ pub mod prelude {
         delayed, get_options, with_options, Chunk, Context, DTask, Options, Scope, TaskError,
         Thunk, Val,
     };
+    #[cfg(feature = "wgpu")]
+    pub use crate::{ArrayDomain, AutoBlocks, Blocks, DArray};
 }
