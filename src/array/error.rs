@@ -110,7 +110,7 @@ pub enum ArrayError {
         name: String,
         /// Why.
         #[source]
-        source: KernelError,
+        source: Box<KernelError>,
     },
     /// A block task failed.
     #[error("a block of the array could not be computed")]

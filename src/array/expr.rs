@@ -277,16 +277,37 @@ impl Expr {
             }
             Expr::Bin(op, a, b) => {
                 a.eval_chunk(x, out, scratch);
-                let mut t = take(scratch);
-                b.eval_chunk(x, &mut t, scratch);
-                let f: fn(T, T) -> T = match op {
-                    '+' => T::add,
-                    '-' => T::sub,
-                    '*' => T::mul,
-                    _ => T::div,
-                };
-                out.iter_mut().zip(&t).for_each(|(o, &v)| *o = f(*o, v));
-                scratch.push(t);
+                macro_rules! apply {
+                    ($rhs:expr, $v:ident, $get:expr) => {
+                        match op {
+                            '+' => out
+                                .iter_mut()
+                                .zip($rhs)
+                                .for_each(|(o, $v)| *o = o.add($get)),
+                            '-' => out
+                                .iter_mut()
+                                .zip($rhs)
+                                .for_each(|(o, $v)| *o = o.sub($get)),
+                            '*' => out
+                                .iter_mut()
+                                .zip($rhs)
+                                .for_each(|(o, $v)| *o = o.mul($get)),
+                            _ => out
+                                .iter_mut()
+                                .zip($rhs)
+                                .for_each(|(o, $v)| *o = o.div($get)),
+                        }
+                    };
+                }
+                if let Expr::Num(c) = **b {
+                    let c = T::from_f64(c);
+                    apply!(std::iter::repeat(()), _v, c);
+                } else {
+                    let mut t = take(scratch);
+                    b.eval_chunk(x, &mut t, scratch);
+                    apply!(&t, v, *v);
+                    scratch.push(t);
+                }
             }
             Expr::Call(func, args) => {
                 args[0].eval_chunk(x, out, scratch);

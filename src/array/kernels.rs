@@ -203,7 +203,7 @@ type Cache = Mutex<HashMap<(TypeId, &'static str, String), Arc<dyn Any + Send + 
 fn cached<P, T>(
     family: &'static str,
     key: String,
-    make: impl FnOnce() -> Result<WgslKernel<P, T>, KernelError>,
+    make: impl FnOnce() -> Result<WgslKernel<P, T>, Box<KernelError>>,
 ) -> Result<WgslKernel<P, T>, ArrayError>
 where
     P: bytemuck::Pod + Send + Sync + 'static,
@@ -276,6 +276,7 @@ pub(crate) fn unary<T: Float>(op: &Unary) -> Result<WgslKernel<(), T>, ArrayErro
                 }
             })
             .build()
+            .map_err(Box::new)
     })
 }
 
@@ -321,6 +322,7 @@ pub(crate) fn binary<T: Element>(op: Binary) -> Result<WgslKernel<(), T>, ArrayE
                 }
             })
             .build()
+            .map_err(Box::new)
     })
 }
 
@@ -348,6 +350,7 @@ pub(crate) fn reduce_all<T: Element>(op: Reduce) -> Result<WgslKernel<ReduceShap
                 out[0] = x[1..].iter().fold(x[0], |acc, &v| op.apply(acc, v));
             })
             .build()
+            .map_err(Box::new)
     })
 }
 
@@ -381,6 +384,7 @@ pub(crate) fn reduce_axis<T: Element>(
             }
         })
         .build()
+        .map_err(Box::new)
     })
 }
 
@@ -398,9 +402,9 @@ pub(crate) fn for_each_row(p: &BoxParams, mut row: impl FnMut(usize, usize)) {
     let mut idx = [0usize; MAX_DIMS];
     loop {
         let (mut s, mut d) = (p.src_off as usize, p.dst_off as usize);
-        for k in 0..nd - 1 {
-            s += idx[k] * p.src_strides[k] as usize;
-            d += idx[k] * p.dst_strides[k] as usize;
+        for (k, &i) in idx.iter().enumerate().take(nd - 1) {
+            s += i * p.src_strides[k] as usize;
+            d += i * p.dst_strides[k] as usize;
         }
         row(s, d);
         let mut k = nd - 1;
@@ -454,6 +458,7 @@ pub(crate) fn gather<T: Element>() -> Result<WgslKernel<BoxParams, T>, ArrayErro
             .workgroups(|p: &BoxParams, _| groups(p.count as usize))
             .cpu(|p: &BoxParams, ins, out| copy_box(p, ins[0], out))
             .build()
+            .map_err(Box::new)
     })
 }
 
@@ -470,6 +475,7 @@ pub(crate) fn copy_into<T: Element>() -> Result<WgslKernel<BoxParams, T>, ArrayE
             .workgroups(|p: &BoxParams, _| groups(p.count as usize))
             .cpu(|p: &BoxParams, ins, out| copy_box(p, ins[0], out))
             .build()
+            .map_err(Box::new)
     })
 }
 
@@ -487,6 +493,7 @@ pub(crate) fn fill<T: Element>() -> Result<WgslKernel<Len, T>, ArrayError> {
             .workgroups(|p: &Len, _| groups(p.n as usize))
             .cpu(|_, ins, out| out.fill(ins[0][0]))
             .build()
+            .map_err(Box::new)
     })
 }
 
@@ -558,5 +565,6 @@ pub(crate) fn random<T: Float>(normal: bool) -> Result<WgslKernel<BoxParams, T>,
                 });
             })
             .build()
+            .map_err(Box::new)
     })
 }
