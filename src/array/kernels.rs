@@ -337,6 +337,27 @@ fn reduce_source<T: Element>(op: Reduce) -> String {
     )
 }
 
+/// `x[0] ⊕ x[1] ⊕ ...` in eight independent lanes, so the compiler can vectorise it.
+fn fold_lanes<T: Element>(x: &[T], op: Reduce) -> T {
+    const L: usize = 8;
+    if x.len() < 2 * L {
+        return x[1..].iter().fold(x[0], |a, &v| op.apply(a, v));
+    }
+    let mut lanes: [T; L] = x[..L].try_into().expect("L elements");
+    let rest = &x[L..];
+    let mut chunks = rest.chunks_exact(L);
+    for c in &mut chunks {
+        for k in 0..L {
+            lanes[k] = op.apply(lanes[k], c[k]);
+        }
+    }
+    let mut acc = lanes[1..].iter().fold(lanes[0], |a, &v| op.apply(a, v));
+    for &v in chunks.remainder() {
+        acc = op.apply(acc, v);
+    }
+    acc
+}
+
 /// One block reduced to one element.
 pub(crate) fn reduce_all<T: Element>(op: Reduce) -> Result<WgslKernel<ReduceShape, T>, ArrayError> {
     let source = reduce_source::<T>(op);
@@ -347,7 +368,7 @@ pub(crate) fn reduce_all<T: Element>(op: Reduce) -> Result<WgslKernel<ReduceShap
             .workgroups(|_, _| [1, 1, 1])
             .cpu(move |_, ins, out| {
                 let x = ins[0];
-                out[0] = x[1..].iter().fold(x[0], |acc, &v| op.apply(acc, v));
+                out[0] = fold_lanes(x, op);
             })
             .build()
             .map_err(Box::new)
