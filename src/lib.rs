@@ -50,6 +50,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "wgpu")]
+pub mod array;
 mod chunk;
 mod context;
 mod datadeps;
@@ -65,6 +67,10 @@ mod thunk;
 mod value;
 pub mod viz;
 
+#[cfg(feature = "wgpu")]
+pub use array::{
+    ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float,
+};
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
 pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Ref, RefMut, Region2, View};
@@ -93,4 +99,6 @@ pub mod prelude {
         delayed, get_options, with_options, Chunk, Context, DTask, Options, Scope, TaskError,
         Thunk, Val,
     };
+    #[cfg(feature = "wgpu")]
+    pub use crate::{ArrayDomain, AutoBlocks, Blocks, DArray};
 }

@@ -1,6 +1,8 @@
 //! `dagger`: list processors, run benchmarks and the demo.
 
 #[cfg(feature = "wgpu")]
+mod array_bench;
+#[cfg(feature = "wgpu")]
 mod gpu_bench;
 mod overhead;
 
@@ -64,6 +66,12 @@ enum Bench {
     /// µs per launch of small kernels: batched, unbatched, and as scheduled tasks.
     #[cfg(feature = "wgpu")]
     Launch(gpu_bench::LaunchArgs),
+    /// DArray elementwise map (y = 2x + 1): GB/s on the CPU scope beside numpy and dask.
+    #[cfg(feature = "wgpu")]
+    Map(array_bench::Args),
+    /// DArray sum of all elements: GB/s on the CPU scope beside numpy and dask.
+    #[cfg(feature = "wgpu")]
+    Reduce(array_bench::Args),
 }
 
 /// Contexts made while tracing, whose logs `dagger trace` renders.
@@ -92,6 +100,10 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Transfer(args) => gpu_bench::transfer(&args),
         #[cfg(feature = "wgpu")]
         Bench::Launch(args) => gpu_bench::launch(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Map(args) => array_bench::map(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Reduce(args) => array_bench::reduce(&args),
     }
 }
 

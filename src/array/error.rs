@@ -1,0 +1,118 @@
+//! What can go wrong at the DArray API.
+
+use crate::gpu::KernelError;
+use crate::task::TaskError;
+
+use super::expr::ExprError;
+
+/// An error of a [`DArray`](super::DArray) operation.
+///
+/// Operations check shapes, axes and blockings when they are called, so a mistake is an
+/// error at the line that made it; what fails later, inside a block task, arrives as
+/// [`ArrayError::Task`] when the result is collected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArrayError {
+    /// Two arrays that must have the same shape do not.
+    #[error("{op}: the shapes {left:?} and {right:?} do not match")]
+    ShapeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The first operand's shape.
+        left: Vec<usize>,
+        /// The second operand's shape.
+        right: Vec<usize>,
+    },
+    /// A block shape with a different number of dimensions than the array.
+    #[error("the block shape {blocks:?} has {} dimensions but the array {shape:?} has {}", blocks.len(), shape.len())]
+    BlocksRank {
+        /// The array's shape.
+        shape: Vec<usize>,
+        /// The block shape.
+        blocks: Vec<usize>,
+    },
+    /// A block shape with a zero extent.
+    #[error(
+        "the block shape {blocks:?} has a zero extent; every block dimension must be at least 1"
+    )]
+    ZeroBlock {
+        /// The block shape.
+        blocks: Vec<usize>,
+    },
+    /// An axis beyond the array's dimensions.
+    #[error("axis {axis} is out of range for an array of {ndim} dimensions")]
+    AxisOutOfRange {
+        /// The axis.
+        axis: usize,
+        /// The array's number of dimensions.
+        ndim: usize,
+    },
+    /// A list of axes that is not a permutation of `0..ndim`.
+    #[error("{axes:?} is not a permutation of the {ndim} axes")]
+    InvalidPermutation {
+        /// The axes given.
+        axes: Vec<usize>,
+        /// The array's number of dimensions.
+        ndim: usize,
+    },
+    /// Slice ranges that do not fit the array.
+    #[error("the slice {ranges:?} does not fit the shape {shape:?} (one range per dimension, start <= end <= length)")]
+    SliceOutOfBounds {
+        /// The ranges.
+        ranges: Vec<std::ops::Range<usize>>,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+    /// A reduction without identity (`min`, `max`) over no elements.
+    #[error("{op} of an empty array (shape {shape:?}) has no value")]
+    EmptyReduction {
+        /// The reduction.
+        op: &'static str,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+    /// `collect1`/`collect2` on an array of another dimensionality.
+    #[error("expected a {expected}-dimensional array, found shape {shape:?}")]
+    Dimensionality {
+        /// The dimensionality asked for.
+        expected: usize,
+        /// The array's shape.
+        shape: Vec<usize>,
+    },
+    /// More dimensions than block kernels index.
+    #[error("arrays have at most {max} dimensions; this one would have {ndim}")]
+    TooManyDimensions {
+        /// The array's number of dimensions.
+        ndim: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A block (or a random array) too large for 32-bit element indices.
+    #[error(
+        "{what} has {elements} elements; block kernels index at most 2^32 - 1: use smaller blocks"
+    )]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Its element count.
+        elements: u128,
+    },
+    /// `concatenate` of no arrays.
+    #[error("concatenate needs at least one array")]
+    NothingToConcatenate,
+    /// A WGSL expression outside the supported subset.
+    #[error("invalid map expression")]
+    Expr(#[from] ExprError),
+    /// A block kernel failed to build.
+    #[error("building the block kernel `{name}`")]
+    Kernel {
+        /// The kernel.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<KernelError>,
+    },
+    /// A block task failed.
+    #[error("a block of the array could not be computed")]
+    Task(#[from] TaskError),
+}

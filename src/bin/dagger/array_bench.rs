@@ -1,0 +1,242 @@
+//! `dagger bench map` and `dagger bench reduce`: DArray throughput on the CPU scope, in GB/s
+//! of input, beside numpy and dask.array on the same sizes (run in the same invocation
+//! through `benches/peers_array.py`), and the peak memory of chained maps.
+
+use std::time::Instant;
+
+use dagger::prelude::*;
+
+/// The peer script, embedded so the command works from any directory.
+const PEERS: &str = include_str!("../../../benches/peers_array.py");
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Elements of the 1-D f32 array (default 64 Mi = 256 MiB).
+    #[arg(long, default_value_t = 1 << 26)]
+    n: usize,
+    /// Elements per block (default 4 Mi = 16 MiB).
+    #[arg(long, default_value_t = 1 << 22)]
+    block: usize,
+    /// CPU worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Repetitions; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Skip numpy and dask.array.
+    #[arg(long)]
+    no_peers: bool,
+    /// Instead of throughput: the peak resident memory of ten chained maps over an array
+    /// of --memory-mib, collected at the end (run alone: the peak is per process).
+    #[arg(long)]
+    memory: bool,
+    /// Array size for --memory, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory_mib: usize,
+    /// With --memory: collect with `into_ndarray` (releasing blocks as they are copied)
+    /// instead of `collect`.
+    #[arg(long)]
+    consume: bool,
+    /// One JSON object per result line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Copy, Clone, PartialEq)]
+enum Op {
+    Map,
+    Reduce,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Map => "map",
+            Op::Reduce => "reduce",
+        }
+    }
+}
+
+pub(crate) fn map(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.memory {
+        return memory(args);
+    }
+    run(args, Op::Map)
+}
+
+pub(crate) fn reduce(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    run(args, Op::Reduce)
+}
+
+fn run(args: &Args, op: Op) -> Result<(), Box<dyn std::error::Error>> {
+    let ctx = super::build_context(args.threads)?;
+    let threads = ctx.num_threads();
+    let bytes = (args.n * 4) as f64;
+    let secs = with_options(Options::new().scope(Scope::cpu()), || {
+        let a = DArray::<f32>::rand(&ctx, [args.n], Blocks::new([args.block]), 1)?;
+        a.wait()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..args.repeat.max(1) {
+            let t = Instant::now();
+            match op {
+                Op::Map => {
+                    let b = a.map_wgsl("x * 2.0 + 1.0")?;
+                    b.wait()?;
+                }
+                Op::Reduce => {
+                    a.sum().fetch()?;
+                }
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok::<f64, Box<dyn std::error::Error>>(best)
+    })?;
+    let mut rows = vec![("dagger".to_string(), secs)];
+    if !args.no_peers {
+        match peers(args, op, threads) {
+            Ok(p) => rows.extend(p),
+            Err(e) => eprintln!("warning: peers not run: {e}"),
+        }
+    }
+    if !args.json {
+        println!(
+            "bench {}: {} f32 elements ({} MiB), blocks of {}, CPU scope, {} threads, best of {}",
+            op.name(),
+            args.n,
+            args.n * 4 >> 20,
+            args.block,
+            threads,
+            args.repeat
+        );
+        println!(
+            "{:<8} {:>10} {:>10} {:>16}",
+            "impl", "ms", "GB/s", "dagger speedup"
+        );
+    }
+    for (who, s) in &rows {
+        let gbps = bytes / s / 1e9;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": op.name(), "impl": who, "n": args.n, "block": args.block,
+                    "scope": "cpu", "threads": threads, "secs": s, "gbps": gbps,
+                    "dagger_speedup": s / secs,
+                })
+            );
+        } else {
+            println!(
+                "{:<8} {:>10.2} {:>10.2} {:>15.2}x",
+                who,
+                s * 1e3,
+                gbps,
+                s / secs
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the peer script; (peer, seconds) per line it prints.
+fn peers(
+    args: &Args,
+    op: Op,
+    threads: usize,
+) -> Result<Vec<(String, f64)>, Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-", "--op", op.name()])
+        .args([
+            "--n",
+            &args.n.to_string(),
+            "--block",
+            &args.block.to_string(),
+        ])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--repeat",
+            &args.repeat.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin for python3")?
+        .write_all(PEERS.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(format!("python3 exited with {}", out.status).into());
+    }
+    let mut rows = Vec::new();
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let peer = v["peer"].as_str().ok_or("peer line without `peer`")?;
+        let secs = v["secs"].as_f64().ok_or("peer line without `secs`")?;
+        rows.push((peer.to_string(), secs));
+    }
+    Ok(rows)
+}
+
+/// A field of /proc/self/status in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn memory(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let ctx = super::build_context(args.threads)?;
+    let n = (args.memory_mib << 20) / 4;
+    let size = (n * 4) as f64;
+    let base = status_bytes("VmRSS").ok_or("/proc/self/status has no VmRSS")?;
+    let t = Instant::now();
+    let host = with_options(Options::new().scope(Scope::cpu()), || {
+        let mut a = DArray::<f32>::fill(&ctx, [n], Blocks::new([args.block]), 1.0)?;
+        for _ in 0..10 {
+            a = a.map_wgsl("x * 2.0 - 1.0")?;
+        }
+        if args.consume {
+            a.into_ndarray()
+        } else {
+            a.collect()
+        }
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    let peak = status_bytes("VmHWM").ok_or("/proc/self/status has no VmHWM")?;
+    let wrong = host.iter().filter(|&&x| x != 1.0).count();
+    if wrong > 0 {
+        return Err(format!("{wrong} wrong elements").into());
+    }
+    let extra = peak.saturating_sub(base) as f64;
+    let collect = if args.consume {
+        "into_ndarray"
+    } else {
+        "collect"
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "map_memory", "n": n, "block": args.block, "scope": "cpu",
+                "maps": 10, "collect": collect, "array_bytes": size as u64,
+                "baseline_rss": base, "peak_rss": peak, "peak_over_array": extra / size,
+                "secs": secs, "gbps": size * 10.0 / secs / 1e9,
+            })
+        );
+    } else {
+        println!(
+            "ten chained maps over {} MiB (blocks of {} elements), then {collect}: peak RSS {:.0} MiB above a {:.0} MiB baseline = {:.2}x the array ({:.2} s)",
+            args.memory_mib,
+            args.block,
+            extra / 1048576.0,
+            base as f64 / 1048576.0,
+            extra / size,
+            secs
+        );
+    }
+    Ok(())
+}
