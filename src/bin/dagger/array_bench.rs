@@ -103,7 +103,7 @@ fn run(args: &Args, op: Op) -> Result<(), Box<dyn std::error::Error>> {
             "bench {}: {} f32 elements ({} MiB), blocks of {}, CPU scope, {} threads, best of {}",
             op.name(),
             args.n,
-            args.n * 4 >> 20,
+            (args.n * 4) >> 20,
             args.block,
             threads,
             args.repeat
