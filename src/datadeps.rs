@@ -91,12 +91,12 @@ impl<T: Send + Sync + 'static> Cell<T> {
 
     /// The whole cell as a view.
     pub fn all(&self) -> View<'_, T> {
-        self.view(Region2::Whole)
+        self.view(Part::Whole)
     }
 
     /// Rows `r` (for a vector: elements `r`), all columns.
     pub fn rows(&self, r: Range<usize>) -> View<'_, T> {
-        self.view(Region2::Rect {
+        self.view(Part::Rect {
             rows: r,
             cols: 0..usize::MAX,
         })
@@ -104,7 +104,7 @@ impl<T: Send + Sync + 'static> Cell<T> {
 
     /// Columns `c`, all rows.
     pub fn cols(&self, c: Range<usize>) -> View<'_, T> {
-        self.view(Region2::Rect {
+        self.view(Part::Rect {
             rows: 0..usize::MAX,
             cols: c,
         })
@@ -112,30 +112,30 @@ impl<T: Send + Sync + 'static> Cell<T> {
 
     /// The sub-block of rows `r` and columns `c`.
     pub fn block(&self, r: Range<usize>, c: Range<usize>) -> View<'_, T> {
-        self.view(Region2::Rect { rows: r, cols: c })
+        self.view(Part::Rect { rows: r, cols: c })
     }
 
     /// The lower triangle, diagonal included.
     pub fn lower(&self) -> View<'_, T> {
-        self.view(Region2::Lower { strict: false })
+        self.view(Part::Lower { strict: false })
     }
 
     /// The lower triangle without the diagonal.
     pub fn strict_lower(&self) -> View<'_, T> {
-        self.view(Region2::Lower { strict: true })
+        self.view(Part::Lower { strict: true })
     }
 
     /// The upper triangle, diagonal included.
     pub fn upper(&self) -> View<'_, T> {
-        self.view(Region2::Upper { strict: false })
+        self.view(Part::Upper { strict: false })
     }
 
     /// The upper triangle without the diagonal.
     pub fn strict_upper(&self) -> View<'_, T> {
-        self.view(Region2::Upper { strict: true })
+        self.view(Part::Upper { strict: true })
     }
 
-    fn view(&self, region: Region2) -> View<'_, T> {
+    fn view(&self, region: Part) -> View<'_, T> {
         View { cell: self, region }
     }
 }
@@ -143,7 +143,7 @@ impl<T: Send + Sync + 'static> Cell<T> {
 /// The part of a cell an access touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Region2 {
+pub enum Part {
     /// All of it.
     Whole,
     /// Rows × columns (half-open ranges; `usize::MAX` ends mean "to the end").
@@ -169,10 +169,10 @@ fn ranges_meet(a: &Range<usize>, b: &Range<usize>) -> bool {
     a.start < b.end && b.start < a.end && a.start < a.end && b.start < b.end
 }
 
-impl Region2 {
+impl Part {
     /// Whether two regions of one cell share an element.
-    pub fn overlaps(&self, other: &Region2) -> bool {
-        use Region2::*;
+    pub fn overlaps(&self, other: &Part) -> bool {
+        use Part::*;
         match (self, other) {
             (Whole, _) | (_, Whole) => true,
             (Rect { rows: r1, cols: c1 }, Rect { rows: r2, cols: c2 }) => {
@@ -211,7 +211,7 @@ impl Region2 {
 /// A region of a [`Cell`] that a task accesses.
 pub struct View<'a, T> {
     cell: &'a Cell<T>,
-    region: Region2,
+    region: Part,
 }
 
 /// Takes a cell's lock and returns the guard, type-erased.
@@ -220,7 +220,7 @@ type Locker = Box<dyn FnOnce() -> Box<dyn Any> + Send>;
 /// One in-place access of a task, as the region sees it.
 pub(crate) struct AccessSpec {
     cell: u64,
-    region: Region2,
+    region: Part,
     write: bool,
     lock: Locker,
 }
@@ -228,7 +228,7 @@ pub(crate) struct AccessSpec {
 /// Read access to a cell (or a view of it) inside a datadeps task.
 pub struct Ref<T> {
     guard: ArcRwLockReadGuard<RawRwLock, T>,
-    region: Region2,
+    region: Part,
 }
 
 impl<T> std::ops::Deref for Ref<T> {
@@ -240,7 +240,7 @@ impl<T> std::ops::Deref for Ref<T> {
 
 impl<T> Ref<T> {
     /// The part of the value this task declared it reads.
-    pub fn region(&self) -> &Region2 {
+    pub fn region(&self) -> &Part {
         &self.region
     }
 }
@@ -249,7 +249,7 @@ impl<T> Ref<T> {
 /// change the part it declared ([`region`](Self::region)).
 pub struct RefMut<T> {
     guard: ArcRwLockWriteGuard<RawRwLock, T>,
-    region: Region2,
+    region: Part,
 }
 
 impl<T> std::ops::Deref for RefMut<T> {
@@ -267,7 +267,7 @@ impl<T> std::ops::DerefMut for RefMut<T> {
 
 impl<T> RefMut<T> {
     /// The part of the value this task declared it writes.
-    pub fn region(&self) -> &Region2 {
+    pub fn region(&self) -> &Part {
         &self.region
     }
 }
@@ -284,19 +284,19 @@ pub trait AsView {
     /// The cell's value type.
     type Target;
     #[doc(hidden)]
-    fn as_view(&self) -> (Cell<Self::Target>, Region2);
+    fn as_view(&self) -> (Cell<Self::Target>, Part);
 }
 
 impl<T> AsView for &Cell<T> {
     type Target = T;
-    fn as_view(&self) -> (Cell<T>, Region2) {
-        ((*self).clone(), Region2::Whole)
+    fn as_view(&self) -> (Cell<T>, Part) {
+        ((*self).clone(), Part::Whole)
     }
 }
 
 impl<T> AsView for View<'_, T> {
     type Target = T;
-    fn as_view(&self) -> (Cell<T>, Region2) {
+    fn as_view(&self) -> (Cell<T>, Part) {
         (self.cell.clone(), self.region.clone())
     }
 }
@@ -330,9 +330,9 @@ impl<G: 'static> ArgGetter for GuardGetter<G> {
 
 fn register<T: Send + Sync + 'static, G: 'static>(
     deps: &mut Deps,
-    (cell, region): (Cell<T>, Region2),
+    (cell, region): (Cell<T>, Part),
     write: bool,
-    make: fn(Arc<RwLock<T>>, Region2, bool) -> G,
+    make: fn(Arc<RwLock<T>>, Part, bool) -> G,
 ) -> GuardGetter<G> {
     let slot = deps.accesses.len();
     let r = region.clone();
@@ -348,14 +348,14 @@ fn register<T: Send + Sync + 'static, G: 'static>(
     }
 }
 
-fn read_guard<T>(l: Arc<RwLock<T>>, region: Region2, _: bool) -> Ref<T> {
+fn read_guard<T>(l: Arc<RwLock<T>>, region: Part, _: bool) -> Ref<T> {
     Ref {
         guard: l.read_arc(),
         region,
     }
 }
 
-fn write_guard<T>(l: Arc<RwLock<T>>, region: Region2, _: bool) -> RefMut<T> {
+fn write_guard<T>(l: Arc<RwLock<T>>, region: Part, _: bool) -> RefMut<T> {
     RefMut {
         guard: l.write_arc(),
         region,
@@ -387,7 +387,7 @@ impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for InOut<A> {
 }
 
 struct Past {
-    region: Region2,
+    region: Part,
     write: bool,
     task: Arc<TaskCore>,
 }

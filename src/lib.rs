@@ -42,6 +42,10 @@
 //! | `Options`, `with_options`, `get_options`, `default_option` | [`Options`], [`with_options`], [`get_options`], [`set_default_options`] |
 //! | `AnyScope`, `DefaultScope`, `UnionScope`, `ProcessScope`, `ExactScope`, `ProcessorTypeScope`, `constrain` | [`Scope::any`], [`Scope::default_scope`], [`Scope::union`], [`Scope::process`], [`Scope::exact`], [`Scope::kind`], [`Scope::constrain`] |
 //! | `enable_logging!`, `fetch_logs!` | [`Context::enable_logging`], [`Context::fetch_logs`] |
+//! | `render_logs` (`:chrome_trace`, `:plots_gantt`, `:graphviz`) | [`viz::chrome_trace`], [`viz::gantt_svg`], [`viz::run_dot`], [`viz::summarize`], [`Thunk::to_dot`] |
+//! | `spawn_datadeps`, `In`, `Out`, `InOut` | [`Context::spawn_datadeps`], [`In`], [`Out`], [`InOut`] over [`Cell`]s and their views |
+//! | DaggerGPU's device processors, kernels | [`WgpuProc`], [`WgslKernel`], [`Context::spawn_kernel`], [`Scope::gpu`] |
+//! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
 //!
 //! Differences worth knowing: arguments are typed — a `&DTask<U>` argument gives the
 //! function a `U` (a clone of the shared value; use [`DTask::shared`] for an `Arc<U>`);
@@ -73,7 +77,7 @@ pub use array::{
 };
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
-pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Ref, RefMut, Region2, View};
+pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, View};
 pub use log::{EventKind, LogEvent};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
 pub use processor::{

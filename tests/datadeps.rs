@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use dagger::prelude::*;
-use dagger::{Cell, EventKind, In, InOut, Out, Ref, RefMut, Region2};
+use dagger::{Cell, EventKind, In, InOut, Out, Part, Ref, RefMut};
 use proptest::prelude::*;
 
 fn ctx(threads: usize) -> Context {
@@ -93,22 +93,22 @@ fn a_cell_written_twice_by_one_task_is_an_error() {
 
 #[test]
 fn overlap_rules() {
-    let r = |a: std::ops::Range<usize>| Region2::Rect {
+    let r = |a: std::ops::Range<usize>| Part::Rect {
         rows: a,
         cols: 0..usize::MAX,
     };
     assert!(!r(0..2).overlaps(&r(2..4)), "disjoint rows");
     assert!(r(0..3).overlaps(&r(2..4)));
-    let lower = Region2::Lower { strict: false };
-    let upper = Region2::Upper { strict: false };
-    let slower = Region2::Lower { strict: true };
-    let supper = Region2::Upper { strict: true };
+    let lower = Part::Lower { strict: false };
+    let upper = Part::Upper { strict: false };
+    let slower = Part::Lower { strict: true };
+    let supper = Part::Upper { strict: true };
     assert!(lower.overlaps(&upper), "both include the diagonal");
     assert!(!slower.overlaps(&supper));
     assert!(!slower.overlaps(&upper));
     assert!(!lower.overlaps(&supper));
     let block =
-        |r: std::ops::Range<usize>, c: std::ops::Range<usize>| Region2::Rect { rows: r, cols: c };
+        |r: std::ops::Range<usize>, c: std::ops::Range<usize>| Part::Rect { rows: r, cols: c };
     assert!(!block(0..2, 2..4).overlaps(&lower), "strictly upper block");
     assert!(block(2..4, 0..2).overlaps(&slower));
     assert!(block(1..2, 1..2).overlaps(&lower), "a diagonal element");
