@@ -73,7 +73,7 @@ pub mod viz;
 
 #[cfg(feature = "wgpu")]
 pub use array::{
-    ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float,
+    ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float, Gemm,
 };
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};

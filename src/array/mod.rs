@@ -40,6 +40,7 @@ mod error;
 mod expr;
 mod kernels;
 mod layout;
+mod matmul;
 mod reduce;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
@@ -47,6 +48,7 @@ pub use domain::ArrayDomain;
 pub use element::{Element, Float};
 pub use error::ArrayError;
 pub use expr::ExprError;
+pub use matmul::Gemm;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 mod kernel;
 
 pub use kernel::{Access, KernelArg, KernelError, WgslKernel, WgslKernelBuilder};
-pub(crate) use kernel::{DeviceInput, GpuLaunch};
+pub(crate) use kernel::{DeviceInput, GpuLaunch, LaunchDone};
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
