@@ -55,6 +55,10 @@ impl<T: Gemm> GpuLaunch for TileGemm<T> {
         device_holds(info, T::DTYPE)
     }
 
+    fn flops(&self) -> Option<f64> {
+        Some(2.0 * self.m as f64 * self.n as f64 * self.ks.iter().sum::<usize>() as f64)
+    }
+
     fn launch(
         &self,
         device: &Device,

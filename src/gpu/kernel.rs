@@ -26,6 +26,11 @@ pub(crate) type LaunchDone = Box<dyn FnOnce(Result<GpuArray, GpuError>) + Send>;
 pub(crate) trait GpuLaunch: Send + Sync {
     /// Whether `info`'s device can run it; the reason if not.
     fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String>;
+    /// Floating-point operations one run performs, if known: placement estimates run times
+    /// from it before any have been measured.
+    fn flops(&self) -> Option<f64> {
+        None
+    }
     /// Enqueues the work on `device` (inputs already resident there) and returns at once;
     /// `done` runs when the device has finished.
     fn launch(

@@ -333,7 +333,11 @@ impl Runtime {
                 (set.iter().next().expect("one candidate"), false)
             }
             Candidates::Set(set) => {
-                let (slot, est) = self.pick_by_cost(set, w.cost_key, w.time_hint_ns);
+                #[cfg(feature = "wgpu")]
+                let flops = w.gpu.as_ref().and_then(|g| g.flops());
+                #[cfg(not(feature = "wgpu"))]
+                let flops = None;
+                let (slot, est) = self.pick_by_cost(set, w.cost_key, w.time_hint_ns, flops);
                 drop(guard);
                 self.slots[slot].queued_ns.fetch_add(est, Ordering::Relaxed);
                 if let Some(w) = task.work.lock().as_mut() {
@@ -374,6 +378,24 @@ impl Runtime {
         self.thread_slots[c % n]
     }
 
+    /// Throughput assumed for a processor before its run times are measured, in flop/ns
+    /// (GFLOP/s): a single-threaded BLAS tile on a CPU core, and by device type for GPUs —
+    /// software devices are assumed slow so that they only get work once measured to be
+    /// worth it.
+    fn prior_flops_per_ns(&self, slot: usize) -> f64 {
+        #[cfg(feature = "wgpu")]
+        if let Some(g) = &self.procs[slot].gpu_info {
+            return match g.device_type.as_str() {
+                "discretegpu" => 2_000.0,
+                "integratedgpu" => 200.0,
+                "cpu" => 1.0,
+                _ => 100.0,
+            };
+        }
+        let _ = slot;
+        50.0
+    }
+
     /// The class a processor's run times are learned under: all threads share one.
     fn cost_class(&self, slot: usize) -> u32 {
         if self.procs[slot].exec == Exec::Thread {
@@ -386,13 +408,20 @@ impl Runtime {
     /// Earliest estimated finish among `set`: the time the processor becomes free (work
     /// placed on it by cost, plus its queue) plus the task's estimated run time there.
     /// Returns the processor and the run-time estimate.
-    fn pick_by_cost(&self, set: &ProcSet, key: Option<CostKey>, hint_ns: u64) -> (usize, u64) {
+    fn pick_by_cost(
+        &self,
+        set: &ProcSet,
+        key: Option<CostKey>,
+        hint_ns: u64,
+        flops: Option<f64>,
+    ) -> (usize, u64) {
         let mut best = (usize::MAX, 0);
         let mut best_finish = u64::MAX;
         for i in set.iter() {
             let s = &self.slots[i];
             let run = key
                 .and_then(|k| self.cost.estimate(k, self.cost_class(i)))
+                .or_else(|| flops.map(|f| (f / self.prior_flops_per_ns(i)) as u64))
                 .unwrap_or(hint_ns);
             let busy = u64::from(s.used.load(Ordering::Relaxed) > 0);
             let free_at = s.queued_ns.load(Ordering::Relaxed)

@@ -3,6 +3,8 @@
 #[cfg(feature = "wgpu")]
 mod array_bench;
 #[cfg(feature = "wgpu")]
+mod demo;
+#[cfg(feature = "wgpu")]
 mod gpu_bench;
 mod overhead;
 
@@ -31,6 +33,10 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// The flagship: a blocked GEMM over every default processor (and the GPUs with
+    /// --gpu), checked against a reference, with a Gantt chart of where each tile ran.
+    #[cfg(feature = "wgpu")]
+    Demo(demo::Args),
     /// Run a benchmark and print a table (or JSON lines).
     Bench {
         #[command(subcommand)]
@@ -159,6 +165,8 @@ fn main() {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Info { json, threads } => info(json, threads),
+        #[cfg(feature = "wgpu")]
+        Command::Demo(args) => demo::run(&args),
         Command::Bench { which } => run_bench(which),
         Command::Trace { out, which } => trace(&out, which),
     };

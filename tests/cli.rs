@@ -1,0 +1,129 @@
+//! The `dagger` tool, run as a user would.
+
+use std::process::Command;
+
+fn dagger(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .args(args)
+        .output()
+        .expect("runs the dagger binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn info_json_lists_every_processor() {
+    let (ok, out, err) = dagger(&["info", "--json", "--threads", "3"]);
+    assert!(ok, "{err}");
+    let procs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let threads: Vec<_> = procs.iter().filter(|p| p["kind"] == "thread").collect();
+    assert_eq!(threads.len(), 3);
+    assert!(threads
+        .iter()
+        .all(|t| t["default_enabled"] == true && t["id"].is_string()));
+    assert_eq!(procs.iter().filter(|p| p["kind"] == "os").count(), 1);
+    for g in procs.iter().filter(|p| p["kind"] == "wgpu") {
+        for key in [
+            "backend",
+            "adapter",
+            "device_type",
+            "software",
+            "shader_f64",
+            "max_storage_binding_size",
+        ] {
+            assert!(!g["gpu"][key].is_null(), "gpu entry has {key}: {g}");
+        }
+    }
+}
+
+#[test]
+fn bench_overhead_json_has_three_shapes() {
+    let (ok, out, err) = dagger(&[
+        "bench",
+        "overhead",
+        "--tasks",
+        "2000",
+        "--tree-depth",
+        "10",
+        "--repeat",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shapes: Vec<_> = lines
+        .iter()
+        .map(|l| l["shape"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shapes, ["independent", "chain", "tree"]);
+    for l in &lines {
+        assert_eq!(l["bench"], "overhead");
+        assert!(l["us_per_task"].as_f64().unwrap() > 0.0);
+        assert!(l["tasks"].as_u64().unwrap() >= 2000);
+    }
+}
+
+#[test]
+fn demo_checks_its_result_and_writes_a_gantt_chart() {
+    let dir = std::env::temp_dir().join(format!("dagger-demo-{}", std::process::id()));
+    let (ok, out, err) = dagger(&[
+        "demo",
+        "--n",
+        "256",
+        "--block",
+        "64",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("tiles per processor"), "{out}");
+    assert!(out.contains("GFLOP/s"), "{out}");
+    let svg = std::fs::read_to_string(dir.join("gantt.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("gemm"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn trace_writes_all_four_files() {
+    let dir = std::env::temp_dir().join(format!("dagger-trace-{}", std::process::id()));
+    let (ok, out, err) = dagger(&[
+        "trace",
+        "--out",
+        dir.to_str().unwrap(),
+        "bench",
+        "overhead",
+        "--tasks",
+        "500",
+        "--tree-depth",
+        "8",
+        "--repeat",
+        "1",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    for f in ["trace.json", "gantt.svg", "graph.dot", "summary.txt"] {
+        assert!(dir.join(f).exists(), "{f} written");
+    }
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("trace.json")).unwrap()).unwrap();
+    let slices = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count();
+    assert_eq!(
+        slices,
+        500 + 500 + 511,
+        "one slice per task of the three shapes"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
