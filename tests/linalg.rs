@@ -49,8 +49,8 @@ fn check<T: Gemm + Into<f64>>(
     block: usize,
     tol: f64,
 ) {
-    let a = DArray::<T>::randn(ctx, &[m, k], Blocks::new(&[block, block]), 1).unwrap();
-    let b = DArray::<T>::randn(ctx, &[k, n], Blocks::new(&[block + 3, block]), 2).unwrap();
+    let a = DArray::<T>::randn(ctx, [m, k], Blocks::new([block, block]), 1).unwrap();
+    let b = DArray::<T>::randn(ctx, [k, n], Blocks::new([block + 3, block]), 2).unwrap();
     let c = with_options(Options::new().scope(scope.clone()), || a.matmul(&b)).unwrap();
     let f = |x: DArray<T>| x.collect2().unwrap().mapv(|v| v.into());
     let (ha, hb, hc) = (f(a), f(b), f(c));
@@ -83,11 +83,11 @@ fn matmul_matches_the_reference_everywhere() {
 #[test]
 fn matmul_shape_errors_name_both_shapes() {
     let ctx = Context::builder().threads(1).build().unwrap();
-    let a = DArray::<f32>::zeros(&ctx, &[3, 4], Blocks::new(&[2, 2])).unwrap();
+    let a = DArray::<f32>::zeros(&ctx, [3, 4], Blocks::new([2, 2])).unwrap();
     let e = a.matmul(&a).unwrap_err().to_string();
     assert!(e.contains("[3, 4]") && e.contains("matmul"), "{e}");
-    let empty = DArray::<f32>::zeros(&ctx, &[3, 0], Blocks::new(&[2, 2])).unwrap();
-    let z = DArray::<f32>::zeros(&ctx, &[0, 5], Blocks::new(&[2, 2])).unwrap();
+    let empty = DArray::<f32>::zeros(&ctx, [3, 0], Blocks::new([2, 2])).unwrap();
+    let z = DArray::<f32>::zeros(&ctx, [0, 5], Blocks::new([2, 2])).unwrap();
     let c = empty.matmul(&z).unwrap().collect2().unwrap();
     assert_eq!(c, Array2::<f32>::zeros((3, 5)));
 }
@@ -100,7 +100,7 @@ fn tiles_land_where_the_scope_says() {
         return;
     }
     ctx.enable_logging();
-    let a = DArray::<f32>::ones(&ctx, &[64, 64], Blocks::new(&[32, 32])).unwrap();
+    let a = DArray::<f32>::ones(&ctx, [64, 64], Blocks::new([32, 32])).unwrap();
     a.wait().unwrap();
     let _ = ctx.fetch_logs();
     let c = with_options(Options::new().scope(Scope::gpu(0)), || a.matmul(&a)).unwrap();
