@@ -227,7 +227,7 @@ enum Prep {
     Skip,
 }
 
-const SPIN_ROUNDS: u32 = 64;
+const SPIN_ROUNDS: u32 = 256;
 const SPARE_IDLE: Duration = Duration::from_secs(10);
 
 impl Runtime {
@@ -323,7 +323,7 @@ impl Runtime {
             return Prep::Skip;
         };
         for i in &w.inputs {
-            if let Err(e) = i.data() {
+            if let Some(e) = i.error() {
                 return Prep::Fail(e.upstream(task.label()));
             }
         }

@@ -108,6 +108,14 @@ pub(crate) enum Input {
 }
 
 impl Input {
+    /// The error of a failed input, without touching its value.
+    pub(crate) fn error(&self) -> Option<&TaskError> {
+        match self {
+            Input::Task(t) => t.result.get().and_then(|r| r.as_ref().err()),
+            Input::Data(_) => None,
+        }
+    }
+
     pub(crate) fn data(&self) -> Result<Data, &TaskError> {
         match self {
             Input::Task(t) => match t.result.get() {
