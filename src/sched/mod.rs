@@ -808,7 +808,7 @@ impl Runtime {
                 let _span = tracing::trace_span!(
                     "task",
                     id = job.id,
-                    name = %job.name.as_str(),
+                    name = %job.name,
                     processor = %entry.id
                 )
                 .entered();

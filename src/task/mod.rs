@@ -42,6 +42,12 @@ impl TaskName {
     }
 }
 
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `my_crate::module::add1` → `add1`; closures keep their enclosing function:
 /// `my_crate::main::{{closure}}` → `main::{{closure}}`.
 fn short_fn_name(path: &'static str) -> &'static str {
