@@ -32,6 +32,9 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         b = b.threads(t);
     }
     let ctx = b.build()?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        ctx.progress(true);
+    }
     let (n, blk) = (args.n, args.block);
     let a = DArray::<f32>::randn(&ctx, [n, n], Blocks::new([blk, blk]), 1)?;
     let bm = DArray::<f32>::randn(&ctx, [n, n], Blocks::new([blk, blk]), 2)?;
