@@ -63,11 +63,13 @@ impl Value {
     }
 
     /// An address identifying the shared value (equal for clones of one `Value`).
+    #[cfg(feature = "wgpu")]
     pub(crate) fn addr(&self) -> usize {
         Arc::as_ptr(&self.inner) as *const () as usize
     }
 
     /// A weak reference, to tell whether the value is still alive.
+    #[cfg(feature = "wgpu")]
     pub(crate) fn downgrade(&self) -> std::sync::Weak<dyn Any + Send + Sync> {
         Arc::downgrade(&self.inner)
     }

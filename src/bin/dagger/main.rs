@@ -186,6 +186,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
     let procs = ctx.processors();
     if json {
         for p in &procs {
+            #[cfg_attr(not(feature = "wgpu"), allow(unused_mut))]
             let mut v = serde_json::json!({
                 "id": p.id.to_string(),
                 "kind": p.kind.as_str(),
@@ -195,6 +196,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 "memory_space": p.memory_space.to_string(),
                 "default_enabled": p.default_enabled,
             });
+            #[cfg(feature = "wgpu")]
             if let Some(g) = &p.gpu {
                 v["gpu"] = serde_json::json!({
                     "index": g.index,
@@ -228,6 +230,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 p.description
             );
         }
+        #[cfg(feature = "wgpu")]
         for p in &procs {
             if let Some(g) = &p.gpu {
                 println!(
