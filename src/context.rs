@@ -258,6 +258,17 @@ impl Context {
             .collect()
     }
 
+    /// The wgpu device behind GPU `index` (as [`Scope::gpu`] numbers them), for work outside
+    /// the scheduler: direct launches, timing, or simulating a device loss in tests.
+    #[cfg(feature = "wgpu")]
+    pub fn gpu_device(&self, index: usize) -> Option<dagger_wgpu::Device> {
+        self.rt()
+            .procs
+            .iter()
+            .find(|p| p.gpu == Some(index))
+            .map(|_| crate::gpu::devices().devices[index].device.clone())
+    }
+
     /// The GPU adapters that were found but could not be opened, with the reason.
     pub fn gpu_errors(&self) -> Vec<String> {
         #[cfg(feature = "wgpu")]
