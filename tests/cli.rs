@@ -127,3 +127,20 @@ fn trace_writes_all_four_files() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_gemm_json_reports_gflops_and_checks() {
+    let (ok, out, err) = dagger(&[
+        "bench", "gemm", "--n", "96", "--block", "32", "--repeat", "1", "--check", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in ["bench", "n", "block", "dtype", "scope", "gflops"] {
+        assert!(!v[key].is_null(), "{key} in {v}");
+    }
+    assert_eq!(v["bench"], "gemm");
+    assert!(v["gflops"].as_f64().unwrap() > 0.0);
+    assert!(v["rel_error"].as_f64().unwrap() < 1e-5, "{v}");
+    let (ok, _, err) = dagger(&["bench", "gemm", "--dtype", "f16"]);
+    assert!(!ok && err.contains("f32 or f64"), "{err}");
+}

@@ -5,6 +5,8 @@ mod array_bench;
 #[cfg(feature = "wgpu")]
 mod demo;
 #[cfg(feature = "wgpu")]
+mod gemm_bench;
+#[cfg(feature = "wgpu")]
 mod gpu_bench;
 mod overhead;
 
@@ -72,6 +74,9 @@ enum Bench {
     /// µs per launch of small kernels: batched, unbatched, and as scheduled tasks.
     #[cfg(feature = "wgpu")]
     Launch(gpu_bench::LaunchArgs),
+    /// Blocked GEMM on DArrays: GFLOP/s on a scope, optionally checked and beside OpenBLAS.
+    #[cfg(feature = "wgpu")]
+    Gemm(gemm_bench::Args),
     /// DArray elementwise map (y = 2x + 1): GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Map(array_bench::Args),
@@ -106,6 +111,8 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Transfer(args) => gpu_bench::transfer(&args),
         #[cfg(feature = "wgpu")]
         Bench::Launch(args) => gpu_bench::launch(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Gemm(args) => gemm_bench::run(&args),
         #[cfg(feature = "wgpu")]
         Bench::Map(args) => array_bench::map(&args),
         #[cfg(feature = "wgpu")]
