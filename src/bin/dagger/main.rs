@@ -11,6 +11,11 @@ mod gpu_bench;
 mod overhead;
 
 use clap::{Parser, Subcommand};
+
+/// Tasks are allocated by the spawning thread and freed by the worker that ran them; glibc's
+/// allocator serializes those cross-thread frees on an arena lock, mimalloc does not.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use dagger::prelude::*;
 
 #[derive(Parser)]
