@@ -354,10 +354,7 @@ impl Context {
     {
         let mut deps = Deps::default();
         let getters = args.register(&mut deps);
-        let body: Body = Box::new(move |inputs: &[Value]| {
-            let outs = A::get(getters, inputs)?;
-            Ok(Value::new(f.call(outs)))
-        });
+        let body = crate::task::args::body::<A, F, R>(getters, f);
         DTask::from_core(self.submit(
             std::any::type_name::<F>(),
             TypeId::of::<F>(),
@@ -398,13 +395,7 @@ impl Context {
     {
         let mut deps = Deps::default();
         let getters = args.register(&mut deps);
-        let body: Body = Box::new(move |inputs: &[Value]| {
-            let outs = A::get(getters, inputs)?;
-            match f.call(outs) {
-                Ok(v) => Ok(Value::new(v)),
-                Err(e) => Err(TaskFailure::Error(e.into())),
-            }
-        });
+        let body = crate::task::args::try_body::<A, F, R, E>(getters, f);
         DTask::from_core(self.submit(
             std::any::type_name::<F>(),
             TypeId::of::<F>(),

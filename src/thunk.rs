@@ -10,8 +10,7 @@ use crate::chunk::Chunk;
 use crate::context::{global, Context};
 use crate::options::{current_options, Options};
 use crate::task::args::{Dep, Deps, Shared, TaskArgs, TaskFn};
-use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure};
-use crate::value::Value;
+use crate::task::{Body, DTask, TaskCore, TaskError};
 
 /// A node of a lazy graph.
 pub(crate) struct ThunkNode {
@@ -254,10 +253,7 @@ where
 {
     let mut deps = Deps::default();
     let getters = args.register(&mut deps);
-    let body: Body = Box::new(move |inputs: &[Value]| {
-        let outs = A::get(getters, inputs)?;
-        Ok(Value::new(f.call(outs)))
-    });
+    let body = crate::task::args::body::<A, F, R>(getters, f);
     make(
         std::any::type_name::<F>(),
         TypeId::of::<F>(),
@@ -277,12 +273,7 @@ where
 {
     let mut deps = Deps::default();
     let getters = args.register(&mut deps);
-    let body: Body = Box::new(move |inputs: &[Value]| {
-        let outs = A::get(getters, inputs)?;
-        f.call(outs)
-            .map(Value::new)
-            .map_err(|e| TaskFailure::Error(e.into()))
-    });
+    let body = crate::task::args::try_body::<A, F, R, E>(getters, f);
     make(
         std::any::type_name::<F>(),
         TypeId::of::<F>(),

@@ -97,6 +97,10 @@ fn tiles_land_where_the_scope_says() {
     let ctx = Context::builder().threads(2).build().unwrap();
     let gpus = ctx.processors_of_kind(ProcessorKind::Wgpu);
     if gpus.is_empty() {
+        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+            panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
+        }
+        eprintln!("skipped: no wgpu adapter to place tiles on");
         return;
     }
     ctx.enable_logging();

@@ -404,3 +404,32 @@ tuples!(
     (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8),
     (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9),
 );
+
+/// The body of a task that calls `f` with the arguments `getters` take from its inputs.
+pub(crate) fn body<A, F, R>(getters: A::Getters, f: F) -> crate::task::Body
+where
+    A: TaskArgs,
+    F: TaskFn<A::Outs, R>,
+    R: Send + Sync + 'static,
+{
+    Box::new(move |inputs: &[Value]| {
+        let outs = A::get(getters, inputs)?;
+        Ok(Value::new(f.call(outs)))
+    })
+}
+
+/// [`body`] for a fallible `f`: its `Err` fails the task.
+pub(crate) fn try_body<A, F, R, E>(getters: A::Getters, f: F) -> crate::task::Body
+where
+    A: TaskArgs,
+    F: TaskFn<A::Outs, Result<R, E>>,
+    R: Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Box::new(move |inputs: &[Value]| {
+        let outs = A::get(getters, inputs)?;
+        f.call(outs)
+            .map(Value::new)
+            .map_err(|e| TaskFailure::Error(e.into()))
+    })
+}

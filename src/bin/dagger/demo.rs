@@ -59,26 +59,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let events = ctx.fetch_logs();
 
     // Check against an f64 reference on the host.
-    let (ha, hb, hc) = (a.collect2()?, bm.collect2()?, c.collect2()?);
-    let (a64, b64) = (ha.mapv(f64::from), hb.mapv(f64::from));
-    let mut want = ndarray::Array2::<f64>::zeros((n, n));
-    dagger_cpu::gemm(
-        dagger_cpu::Trans::No,
-        dagger_cpu::Trans::No,
-        1.0,
-        &a64,
-        &b64,
-        dagger_cpu::Accum::Replace,
-        &mut want,
-        dagger_cpu::Threads(0),
-    );
-    let num: f64 = hc
-        .iter()
-        .zip(&want)
-        .map(|(g, w)| (f64::from(*g) - w).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|w| w * w).sum();
-    let rel = (num / den.max(1e-300)).sqrt();
+    let rel = super::gemm_bench::gemm_error(&a, &bm, &c)?;
 
     let mut tiles: BTreeMap<String, usize> = BTreeMap::new();
     for e in events

@@ -67,32 +67,8 @@ fn bench<T: Gemm + Into<f64>>(args: &Args) -> Result<(), Box<dyn std::error::Err
     let gflops = 2.0 * (n as f64).powi(3) / best / 1e9;
     let mut error = None;
     if args.check {
-        let c = last
-            .expect("ran at least once")
-            .collect2()?
-            .mapv(Into::into);
-        let (ha, hb) = (
-            a.collect2()?.mapv(Into::into),
-            bm.collect2()?.mapv(Into::into),
-        );
-        let mut want = ndarray::Array2::<f64>::zeros((n, n));
-        dagger_cpu::gemm(
-            dagger_cpu::Trans::No,
-            dagger_cpu::Trans::No,
-            1.0,
-            &ha,
-            &hb,
-            dagger_cpu::Accum::Replace,
-            &mut want,
-            dagger_cpu::Threads(0),
-        );
-        let num: f64 = c
-            .iter()
-            .zip(&want)
-            .map(|(g, w): (&f64, &f64)| (g - w).powi(2))
-            .sum();
-        let den: f64 = want.iter().map(|w| w * w).sum();
-        error = Some((num / den.max(1e-300)).sqrt());
+        let c = last.expect("ran at least once");
+        error = Some(gemm_error(&a, &bm, &c)?);
     }
     let peer = if args.peer {
         numpy_gflops(n, &args.dtype)
@@ -153,4 +129,30 @@ fn numpy_gflops(n: usize, dtype: &str) -> Option<f64> {
         return None;
     }
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Frobenius relative error of `c` against `a · b` computed in f64 on the host.
+pub(crate) fn gemm_error<T: Gemm + Into<f64>>(
+    a: &DArray<T>,
+    b: &DArray<T>,
+    c: &DArray<T>,
+) -> Result<f64, dagger::ArrayError> {
+    let f64s = |x: &DArray<T>| -> Result<ndarray::Array2<f64>, dagger::ArrayError> {
+        Ok(x.collect2()?.mapv(Into::into))
+    };
+    let (ha, hb, hc) = (f64s(a)?, f64s(b)?, f64s(c)?);
+    let mut want = ndarray::Array2::<f64>::zeros((ha.nrows(), hb.ncols()));
+    dagger_cpu::gemm(
+        dagger_cpu::Trans::No,
+        dagger_cpu::Trans::No,
+        1.0,
+        &ha,
+        &hb,
+        dagger_cpu::Accum::Replace,
+        &mut want,
+        dagger_cpu::Threads(0),
+    );
+    let num: f64 = hc.iter().zip(&want).map(|(g, w)| (g - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    Ok((num / den.max(1e-300)).sqrt())
 }
