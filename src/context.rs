@@ -448,6 +448,8 @@ impl Context {
                 Dep::Thunk(n) => Input::Task(crate::thunk::spawn_node(self, &n)),
             });
         }
+        let n_args = inputs.len();
+        inputs.extend(deps.after.into_iter().map(Input::Task));
         let scope = opts.as_ref().and_then(|o| o.get_scope());
         let host = body.is_some();
         let kind = TaskKind {
@@ -468,7 +470,7 @@ impl Context {
             id: 0,
             name: name.as_str().to_owned(),
             function: fn_name,
-            input_types: inputs.iter().map(input_type_name).collect(),
+            input_types: inputs[..n_args].iter().map(input_type_name).collect(),
             host_closure: host,
             kernel: kernel_name.clone(),
         });
@@ -484,7 +486,7 @@ impl Context {
         let cost_key = match &candidates {
             crate::sched::Candidates::Set(set) if set.len() > 1 => {
                 let sig: smallvec::SmallVec<[&'static str; 4]> =
-                    inputs.iter().map(input_type_name).collect();
+                    inputs[..n_args].iter().map(input_type_name).collect();
                 Some(crate::sched::CostKey::new(fn_type, &sig))
             }
             _ => None,
@@ -503,6 +505,7 @@ impl Context {
             Work {
                 body,
                 inputs,
+                n_args,
                 opts,
                 candidates,
                 fn_name,

@@ -93,6 +93,8 @@ pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
 #[cfg(feature = "wgpu")]
+pub use datadeps::KernelAccess;
+#[cfg(feature = "wgpu")]
 pub use gpu::{Access, DType, GpuScalar, KernelArg, KernelError, WgslKernel, WgslKernelBuilder};
 #[cfg(feature = "wgpu")]
 pub use processor::{GpuInfo, WgpuProc};

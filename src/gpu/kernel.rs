@@ -189,6 +189,11 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernel<P, T> {
         self.inner.inputs.len()
     }
 
+    /// How the kernel binds each input array.
+    pub fn access(&self) -> &[Access] {
+        &self.inner.inputs
+    }
+
     pub(crate) fn parts(&self, params: P) -> (Option<crate::task::Body>, Arc<dyn GpuLaunch>)
     where
         P: 'static,

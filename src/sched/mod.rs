@@ -734,9 +734,9 @@ impl Runtime {
         job.ran_on.store(s as u32, Ordering::Relaxed);
         let logging = self.log.enabled();
         let start = if logging { self.now_ns() } else { 0 };
-        let mut inputs: SmallVec<[Value; 4]> = SmallVec::with_capacity(work.inputs.len());
+        let mut inputs: SmallVec<[Value; 4]> = SmallVec::with_capacity(work.n_args);
         let mut move_err = None;
-        for (k, i) in work.inputs.iter().enumerate() {
+        for (k, i) in work.inputs[..work.n_args].iter().enumerate() {
             let d = i.data().expect("inputs of a ready task succeeded");
             if entry.exec == Exec::Custom {
                 #[cfg(feature = "wgpu")]
@@ -906,10 +906,10 @@ impl Runtime {
         };
         let logging = self.log.enabled();
         let move_start = self.now_ns();
-        let mut inputs = Vec::with_capacity(work.inputs.len());
+        let mut inputs = Vec::with_capacity(work.n_args);
         let mut moved = 0u64;
         let mut moved_from = Vec::new();
-        for (k, i) in work.inputs.iter().enumerate() {
+        for (k, i) in work.inputs[..work.n_args].iter().enumerate() {
             let d = i.data().expect("inputs of a ready task succeeded");
             match crate::gpu::to_device(&d, dev) {
                 Ok((input, bytes)) => {

@@ -29,6 +29,9 @@ pub struct Deps {
     pub(crate) list: SmallVec<[Dep; 4]>,
     /// In-place accesses (datadeps), in argument order.
     pub(crate) accesses: Vec<crate::datadeps::AccessSpec>,
+    /// Tasks that must finish first (and whose failure fails this one) but whose values the
+    /// task does not take: datadeps ordering.
+    pub(crate) after: SmallVec<[Arc<TaskCore>; 2]>,
 }
 
 impl Deps {

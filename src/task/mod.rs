@@ -92,7 +92,10 @@ pub(crate) type Body = Box<dyn FnOnce(&[Value]) -> Result<Value, TaskFailure> + 
 /// What a task needs in order to run; taken out when it runs.
 pub(crate) struct Work {
     pub(crate) body: Body,
+    /// The task's arguments (the first `n_args`), then tasks it only waits for.
     pub(crate) inputs: SmallVec<[Input; 2]>,
+    /// How many of `inputs` are arguments, moved to the processor and passed to the body.
+    pub(crate) n_args: usize,
     pub(crate) opts: Option<Arc<Options>>,
     pub(crate) candidates: Candidates,
     pub(crate) fn_name: &'static str,

@@ -38,9 +38,14 @@ use parking_lot::{RawRwLock, RwLock};
 
 use crate::context::Context;
 use crate::options::Options;
-use crate::task::args::{ArgGetter, Dep, Deps, IntoArg, TaskArgs, TaskFn};
+use crate::task::args::{ArgGetter, Deps, IntoArg, TaskArgs, TaskFn};
 use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure};
 use crate::value::Value;
+
+#[cfg(feature = "wgpu")]
+mod versions;
+#[cfg(feature = "wgpu")]
+pub use versions::KernelAccess;
 
 static NEXT_CELL: AtomicU64 = AtomicU64::new(1);
 
@@ -396,10 +401,37 @@ struct Past {
 pub struct DataRegion<'c> {
     ctx: &'c Context,
     history: HashMap<u64, Vec<Past>>,
+    /// The tasks spawned through the region, in submission order.
     tasks: Vec<Arc<TaskCore>>,
+    /// The region's own tasks (moving versions in and out of cells).
+    internal: Vec<Arc<TaskCore>>,
+    /// Values tracked by versions (see [`versions`]).
+    #[cfg(feature = "wgpu")]
+    versions: versions::Versions,
 }
 
 impl DataRegion<'_> {
+    /// Adds to `deps` the unfinished earlier accesses of `key` that an access of `region`
+    /// (writing or not) must follow.
+    fn order_after(&mut self, deps: &mut Deps, key: u64, region: &Part, write: bool) {
+        if let Some(hist) = self.history.get_mut(&key) {
+            hist.retain(|p| !p.task.is_done());
+            for p in hist.iter() {
+                if (write || p.write) && region.overlaps(&p.region) {
+                    deps.after.push(p.task.clone());
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, key: u64, region: Part, write: bool, task: &Arc<TaskCore>) {
+        self.history.entry(key).or_default().push(Past {
+            region,
+            write,
+            task: task.clone(),
+        });
+    }
+
     /// Spawns `f(args...)` ordered after the earlier tasks whose accesses conflict with
     /// its own. Arguments are as for [`Context::spawn`], plus [`In`], [`Out`] and [`InOut`].
     pub fn spawn<A, F, R>(&mut self, f: F, args: A) -> DTask<R>
@@ -446,16 +478,14 @@ impl DataRegion<'_> {
                 return DTask::from_core(core);
             }
         }
+        // Cells whose latest version a kernel task made go back into the cell first.
+        #[cfg(feature = "wgpu")]
+        for a in &accesses {
+            self.check_in(a.cell);
+        }
         // Dependencies on earlier conflicting accesses.
         for a in &accesses {
-            if let Some(hist) = self.history.get_mut(&a.cell) {
-                hist.retain(|p| !p.task.is_done());
-                for p in hist.iter() {
-                    if (a.write || p.write) && a.region.overlaps(&p.region) {
-                        deps.list.push(Dep::Task(p.task.clone()));
-                    }
-                }
-            }
+            self.order_after(&mut deps, a.cell, &a.region, a.write);
         }
         let mut order: Vec<usize> = (0..accesses.len()).collect();
         order.sort_by_key(|&i| accesses[i].cell);
@@ -485,11 +515,7 @@ impl DataRegion<'_> {
             body,
         );
         for (cell, region, write) in meta {
-            self.history.entry(cell).or_default().push(Past {
-                region,
-                write,
-                task: core.clone(),
-            });
+            self.record(cell, region, write, &core);
         }
         self.tasks.push(core.clone());
         DTask::from_core(core)
@@ -508,6 +534,9 @@ impl Context {
             ctx: self,
             history: HashMap::new(),
             tasks: Vec::new(),
+            internal: Vec::new(),
+            #[cfg(feature = "wgpu")]
+            versions: Default::default(),
         };
         let out = f(&mut region);
         let mut first = None;
@@ -518,6 +547,13 @@ impl Context {
                     first = Some(e.clone());
                 }
             }
+        }
+        for t in &region.internal {
+            crate::sched::block_on(t);
+        }
+        #[cfg(feature = "wgpu")]
+        if let Err(e) = region.restore_cells() {
+            first.get_or_insert(e);
         }
         match first {
             Some(e) => Err(e),

@@ -1,0 +1,421 @@
+//! Kernel tasks in a datadeps region, and the versions that carry their data between memory
+//! spaces.
+//!
+//! A closure task mutates a cell in place on the host, under the cell's lock. A kernel task
+//! may run on a GPU instead, so it does not touch the cell: it takes the *current version* of
+//! each argument as an input — a value that lives wherever the task that made it ran — and,
+//! for the argument it writes, makes a new version (its result). The scheduler moves versions
+//! to the processor a task runs on, and each value is copied to a device at most once (a
+//! version written on a GPU stays there for the next task on that GPU; one uploaded for a
+//! read is cached while the value lives). Versions start from the cell's value (taken out of
+//! the cell, not copied) and go back into the cell when a closure task needs it or when the
+//! region ends, so afterwards every cell holds the result of the last task that wrote it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::{Cell, DataRegion, In, InOut, Out, Part};
+use crate::chunk::Data;
+use crate::gpu::{GpuLaunch, GpuScalar, WgslKernel};
+use crate::options::Options;
+use crate::scope::Scope;
+use crate::task::args::{Dep, Deps};
+use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure, TaskName};
+use crate::value::Value;
+
+/// A version of a tracked value: a task's result.
+#[derive(Clone)]
+pub(crate) enum Version {
+    Task(Arc<TaskCore>),
+}
+
+impl Version {
+    fn dep(&self) -> Dep {
+        match self {
+            Version::Task(t) => Dep::Task(t.clone()),
+        }
+    }
+
+    /// The value, once its task has finished successfully.
+    pub(crate) fn value(&self) -> Option<Data> {
+        match self {
+            Version::Task(t) => match t.result.get() {
+                Some(Ok(d)) => Some(d.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A cell's host storage, as versions leave and re-enter it.
+trait Home: Send + Sync {
+    /// Moves the value out of the cell.
+    fn take(&self) -> Value;
+    /// Writes a version (a host value) into the cell.
+    fn put(&self, v: &Value) -> Result<(), String>;
+}
+
+struct VecHome<T>(Arc<RwLock<Vec<T>>>);
+
+impl<T: GpuScalar> Home for VecHome<T> {
+    fn take(&self) -> Value {
+        Value::new(std::mem::take(&mut *self.0.write()))
+    }
+
+    fn put(&self, v: &Value) -> Result<(), String> {
+        let v = v.downcast_ref::<Vec<T>>().ok_or_else(|| {
+            format!(
+                "a version of a `{}` cell is a `{}`",
+                std::any::type_name::<Vec<T>>(),
+                v.type_name()
+            )
+        })?;
+        let mut cell = self.0.write();
+        cell.clear();
+        cell.extend_from_slice(v);
+        Ok(())
+    }
+}
+
+/// A value a region tracks by versions: its versions since it was last in its cell (oldest
+/// first), and the cell, if it has one.
+pub(crate) struct Tracked {
+    versions: Vec<Version>,
+    home: Option<Arc<dyn Home>>,
+}
+
+impl Tracked {
+    fn latest(&self) -> &Version {
+        self.versions.last().expect("a tracked value has a version")
+    }
+}
+
+/// One argument of a kernel task in a region: a cell of a `Vec<T>`, read or written.
+///
+/// Made from `In(&cell)`, `Out(&cell)`, `InOut(&cell)` or `&cell` (read) with `.into()`.
+/// Kernel tasks take whole cells: they may run on another memory space, where a version of
+/// the whole value is what moves.
+pub struct KernelAccess<T> {
+    cell: Cell<Vec<T>>,
+    write: bool,
+}
+
+impl<T: GpuScalar> From<&Cell<Vec<T>>> for KernelAccess<T> {
+    fn from(cell: &Cell<Vec<T>>) -> Self {
+        KernelAccess {
+            cell: cell.clone(),
+            write: false,
+        }
+    }
+}
+
+impl<T: GpuScalar> From<In<&Cell<Vec<T>>>> for KernelAccess<T> {
+    fn from(a: In<&Cell<Vec<T>>>) -> Self {
+        KernelAccess {
+            cell: a.0.clone(),
+            write: false,
+        }
+    }
+}
+
+impl<T: GpuScalar> From<Out<&Cell<Vec<T>>>> for KernelAccess<T> {
+    fn from(a: Out<&Cell<Vec<T>>>) -> Self {
+        KernelAccess {
+            cell: a.0.clone(),
+            write: true,
+        }
+    }
+}
+
+impl<T: GpuScalar> From<InOut<&Cell<Vec<T>>>> for KernelAccess<T> {
+    fn from(a: InOut<&Cell<Vec<T>>>) -> Self {
+        KernelAccess {
+            cell: a.0.clone(),
+            write: true,
+        }
+    }
+}
+
+fn failed_task(name: &'static str, message: String) -> Arc<TaskCore> {
+    Arc::new(TaskCore::failed(TaskName::Static(name), |task| {
+        TaskError::Failed {
+            task,
+            processor: "none".into(),
+            cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(message)),
+        }
+    }))
+}
+
+/// Options of the region's own bookkeeping tasks: on host threads, whatever the scope.
+fn host_task(name: &'static str) -> Options {
+    Options::new().name(name).scope(Scope::cpu())
+}
+
+impl DataRegion<'_> {
+    /// Spawns a kernel task over cells: `kernel` with `params`, its array inputs in order
+    /// from `args`. An input the kernel binds [`Access::ReadWrite`](crate::Access) must be
+    /// passed as [`Out`] or [`InOut`] — it is the argument the task writes — and the others
+    /// as [`In`] (or a plain `&cell`).
+    ///
+    /// The task runs on a GPU or, when the kernel has a CPU implementation, on a CPU thread,
+    /// wherever the cost model places it within the scope. It is ordered like any task of the
+    /// region (its accesses cover whole cells), reads the latest version of its inputs from
+    /// wherever that lives, and leaves its output as the new version of the written cell on
+    /// the processor that ran it. When the region ends, every cell holds its latest version
+    /// on the host. While the region runs, a cell used by kernel tasks is held by the region
+    /// (read it through tasks, not [`Cell::get`]).
+    ///
+    /// The returned task's value is the written cell's new version.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::{Access, Cell, In, InOut, WgslKernel};
+    ///
+    /// let axpy = WgslKernel::<f32, f32>::builder("axpy", "
+    ///     @group(0) @binding(0) var<uniform> a: f32;
+    ///     @group(0) @binding(1) var<storage, read> x: array<f32>;
+    ///     @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+    ///     @compute @workgroup_size(64)
+    ///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    ///         if (id.x < arrayLength(&y)) { y[id.x] += a * x[id.x]; }
+    ///     }", "main")
+    ///     .inputs([Access::Read, Access::ReadWrite])
+    ///     .workgroups(|_, lens| [(lens[1] as u32).div_ceil(64), 1, 1])
+    ///     .cpu(|a, ins, y| for (y, x) in y.iter_mut().zip(ins[0]) { *y += a * x })
+    ///     .build()?;
+    ///
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let x = Cell::new(vec![1.0f32, 2.0, 3.0]);
+    /// let y = Cell::new(vec![0.0f32; 3]);
+    /// ctx.spawn_datadeps(|r| {
+    ///     r.spawn_kernel(&axpy, 2.0, [In(&x).into(), InOut(&y).into()]);
+    ///     r.spawn_kernel(&axpy, 1.0, [In(&x).into(), InOut(&y).into()]);
+    /// })?;
+    /// assert_eq!(y.get(), vec![3.0, 6.0, 9.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_kernel<P, T>(
+        &mut self,
+        kernel: &WgslKernel<P, T>,
+        params: P,
+        args: impl IntoIterator<Item = KernelAccess<T>>,
+    ) -> DTask<Vec<T>>
+    where
+        P: bytemuck::Pod + Send + Sync + 'static,
+        T: GpuScalar,
+    {
+        self.spawn_kernel_with(Options::new(), kernel, params, args)
+    }
+
+    /// [`spawn_kernel`](Self::spawn_kernel) with options.
+    pub fn spawn_kernel_with<P, T>(
+        &mut self,
+        opts: Options,
+        kernel: &WgslKernel<P, T>,
+        params: P,
+        args: impl IntoIterator<Item = KernelAccess<T>>,
+    ) -> DTask<Vec<T>>
+    where
+        P: bytemuck::Pod + Send + Sync + 'static,
+        T: GpuScalar,
+    {
+        let args: Vec<KernelAccess<T>> = args.into_iter().collect();
+        let access = kernel.access();
+        let mismatch = if args.len() != access.len() {
+            Some(format!(
+                "kernel `{}` binds {} arrays but was given {} arguments",
+                kernel.name(),
+                access.len(),
+                args.len()
+            ))
+        } else {
+            args.iter().zip(access).enumerate().find_map(|(i, (a, k))| {
+                let writes = *k == crate::Access::ReadWrite;
+                (a.write != writes).then(|| {
+                    format!(
+                        "kernel `{}` binds input {i} {}, so pass it as {}",
+                        kernel.name(),
+                        if writes { "read_write" } else { "read-only" },
+                        if writes { "Out or InOut" } else { "In" }
+                    )
+                })
+            })
+        };
+        if let Some(message) = mismatch {
+            let core = failed_task("spawn_kernel", message);
+            self.tasks.push(core.clone());
+            return DTask::from_core(core);
+        }
+        let keys: Vec<(u64, bool)> = args
+            .iter()
+            .map(|a| {
+                let home: Arc<dyn Home> = Arc::new(VecHome(a.cell.lock.clone()));
+                self.check_out(a.cell.id, home);
+                (a.cell.id, a.write)
+            })
+            .collect();
+        let (body, gpu) = kernel.parts(params);
+        let core = self.submit_versioned(
+            kernel.name().to_owned(),
+            std::any::TypeId::of::<WgslKernel<P, T>>(),
+            opts,
+            &keys,
+            body,
+            Some(gpu),
+        );
+        DTask::from_core(core)
+    }
+
+    /// Submits a task over tracked values: `args` are (key, writes) in input order; the
+    /// task's result becomes the new version of the (at most one) written key. Ordered after
+    /// earlier conflicting accesses as any region task.
+    pub(crate) fn submit_versioned(
+        &mut self,
+        name: String,
+        fn_type: std::any::TypeId,
+        opts: Options,
+        args: &[(u64, bool)],
+        body: Option<Body>,
+        gpu: Option<Arc<dyn GpuLaunch>>,
+    ) -> Arc<TaskCore> {
+        let writes: Vec<u64> = args.iter().filter(|a| a.1).map(|a| a.0).collect();
+        let dup = args
+            .iter()
+            .enumerate()
+            .find(|(i, a)| args[..*i].iter().any(|b| b.0 == a.0 && (a.1 || b.1)));
+        if writes.len() > 1 || dup.is_some() {
+            let core = failed_task(
+                "datadeps kernel",
+                format!(
+                    "kernel `{name}` writes {} arguments{}; a kernel task writes exactly one \
+                     cell and takes each written cell once",
+                    writes.len(),
+                    if dup.is_some() {
+                        " and takes a written cell twice"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            self.tasks.push(core.clone());
+            return core;
+        }
+        let mut deps = Deps::default();
+        for &(key, write) in args {
+            deps.list.push(self.versions[&key].latest().dep());
+            self.order_after(&mut deps, key, &Part::Whole, write);
+        }
+        let opts = if opts.get_name().is_none() {
+            opts.name(name)
+        } else {
+            opts
+        };
+        let core = self
+            .ctx
+            .submit_kernel("datadeps kernel", fn_type, opts, deps, body, gpu);
+        for &(key, write) in args {
+            self.record(key, Part::Whole, write, &core);
+            if write {
+                let t = self.versions.get_mut(&key).expect("tracked");
+                t.versions.push(Version::Task(core.clone()));
+            }
+        }
+        self.tasks.push(core.clone());
+        core
+    }
+
+    /// Makes a cell's value a tracked version, unless it is one already: a host task, after
+    /// the cell's earlier in-place accesses, takes the value out of the cell.
+    fn check_out(&mut self, key: u64, home: Arc<dyn Home>) {
+        if self.versions.contains_key(&key) {
+            return;
+        }
+        let mut deps = Deps::default();
+        self.order_after(&mut deps, key, &Part::Whole, true);
+        let h = home.clone();
+        let body: Body = Box::new(move |_: &[Value]| Ok(h.take()));
+        let core = self.ctx.submit_kernel(
+            "datadeps check-out",
+            std::any::TypeId::of::<Tracked>(),
+            host_task("datadeps check-out"),
+            deps,
+            Some(body),
+            None,
+        );
+        self.record(key, Part::Whole, true, &core);
+        self.internal.push(core.clone());
+        self.versions.insert(
+            key,
+            Tracked {
+                versions: vec![Version::Task(core)],
+                home: Some(home),
+            },
+        );
+    }
+
+    /// Puts a tracked cell's latest version back into the cell (a host task, moving it from
+    /// wherever it is), before in-place accesses.
+    pub(super) fn check_in(&mut self, key: u64) {
+        let Some(tracked) = self.versions.remove(&key) else {
+            return;
+        };
+        let Some(home) = tracked.home.clone() else {
+            self.versions.insert(key, tracked);
+            return;
+        };
+        let mut deps = Deps::default();
+        deps.list.push(tracked.latest().dep());
+        self.order_after(&mut deps, key, &Part::Whole, true);
+        let body: Body = Box::new(move |inputs: &[Value]| {
+            home.put(&inputs[0]).map_err(TaskFailure::msg)?;
+            Ok(Value::new(()))
+        });
+        let core = self.ctx.submit_kernel(
+            "datadeps check-in",
+            std::any::TypeId::of::<Tracked>(),
+            host_task("datadeps check-in"),
+            deps,
+            Some(body),
+            None,
+        );
+        self.record(key, Part::Whole, true, &core);
+        self.internal.push(core);
+    }
+
+    /// At the end of a region (every task finished): each tracked cell gets back the latest
+    /// version that was made; a version whose task failed leaves the one before it.
+    pub(super) fn restore_cells(&mut self) -> Result<(), TaskError> {
+        let mut first_err = None;
+        for (_, tracked) in std::mem::take(&mut self.versions) {
+            let Some(home) = tracked.home else { continue };
+            let Some(data) = tracked.versions.iter().rev().find_map(Version::value) else {
+                // The value never left the cell.
+                continue;
+            };
+            let put = crate::gpu::to_host(&data)
+                .map_err(|e| e.to_string())
+                .and_then(|(v, _)| home.put(&v));
+            if let Err(message) = put {
+                first_err.get_or_insert(TaskError::Failed {
+                    task: crate::task::TaskLabel {
+                        id: 0,
+                        name: "datadeps check-in".into(),
+                    },
+                    processor: "host".into(),
+                    cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
+                        "putting a cell's latest version back: {message}"
+                    ))),
+                });
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Keeps `HashMap` in the signature readable.
+pub(super) type Versions = HashMap<u64, Tracked>;
