@@ -93,6 +93,10 @@ pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
 #[cfg(feature = "wgpu")]
+pub use dagger_cpu::{Trans, Triangle};
+#[cfg(feature = "wgpu")]
+pub use dagger_wgpu::blas::GemmKernel;
+#[cfg(feature = "wgpu")]
 pub use datadeps::KernelAccess;
 #[cfg(feature = "wgpu")]
 pub use gpu::{Access, DType, GpuScalar, KernelArg, KernelError, WgslKernel, WgslKernelBuilder};

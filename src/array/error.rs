@@ -112,6 +112,17 @@ pub enum ArrayError {
         #[source]
         source: Box<KernelError>,
     },
+    /// A Cholesky factorization met a pivot that is not positive: the matrix is not
+    /// (numerically) positive definite.
+    #[error("the matrix is not positive definite: the factorization of diagonal block {block} broke down at its pivot {pivot} (row {row} of the matrix)")]
+    NotPositiveDefinite {
+        /// The diagonal block (its block index along either axis).
+        block: usize,
+        /// The pivot within the block, from 0.
+        pivot: usize,
+        /// The same pivot as a row of the matrix.
+        row: usize,
+    },
     /// A block task failed.
     #[error("a block of the array could not be computed")]
     Task(#[from] TaskError),

@@ -40,6 +40,7 @@ mod error;
 mod expr;
 mod kernels;
 mod layout;
+mod linalg;
 mod matmul;
 mod reduce;
 

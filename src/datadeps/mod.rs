@@ -46,6 +46,8 @@ use crate::value::Value;
 mod versions;
 #[cfg(feature = "wgpu")]
 pub use versions::KernelAccess;
+#[cfg(feature = "wgpu")]
+pub(crate) use versions::Version;
 
 static NEXT_CELL: AtomicU64 = AtomicU64::new(1);
 

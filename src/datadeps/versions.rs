@@ -25,16 +25,18 @@ use crate::task::args::{Dep, Deps};
 use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure, TaskName};
 use crate::value::Value;
 
-/// A version of a tracked value: a task's result.
+/// A version of a tracked value: a task's result or a value at hand.
 #[derive(Clone)]
 pub(crate) enum Version {
     Task(Arc<TaskCore>),
+    Data(Data),
 }
 
 impl Version {
     fn dep(&self) -> Dep {
         match self {
             Version::Task(t) => Dep::Task(t.clone()),
+            Version::Data(d) => Dep::Data(d.clone()),
         }
     }
 
@@ -45,6 +47,7 @@ impl Version {
                 Some(Ok(d)) => Some(d.clone()),
                 _ => None,
             },
+            Version::Data(d) => Some(d.clone()),
         }
     }
 }
@@ -266,6 +269,24 @@ impl DataRegion<'_> {
             Some(gpu),
         );
         DTask::from_core(core)
+    }
+
+    /// Starts tracking a value by versions under a new key, `initial` its first version.
+    pub(crate) fn track(&mut self, initial: Version) -> u64 {
+        let key = super::NEXT_CELL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.versions.insert(
+            key,
+            Tracked {
+                versions: vec![initial],
+                home: None,
+            },
+        );
+        key
+    }
+
+    /// The latest version of a tracked value.
+    pub(crate) fn latest(&self, key: u64) -> Version {
+        self.versions[&key].latest().clone()
     }
 
     /// Submits a task over tracked values: `args` are (key, writes) in input order; the
