@@ -129,18 +129,62 @@ fn trace_writes_all_four_files() {
 }
 
 #[test]
-fn bench_gemm_json_reports_gflops_and_checks() {
-    let (ok, out, err) = dagger(&[
-        "bench", "gemm", "--n", "96", "--block", "32", "--repeat", "1", "--check", "--json",
-    ]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for key in ["bench", "n", "block", "dtype", "scope", "gflops"] {
-        assert!(!v[key].is_null(), "{key} in {v}");
+fn linalg_benches_report_gflops_and_check() {
+    for (bench, dtype, tol) in [
+        ("gemm", "f32", 1e-5),
+        ("syrk", "f64", 1e-12),
+        ("cholesky", "f32", 1e-5),
+        ("cholesky", "f64", 1e-12),
+    ] {
+        let (ok, out, err) = dagger(&[
+            "bench", bench, "--n", "96", "--block", "32", "--dtype", dtype, "--repeat", "1",
+            "--check", "--json",
+        ]);
+        assert!(ok, "{bench}: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        for key in ["bench", "n", "block", "dtype", "scope", "gflops"] {
+            assert!(!v[key].is_null(), "{key} in {v}");
+        }
+        assert_eq!(v["bench"], bench);
+        assert_eq!(v["dtype"], dtype);
+        assert!(v["gflops"].as_f64().unwrap() > 0.0);
+        assert!(v["rel_error"].as_f64().unwrap() < tol, "{v}");
     }
-    assert_eq!(v["bench"], "gemm");
-    assert!(v["gflops"].as_f64().unwrap() > 0.0);
-    assert!(v["rel_error"].as_f64().unwrap() < 1e-5, "{v}");
     let (ok, _, err) = dagger(&["bench", "gemm", "--dtype", "f16"]);
     assert!(!ok && err.contains("f32 or f64"), "{err}");
+    let (ok, _, err) = dagger(&["bench", "syrk", "--kernel", "fast"]);
+    assert!(!ok && err.contains("tiled or naive"), "{err}");
+}
+
+/// Whether a wgpu adapter is present (under `DAGGER_REQUIRE_GPU=1`, it must be).
+fn has_gpu() -> bool {
+    let ctx = dagger::Context::builder().threads(1).build().unwrap();
+    if ctx
+        .processors_of_kind(dagger::ProcessorKind::Wgpu)
+        .is_empty()
+    {
+        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+            panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
+        }
+        eprintln!("skipped: no wgpu adapter");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn bench_gemm_runs_both_gpu_kernels() {
+    if !has_gpu() {
+        return;
+    }
+    for kernel in ["naive", "tiled"] {
+        let (ok, out, err) = dagger(&[
+            "bench", "gemm", "--n", "130", "--block", "64", "--scope", "gpu", "--kernel", kernel,
+            "--repeat", "1", "--check", "--json",
+        ]);
+        assert!(ok, "{kernel}: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["kernel"], kernel);
+        assert!(v["rel_error"].as_f64().unwrap() < 1e-5, "{v}");
+    }
 }

@@ -59,7 +59,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let events = ctx.fetch_logs();
 
     // Check against an f64 reference on the host.
-    let rel = super::gemm_bench::gemm_error(&a, &bm, &c)?;
+    let rel = super::linalg_bench::gemm_error(&a, &bm, &c)?;
 
     let mut tiles: BTreeMap<String, usize> = BTreeMap::new();
     for e in events

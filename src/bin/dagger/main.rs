@@ -5,9 +5,9 @@ mod array_bench;
 #[cfg(feature = "wgpu")]
 mod demo;
 #[cfg(feature = "wgpu")]
-mod gemm_bench;
-#[cfg(feature = "wgpu")]
 mod gpu_bench;
+#[cfg(feature = "wgpu")]
+mod linalg_bench;
 mod overhead;
 
 use clap::{Parser, Subcommand};
@@ -79,9 +79,16 @@ enum Bench {
     /// µs per launch of small kernels: batched, unbatched, and as scheduled tasks.
     #[cfg(feature = "wgpu")]
     Launch(gpu_bench::LaunchArgs),
-    /// Blocked GEMM on DArrays: GFLOP/s on a scope, optionally checked and beside OpenBLAS.
+    /// Blocked GEMM on DArrays: GFLOP/s on a scope, optionally checked and beside OpenBLAS
+    /// and dask.array.
     #[cfg(feature = "wgpu")]
-    Gemm(gemm_bench::Args),
+    Gemm(linalg_bench::Args),
+    /// Blocked SYRK (lower triangle of A Aᵀ) on DArrays, beside OpenBLAS ?syrk.
+    #[cfg(feature = "wgpu")]
+    Syrk(linalg_bench::Args),
+    /// Tiled Cholesky on DArrays, beside scipy's (OpenBLAS/LAPACK) potrf.
+    #[cfg(feature = "wgpu")]
+    Cholesky(linalg_bench::Args),
     /// DArray elementwise map (y = 2x + 1): GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Map(array_bench::Args),
@@ -117,7 +124,11 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         #[cfg(feature = "wgpu")]
         Bench::Launch(args) => gpu_bench::launch(&args),
         #[cfg(feature = "wgpu")]
-        Bench::Gemm(args) => gemm_bench::run(&args),
+        Bench::Gemm(args) => linalg_bench::run(linalg_bench::Op::Gemm, &args),
+        #[cfg(feature = "wgpu")]
+        Bench::Syrk(args) => linalg_bench::run(linalg_bench::Op::Syrk, &args),
+        #[cfg(feature = "wgpu")]
+        Bench::Cholesky(args) => linalg_bench::run(linalg_bench::Op::Cholesky, &args),
         #[cfg(feature = "wgpu")]
         Bench::Map(args) => array_bench::map(&args),
         #[cfg(feature = "wgpu")]

@@ -1,0 +1,328 @@
+//! `dagger bench gemm|syrk|cholesky`: blocked dense linear algebra on DArrays, GFLOP/s on a
+//! chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array run in the same
+//! session.
+
+use std::time::Instant;
+
+use dagger::prelude::*;
+use dagger::{Gemm, GemmKernel, Trans, Triangle};
+use ndarray::Array2;
+
+/// The operation a run measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Gemm,
+    Syrk,
+    Cholesky,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Gemm => "gemm",
+            Op::Syrk => "syrk",
+            Op::Cholesky => "cholesky",
+        }
+    }
+
+    /// GEMM 2n³, SYRK n³, Cholesky n³/3.
+    fn flops(self, n: usize) -> f64 {
+        let n3 = (n as f64).powi(3);
+        match self {
+            Op::Gemm => 2.0 * n3,
+            Op::Syrk => n3,
+            Op::Cholesky => n3 / 3.0,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Matrix size.
+    #[arg(long, default_value_t = 4096)]
+    n: usize,
+    /// Block size.
+    #[arg(long, default_value_t = 1024)]
+    block: usize,
+    /// f32 or f64.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// cpu, gpu (GPU 0) or auto (every processor, software GPUs included).
+    #[arg(long, default_value = "cpu")]
+    scope: String,
+    /// The WGSL GEMM kernel of GPU tiles: tiled (register-blocked) or naive (reference).
+    #[arg(long, default_value = "tiled")]
+    kernel: String,
+    /// Repetitions; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Also report the relative error against an f64 reference.
+    #[arg(long)]
+    check: bool,
+    /// Also time OpenBLAS through numpy/scipy (and dask.array for GEMM) and print ratios.
+    #[arg(long)]
+    peer: bool,
+    /// One JSON object per result.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(op: Op, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    match args.dtype.as_str() {
+        "f32" => bench::<f32>(op, args),
+        "f64" => bench::<f64>(op, args),
+        other => Err(format!("unknown dtype `{other}`: use f32 or f64").into()),
+    }
+}
+
+fn f64s<T: Gemm + Into<f64>>(x: &DArray<T>) -> Result<Array2<f64>, dagger::ArrayError> {
+    Ok(x.collect2()?.mapv(Into::into))
+}
+
+fn rel(got: &Array2<f64>, want: &Array2<f64>) -> f64 {
+    let num: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// `alpha op_a(a) op_b(b) + beta c` in f64 on the host (faer, every core).
+fn reference(
+    op_a: Trans,
+    op_b: Trans,
+    alpha: f64,
+    a: &Array2<f64>,
+    b: &Array2<f64>,
+    beta: f64,
+    c: &mut Array2<f64>,
+) {
+    dagger_cpu::gemm(
+        op_a,
+        op_b,
+        alpha,
+        a,
+        b,
+        dagger_cpu::Accum::Scale(beta),
+        c,
+        dagger_cpu::Threads(0),
+    );
+}
+
+/// Frobenius relative error of `c` against `a · b` computed in f64 on the host.
+pub(crate) fn gemm_error<T: Gemm + Into<f64>>(
+    a: &DArray<T>,
+    b: &DArray<T>,
+    c: &DArray<T>,
+) -> Result<f64, dagger::ArrayError> {
+    let (ha, hb, hc) = (f64s(a)?, f64s(b)?, f64s(c)?);
+    let mut want = Array2::<f64>::zeros((ha.nrows(), hb.ncols()));
+    reference(Trans::No, Trans::No, 1.0, &ha, &hb, 0.0, &mut want);
+    Ok(rel(&hc, &want))
+}
+
+fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let scope = match args.scope.as_str() {
+        "cpu" => Scope::cpu(),
+        "gpu" => Scope::gpu(0),
+        "auto" => Scope::any(),
+        other => return Err(format!("unknown scope `{other}`: use cpu, gpu or auto").into()),
+    };
+    let kernel = match args.kernel.as_str() {
+        "tiled" => GemmKernel::Tiled,
+        "naive" => GemmKernel::Naive,
+        other => return Err(format!("unknown kernel `{other}`: use tiled or naive").into()),
+    };
+    let ctx = super::build_context(None)?;
+    let (n, b) = (args.n, args.block);
+    let blocks = Blocks::new([b, b]);
+    let one = <T as dagger::Element>::ONE;
+    let zero = <T as dagger::Element>::ZERO;
+    let a = DArray::<T>::randn(&ctx, [n, n], blocks.clone(), 1)?;
+    // GEMM's second factor; for Cholesky the SPD matrix a aᵀ / n + I, built with SYRK.
+    let second = match op {
+        Op::Gemm => DArray::<T>::randn(&ctx, [n, n], blocks.clone(), 2)?,
+        Op::Syrk => DArray::<T>::zeros(&ctx, [n, n], blocks.clone())?,
+        Op::Cholesky => {
+            let eye = Array2::from_shape_fn((n, n), |(i, j)| if i == j { one } else { zero });
+            let mut s = DArray::distribute(&ctx, &eye, blocks.clone())?;
+            let scale = <T as dagger::Element>::from_f64(1.0 / n as f64);
+            s.syrk(Triangle::Lower, Trans::No, scale, &a, one)?;
+            s
+        }
+    };
+    a.wait()?;
+    second.wait()?;
+    let mut best = f64::INFINITY;
+    let mut last = None;
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        let out = with_options(Options::new().scope(scope.clone()), || {
+            Ok::<_, dagger::ArrayError>(match op {
+                Op::Gemm => {
+                    let mut c = DArray::<T>::zeros(&ctx, [n, n], blocks.clone())?;
+                    c.wait()?;
+                    c.gemm_with(kernel, Trans::No, Trans::No, one, &a, &second, zero)?;
+                    c
+                }
+                Op::Syrk => {
+                    let mut c = second.clone();
+                    c.syrk_with(kernel, Triangle::Lower, Trans::No, one, &a, zero)?;
+                    c
+                }
+                Op::Cholesky => second.cholesky_with(kernel)?,
+            })
+        })?;
+        out.wait()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        last = Some(out);
+    }
+    let gflops = op.flops(n) / best / 1e9;
+    let mut error = None;
+    if args.check {
+        let out = f64s(&last.expect("ran at least once"))?;
+        let ha = f64s(&a)?;
+        error = Some(match op {
+            Op::Gemm => {
+                let mut want = Array2::zeros((n, n));
+                reference(
+                    Trans::No,
+                    Trans::No,
+                    1.0,
+                    &ha,
+                    &f64s(&second)?,
+                    0.0,
+                    &mut want,
+                );
+                rel(&out, &want)
+            }
+            Op::Syrk => {
+                let mut want = Array2::zeros((n, n));
+                reference(Trans::No, Trans::Yes, 1.0, &ha, &ha, 0.0, &mut want);
+                let lower = |m: &Array2<f64>| {
+                    Array2::from_shape_fn((n, n), |(i, j)| if j <= i { m[[i, j]] } else { 0.0 })
+                };
+                rel(&lower(&out), &lower(&want))
+            }
+            Op::Cholesky => {
+                // ‖L Lᵀ − A‖ / ‖A‖ over the lower triangle A was given in.
+                let mut llt = Array2::zeros((n, n));
+                reference(Trans::No, Trans::Yes, 1.0, &out, &out, 0.0, &mut llt);
+                let hs = f64s(&second)?;
+                let lower = |m: &Array2<f64>| {
+                    Array2::from_shape_fn((n, n), |(i, j)| if j <= i { m[[i, j]] } else { 0.0 })
+                };
+                rel(&lower(&llt), &lower(&hs))
+            }
+        });
+    }
+    let peer = if args.peer {
+        openblas_gflops(op, n, &args.dtype)
+    } else {
+        None
+    };
+    let dask = if args.peer && op == Op::Gemm {
+        dask_gflops(n, b, &args.dtype)
+    } else {
+        None
+    };
+    let backend = dagger_cpu::backend_name();
+    if args.json {
+        let mut v = serde_json::json!({"bench": op.name(), "n": n, "block": b,
+            "dtype": args.dtype, "scope": args.scope, "kernel": args.kernel,
+            "gflops": gflops, "cpu_backend": backend});
+        if let Some(e) = error {
+            v["rel_error"] = serde_json::json!(e);
+        }
+        if let Some(p) = peer {
+            v["openblas_gflops"] = serde_json::json!(p);
+            v["ratio"] = serde_json::json!(gflops / p);
+        }
+        if let Some(d) = dask {
+            v["dask_gflops"] = serde_json::json!(d);
+            v["dask_ratio"] = serde_json::json!(gflops / d);
+        }
+        println!("{v}");
+    } else {
+        print!(
+            "{} n={n} block={b} {} scope={} kernel={} (CPU tiles: {backend}): {gflops:.1} GFLOP/s",
+            op.name(),
+            args.dtype,
+            args.scope,
+            args.kernel
+        );
+        if let Some(e) = error {
+            print!(", relative error {e:.2e}");
+        }
+        if let Some(p) = peer {
+            print!(", OpenBLAS {p:.1} GFLOP/s, ratio {:.2}", gflops / p);
+        }
+        if let Some(d) = dask {
+            print!(", dask.array {d:.1} GFLOP/s, ratio {:.2}", gflops / d);
+        }
+        println!();
+    }
+    Ok(())
+}
+
+/// Runs a Python snippet that prints one number; `None` (with a note) when it cannot.
+fn python(script: &str, what: &str) -> Option<f64> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "note: the {what} peer did not run: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The same operation in OpenBLAS (numpy `@`, scipy `?syrk`, scipy `cholesky`), GFLOP/s.
+fn openblas_gflops(op: Op, n: usize, dtype: &str) -> Option<f64> {
+    let (np, p) = if dtype == "f32" {
+        ("float32", "s")
+    } else {
+        ("float64", "d")
+    };
+    let (setup, call) = match op {
+        Op::Gemm => ("b = a.copy()", "a @ b"),
+        Op::Syrk => ("from scipy.linalg import blas", "blas.{p}syrk(1.0, a)"),
+        Op::Cholesky => (
+            "import scipy.linalg as sl; s = (a @ a.T) / n + np.eye(n, dtype=a.dtype)",
+            "sl.cholesky(s, lower=True, check_finite=False)",
+        ),
+    };
+    let call = call.replace("{p}", p);
+    let flops = op.flops(n);
+    let script = format!(
+        "import time, numpy as np\n\
+         n = {n}\n\
+         a = np.random.default_rng(0).standard_normal((n, n)).astype(np.{np})\n\
+         {setup}\n\
+         {call}\n\
+         ts = []\n\
+         for _ in range(3):\n    t = time.perf_counter(); {call}; ts.append(time.perf_counter() - t)\n\
+         print({flops} / min(ts) / 1e9)\n"
+    );
+    python(&script, "OpenBLAS")
+}
+
+/// dask.array's blocked matmul (threaded scheduler) with the same blocks, GFLOP/s.
+fn dask_gflops(n: usize, block: usize, dtype: &str) -> Option<f64> {
+    let np = if dtype == "f32" { "float32" } else { "float64" };
+    let script = format!(
+        "import time, numpy as np, dask.array as da\n\
+         rng = np.random.default_rng(0)\n\
+         a = da.from_array(rng.standard_normal(({n}, {n})).astype(np.{np}), chunks={block}).persist()\n\
+         b = da.from_array(rng.standard_normal(({n}, {n})).astype(np.{np}), chunks={block}).persist()\n\
+         run = lambda: (a @ b).persist(scheduler='threads')\n\
+         run(); ts = []\n\
+         for _ in range(3):\n    t = time.perf_counter(); run(); ts.append(time.perf_counter() - t)\n\
+         print(2 * {n}**3 / min(ts) / 1e9)\n"
+    );
+    python(&script, "dask.array")
+}
