@@ -1,5 +1,7 @@
 //! The `dagger` tool, run as a user would.
 
+mod common;
+
 use std::process::Command;
 
 fn dagger(args: &[&str]) -> (bool, String, String) {
@@ -159,17 +161,7 @@ fn linalg_benches_report_gflops_and_check() {
 /// Whether a wgpu adapter is present (under `DAGGER_REQUIRE_GPU=1`, it must be).
 fn has_gpu() -> bool {
     let ctx = dagger::Context::builder().threads(1).build().unwrap();
-    if ctx
-        .processors_of_kind(dagger::ProcessorKind::Wgpu)
-        .is_empty()
-    {
-        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
-        }
-        eprintln!("skipped: no wgpu adapter");
-        return false;
-    }
-    true
+    !common::gpus_or_skip(&ctx, "the GPU benches").is_empty()
 }
 
 #[test]

@@ -7,10 +7,12 @@
 // Tables of (name, array, reference function) read best inline.
 #![allow(clippy::type_complexity)]
 
+mod common;
+
 use std::sync::OnceLock;
 
 use dagger::prelude::*;
-use dagger::{ArrayError, Element, ProcessorKind};
+use dagger::{ArrayError, Element};
 use ndarray::{Array, ArrayD, Axis, IxDyn};
 
 fn ctx() -> &'static Context {
@@ -35,20 +37,8 @@ impl Env {
 }
 
 fn gpu_envs() -> Vec<Env> {
-    let gpus: Vec<_> = ctx()
-        .processors()
+    common::gpus_or_skip(ctx(), "the GPU environments")
         .into_iter()
-        .filter(|p| p.kind == ProcessorKind::Wgpu)
-        .filter_map(|p| p.gpu)
-        .collect();
-    if gpus.is_empty() {
-        let why = format!("no wgpu adapter found (errors: {:?})", ctx().gpu_errors());
-        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("DAGGER_REQUIRE_GPU=1 but {why}; install mesa-vulkan-drivers");
-        }
-        eprintln!("skipped: {why}");
-    }
-    gpus.into_iter()
         .map(|g| Env {
             scope: Some(Scope::gpu(g.index)),
             label: format!("gpu {} ({}, {})", g.index, g.name, g.backend),

@@ -5,10 +5,12 @@
 //! Without a wgpu adapter these tests print that they were skipped; with
 //! `DAGGER_REQUIRE_GPU=1` (as CI sets) they fail instead.
 
+mod common;
+
 use std::sync::Mutex;
 
 use dagger::prelude::*;
-use dagger::{Access, Cell, In, InOut, Out, ProcessorKind, Ref, RefMut, WgslKernel};
+use dagger::{Access, Cell, In, InOut, Out, Ref, RefMut, WgslKernel};
 use proptest::prelude::*;
 
 /// Device counters are per process: tests that read them run one at a time.
@@ -26,20 +28,8 @@ fn gpu_ctx() -> Option<(Context, usize)> {
         .software_gpus(true)
         .build()
         .unwrap();
-    let gpus = ctx
-        .processors()
-        .into_iter()
-        .filter(|p| p.kind == ProcessorKind::Wgpu)
-        .count();
-    if gpus == 0 {
-        let why = format!("no wgpu adapter found (errors: {:?})", ctx.gpu_errors());
-        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("DAGGER_REQUIRE_GPU=1 but {why}; install mesa-vulkan-drivers");
-        }
-        eprintln!("skipped: {why}");
-        return None;
-    }
-    Some((ctx, gpus))
+    let gpus = common::gpus_or_skip(&ctx, "this test").len();
+    (gpus > 0).then_some((ctx, gpus))
 }
 
 #[repr(C)]

@@ -1,5 +1,7 @@
 //! The examples, run as tests: the same code the example programs run.
 
+mod common;
+
 #[path = "../examples/saxpy.rs"]
 mod saxpy;
 
@@ -7,20 +9,9 @@ mod saxpy;
 mod mandelbrot;
 
 use dagger::prelude::*;
-use dagger::ProcessorKind;
 
 fn has_gpu(ctx: &Context) -> bool {
-    let found = ctx
-        .processors()
-        .iter()
-        .any(|p| p.kind == ProcessorKind::Wgpu);
-    if !found && std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-        panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
-    }
-    if !found {
-        eprintln!("skipped the GPU half: no wgpu adapter");
-    }
-    found
+    !common::gpus_or_skip(ctx, "the GPU half").is_empty()
 }
 
 #[test]

@@ -4,25 +4,22 @@
 //! Without a wgpu adapter these tests print that they were skipped; with
 //! `DAGGER_REQUIRE_GPU=1` (as CI sets) they fail instead.
 
+mod common;
+
 use dagger::prelude::*;
 use dagger::{Access, EventKind, KernelError, ProcessorId, ProcessorKind, WgslKernel};
 
 /// A context with every GPU, or `None` (after saying why) when there is none.
 fn gpu_ctx() -> Option<(Context, Vec<dagger::ProcessorInfo>)> {
     let ctx = Context::builder().threads(2).build().unwrap();
+    if common::gpus_or_skip(&ctx, "this test").is_empty() {
+        return None;
+    }
     let gpus: Vec<_> = ctx
         .processors()
         .into_iter()
         .filter(|p| p.kind == ProcessorKind::Wgpu)
         .collect();
-    if gpus.is_empty() {
-        let why = format!("no wgpu adapter found (errors: {:?})", ctx.gpu_errors());
-        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("DAGGER_REQUIRE_GPU=1 but {why}; install mesa-vulkan-drivers");
-        }
-        eprintln!("skipped: {why}");
-        return None;
-    }
     Some((ctx, gpus))
 }
 

@@ -1,20 +1,18 @@
 //! A lost GPU fails the tasks sent to it with an error that says so; other processors and
 //! the context keep working. (Its own test binary: the device stays lost for the process.)
 
+mod common;
+
 use dagger::prelude::*;
 use dagger::{Access, ProcessorKind, WgslKernel};
 
 #[test]
 fn a_lost_device_fails_its_tasks_and_nothing_else() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    let gpus = ctx.processors_of_kind(ProcessorKind::Wgpu);
-    if gpus.is_empty() {
-        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
-        }
-        eprintln!("skipped: no wgpu adapter");
+    if common::gpus_or_skip(&ctx, "this test").is_empty() {
         return;
     }
+    let gpus = ctx.processors_of_kind(ProcessorKind::Wgpu);
     let double = WgslKernel::<(), f32>::builder(
         "double",
         "@group(0) @binding(0) var<storage, read_write> x: array<f32>;

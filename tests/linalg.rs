@@ -1,25 +1,15 @@
 //! Blocked matrix multiplication on DArrays, on the CPU scope, each GPU and the default
 //! scope, against an f64 reference.
 
+mod common;
+
 use dagger::prelude::*;
 use dagger::{Gemm, GemmKernel, ProcessorKind, Trans, Triangle};
 use ndarray::Array2;
 
 fn scopes(ctx: &Context) -> Vec<(Scope, bool)> {
     let mut v = vec![(Scope::cpu(), true), (Scope::default_scope(), true)];
-    let gpus: Vec<_> = ctx
-        .processors()
-        .into_iter()
-        .filter(|p| p.kind == ProcessorKind::Wgpu)
-        .collect();
-    if gpus.is_empty() {
-        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
-        }
-        eprintln!("skipped the GPU scopes: no wgpu adapter");
-    }
-    for g in gpus {
-        let info = g.gpu.unwrap();
+    for info in common::gpus_or_skip(ctx, "the GPU scopes") {
         v.push((Scope::gpu(info.index), info.shader_f64));
     }
     v
@@ -95,14 +85,10 @@ fn matmul_shape_errors_name_both_shapes() {
 #[test]
 fn tiles_land_where_the_scope_says() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    let gpus = ctx.processors_of_kind(ProcessorKind::Wgpu);
-    if gpus.is_empty() {
-        if std::env::var("DAGGER_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("DAGGER_REQUIRE_GPU=1 but no wgpu adapter was found");
-        }
-        eprintln!("skipped: no wgpu adapter to place tiles on");
+    if common::gpus_or_skip(&ctx, "tile placement").is_empty() {
         return;
     }
+    let gpus = ctx.processors_of_kind(ProcessorKind::Wgpu);
     ctx.enable_logging();
     let a = DArray::<f32>::ones(&ctx, [64, 64], Blocks::new([32, 32])).unwrap();
     a.wait().unwrap();
