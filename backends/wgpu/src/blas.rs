@@ -1,9 +1,11 @@
-//! Dense block kernels on a device: [`gemm`] and [`syrk`] over row-major `f32` (and `f64` on
-//! devices with `SHADER_F64`) matrices in [`GpuBuffer`]s, from `shaders/gemm.wgsl` and
-//! `shaders/syrk.wgsl`.
+//! Dense block kernels on a device: [`gemm`], [`syrk`], and the Cholesky tile kernels
+//! [`potrf`] and [`trsm`], over row-major `f32` (and `f64` on devices with `SHADER_F64`)
+//! matrices in [`GpuBuffer`]s, from `shaders/gemm.wgsl`, `shaders/syrk.wgsl`,
+//! `shaders/potrf.wgsl` and `shaders/trsm.wgsl`.
 //!
 //! Each kernel comes as an enqueueing call with a completion callback ([`gemm`], [`syrk`],
-//! like [`Device::launch`]) and a blocking one ([`gemm_blocking`], [`syrk_blocking`]).
+//! [`potrf`], [`trsm`], like [`Device::launch`]) and a blocking one ([`gemm_blocking`],
+//! [`syrk_blocking`], [`potrf_blocking`], [`trsm_blocking`]).
 //! Matrices are described by [`GpuMatrix`] (buffer, shape, leading dimension, offset) and
 //! checked against their buffers before anything is enqueued; parameters are types
 //! ([`Trans`], [`Triangle`], [`Accum`], [`Dtype`], [`GemmKernel`]) mirroring `dagger-cpu`'s.
@@ -58,6 +60,40 @@
 //! with one constructor argument per element, which Mesa's GLSL compiler takes tens of
 //! seconds over at 1024 scalars.
 //!
+//! # Cholesky tiles
+//!
+//! A tiled Cholesky factorization of a matrix of `b x b` tiles runs, for each diagonal tile
+//! `k`: [`potrf`] on tile `(k, k)`, [`trsm`] (`B = B L⁻ᵀ`) on the tiles `(i, k)` below it,
+//! then [`syrk`] and [`gemm`] on the trailing tiles. These are the same operations as
+//! `dagger_cpu::potrf(Triangle::Lower, ..)` and
+//! `dagger_cpu::trsm(Side::Right, Triangle::Lower, Trans::Yes, Diag::NonUnit, 1.0, ..)`.
+//!
+//! [`potrf`] is a blocked right-looking factorization over 16-column blocks, three
+//! dispatches per block: one workgroup factors the 16x16 diagonal block in workgroup memory
+//! (16 invocations, one per row, a barrier-separated step per column) and checks its
+//! pivots; one invocation per row below it solves the panel against it; and 16x16
+//! workgroups update the trailing lower triangle in 64x64 tiles, each invocation a 4x4
+//! register tile, so each trailing element is read and written once per 16 columns. The
+//! dispatches' order is what synchronises the blocks, so the panel and the update spread
+//! over the whole GPU, and only the small diagonal factorization is confined to one
+//! workgroup. A pivot that is not positive (or NaN) is reported through a small `u32`
+//! buffer (see [`potrf`]), since a kernel cannot return an error; every later dispatch reads
+//! it and does nothing.
+//!
+//! [`trsm`] gives each 16x16 workgroup 64 rows of `B` and walks `L` in 16-column blocks:
+//! each invocation keeps 4 rows of one column in a vector, subtracts the already solved
+//! columns staged through workgroup memory (as the GEMM panels are), then the 16 columns of
+//! the block are solved against `L`'s diagonal block one step at a time. Rows of `B` are
+//! independent, so `m` rows give `ceil(m / 64)` workgroups, and even a single row runs 16
+//! columns at a time. One dispatch covers 256 columns.
+//!
+//! Both kernels keep each invocation's loops short, for a reason that is specific to the
+//! software adapters: llvmpipe and lavapipe count the iterations of all loops of an
+//! invocation together and, past 65535, leave every loop at the end of its current
+//! iteration, without an error. A POTRF of a 1024x1024 tile in a single workgroup passes
+//! that limit on lavapipe and comes back wrong; split into dispatches, no invocation runs
+//! more than a few hundred iterations.
+//!
 //! ```no_run
 //! use dagger_wgpu::blas::{gemm_blocking, Accum, Dtype, GemmKernel, GpuMatrix, Trans};
 //! use dagger_wgpu::open_devices;
@@ -82,7 +118,9 @@
 //! # Ok::<(), dagger_wgpu::blas::BlasError>(())
 //! ```
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use crate::{Binding, Device, GpuBuffer, GpuError};
 
@@ -92,7 +130,13 @@ pub const GEMM_WGSL: &str = include_str!("../../../shaders/gemm.wgsl");
 /// `shaders/syrk.wgsl`: entry point `syrk_tiled` over f32.
 pub const SYRK_WGSL: &str = include_str!("../../../shaders/syrk.wgsl");
 
-/// The line of both shaders that names their scalar type.
+/// `shaders/potrf.wgsl`: entry point `potrf_lower` over f32.
+pub const POTRF_WGSL: &str = include_str!("../../../shaders/potrf.wgsl");
+
+/// `shaders/trsm.wgsl`: entry point `trsm_right_lower_trans` over f32.
+pub const TRSM_WGSL: &str = include_str!("../../../shaders/trsm.wgsl");
+
+/// The line of every BLAS shader that names its scalar type.
 const SCALAR_ALIAS: &str = "alias Scalar = f32;";
 
 /// Side of the square tile of `C` one `gemm_tiled` workgroup computes.
@@ -290,7 +334,7 @@ pub enum BlasError {
     /// The shapes of the operands do not fit together.
     #[error("{kernel}: {shapes}")]
     Shape {
-        /// `"gemm"` or `"syrk"`.
+        /// `"gemm"`, `"syrk"`, `"potrf"` or `"trsm"`.
         kernel: &'static str,
         /// The shapes given and the rule they break.
         shapes: String,
@@ -301,7 +345,7 @@ pub enum BlasError {
          must be at least the number of columns"
     )]
     LeadingDimension {
-        /// `"A"`, `"B"` or `"C"`.
+        /// `"A"`, `"B"`, `"C"` or `"L"`.
         matrix: &'static str,
         /// Columns.
         cols: u32,
@@ -314,7 +358,8 @@ pub enum BlasError {
          {needed} bytes but its buffer has {bytes}; pass a larger buffer or fix the shape"
     )]
     BufferTooSmall {
-        /// `"A"`, `"B"` or `"C"`.
+        /// `"A"`, `"B"`, `"C"`, `"L"`, or `"info"` for [`potrf`]'s status word (then a 1x1
+        /// `u32` "matrix").
         matrix: &'static str,
         /// Rows.
         rows: u32,
@@ -333,12 +378,25 @@ pub enum BlasError {
     },
     /// The output is also an input: a kernel cannot read and write one buffer in a dispatch.
     #[error(
-        "C shares its buffer with {input}; write the result to a separate buffer (a buffer \
-         cannot be bound for reading and writing in one dispatch)"
+        "the output matrix (C of gemm and syrk, B of trsm, A of potrf) shares its buffer with \
+         {input}; give each its own buffer (a buffer cannot be bound for reading and writing \
+         in one dispatch)"
     )]
     Aliased {
-        /// `"A"` or `"B"`.
+        /// `"A"` or `"B"` (gemm, syrk), `"L"` (trsm), `"info"` (potrf).
         input: &'static str,
+    },
+    /// [`potrf_blocking`] met a pivot that is not positive (or NaN): the matrix is not
+    /// (numerically) symmetric positive definite.
+    #[error(
+        "potrf: the matrix is not positive definite: pivot {pivot} (0-based) of the Cholesky \
+         factorization is not positive; check that the tile is symmetric positive definite \
+         (e.g. add a multiple of the identity)"
+    )]
+    NotPositiveDefinite {
+        /// 0-based index of the first diagonal element whose pivot is not positive (LAPACK's
+        /// `info` is `pivot + 1`).
+        pivot: usize,
     },
     /// The device refused or failed the launch (including a missing `SHADER_F64`).
     #[error(transparent)]
@@ -670,4 +728,309 @@ pub fn syrk_blocking(
         Some(prepared) => prepared.launch_blocking(device),
         None => Ok(()),
     }
+}
+
+fn potrf_source(dtype: Dtype) -> &'static str {
+    static F64: OnceLock<String> = OnceLock::new();
+    source(POTRF_WGSL, dtype, &F64)
+}
+
+fn trsm_source(dtype: Dtype) -> &'static str {
+    static F64: OnceLock<String> = OnceLock::new();
+    source(TRSM_WGSL, dtype, &F64)
+}
+
+/// Columns of the blocks `potrf` factors one after the other.
+const POTRF_BLOCK: u32 = 16;
+/// Side of the trailing tile of one `potrf_update` workgroup, and rows per `potrf_panel`
+/// workgroup.
+const POTRF_TILE: u32 = 64;
+/// Rows of `B` one `trsm_right_lower_trans` workgroup solves.
+const TRSM_ROWS: u32 = 64;
+/// Columns of `B` one `trsm_right_lower_trans` dispatch solves (a multiple of its 16-column
+/// blocks): each invocation then loops at most ~`n` times, far below the 65535 loop
+/// iterations after which llvmpipe and lavapipe silently end an invocation's loops.
+const TRSM_COLUMNS_PER_LAUNCH: u32 = 256;
+
+/// Enqueues dispatches that make one operation, in order; `on_done` runs once, after the
+/// last, with the first error any of them finished with. With no dispatch, `on_done(Ok(()))`
+/// runs at once on the calling thread.
+fn launch_sequence(
+    device: &Device,
+    mut steps: Vec<Prepared<'_>>,
+    on_done: impl FnOnce(Result<(), GpuError>) + Send + 'static,
+) -> Result<(), BlasError> {
+    let Some(last) = steps.pop() else {
+        on_done(Ok(()));
+        return Ok(());
+    };
+    let first_error = Arc::new(Mutex::new(None::<GpuError>));
+    for step in steps {
+        let slot = Arc::clone(&first_error);
+        step.launch(device, move |r| {
+            if let Err(e) = r {
+                slot.lock().get_or_insert(e);
+            }
+        })?;
+    }
+    last.launch(device, move |r| {
+        let first = first_error.lock().take();
+        on_done(match first {
+            Some(e) => Err(e),
+            None => r,
+        });
+    })
+}
+
+/// [`launch_sequence`], waiting for the GPU to finish.
+fn launch_sequence_blocking(
+    device: &Device,
+    steps: Vec<Prepared<'_>>,
+    what: &'static str,
+) -> Result<(), BlasError> {
+    device.wait_for(what, |tx| {
+        launch_sequence(device, steps, move |r| {
+            let _ = tx.send(r);
+        })
+    })
+}
+
+/// The dispatches of a POTRF: per 16-column block, factor the diagonal block, solve the panel
+/// below it, update the trailing lower triangle. Empty for `n = 0`.
+fn prepare_potrf<'a>(
+    device: &Device,
+    a: GpuMatrix<'a>,
+    info: &'a GpuBuffer,
+    dtype: Dtype,
+) -> Result<Vec<Prepared<'a>>, BlasError> {
+    let (n, cols) = a.shape();
+    if n != cols {
+        return Err(BlasError::Shape {
+            kernel: "potrf",
+            shapes: format!("A is {n}x{cols}; it must be square"),
+        });
+    }
+    a.check("A", dtype)?;
+    if info.len_bytes() < 4 {
+        return Err(BlasError::BufferTooSmall {
+            matrix: "info",
+            rows: 1,
+            cols: 1,
+            ld: 1,
+            offset: 0,
+            dtype: "u32",
+            needed: 4,
+            bytes: info.len_bytes(),
+        });
+    }
+    if std::ptr::eq(a.buffer, info) {
+        return Err(BlasError::Aliased { input: "info" });
+    }
+    let source = potrf_source(dtype);
+    let diag = device.compile(source, "potrf_diag")?;
+    let panel = device.compile(source, "potrf_panel")?;
+    let update = device.compile(source, "potrf_update")?;
+    let mut steps = Vec::new();
+    for kb in (0..n).step_by(POTRF_BLOCK as usize) {
+        let params = uniform_bytes(
+            [n, a.ld, a.offset, kb, 0, 0, 0, 0, 0, 0, 0, 0],
+            0.0,
+            0.0,
+            dtype,
+        );
+        let step = |pipeline: &crate::Pipeline, workgroups| Prepared {
+            pipeline: pipeline.clone(),
+            params,
+            buffers: vec![a.buffer, info],
+            workgroups,
+        };
+        steps.push(step(&diag, [1, 1, 1]));
+        let below = n - (kb + POTRF_BLOCK).min(n);
+        if below > 0 {
+            let tiles = below.div_ceil(POTRF_TILE);
+            steps.push(step(&panel, crate::shaders::grid_1d(below, POTRF_TILE)));
+            steps.push(step(&update, [tiles, tiles, 1]));
+        }
+    }
+    Ok(steps)
+}
+
+/// Enqueues the in-place Cholesky factorization `A = L Lᵀ` of a symmetric positive definite
+/// `n x n` matrix (LAPACK `?potrf` with `uplo = L`) and returns at once; `on_done` runs on
+/// the device's server thread when the GPU has finished it (see [`Device::launch`]).
+///
+/// Only the lower triangle of `A` (diagonal included) is read, and it is overwritten with
+/// `L`; the strict upper triangle is neither read nor written. The factorization is a
+/// sequence of dispatches, three per 16 columns (see the [module docs](self)); `on_done`
+/// runs once, after the last, with the first error any of them met.
+///
+/// Whether the matrix was positive definite is not known until the GPU has run, so the
+/// kernel reports it in `info`, a separate buffer of at least 4 bytes: its first 4 bytes
+/// become a little-endian `u32`, `0` when the factorization succeeded and `pivot + 1`
+/// (LAPACK's `info`) when the diagonal element `pivot` (0-based) of the Schur complement was
+/// not positive or was NaN. The factorization stops there, leaving the lower triangle partly
+/// overwritten. The kernel writes `info` in either case, so it need not be cleared; read it
+/// after `on_done` with `device.download::<u32>(info)?[0]`, or let [`potrf_blocking`] do
+/// it. `on_done(Ok(()))` therefore means the launch ran, not that the matrix was positive
+/// definite.
+///
+/// With `n = 0` nothing is enqueued, `info` is not written, and `on_done(Ok(()))` runs at
+/// once on the calling thread.
+///
+/// # Errors
+///
+/// Checked before anything is enqueued (then `on_done` is not called): [`BlasError::Shape`]
+/// for a non-square `A`, [`BlasError::LeadingDimension`], [`BlasError::BufferTooSmall`]
+/// (for `A`, or `info` below 4 bytes), [`BlasError::Aliased`] when `info` is `A`'s buffer,
+/// and [`BlasError::Gpu`] for the errors of [`Device::compile`] (e.g.
+/// [`GpuError::MissingFeature`] for `f64` on a device without `SHADER_F64`) and
+/// [`Device::launch`] (should the device be lost between two of the dispatches, the earlier
+/// ones stay enqueued).
+pub fn potrf(
+    device: &Device,
+    a: GpuMatrix<'_>,
+    info: &GpuBuffer,
+    dtype: Dtype,
+    on_done: impl FnOnce(Result<(), GpuError>) + Send + 'static,
+) -> Result<(), BlasError> {
+    let steps = prepare_potrf(device, a, info, dtype)?;
+    launch_sequence(device, steps, on_done)
+}
+
+/// [`potrf`], waiting for the GPU to finish and reading the status itself (from a 4-byte
+/// buffer it allocates).
+///
+/// ```no_run
+/// use dagger_wgpu::blas::{potrf_blocking, BlasError, Dtype, GpuMatrix};
+/// use dagger_wgpu::open_devices;
+///
+/// let device = open_devices().into_iter().flatten().next().expect("a wgpu adapter");
+/// // [[4, 2], [2, 5]]; the upper element is never read, so any value will do.
+/// let a = device.upload(&[4.0f32, -1.0, 2.0, 5.0])?;
+/// potrf_blocking(&device, GpuMatrix::new(&a, 2, 2), Dtype::F32)?;
+/// assert_eq!(device.download::<f32>(&a)?, [2.0, -1.0, 1.0, 2.0]); // L = [[2, 0], [1, 2]]
+///
+/// let b = device.upload(&[1.0f32, 0.0, 2.0, 1.0])?; // [[1, 2], [2, 1]] is indefinite
+/// let err = potrf_blocking(&device, GpuMatrix::new(&b, 2, 2), Dtype::F32).unwrap_err();
+/// assert!(matches!(err, BlasError::NotPositiveDefinite { pivot: 1 }));
+/// # Ok::<(), BlasError>(())
+/// ```
+///
+/// # Errors
+///
+/// Those of [`potrf`], [`BlasError::NotPositiveDefinite`] with the 0-based index of the
+/// first pivot that is not positive (the lower triangle is then partly overwritten), the
+/// error the launch or the download of the status finished with, and
+/// [`GpuError::Reentrant`] from a completion callback of this device.
+pub fn potrf_blocking(device: &Device, a: GpuMatrix<'_>, dtype: Dtype) -> Result<(), BlasError> {
+    let info = device.alloc(4)?;
+    let steps = prepare_potrf(device, a, &info, dtype)?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    launch_sequence_blocking(device, steps, "potrf_blocking")?;
+    match device.download::<u32>(&info)?.as_slice() {
+        [0, ..] => Ok(()),
+        &[pivot_plus_one, ..] => Err(BlasError::NotPositiveDefinite {
+            pivot: pivot_plus_one as usize - 1,
+        }),
+        [] => Err(BlasError::Gpu(GpuError::Wgpu {
+            operation: "potrf status download".into(),
+            message: "the 4-byte status buffer came back empty".into(),
+        })),
+    }
+}
+
+/// The dispatches of a TRSM, each solving [`TRSM_COLUMNS_PER_LAUNCH`] columns of every row.
+/// Empty for `m = 0` or `n = 0`.
+fn prepare_trsm<'a>(
+    device: &Device,
+    l: GpuMatrix<'a>,
+    b: GpuMatrix<'a>,
+    dtype: Dtype,
+) -> Result<Vec<Prepared<'a>>, BlasError> {
+    let (ln, lc) = l.shape();
+    let (m, n) = b.shape();
+    if ln != lc || lc != n {
+        return Err(BlasError::Shape {
+            kernel: "trsm",
+            shapes: format!(
+                "L is {ln}x{lc} and B is {m}x{n}; L must be square with as many columns as B \
+                 (B = B L⁻ᵀ)"
+            ),
+        });
+    }
+    l.check("L", dtype)?;
+    b.check("B", dtype)?;
+    if std::ptr::eq(l.buffer, b.buffer) {
+        return Err(BlasError::Aliased { input: "L" });
+    }
+    let pipeline = device.compile(trsm_source(dtype), "trsm_right_lower_trans")?;
+    if m == 0 {
+        return Ok(Vec::new());
+    }
+    let workgroups = crate::shaders::grid_1d(m, TRSM_ROWS);
+    Ok((0..n)
+        .step_by(TRSM_COLUMNS_PER_LAUNCH as usize)
+        .map(|begin| {
+            let end = (begin + TRSM_COLUMNS_PER_LAUNCH).min(n);
+            let fields = [m, n, l.ld, b.ld, l.offset, b.offset, begin, end, 0, 0, 0, 0];
+            Prepared {
+                pipeline: pipeline.clone(),
+                params: uniform_bytes(fields, 1.0, 0.0, dtype),
+                buffers: vec![l.buffer, b.buffer],
+                workgroups,
+            }
+        })
+        .collect())
+}
+
+/// Enqueues the triangular solve `B = B L⁻ᵀ` in place and returns at once; `on_done` runs
+/// when the GPU has finished it.
+///
+/// `L` is `n x n` lower triangular with a non-unit diagonal, `B` is `m x n`: each row `Xᵢ`
+/// of the result solves `Xᵢ Lᵀ = Bᵢ`. This is BLAS `?trsm` with `side = R`, `uplo = L`,
+/// `transa = T`, `diag = N`, `alpha = 1` (`dagger_cpu::trsm(Side::Right, Triangle::Lower,
+/// Trans::Yes, Diag::NonUnit, 1.0, L, B)`), the panel solve of a tiled Cholesky
+/// factorization with `L` from [`potrf`]. Only the lower triangle of `L`, diagonal included,
+/// is read. A zero on `L`'s diagonal gives infinities or NaNs, as in BLAS. Above 256
+/// columns the solve is several dispatches; `on_done` runs once, after the last.
+///
+/// With `m = 0` or `n = 0` nothing is enqueued and `on_done(Ok(()))` runs at once on the
+/// calling thread.
+///
+/// # Errors
+///
+/// Checked before anything is enqueued (then `on_done` is not called): [`BlasError::Shape`]
+/// naming both shapes, [`BlasError::LeadingDimension`], [`BlasError::BufferTooSmall`],
+/// [`BlasError::Aliased`] when `L` and `B` share a buffer, and [`BlasError::Gpu`] for the
+/// errors of [`Device::compile`] and [`Device::launch`].
+pub fn trsm(
+    device: &Device,
+    l: GpuMatrix<'_>,
+    b: GpuMatrix<'_>,
+    dtype: Dtype,
+    on_done: impl FnOnce(Result<(), GpuError>) + Send + 'static,
+) -> Result<(), BlasError> {
+    let steps = prepare_trsm(device, l, b, dtype)?;
+    launch_sequence(device, steps, on_done)
+}
+
+/// [`trsm`], waiting for the GPU to finish.
+///
+/// # Errors
+///
+/// Those of [`trsm`], the error the launch finished with, and [`GpuError::Reentrant`] from a
+/// completion callback of this device.
+pub fn trsm_blocking(
+    device: &Device,
+    l: GpuMatrix<'_>,
+    b: GpuMatrix<'_>,
+    dtype: Dtype,
+) -> Result<(), BlasError> {
+    let steps = prepare_trsm(device, l, b, dtype)?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    launch_sequence_blocking(device, steps, "trsm_blocking")
 }

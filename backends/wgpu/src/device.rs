@@ -649,6 +649,22 @@ impl Device {
         rx.recv().map_err(|_| self.server_gone())?
     }
 
+    /// The blocking form of an enqueueing call: runs `enqueue` with a sender for its
+    /// completion result and waits for that result. Fails with [`GpuError::Reentrant`]
+    /// before `enqueue` runs when called from a completion callback of this device, where
+    /// waiting would deadlock.
+    pub(crate) fn wait_for<E: From<GpuError>>(
+        &self,
+        what: &'static str,
+        enqueue: impl FnOnce(crossbeam_channel::Sender<Result<(), GpuError>>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.core().check_not_server(what)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        enqueue(tx)?;
+        rx.recv().map_err(|_| self.server_gone())??;
+        Ok(())
+    }
+
     /// Waits until everything enqueued on this device before the call has finished and its
     /// callbacks have run.
     ///
