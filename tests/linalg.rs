@@ -337,9 +337,15 @@ fn check_cholesky<T: Gemm + Into<f64>>(
 }
 
 #[test]
-fn cholesky_factors_on_the_cpu_and_default_scopes() {
+fn cholesky_factors_everywhere() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    for scope in [Scope::cpu(), Scope::default_scope()] {
+    let mut all = scopes(&ctx);
+    if all.len() > 2 {
+        // CPU threads and GPUs together: tiles go where the cost model puts them.
+        let mixed = Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap();
+        all.push((mixed, false));
+    }
+    for (scope, f64_ok) in all {
         for &(n, block) in &[
             (1, 16),
             (15, 16),
@@ -351,7 +357,9 @@ fn cholesky_factors_on_the_cpu_and_default_scopes() {
             (200, 64),
         ] {
             check_cholesky::<f32>(&ctx, &scope, n, block, 1e-5);
-            check_cholesky::<f64>(&ctx, &scope, n, block, 1e-13);
+            if f64_ok {
+                check_cholesky::<f64>(&ctx, &scope, n, block, 1e-13);
+            }
         }
     }
 }
@@ -362,21 +370,24 @@ fn cholesky_of_a_matrix_that_is_not_positive_definite_names_block_and_pivot() {
     let mut a = spd(50, 9);
     // Row 37 (block 2 of 16-row blocks, pivot 5 there) makes the matrix indefinite.
     a[[37, 37]] = -100.0;
-    let d = DArray::distribute(&ctx, &a, Blocks::new([16, 16])).unwrap();
-    let err = d.cholesky().unwrap_err();
-    assert!(
-        matches!(
-            err,
-            dagger::ArrayError::NotPositiveDefinite {
-                block: 2,
-                pivot: 5,
-                row: 37
-            }
-        ),
-        "{err:?}"
-    );
-    let msg = err.to_string();
-    assert!(msg.contains("block 2") && msg.contains("row 37"), "{msg}");
+    let d = DArray::distribute(&ctx, &a.mapv(|x| x as f32), Blocks::new([16, 16])).unwrap();
+    // On CPU threads the tile task fails; on a GPU the tile reports the pivot it stopped at.
+    for (scope, _) in scopes(&ctx) {
+        let err = with_options(Options::new().scope(scope.clone()), || d.cholesky()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                dagger::ArrayError::NotPositiveDefinite {
+                    block: 2,
+                    pivot: 5,
+                    row: 37
+                }
+            ),
+            "on {scope}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("block 2") && msg.contains("row 37"), "{msg}");
+    }
     // Not square.
     let r = DArray::<f64>::zeros(&ctx, [4, 5], Blocks::new([2, 2])).unwrap();
     assert!(r.cholesky().unwrap_err().to_string().contains("[4, 5]"));

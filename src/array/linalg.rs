@@ -393,9 +393,142 @@ fn trsm_body<T: Gemm>(m: usize, n: usize) -> Body {
     })
 }
 
-/// Cost-model keys of the tile kinds.
-struct PotrfKey<T>(PhantomData<T>);
-struct TrsmKey<T>(PhantomData<T>);
+/// `shaders/tril.wgsl`-like: zeroes the strict upper triangle of an n×n tile.
+const TRIL_WGSL: &str = "
+alias Scalar = f32;
+struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> a: array<Scalar>;
+@compute @workgroup_size(16, 16)
+fn tril(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.y < p.n && id.x < p.n && id.x > id.y) { a[id.y * p.n + id.x] = Scalar(0); }
+}";
+
+fn tril_source<T: Gemm>() -> String {
+    TRIL_WGSL.replacen(
+        "alias Scalar = f32;",
+        &format!("alias Scalar = {};", T::DTYPE.wgsl()),
+        1,
+    )
+}
+
+/// Where GPU `potrf` tiles report a non-positive pivot: per tile, its `info` buffer (0, or
+/// the pivot + 1), read after the factorization.
+type PivotReports = Arc<Mutex<Vec<(usize, usize, Device, Arc<GpuBuffer>)>>>;
+
+/// `L_kk = chol(A_kk)` on a GPU, the strict upper triangle zeroed.
+struct PotrfTile<T> {
+    block: usize,
+    first_row: usize,
+    n: usize,
+    reports: PivotReports,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Gemm> GpuLaunch for PotrfTile<T> {
+    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
+        device_holds(info, T::DTYPE)
+    }
+
+    fn flops(&self) -> Option<f64> {
+        Some((self.n as f64).powi(3) / 3.0)
+    }
+
+    fn launch(
+        &self,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError> {
+        let n = self.n;
+        let out = Arc::new(device.copy(&inputs[0].buffer)?);
+        let info = Arc::new(device.zeroed(4)?);
+        let tril = device.compile(&tril_source::<T>(), "tril")?;
+        self.reports
+            .lock()
+            .push((self.block, self.first_row, device.clone(), info.clone()));
+        let seq = Sequence::new();
+        let mut done = Some(done);
+        blas::potrf(
+            device,
+            GpuMatrix::new(&out, n as u32, n as u32),
+            &info,
+            T::BLAS,
+            seq.step::<T>(false, &mut done, &out, n * n, device_index),
+        )
+        .map_err(as_gpu)?;
+        let params = [n as u32, 0, 0, 0];
+        device.launch(
+            &tril,
+            &[
+                dagger_wgpu::Binding::uniform(&params),
+                dagger_wgpu::Binding::Storage(&out),
+            ],
+            [(n as u32).div_ceil(16), (n as u32).div_ceil(16), 1],
+            seq.step::<T>(true, &mut done, &out, n * n, device_index),
+        )
+    }
+}
+
+/// `A_ik = A_ik L_kkᵀ⁻¹` on a GPU. Inputs: `L_kk`, `A_ik`.
+struct TrsmTile<T> {
+    m: usize,
+    n: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Gemm> GpuLaunch for TrsmTile<T> {
+    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
+        device_holds(info, T::DTYPE)
+    }
+
+    fn flops(&self) -> Option<f64> {
+        Some(self.m as f64 * (self.n as f64).powi(2))
+    }
+
+    fn launch(
+        &self,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError> {
+        let (m, n) = (self.m, self.n);
+        let out = Arc::new(device.copy(&inputs[1].buffer)?);
+        let seq = Sequence::new();
+        let mut done = Some(done);
+        blas::trsm(
+            device,
+            GpuMatrix::new(&inputs[0].buffer, n as u32, n as u32),
+            GpuMatrix::new(&out, m as u32, n as u32),
+            T::BLAS,
+            seq.step::<T>(true, &mut done, &out, m * n, device_index),
+        )
+        .map_err(as_gpu)
+    }
+}
+
+/// The first non-positive pivot GPU `potrf` tiles reported, as the error the CPU tiles give.
+fn first_gpu_pivot(reports: &PivotReports) -> Result<(), NotPositiveDefinite> {
+    let mut found: Option<NotPositiveDefinite> = None;
+    for (block, first_row, device, info) in reports.lock().iter() {
+        let Ok(v) = device.download::<u32>(info) else {
+            continue;
+        };
+        if let Some(&p) = v.first().filter(|&&p| p != 0) {
+            let pivot = p as usize - 1;
+            if found.as_ref().is_none_or(|f| *block < f.block) {
+                found = Some(NotPositiveDefinite {
+                    block: *block,
+                    pivot,
+                    row: first_row + pivot,
+                });
+            }
+        }
+    }
+    found.map_or(Ok(()), Err)
+}
 
 fn width(cuts: &[usize], i: usize) -> usize {
     cuts[i + 1] - cuts[i]
@@ -811,9 +944,11 @@ impl<T: Gemm> DArray<T> {
     /// Tiled as Dagger.jl's `cholesky`: for each diagonal block a `potrf`, `trsm`s down its
     /// column, then `syrk` and `gemm` updates of the trailing matrix, all tile tasks of one
     /// datadeps region ordered by the blocks they read and write, so the updates of step `k`
-    /// overlap the factorization of step `k + 1`. GEMM and SYRK tiles run on CPU threads
-    /// or GPUs as the scope allows; `potrf` and `trsm` tiles on CPU threads. A non-square
-    /// blocking is made square along the row cuts. Waits for the factorization.
+    /// overlap the factorization of step `k + 1`. Every tile kind has a CPU implementation
+    /// (faer) and a WGSL one, so tiles run on CPU threads or GPUs as the scope allows and the
+    /// cost model prefers; block versions move between memory spaces as the region needs
+    /// them. A non-square blocking is made square along the row cuts. Waits for the
+    /// factorization.
     ///
     /// # Errors
     ///
@@ -857,6 +992,7 @@ impl<T: Gemm> DArray<T> {
         let ctx = self.context().clone();
         let w = |i: usize| width(&cuts, i);
         let opts = |name: &'static str| crate::Options::new().name(name);
+        let reports: PivotReports = Arc::default();
         let factor = ctx.spawn_datadeps(|r| {
             let keys: Vec<Option<u64>> = (0..nb * nb)
                 .map(|ij| (ij / nb >= ij % nb).then(|| r.track(version_of(&a.blocks()[ij]))))
@@ -865,20 +1001,30 @@ impl<T: Gemm> DArray<T> {
             for (k, &first_row) in cuts[..nb].iter().enumerate() {
                 r.submit_versioned(
                     "potrf".into(),
-                    TypeId::of::<PotrfKey<T>>(),
+                    TypeId::of::<PotrfTile<T>>(),
                     opts("potrf"),
                     &[(key(k, k), true)],
                     Some(potrf_body::<T>(k, first_row, w(k))),
-                    None,
+                    Some(Arc::new(PotrfTile::<T> {
+                        block: k,
+                        first_row,
+                        n: w(k),
+                        reports: reports.clone(),
+                        _t: PhantomData,
+                    })),
                 );
                 for i in k + 1..nb {
                     r.submit_versioned(
                         "trsm".into(),
-                        TypeId::of::<TrsmKey<T>>(),
+                        TypeId::of::<TrsmTile<T>>(),
                         opts("trsm"),
                         &[(key(k, k), false), (key(i, k), true)],
                         Some(trsm_body::<T>(w(i), w(k))),
-                        None,
+                        Some(Arc::new(TrsmTile::<T> {
+                            m: w(i),
+                            n: w(k),
+                            _t: PhantomData,
+                        })),
                     );
                 }
                 for i in k + 1..nb {
@@ -928,6 +1074,12 @@ impl<T: Gemm> DArray<T> {
                 .collect::<Vec<_>>()
         });
         let latest = factor.map_err(not_positive_definite)?;
+        // GPU tiles report a bad pivot in a buffer rather than by failing.
+        first_gpu_pivot(&reports).map_err(|e| ArrayError::NotPositiveDefinite {
+            block: e.block,
+            pivot: e.pivot,
+            row: e.row,
+        })?;
         let blocks = latest
             .into_iter()
             .enumerate()
