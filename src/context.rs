@@ -487,7 +487,13 @@ impl Context {
             crate::sched::Candidates::Set(set) if set.len() > 1 => {
                 let sig: smallvec::SmallVec<[&'static str; 4]> =
                     inputs[..n_args].iter().map(input_type_name).collect();
-                Some(crate::sched::CostKey::new(fn_type, &sig))
+                let key = crate::sched::CostKey::new(fn_type, &sig);
+                // Kernels share one function type per parameter and element type; their
+                // names tell them apart.
+                Some(match &kernel_name {
+                    Some(k) => key.named(k),
+                    None => key,
+                })
             }
             _ => None,
         };

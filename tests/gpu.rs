@@ -455,3 +455,40 @@ fn gpu_results_feed_cpu_tasks_and_chains_stay_on_device() {
         .sum();
     assert_eq!(down, 4 * n as u64);
 }
+
+#[test]
+fn placement_follows_the_data_between_gpus() {
+    let Some((ctx, gpus)) = gpu_ctx() else { return };
+    if gpus.len() < 2 {
+        eprintln!("skipped: needs two GPUs");
+        return;
+    }
+    ctx.enable_logging();
+    let copy = identity::<f32>("f32");
+    for (src, gpu) in gpus.iter().enumerate().take(2) {
+        let x = ctx.to_chunk(vec![1.5f32; 1 << 20]);
+        let on = ctx.spawn_kernel_with(
+            Options::new().scope(Scope::gpu(src)),
+            &copy,
+            (),
+            [(&x).into()],
+        );
+        on.wait();
+        // A name of its own: no run time learned yet, so only the 4 MiB that would have to
+        // move from the other device separate the two candidates.
+        let next = ctx.spawn_kernel_with(
+            Options::new()
+                .scope(Scope::gpus(..))
+                .name(format!("follow {src}")),
+            &copy,
+            (),
+            [(&on).into()],
+        );
+        assert_eq!(next.fetch().unwrap()[12345], 1.5);
+        assert_eq!(
+            ran_on(&ctx, next.id()),
+            gpu.id,
+            "the input was on gpu {src}"
+        );
+    }
+}

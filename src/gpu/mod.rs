@@ -220,6 +220,60 @@ fn failed(value: &Value, from: MemorySpace, to: MemorySpace, e: GpuError) -> Mov
     }
 }
 
+/// Where a value is, for placement: its size, whether the host has it, and which devices
+/// do (as the value itself or as a cached replica).
+pub(crate) struct Residence {
+    bytes: u64,
+    on_host: bool,
+    devices: smallvec::SmallVec<[usize; 2]>,
+}
+
+impl Residence {
+    /// The bytes that must move for the value to be on `device` (`None`: the host). A value
+    /// only on another device goes through the host: twice its size.
+    pub(crate) fn bytes_to(&self, device: Option<usize>) -> u64 {
+        match device {
+            None if self.on_host => 0,
+            None => self.bytes,
+            Some(d) if self.devices.contains(&d) => 0,
+            Some(_) if self.on_host => self.bytes,
+            Some(_) => 2 * self.bytes,
+        }
+    }
+}
+
+/// Where `d` is; `None` for values no device can hold (they never move to one).
+pub(crate) fn residence(d: &Data) -> Option<Residence> {
+    if let Some(arr) = d.value.downcast_ref::<GpuArray>() {
+        let mut devices = smallvec::smallvec![arr.device];
+        devices.extend(arr.replicas.lock().iter().map(|(i, _)| *i));
+        return Some(Residence {
+            bytes: arr.bytes(),
+            on_host: arr.host.get().is_some(),
+            devices,
+        });
+    }
+    let mover = movers().get(&d.value.type_id_of_value())?;
+    let key = d.value.addr();
+    let on = |s: &GpuState| {
+        s.replicas
+            .lock()
+            .get(&key)
+            .is_some_and(|(w, _)| w.strong_count() > 0)
+    };
+    Some(Residence {
+        bytes: ((mover.len)(&d.value) * mover.dtype.size()) as u64,
+        on_host: true,
+        devices: devices()
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| on(s))
+            .map(|(i, _)| i)
+            .collect(),
+    })
+}
+
 /// The host value of `d`, downloading (once) if it lives on a device. Returns the value
 /// and the bytes moved.
 pub(crate) fn to_host(d: &Data) -> Result<(Value, u64), MoveError> {

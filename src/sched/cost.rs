@@ -22,6 +22,14 @@ impl CostKey {
         signature.hash(&mut h);
         CostKey(h.finish())
     }
+
+    /// The key of the same function under another name (a kernel's).
+    pub(crate) fn named(self, name: &str) -> Self {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.0.hash(&mut h);
+        name.hash(&mut h);
+        CostKey(h.finish())
+    }
 }
 
 #[derive(Default)]

@@ -229,6 +229,10 @@ enum Prep {
 
 const SPIN_ROUNDS: u32 = 256;
 const SPARE_IDLE: Duration = Duration::from_secs(10);
+/// Host↔device bandwidth placement assumes, in bytes per ns (4 GB/s: below PCIe 3 x16,
+/// about what Mesa's software devices reach).
+#[cfg(feature = "wgpu")]
+const TRANSFER_BYTES_PER_NS: f64 = 4.0;
 
 impl Runtime {
     pub(crate) fn new(procs: Vec<ProcEntry>) -> Arc<Runtime> {
@@ -337,7 +341,20 @@ impl Runtime {
                 let flops = w.gpu.as_ref().and_then(|g| g.flops());
                 #[cfg(not(feature = "wgpu"))]
                 let flops = None;
-                let (slot, est) = self.pick_by_cost(set, w.cost_key, w.time_hint_ns, flops);
+                #[cfg(feature = "wgpu")]
+                let here: SmallVec<[crate::gpu::Residence; 4]> = w.inputs[..w.n_args]
+                    .iter()
+                    .filter_map(|i| i.data().ok())
+                    .filter_map(|d| crate::gpu::residence(&d))
+                    .collect();
+                let (slot, est) = self.pick_by_cost(
+                    set,
+                    w.cost_key,
+                    w.time_hint_ns,
+                    flops,
+                    #[cfg(feature = "wgpu")]
+                    &here,
+                );
                 drop(guard);
                 self.slots[slot].queued_ns.fetch_add(est, Ordering::Relaxed);
                 if let Some(w) = task.work.lock().as_mut() {
@@ -406,14 +423,16 @@ impl Runtime {
     }
 
     /// Earliest estimated finish among `set`: the time the processor becomes free (work
-    /// placed on it by cost, plus its queue) plus the task's estimated run time there.
-    /// Returns the processor and the run-time estimate.
+    /// placed on it by cost, plus its queue), plus moving the inputs that are not in its
+    /// memory space yet, plus the task's estimated run time there. Returns the processor
+    /// and the run-time estimate.
     fn pick_by_cost(
         &self,
         set: &ProcSet,
         key: Option<CostKey>,
         hint_ns: u64,
         flops: Option<f64>,
+        #[cfg(feature = "wgpu")] inputs: &[crate::gpu::Residence],
     ) -> (usize, u64) {
         let mut best = (usize::MAX, 0);
         let mut best_finish = u64::MAX;
@@ -426,7 +445,15 @@ impl Runtime {
             let busy = u64::from(s.used.load(Ordering::Relaxed) > 0);
             let free_at = s.queued_ns.load(Ordering::Relaxed)
                 + (s.queue_len() as u64 + busy) * run.max(1_000);
-            let finish = free_at + run;
+            #[cfg(feature = "wgpu")]
+            let moving = inputs
+                .iter()
+                .map(|r| r.bytes_to(self.procs[i].gpu))
+                .sum::<u64>() as f64
+                / TRANSFER_BYTES_PER_NS;
+            #[cfg(not(feature = "wgpu"))]
+            let moving = 0.0;
+            let finish = free_at + moving as u64 + run;
             if finish < best_finish {
                 best_finish = finish;
                 best = (i, run);
