@@ -6,6 +6,13 @@
 //! overlaps; a reader waits for the earlier writer; data that do not overlap never
 //! synchronize. The result equals running the tasks one by one in submission order.
 //!
+//! Closure tasks ([`DataRegion::spawn`]) mutate cells in place on CPU threads. Kernel tasks
+//! ([`DataRegion::spawn_kernel`]) may run on a GPU: they work on *versions* of whole cells
+//! that the scheduler moves between memory spaces, copying a version to a device only when
+//! it is not there yet, and every written cell holds its latest version on the host when the
+//! region ends. Both kinds mix in one region; tasks are placed by the same cost model as any
+//! task, within the region's scope.
+//!
 //! ```
 //! use dagger::prelude::*;
 //! use dagger::{Cell, In, InOut, Ref, RefMut};
