@@ -429,3 +429,39 @@ proptest! {
         prop_assert_eq!(&run(&ctx, &Scope::default_scope(), &init, &ops), &want);
     }
 }
+
+#[test]
+fn a_cell_whose_kernel_failed_gets_its_last_good_version_back() {
+    let Some((ctx, _)) = gpu_ctx() else { return };
+    let _g = lock();
+    // No CPU implementation: on the CPU scope it cannot run at all.
+    let gpu_only = WgslKernel::<Span, i32>::builder("gpu only", AXPY, "main")
+        .inputs([Access::Read, Access::ReadWrite])
+        .workgroups(|p: &Span, _| groups(p))
+        .build()
+        .unwrap();
+    let n = 16;
+    let (x, c) = (Cell::new(vec![1; n]), Cell::new(vec![5; n]));
+    let err = ctx
+        .spawn_datadeps(|r| {
+            let on_cpu = Options::new().scope(Scope::cpu());
+            r.spawn_kernel_with(
+                on_cpu,
+                &gpu_only,
+                all(n, 2),
+                [In(&x).into(), InOut(&c).into()],
+            );
+            // The closure needs c back in its cell after a kernel that failed.
+            r.spawn(|c: Ref<Vec<i32>>| c.len(), (In(&c),));
+            // A later kernel on c waits for the failed accesses and fails with them.
+            r.spawn_kernel(&axpy(), all(n, 3), [In(&x).into(), InOut(&c).into()]);
+        })
+        .unwrap_err();
+    assert!(format!("{err}").contains("gpu only"), "{err}");
+    assert_eq!(
+        c.get(),
+        vec![5; n],
+        "c is back, as it was before the region"
+    );
+    assert_eq!(x.get(), vec![1; n]);
+}

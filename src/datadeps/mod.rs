@@ -417,6 +417,9 @@ pub struct DataRegion<'c> {
     /// Values tracked by versions (see [`versions`]).
     #[cfg(feature = "wgpu")]
     versions: versions::Versions,
+    /// Versions put back into their cells by check-in tasks.
+    #[cfg(feature = "wgpu")]
+    checked_in: versions::CheckedIn,
 }
 
 impl DataRegion<'_> {
@@ -424,7 +427,9 @@ impl DataRegion<'_> {
     /// (writing or not) must follow.
     fn order_after(&mut self, deps: &mut Deps, key: u64, region: &Part, write: bool) {
         if let Some(hist) = self.history.get_mut(&key) {
-            hist.retain(|p| !p.task.is_done());
+            // Finished accesses order nothing any more, unless they failed: what they
+            // should have written is missing, so later accesses fail too.
+            hist.retain(|p| !matches!(p.task.result.get(), Some(Ok(_))));
             for p in hist.iter() {
                 if (write || p.write) && region.overlaps(&p.region) {
                     deps.after.push(p.task.clone());
@@ -546,6 +551,8 @@ impl Context {
             internal: Vec::new(),
             #[cfg(feature = "wgpu")]
             versions: Default::default(),
+            #[cfg(feature = "wgpu")]
+            checked_in: Vec::new(),
         };
         let out = f(&mut region);
         let mut first = None;

@@ -402,14 +402,24 @@ impl DataRegion<'_> {
             None,
         );
         self.record(key, Part::Whole, true, &core);
-        self.internal.push(core);
+        self.internal.push(core.clone());
+        self.checked_in.push((core, tracked));
     }
 
     /// At the end of a region (every task finished): each tracked cell gets back the latest
     /// version that was made; a version whose task failed leaves the one before it.
     pub(super) fn restore_cells(&mut self) -> Result<(), TaskError> {
         let mut first_err = None;
-        for (_, tracked) in std::mem::take(&mut self.versions) {
+        // A check-in that failed (its version's task failed) left the cell empty; the
+        // versions still tracked come after it, so they go back last.
+        let failed_check_ins = std::mem::take(&mut self.checked_in)
+            .into_iter()
+            .filter(|(task, _)| !matches!(task.result.get(), Some(Ok(_))))
+            .map(|(_, tracked)| tracked);
+        let tracked: Vec<Tracked> = failed_check_ins
+            .chain(std::mem::take(&mut self.versions).into_values())
+            .collect();
+        for tracked in tracked {
             let Some(home) = tracked.home else { continue };
             let Some(data) = tracked.versions.iter().rev().find_map(Version::value) else {
                 // The value never left the cell.
@@ -438,5 +448,8 @@ impl DataRegion<'_> {
     }
 }
 
-/// Keeps `HashMap` in the signature readable.
+/// The values a region tracks by versions, by key.
 pub(super) type Versions = HashMap<u64, Tracked>;
+
+/// Check-in tasks with the versions they put back.
+pub(super) type CheckedIn = Vec<(Arc<TaskCore>, Tracked)>;
