@@ -632,6 +632,24 @@ pub(super) fn gemm_tiles<T: Gemm>(
 }
 
 impl<T: Gemm> DArray<T> {
+    /// This array re-blocked symmetrically along its row cuts, with those cuts; an error
+    /// naming the shape and `op` unless it is a square matrix.
+    fn square_blocks(&self, op: &'static str) -> Result<(DArray<T>, Vec<usize>), ArrayError> {
+        let s = self.shape();
+        if s.len() != 2 || s[0] != s[1] {
+            return Err(ArrayError::ShapeMismatch {
+                op,
+                left: s.clone(),
+                right: s,
+            });
+        }
+        let cuts = self.grid().cuts[0].clone();
+        let square = Grid {
+            cuts: vec![cuts.clone(), cuts.clone()],
+        };
+        Ok((self.aligned_to(&square), cuts))
+    }
+
     fn matrix_shape(&self, op: &'static str, other: &DArray<T>) -> Result<(), ArrayError> {
         if self.ndim() != 2 || other.ndim() != 2 {
             return Err(ArrayError::ShapeMismatch {
@@ -776,11 +794,7 @@ impl<T: Gemm> DArray<T> {
             });
         }
         let _ = k;
-        let cuts = self.grid().cuts[0].clone();
-        let square = Grid {
-            cuts: vec![cuts.clone(), cuts.clone()],
-        };
-        let c = self.aligned_to(&square);
+        let (c, cuts) = self.square_blocks("syrk: c")?;
         let k_cuts = a.grid().cuts[if op == Trans::No { 1 } else { 0 }].clone();
         let a = a.aligned_to(&Grid {
             cuts: match op {
@@ -871,25 +885,13 @@ impl<T: Gemm> DArray<T> {
                 blocks[i * nb + j] = Block::Task(DTask::from_core(task));
             }
         }
-        *self = DArray::from_parts(&ctx, square, blocks);
+        *self = DArray::from_parts(&ctx, c.grid().clone(), blocks);
         Ok(())
     }
 
     /// Copies the `triangle` of a square matrix onto the other one, making it symmetric.
     pub fn mirror(&mut self, triangle: Triangle) -> Result<(), ArrayError> {
-        let s = self.shape();
-        if s.len() != 2 || s[0] != s[1] {
-            return Err(ArrayError::ShapeMismatch {
-                op: "mirror: a square matrix",
-                left: s.clone(),
-                right: s,
-            });
-        }
-        let cuts = self.grid().cuts[0].clone();
-        let square = Grid {
-            cuts: vec![cuts.clone(), cuts.clone()],
-        };
-        let c = self.aligned_to(&square);
+        let (c, cuts) = self.square_blocks("mirror: a square matrix")?;
         let nb = cuts.len() - 1;
         let ctx = self.context().clone();
         let mut blocks = c.blocks().to_vec();
@@ -933,7 +935,7 @@ impl<T: Gemm> DArray<T> {
                 }
             }
         }
-        *self = DArray::from_parts(&ctx, square, blocks);
+        *self = DArray::from_parts(&ctx, c.grid().clone(), blocks);
         Ok(())
     }
 
@@ -975,19 +977,7 @@ impl<T: Gemm> DArray<T> {
 
     /// [`cholesky`](Self::cholesky) with a choice of GPU kernel for the GEMM tiles.
     pub fn cholesky_with(&self, kernel: GemmKernel) -> Result<DArray<T>, ArrayError> {
-        let s = self.shape();
-        if s.len() != 2 || s[0] != s[1] {
-            return Err(ArrayError::ShapeMismatch {
-                op: "cholesky: a square matrix",
-                left: s.clone(),
-                right: s,
-            });
-        }
-        let cuts = self.grid().cuts[0].clone();
-        let square = Grid {
-            cuts: vec![cuts.clone(), cuts.clone()],
-        };
-        let a = self.aligned_to(&square);
+        let (a, cuts) = self.square_blocks("cholesky: a square matrix")?;
         let nb = cuts.len() - 1;
         let ctx = self.context().clone();
         let w = |i: usize| width(&cuts, i);
@@ -1088,7 +1078,7 @@ impl<T: Gemm> DArray<T> {
                 None => Block::Data(Chunk::new(vec![T::ZERO; w(ij / nb) * w(ij % nb)])),
             })
             .collect();
-        Ok(DArray::from_parts(&ctx, square, blocks))
+        Ok(DArray::from_parts(&ctx, a.grid().clone(), blocks))
     }
 }
 

@@ -114,32 +114,20 @@ impl<T: GpuScalar> From<&Cell<Vec<T>>> for KernelAccess<T> {
     }
 }
 
-impl<T: GpuScalar> From<In<&Cell<Vec<T>>>> for KernelAccess<T> {
-    fn from(a: In<&Cell<Vec<T>>>) -> Self {
-        KernelAccess {
-            cell: a.0.clone(),
-            write: false,
+/// `In` reads the cell; `Out` and `InOut` write it.
+macro_rules! access_from {
+    ($($wrapper:ident => $write:expr),*) => {$(
+        impl<T: GpuScalar> From<$wrapper<&Cell<Vec<T>>>> for KernelAccess<T> {
+            fn from(a: $wrapper<&Cell<Vec<T>>>) -> Self {
+                KernelAccess {
+                    cell: a.0.clone(),
+                    write: $write,
+                }
+            }
         }
-    }
+    )*};
 }
-
-impl<T: GpuScalar> From<Out<&Cell<Vec<T>>>> for KernelAccess<T> {
-    fn from(a: Out<&Cell<Vec<T>>>) -> Self {
-        KernelAccess {
-            cell: a.0.clone(),
-            write: true,
-        }
-    }
-}
-
-impl<T: GpuScalar> From<InOut<&Cell<Vec<T>>>> for KernelAccess<T> {
-    fn from(a: InOut<&Cell<Vec<T>>>) -> Self {
-        KernelAccess {
-            cell: a.0.clone(),
-            write: true,
-        }
-    }
-}
+access_from!(In => false, Out => true, InOut => true);
 
 fn failed_task(name: &'static str, message: String) -> Arc<TaskCore> {
     Arc::new(TaskCore::failed(TaskName::Static(name), |task| {
