@@ -61,3 +61,37 @@ fn mandelbrot_png_is_written_and_matches_the_cpu() {
     assert_eq!(&buf[..4], &pixels[0].to_le_bytes());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[path = "../examples/cholesky.rs"]
+mod cholesky;
+
+#[test]
+fn cholesky_example_factors_on_cpu_threads_and_on_a_gpu() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let (n, block) = (200, 64);
+    let nb = 4; // 200 in blocks of 64
+    let want = [
+        ("gemm", nb * (nb - 1) * (nb - 2) / 6),
+        ("potrf", nb),
+        ("syrk", nb * (nb - 1) / 2),
+        ("trsm", nb * (nb - 1) / 2),
+    ];
+    let mut scopes = vec![(Scope::cpu(), "cpu thread")];
+    if has_gpu(&ctx) {
+        scopes.push((Scope::gpu(0), "gpu 0"));
+    }
+    for (scope, where_) in scopes {
+        let report = cholesky::run(&ctx, scope.clone(), n, block).unwrap();
+        assert!(report.residual < 1e-5, "{scope}: {}", report.residual);
+        let mut total: std::collections::BTreeMap<String, usize> = Default::default();
+        for (proc, kinds) in &report.tiles {
+            assert!(proc.starts_with(where_), "{scope}: tiles ran on {proc}");
+            for (k, c) in kinds {
+                *total.entry(k.clone()).or_default() += c;
+            }
+        }
+        let want: std::collections::BTreeMap<String, usize> =
+            want.iter().map(|(k, c)| (k.to_string(), *c)).collect();
+        assert_eq!(total, want, "{scope}: one task per tile operation");
+    }
+}
