@@ -84,6 +84,7 @@ pub use processor::{
     MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo, ProcessorKind,
     ThreadProc,
 };
+pub use sched::task_threads;
 pub use scope::{IndexRange, Scope, ScopeError};
 pub use task::{
     DTask, IntoArg, Moved, Plain, ScheduleError, Shared, TaskCall, TaskError, TaskFailure,

@@ -34,6 +34,7 @@ pub struct Options {
     occupancy: Option<f64>,
     time_hint: Option<Duration>,
     memory_hint: Option<u64>,
+    max_threads: Option<usize>,
 }
 
 impl Options {
@@ -78,6 +79,25 @@ impl Options {
         self
     }
 
+    /// The task can use up to `n` CPU threads (default 1). When it starts on a CPU thread
+    /// and no other work is waiting, the scheduler lends it idle CPU threads (they take no
+    /// other task until it finishes), and the task reads how many it got from
+    /// [`task_threads`](crate::task_threads). So a task's own parallelism (a BLAS call, say)
+    /// never competes with other tasks for the cores.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let t = ctx.spawn_with(Options::new().max_threads(2), || dagger::task_threads(), ());
+    /// assert!((1..=2).contains(&t.fetch()?)); // 2 unless the other thread was busy
+    /// assert_eq!(ctx.spawn(|| dagger::task_threads(), ()).fetch()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_threads(mut self, n: usize) -> Self {
+        self.max_threads = Some(n.max(1));
+        self
+    }
+
     /// The scope, if set.
     pub fn get_scope(&self) -> Option<&Scope> {
         self.scope.as_ref()
@@ -103,6 +123,11 @@ impl Options {
         self.memory_hint
     }
 
+    /// The most CPU threads the task can use, if set.
+    pub fn get_max_threads(&self) -> Option<usize> {
+        self.max_threads
+    }
+
     /// `self` with every option set in `over` replaced by `over`'s value.
     pub fn merged_with(&self, over: &Options) -> Options {
         Options {
@@ -111,6 +136,7 @@ impl Options {
             occupancy: over.occupancy.or(self.occupancy),
             time_hint: over.time_hint.or(self.time_hint),
             memory_hint: over.memory_hint.or(self.memory_hint),
+            max_threads: over.max_threads.or(self.max_threads),
         }
     }
 

@@ -142,3 +142,79 @@ fn quarter_occupancy_runs_four_at_once() {
     });
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
 }
+
+/// Spawns tasks asking for `want` threads until one gets `expect` (a worker that just
+/// finished a task may still hold its thread for a moment), within a bound.
+fn eventually_gets(ctx: &Context, want: usize, expect: usize) {
+    for _ in 0..200 {
+        let t = ctx.spawn_with(Options::new().max_threads(want), dagger::task_threads, ());
+        let got = t.fetch().unwrap();
+        assert!(got <= want.min(3), "asked for {want}, got {got}");
+        if got == expect {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("a task asking for {want} threads never got {expect}");
+}
+
+#[test]
+fn idle_threads_are_lent_to_tasks_that_can_use_several() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let ctx = Context::builder().threads(3).build().unwrap();
+    assert_eq!(dagger::task_threads(), 1, "outside tasks");
+    assert_eq!(ctx.spawn(dagger::task_threads, ()).fetch().unwrap(), 1);
+    eventually_gets(&ctx, 3, 3);
+    eventually_gets(&ctx, 2, 2);
+    eventually_gets(&ctx, 8, 3);
+
+    // While a task holds the lent threads, nothing else runs on them.
+    let ended = Arc::new(Mutex::new(None::<Instant>));
+    let e = ended.clone();
+    let wide = loop {
+        let e = e.clone();
+        let t = ctx.spawn_with(
+            Options::new().max_threads(3),
+            move || {
+                let n = dagger::task_threads();
+                if n == 3 {
+                    std::thread::sleep(Duration::from_millis(150));
+                    *e.lock().unwrap() = Some(Instant::now());
+                }
+                n
+            },
+            (),
+        );
+        // Give it time to start before the narrow tasks arrive.
+        std::thread::sleep(Duration::from_millis(30));
+        if t.is_ready() {
+            continue; // it started with fewer threads
+        }
+        break t;
+    };
+    let narrow: Vec<_> = (0..4).map(|_| ctx.spawn(Instant::now, ())).collect();
+    assert_eq!(wide.fetch().unwrap(), 3);
+    let end = ended
+        .lock()
+        .unwrap()
+        .expect("the wide task recorded its end");
+    for t in narrow {
+        assert!(t.fetch().unwrap() >= end, "a task ran on a lent thread");
+    }
+
+    // A busy thread is not lent.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let busy = ctx.spawn(
+        move || {
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        },
+        (),
+    );
+    rx.recv().unwrap();
+    let t = ctx.spawn_with(Options::new().max_threads(3), dagger::task_threads, ());
+    assert!(t.fetch().unwrap() <= 2);
+    busy.wait();
+}

@@ -172,7 +172,7 @@ impl<T: Gemm> GemmTile<T> {
                         Accum::Add
                     },
                     MatMut::new(&mut out, self.m, self.n),
-                    Threads::SEQ,
+                    Threads(crate::task_threads()),
                 );
             }
             Ok(Value::new(out))
@@ -271,7 +271,7 @@ impl<T: Gemm> SyrkTile<T> {
                         Accum::Add
                     },
                     MatMut::new(&mut out, self.n, self.n),
-                    Threads::SEQ,
+                    Threads(crate::task_threads()),
                 );
             }
             Ok(Value::new(out))
@@ -530,6 +530,12 @@ fn first_gpu_pivot(reports: &PivotReports) -> Result<(), NotPositiveDefinite> {
     found.map_or(Ok(()), Err)
 }
 
+/// Options of GEMM and SYRK tiles: named, and able to use CPU threads the scheduler lends
+/// them when nothing else is waiting (faer runs single-threaded otherwise).
+fn tile_options(name: &'static str) -> crate::Options {
+    crate::Options::new().name(name).max_threads(usize::MAX)
+}
+
 fn width(cuts: &[usize], i: usize) -> usize {
     cuts[i + 1] - cuts[i]
 }
@@ -620,7 +626,7 @@ pub(super) fn gemm_tiles<T: Gemm>(
             let task = ctx.submit_kernel(
                 "gemm",
                 TypeId::of::<GemmTile<T>>(),
-                crate::Options::new().name("gemm"),
+                tile_options("gemm"),
                 deps,
                 Some(tile.body()),
                 gpu,
@@ -841,7 +847,7 @@ impl<T: Gemm> DArray<T> {
                     ctx.submit_kernel(
                         "syrk",
                         TypeId::of::<SyrkTile<T>>(),
-                        crate::Options::new().name("syrk"),
+                        tile_options("syrk"),
                         deps,
                         Some(tile.body()),
                         gpu,
@@ -876,7 +882,7 @@ impl<T: Gemm> DArray<T> {
                     ctx.submit_kernel(
                         "gemm",
                         TypeId::of::<GemmTile<T>>(),
-                        crate::Options::new().name("gemm"),
+                        tile_options("gemm"),
                         deps,
                         Some(tile.body()),
                         gpu,
@@ -1030,7 +1036,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "syrk".into(),
                         TypeId::of::<SyrkTile<T>>(),
-                        opts("syrk"),
+                        tile_options("syrk"),
                         &[(key(i, k), false), (key(i, i), true)],
                         Some(tile.clone().body()),
                         Some(tile),
@@ -1051,7 +1057,7 @@ impl<T: Gemm> DArray<T> {
                         r.submit_versioned(
                             "gemm".into(),
                             TypeId::of::<GemmTile<T>>(),
-                            opts("gemm"),
+                            tile_options("gemm"),
                             &[(key(i, k), false), (key(j, k), false), (key(i, j), true)],
                             Some(tile.clone().body()),
                             Some(tile),

@@ -159,6 +159,13 @@ impl Slot {
         self.cap_waiters.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Takes the whole slot if nothing runs on it: a thread lent to another task.
+    fn try_claim_idle(&self) -> bool {
+        self.used
+            .compare_exchange(0, self.capacity, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     fn release(&self, occ: u32) {
         self.used.fetch_sub(occ, Ordering::AcqRel);
         if self.cap_waiters.load(Ordering::SeqCst) > 0 {
@@ -744,12 +751,52 @@ impl Runtime {
             return;
         }
         if occ >= FULL_OCCUPANCY || slot.capacity <= occ {
+            let lent = self.lend_threads(&job, s);
+            let prev = TASK_THREADS.with(|t| t.replace(1 + lent.len()));
             self.run_job(&job, s, l, occ);
+            TASK_THREADS.with(|t| t.set(prev));
+            for t in lent {
+                self.slots[t].release(self.slots[t].capacity);
+                self.wake_for(t, false);
+            }
             slot.active.fetch_sub(1, Ordering::AcqRel);
             slot.release(occ);
         } else {
             self.activate(Role::Run(job, s));
         }
+    }
+
+    /// Idle CPU threads lent to a job that can use several
+    /// ([`Options::max_threads`](crate::Options::max_threads)) when
+    /// it starts on thread slot `s` and no other work is queued: their slots are taken
+    /// whole, so they run nothing else until the job ends.
+    fn lend_threads(&self, job: &Job, s: usize) -> SmallVec<[usize; 4]> {
+        let mut lent = SmallVec::new();
+        let want = job
+            .work
+            .lock()
+            .as_ref()
+            .and_then(|w| w.opts.as_ref())
+            .and_then(|o| o.get_max_threads())
+            .unwrap_or(1);
+        if want <= 1
+            || self.procs[s].exec != Exec::Thread
+            || self
+                .thread_slots
+                .iter()
+                .any(|&t| self.slots[t].queue_len() > 0)
+        {
+            return lent;
+        }
+        for &t in &self.thread_slots {
+            if lent.len() + 1 >= want {
+                break;
+            }
+            if t != s && self.slots[t].try_claim_idle() {
+                lent.push(t);
+            }
+        }
+        lent
     }
 
     /// Moves a job's inputs, runs its body on slot `s`, logs it and completes it.
@@ -1126,6 +1173,18 @@ fn steal(q: &Injector<Job>) -> Option<Job> {
             Steal::Retry => std::hint::spin_loop(),
         }
     }
+}
+
+thread_local! {
+    /// CPU threads the task running on this thread may use.
+    static TASK_THREADS: Cell<usize> = const { Cell::new(1) };
+}
+
+/// How many CPU threads the running task may use: 1, or more when it asked for several
+/// with [`Options::max_threads`](crate::Options::max_threads) and the scheduler lent it
+/// idle threads. 1 outside tasks.
+pub fn task_threads() -> usize {
+    TASK_THREADS.with(Cell::get)
 }
 
 /// Waits for `task`. Inside a worker that is running a task, the worker's processor is
