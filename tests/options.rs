@@ -172,13 +172,13 @@ fn idle_threads_are_lent_to_tasks_that_can_use_several() {
 
     // While a task holds the lent threads, nothing else runs on them.
     let ended = Arc::new(Mutex::new(None::<Instant>));
-    let e = ended.clone();
     let wide = loop {
-        let e = e.clone();
+        let (e, (tx, rx)) = (ended.clone(), std::sync::mpsc::channel());
         let t = ctx.spawn_with(
             Options::new().max_threads(3),
             move || {
                 let n = dagger::task_threads();
+                tx.send(n).unwrap();
                 if n == 3 {
                     std::thread::sleep(Duration::from_millis(150));
                     *e.lock().unwrap() = Some(Instant::now());
@@ -187,12 +187,11 @@ fn idle_threads_are_lent_to_tasks_that_can_use_several() {
             },
             (),
         );
-        // Give it time to start before the narrow tasks arrive.
-        std::thread::sleep(Duration::from_millis(30));
-        if t.is_ready() {
-            continue; // it started with fewer threads
+        // Once it runs with all three threads, the narrow tasks arrive.
+        if rx.recv().unwrap() == 3 {
+            break t;
         }
-        break t;
+        t.wait();
     };
     let narrow: Vec<_> = (0..4).map(|_| ctx.spawn(Instant::now, ())).collect();
     assert_eq!(wide.fetch().unwrap(), 3);
