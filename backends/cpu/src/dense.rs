@@ -99,6 +99,8 @@ pub fn gemm<'a, 'b, 'c, T: Scalar>(
         return;
     }
     #[cfg(feature = "openblas")]
+    crate::openblas::use_threads(threads);
+    #[cfg(feature = "openblas")]
     if crate::openblas::gemm(alpha, a, b, accum, c.rb()) {
         return;
     }
@@ -149,6 +151,8 @@ pub fn syrk<'a, 'c, T: Scalar>(
         scale(c, accum.beta(), Some(triangle));
         return;
     }
+    #[cfg(feature = "openblas")]
+    crate::openblas::use_threads(threads);
     #[cfg(feature = "openblas")]
     if crate::openblas::syrk(triangle, alpha, a, accum, c.rb()) {
         return;
@@ -255,6 +259,8 @@ pub fn potrf<'a, T: Scalar>(
         return Ok(());
     }
     #[cfg(feature = "openblas")]
+    crate::openblas::use_threads(crate::Threads::SEQ);
+    #[cfg(feature = "openblas")]
     if let Some(result) = crate::openblas::potrf_lower(lower.rb()) {
         return result;
     }
@@ -328,6 +334,8 @@ pub fn trsm<'a, 'b, T: Scalar>(
     if b.rows() == 0 || b.cols() == 0 {
         return;
     }
+    #[cfg(feature = "openblas")]
+    crate::openblas::use_threads(Threads::SEQ);
     #[cfg(feature = "openblas")]
     if crate::openblas::trsm(side, triangle, op_a, diag, alpha, a, b.rb()) {
         return;

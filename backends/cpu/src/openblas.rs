@@ -8,7 +8,9 @@
 
 use std::os::raw::{c_char, c_int};
 
-use crate::{Accum, Diag, MatMut, MatRef, PotrfError, Scalar, Side, Trans, Triangle};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::{Accum, Diag, MatMut, MatRef, PotrfError, Scalar, Side, Threads, Trans, Triangle};
 
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
@@ -58,6 +60,7 @@ type Potrf<T> =
 
 #[link(name = "openblas")]
 extern "C" {
+    fn openblas_set_num_threads(n: c_int);
     fn cblas_sgemm(
         layout: c_int,
         ta: c_int,
@@ -235,6 +238,23 @@ fn uplo(t: Triangle) -> c_int {
     match t {
         Triangle::Lower => LOWER,
         Triangle::Upper => UPPER,
+    }
+}
+
+/// The thread count last given to OpenBLAS (0: never set).
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes OpenBLAS use `threads` for the next call, as faer would: one by default, so that a
+/// block kernel inside a task never starts threads of its own. The count is process-wide in
+/// OpenBLAS; it is set only when it changes.
+pub(crate) fn use_threads(threads: Threads) {
+    let n = match threads.0 {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if THREADS.swap(n, Ordering::Relaxed) != n {
+        // SAFETY: a plain setter of OpenBLAS's thread count, callable at any time.
+        unsafe { openblas_set_num_threads(n.min(c_int::MAX as usize) as c_int) };
     }
 }
 

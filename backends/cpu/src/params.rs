@@ -136,8 +136,9 @@ impl<T: crate::Scalar> Accum<T> {
 /// A block kernel runs inside one task, and the scheduler already runs one task per CPU
 /// thread, so the default is [`Threads::SEQ`]: the calling thread only. `Threads(n)` with
 /// `n > 1` lets faer split the block over `n` threads of rayon's global pool; `Threads(0)`
-/// means all of them. (With the `openblas` feature, OpenBLAS uses its own thread count,
-/// `OPENBLAS_NUM_THREADS`, whatever this says.)
+/// means all of them. With the `openblas` feature, the count is given to OpenBLAS
+/// (`openblas_set_num_threads`, process-wide) before each call whose count differs from the
+/// last one; `trsm` and `potrf` run on the calling thread.
 ///
 /// ```
 /// use dagger_cpu::Threads;
