@@ -141,10 +141,7 @@ fn check_gemm<T: Gemm + Into<f64>>(
     let b = DArray::<T>::randn(ctx, stored(k, n, tb), Blocks::new([block + 2, block]), 4).unwrap();
     let c0 = DArray::<T>::randn(ctx, [m, n], Blocks::new([block, block + 3]), 5).unwrap();
     let mut c = c0.clone();
-    let (alpha, beta_t) = (
-        <T as dagger::Element>::from_f64(0.75),
-        <T as dagger::Element>::from_f64(beta),
-    );
+    let (alpha, beta_t) = (T::from_f64(0.75), T::from_f64(beta));
     with_options(Options::new().scope(scope.clone()), || {
         c.gemm_with(kernel, ta, tb, alpha, &a, &b, beta_t)
     })
@@ -219,13 +216,7 @@ fn check_syrk<T: Gemm + Into<f64>>(
     let c0 = DArray::<T>::randn(ctx, [n, n], Blocks::new([block, block + 5]), 7).unwrap();
     let mut c = c0.clone();
     with_options(Options::new().scope(scope.clone()), || {
-        c.syrk(
-            triangle,
-            t,
-            <T as dagger::Element>::from_f64(-1.5),
-            &a,
-            <T as dagger::Element>::from_f64(beta),
-        )
+        c.syrk(triangle, t, T::from_f64(-1.5), &a, T::from_f64(beta))
     })
     .unwrap();
     let ha = host(&a);
@@ -316,12 +307,7 @@ fn check_cholesky<T: Gemm + Into<f64>>(
             *x = 1e6;
         }
     }
-    let d = DArray::distribute(
-        ctx,
-        &lower.mapv(<T as dagger::Element>::from_f64),
-        Blocks::new([block, block]),
-    )
-    .unwrap();
+    let d = DArray::distribute(ctx, &lower.mapv(T::from_f64), Blocks::new([block, block])).unwrap();
     let l = with_options(Options::new().scope(scope.clone()), || d.cholesky()).unwrap();
     let hl = host(&l);
     for ((i, j), x) in hl.indexed_iter() {

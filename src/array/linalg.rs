@@ -14,7 +14,7 @@ use dagger_wgpu::{Device, GpuBuffer, GpuError};
 use parking_lot::Mutex;
 
 use super::domain::Grid;
-use super::{ArrayError, Block, DArray, Element, Gemm};
+use super::{ArrayError, Block, DArray, Gemm};
 use crate::chunk::Chunk;
 use crate::datadeps::Version;
 use crate::gpu::{device_holds, DeviceInput, GpuArray, GpuLaunch, LaunchDone};
@@ -40,7 +40,7 @@ fn blas_accum<T: Gemm>(accum: Accum<T>) -> blas::Accum {
     match accum {
         Accum::Replace => blas::Accum::Replace,
         Accum::Add => blas::Accum::Add,
-        Accum::Scale(b) => blas::Accum::Scale(Element::to_f64(b)),
+        Accum::Scale(b) => blas::Accum::Scale(b.to_f64()),
     }
 }
 
@@ -225,7 +225,7 @@ impl<T: Gemm> GpuLaunch for GemmTile<T> {
                 self.kernel,
                 blas_trans(self.op_a),
                 blas_trans(self.op_b),
-                Element::to_f64(self.alpha),
+                self.alpha.to_f64(),
                 GpuMatrix::new(&inputs[k].buffer, ar as u32, ac as u32),
                 GpuMatrix::new(&inputs[nk + k].buffer, br as u32, bc as u32),
                 blas_accum(accum),
@@ -332,7 +332,7 @@ impl<T: Gemm> GpuLaunch for SyrkTile<T> {
                 device,
                 blas_triangle(self.triangle),
                 blas_trans(self.op),
-                Element::to_f64(self.alpha),
+                self.alpha.to_f64(),
                 GpuMatrix::new(&input.buffer, ar as u32, ac as u32),
                 blas_accum(accum),
                 GpuMatrix::new(&out, self.n as u32, self.n as u32),

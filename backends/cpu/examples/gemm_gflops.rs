@@ -29,7 +29,7 @@ fn data<T: Scalar>(len: usize, seed: u64) -> Vec<T> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            T::from_f64((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+            T::from_f64_rounded((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
         })
         .collect()
 }
@@ -37,13 +37,13 @@ fn data<T: Scalar>(len: usize, seed: u64) -> Vec<T> {
 fn run<T: Scalar>(n: usize, threads: Threads) {
     let a = data::<T>(n * n, 1);
     let b = data::<T>(n * n, 2);
-    let mut c = vec![T::from_f64(0.0); n * n];
+    let mut c = vec![T::from_f64_rounded(0.0); n * n];
     let flops = 2.0 * (n as f64).powi(3);
     let t = best_of(3, || {
         gemm(
             Trans::No,
             Trans::No,
-            T::from_f64(1.0),
+            T::from_f64_rounded(1.0),
             MatRef::new(&a, n, n),
             MatRef::new(&b, n, n),
             Accum::Replace,
@@ -62,7 +62,7 @@ fn run<T: Scalar>(n: usize, threads: Threads) {
         syrk(
             Triangle::Lower,
             Trans::No,
-            T::from_f64(1.0),
+            T::from_f64_rounded(1.0),
             MatRef::new(&a, n, n),
             Accum::Replace,
             MatMut::new(&mut c, n, n),

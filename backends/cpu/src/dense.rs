@@ -13,7 +13,7 @@ fn op<T>(m: MatRef<'_, T>, t: Trans) -> MatRef<'_, T> {
 
 /// `c = beta * c` on `c`, or on one triangle of it; `beta = 0` writes zeros without reading.
 fn scale<T: Scalar>(mut c: MatMut<'_, T>, beta: T, triangle: Option<Triangle>) {
-    let zero = T::from_f64(0.0);
+    let zero = T::from_f64_rounded(0.0);
     for i in 0..c.rows() {
         for j in 0..c.cols() {
             if triangle.is_none_or(|t| t.contains(i, j)) {
@@ -340,7 +340,7 @@ pub fn trsm<'a, 'b, T: Scalar>(
     if crate::openblas::trsm(side, triangle, op_a, diag, alpha, a, b.rb()) {
         return;
     }
-    if alpha != T::from_f64(1.0) {
+    if alpha != T::from_f64_rounded(1.0) {
         scale(b.rb(), alpha, None);
     }
     // op(A) as a view, and which triangle of that view holds it.

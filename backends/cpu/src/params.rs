@@ -115,8 +115,8 @@ impl<T: crate::Scalar> Accum<T> {
     /// The BLAS `beta` this stands for.
     pub fn beta(self) -> T {
         match self {
-            Self::Replace => T::from_f64(0.0),
-            Self::Add => T::from_f64(1.0),
+            Self::Replace => T::from_f64_rounded(0.0),
+            Self::Add => T::from_f64_rounded(1.0),
             Self::Scale(beta) => beta,
         }
     }
@@ -124,8 +124,8 @@ impl<T: crate::Scalar> Accum<T> {
     /// `Scale(0)` as `Replace`, `Scale(1)` as `Add`.
     pub(crate) fn canonical(self) -> Self {
         match self {
-            Self::Scale(b) if b == T::from_f64(0.0) => Self::Replace,
-            Self::Scale(b) if b == T::from_f64(1.0) => Self::Add,
+            Self::Scale(b) if b == T::from_f64_rounded(0.0) => Self::Replace,
+            Self::Scale(b) if b == T::from_f64_rounded(1.0) => Self::Add,
             other => other,
         }
     }

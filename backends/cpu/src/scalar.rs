@@ -16,7 +16,7 @@ mod sealed {
 /// ```
 /// use dagger_cpu::Scalar;
 /// fn half<T: Scalar>(x: T) -> T {
-///     x * T::from_f64(0.5)
+///     x * T::from_f64_rounded(0.5)
 /// }
 /// assert_eq!(half(3.0f32), 1.5);
 /// assert_eq!(f32::NAME, "f32");
@@ -26,10 +26,11 @@ pub trait Scalar: sealed::Sealed {
     const NAME: &'static str;
     /// Machine epsilon.
     const EPSILON: Self;
-    /// Converts (rounding to nearest for `f32`).
-    fn from_f64(x: f64) -> Self;
+    /// Converts (rounding to nearest for `f32`). Named apart from other crates' `from_f64`
+    /// so that generic code bounded by this and another numeric trait stays unambiguous.
+    fn from_f64_rounded(x: f64) -> Self;
     /// Converts exactly.
-    fn to_f64(self) -> f64;
+    fn to_f64_exact(self) -> f64;
 
     /// The `?gemm`, `?syrk`, `?trsm`, `?potrf` of OpenBLAS for this type.
     #[cfg(feature = "openblas")]
@@ -40,10 +41,10 @@ pub trait Scalar: sealed::Sealed {
 impl Scalar for f32 {
     const NAME: &'static str = "f32";
     const EPSILON: Self = f32::EPSILON;
-    fn from_f64(x: f64) -> Self {
+    fn from_f64_rounded(x: f64) -> Self {
         x as f32
     }
-    fn to_f64(self) -> f64 {
+    fn to_f64_exact(self) -> f64 {
         f64::from(self)
     }
     #[cfg(feature = "openblas")]
@@ -55,10 +56,10 @@ impl Scalar for f32 {
 impl Scalar for f64 {
     const NAME: &'static str = "f64";
     const EPSILON: Self = f64::EPSILON;
-    fn from_f64(x: f64) -> Self {
+    fn from_f64_rounded(x: f64) -> Self {
         x
     }
-    fn to_f64(self) -> f64 {
+    fn to_f64_exact(self) -> f64 {
         self
     }
     #[cfg(feature = "openblas")]

@@ -29,7 +29,7 @@ impl Rng {
     }
 
     fn vec<T: Scalar>(&mut self, len: usize) -> Vec<T> {
-        (0..len).map(|_| T::from_f64(self.next())).collect()
+        (0..len).map(|_| T::from_f64_rounded(self.next())).collect()
     }
 }
 
@@ -54,7 +54,7 @@ impl Dense {
         let mut d = Self::zeros(m.rows(), m.cols());
         for i in 0..m.rows() {
             for j in 0..m.cols() {
-                d.data[i * m.cols() + j] = m.get(i, j).to_f64();
+                d.data[i * m.cols() + j] = m.get(i, j).to_f64_exact();
             }
         }
         d
@@ -124,7 +124,7 @@ fn rel_error<T: Scalar>(
     for i in 0..want.rows {
         for j in 0..want.cols {
             if keep(i, j) {
-                let (g, w) = (got.get(i, j).to_f64(), want.at(i, j));
+                let (g, w) = (got.get(i, j).to_f64_exact(), want.at(i, j));
                 diff += (g - w) * (g - w);
                 norm += w * w;
             }
@@ -165,7 +165,11 @@ fn check_where<T: Scalar>(
 }
 
 fn accums<T: Scalar>() -> [Accum<T>; 3] {
-    [Accum::Replace, Accum::Add, Accum::Scale(T::from_f64(-0.75))]
+    [
+        Accum::Replace,
+        Accum::Add,
+        Accum::Scale(T::from_f64_rounded(-0.75)),
+    ]
 }
 
 /// One gemm against the reference; `a`, `b` are stored so that op(a) is m x k, op(b) k x n.
@@ -179,17 +183,17 @@ fn gemm_case<T: Scalar>(rng: &mut Rng, m: usize, n: usize, k: usize, ta: Trans, 
         Dense::from_view(MatRef::new(&b, br, bc)),
     );
     let product = da.op(ta).matmul(&db.op(tb));
-    let alpha = T::from_f64(1.5);
+    let alpha = T::from_f64_rounded(1.5);
     for accum in accums::<T>() {
         let c0: Vec<T> = rng.vec(m * n);
         let mut want = Dense::from_view(MatRef::new(&c0, m, n));
         for (w, p) in want.data.iter_mut().zip(&product.data) {
-            let beta = accum.beta().to_f64();
-            *w = alpha.to_f64() * p + if beta == 0.0 { 0.0 } else { beta * *w };
+            let beta = accum.beta().to_f64_exact();
+            *w = alpha.to_f64_exact() * p + if beta == 0.0 { 0.0 } else { beta * *w };
         }
         let mut c = c0.clone();
         if matches!(accum, Accum::Replace) {
-            c.fill(T::from_f64(f64::NAN)); // Replace must not read C
+            c.fill(T::from_f64_rounded(f64::NAN)); // Replace must not read C
         }
         gemm(
             ta,
@@ -284,7 +288,7 @@ fn gemm_layouts<T: Scalar>(seed: u64) {
         gemm(
             Trans::No,
             Trans::No,
-            T::from_f64(1.0),
+            T::from_f64_rounded(1.0),
             a,
             b,
             Accum::Replace,
@@ -293,11 +297,11 @@ fn gemm_layouts<T: Scalar>(seed: u64) {
         );
         check("gemm column-major C", MatRef::from(c_store.t()), &want);
         // C with a leading dimension inside a larger buffer, whose padding stays untouched.
-        let mut c_big = vec![T::from_f64(9.0); m * 25];
+        let mut c_big = vec![T::from_f64_rounded(9.0); m * 25];
         gemm(
             Trans::No,
             Trans::No,
-            T::from_f64(1.0),
+            T::from_f64_rounded(1.0),
             a,
             b,
             Accum::Replace,
@@ -308,7 +312,11 @@ fn gemm_layouts<T: Scalar>(seed: u64) {
         for i in 0..m {
             for j in n..25 {
                 if i * 25 + j < c_big.len() {
-                    assert_eq!(c_big[i * 25 + j], T::from_f64(9.0), "padding ({i}, {j})");
+                    assert_eq!(
+                        c_big[i * 25 + j],
+                        T::from_f64_rounded(9.0),
+                        "padding ({i}, {j})"
+                    );
                 }
             }
         }
@@ -321,7 +329,7 @@ fn gemm_layouts<T: Scalar>(seed: u64) {
     gemm(
         Trans::No,
         Trans::No,
-        T::from_f64(1.0),
+        T::from_f64_rounded(1.0),
         a,
         rev,
         Accum::Replace,
@@ -371,7 +379,7 @@ fn syrk_all<T: Scalar>(seed: u64) {
                 for accum in accums::<T>() {
                     let c0: Vec<T> = rng.vec(n * n);
                     let mut want = Dense::from_view(MatRef::new(&c0, n, n));
-                    let beta = accum.beta().to_f64();
+                    let beta = accum.beta().to_f64_exact();
                     for (w, p) in want.data.iter_mut().zip(&product.data) {
                         *w = -p + if beta == 0.0 { 0.0 } else { beta * *w };
                     }
@@ -379,7 +387,7 @@ fn syrk_all<T: Scalar>(seed: u64) {
                     syrk(
                         triangle,
                         op,
-                        T::from_f64(-1.0),
+                        T::from_f64_rounded(-1.0),
                         MatRef::new(&a, ar, ac),
                         accum,
                         MatMut::new(&mut c, n, n),
@@ -434,7 +442,7 @@ fn spd(rng: &mut Rng, n: usize) -> Dense {
 }
 
 fn to_vec<T: Scalar>(d: &Dense) -> Vec<T> {
-    d.data.iter().map(|&x| T::from_f64(x)).collect()
+    d.data.iter().map(|&x| T::from_f64_rounded(x)).collect()
 }
 
 fn potrf_all<T: Scalar>(seed: u64) {
@@ -444,7 +452,7 @@ fn potrf_all<T: Scalar>(seed: u64) {
         for triangle in TRIANGLES {
             let mut f = to_vec::<T>(&a);
             // The other strict triangle must be neither read nor written.
-            let sentinel = T::from_f64(f64::NAN);
+            let sentinel = T::from_f64_rounded(f64::NAN);
             for i in 0..n {
                 for j in 0..n {
                     if !triangle.contains(i, j) {
@@ -456,7 +464,10 @@ fn potrf_all<T: Scalar>(seed: u64) {
             for i in 0..n {
                 for j in 0..n {
                     if !triangle.contains(i, j) {
-                        assert!(f[i * n + j].to_f64().is_nan(), "n={n}: ({i}, {j}) written");
+                        assert!(
+                            f[i * n + j].to_f64_exact().is_nan(),
+                            "n={n}: ({i}, {j}) written"
+                        );
                     }
                 }
             }
@@ -528,19 +539,19 @@ fn trsm_all<T: Scalar>(seed: u64) {
                     for diag in [Diag::NonUnit, Diag::Unit] {
                         // Well conditioned: small off-diagonal, diagonal near 2; the other
                         // triangle (and a unit diagonal) hold NaN, which must not be read.
-                        let mut a: Vec<T> = vec![T::from_f64(f64::NAN); na * na];
+                        let mut a: Vec<T> = vec![T::from_f64_rounded(f64::NAN); na * na];
                         for i in 0..na {
                             for j in 0..na {
                                 if i == j && diag == Diag::NonUnit {
-                                    a[i * na + j] = T::from_f64(2.0 + rng.next() * 0.5);
+                                    a[i * na + j] = T::from_f64_rounded(2.0 + rng.next() * 0.5);
                                 } else if i != j && triangle.contains(i, j) {
-                                    a[i * na + j] = T::from_f64(rng.next() / na as f64);
+                                    a[i * na + j] = T::from_f64_rounded(rng.next() / na as f64);
                                 }
                             }
                         }
                         let b0: Vec<T> = rng.vec(m * n);
                         let mut x = b0.clone();
-                        let alpha = T::from_f64(0.5);
+                        let alpha = T::from_f64_rounded(0.5);
                         trsm(
                             side,
                             triangle,

@@ -134,8 +134,8 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     let ctx = super::build_context(None)?;
     let (n, b) = (args.n, args.block);
     let blocks = Blocks::new([b, b]);
-    let one = <T as dagger::Element>::ONE;
-    let zero = <T as dagger::Element>::ZERO;
+    let one = T::ONE;
+    let zero = T::ZERO;
     let a = DArray::<T>::randn(&ctx, [n, n], blocks.clone(), 1)?;
     // GEMM's second factor; for Cholesky the SPD matrix a aᵀ / n + I, built with SYRK.
     let second = match op {
@@ -144,7 +144,7 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
         Op::Cholesky => {
             let eye = Array2::from_shape_fn((n, n), |(i, j)| if i == j { one } else { zero });
             let mut s = DArray::distribute(&ctx, &eye, blocks.clone())?;
-            let scale = <T as dagger::Element>::from_f64(1.0 / n as f64);
+            let scale = T::from_f64(1.0 / n as f64);
             s.syrk(Triangle::Lower, Trans::No, scale, &a, one)?;
             s
         }
