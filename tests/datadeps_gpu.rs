@@ -253,6 +253,13 @@ fn a_failed_kernel_leaves_the_last_good_version_and_the_error() {
         })
         .unwrap_err();
     assert!(format!("{err}").contains("pass it as In"), "{err}");
+    // One cell read and written by the same task.
+    let err = ctx
+        .spawn_datadeps(|r| {
+            r.spawn_kernel(&axpy, all(n, 1), [In(&c).into(), InOut(&c).into()]);
+        })
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("twice"), "{err:?}");
     // The context and the cells are fine afterwards.
     ctx.spawn_datadeps(|r| {
         r.spawn_kernel(&axpy, all(n, 1), [In(&a).into(), InOut(&c).into()]);

@@ -298,7 +298,7 @@ impl DataRegion<'_> {
             let core = failed_task(
                 "datadeps kernel",
                 format!(
-                    "kernel `{name}` writes {} arguments{}; a kernel task writes exactly one \
+                    "kernel `{name}` writes {} arguments{}; a kernel task writes at most one \
                      cell and takes each written cell once",
                     writes.len(),
                     if dup.is_some() {
