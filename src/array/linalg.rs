@@ -17,7 +17,7 @@ use super::domain::Grid;
 use super::{ArrayError, Block, DArray, Gemm};
 use crate::chunk::Chunk;
 use crate::datadeps::Version;
-use crate::gpu::{device_holds, DeviceInput, GpuArray, GpuLaunch, LaunchDone};
+use crate::gpu::{DType, DeviceInput, GpuArray, GpuLaunch, LaunchDone};
 use crate::task::args::Deps;
 use crate::task::{Body, DTask, TaskError, TaskFailure};
 use crate::value::Value;
@@ -181,8 +181,8 @@ impl<T: Gemm> GemmTile<T> {
 }
 
 impl<T: Gemm> GpuLaunch for GemmTile<T> {
-    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-        device_holds(info, T::DTYPE)
+    fn dtype(&self) -> DType {
+        T::DTYPE
     }
 
     fn flops(&self) -> Option<f64> {
@@ -292,8 +292,8 @@ fn scale_triangle<T: Gemm>(c: &mut [T], n: usize, triangle: Triangle, beta: T) {
 }
 
 impl<T: Gemm> GpuLaunch for SyrkTile<T> {
-    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-        device_holds(info, T::DTYPE)
+    fn dtype(&self) -> DType {
+        T::DTYPE
     }
 
     fn flops(&self) -> Option<f64> {
@@ -404,12 +404,14 @@ fn tril(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.y < p.n && id.x < p.n && id.x > id.y) { a[id.y * p.n + id.x] = Scalar(0); }
 }";
 
-fn tril_source<T: Gemm>() -> String {
-    TRIL_WGSL.replacen(
-        "alias Scalar = f32;",
-        &format!("alias Scalar = {};", T::DTYPE.wgsl()),
-        1,
-    )
+fn tril_source<T: Gemm>() -> &'static str {
+    static F64: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match T::DTYPE {
+        DType::F64 => {
+            F64.get_or_init(|| TRIL_WGSL.replacen("alias Scalar = f32;", "alias Scalar = f64;", 1))
+        }
+        _ => TRIL_WGSL,
+    }
 }
 
 /// Where GPU `potrf` tiles report a non-positive pivot: per tile, its `info` buffer (0, or
@@ -426,8 +428,8 @@ struct PotrfTile<T> {
 }
 
 impl<T: Gemm> GpuLaunch for PotrfTile<T> {
-    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-        device_holds(info, T::DTYPE)
+    fn dtype(&self) -> DType {
+        T::DTYPE
     }
 
     fn flops(&self) -> Option<f64> {
@@ -444,7 +446,7 @@ impl<T: Gemm> GpuLaunch for PotrfTile<T> {
         let n = self.n;
         let out = Arc::new(device.copy(&inputs[0].buffer)?);
         let info = Arc::new(device.zeroed(4)?);
-        let tril = device.compile(&tril_source::<T>(), "tril")?;
+        let tril = device.compile(tril_source::<T>(), "tril")?;
         self.reports
             .lock()
             .push((self.block, self.first_row, device.clone(), info.clone()));
@@ -479,8 +481,8 @@ struct TrsmTile<T> {
 }
 
 impl<T: Gemm> GpuLaunch for TrsmTile<T> {
-    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-        device_holds(info, T::DTYPE)
+    fn dtype(&self) -> DType {
+        T::DTYPE
     }
 
     fn flops(&self) -> Option<f64> {

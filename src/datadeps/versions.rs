@@ -344,17 +344,7 @@ impl DataRegion<'_> {
         let mut deps = Deps::default();
         self.order_after(&mut deps, key, &Part::Whole, true);
         let h = home.clone();
-        let body: Body = Box::new(move |_: &[Value]| Ok(h.take()));
-        let core = self.ctx.submit_kernel(
-            "datadeps check-out",
-            std::any::TypeId::of::<Tracked>(),
-            host_task("datadeps check-out"),
-            deps,
-            Some(body),
-            None,
-        );
-        self.record(key, Part::Whole, true, &core);
-        self.internal.push(core.clone());
+        let core = self.bookkeeping("datadeps check-out", key, deps, move |_| Ok(h.take()));
         self.versions.insert(
             key,
             Tracked {
@@ -377,21 +367,33 @@ impl DataRegion<'_> {
         let mut deps = Deps::default();
         deps.list.push(tracked.latest().dep());
         self.order_after(&mut deps, key, &Part::Whole, true);
-        let body: Body = Box::new(move |inputs: &[Value]| {
+        let core = self.bookkeeping("datadeps check-in", key, deps, move |inputs| {
             home.put(&inputs[0]).map_err(TaskFailure::msg)?;
             Ok(Value::new(()))
         });
+        self.checked_in.push((core, tracked));
+    }
+
+    /// Submits one of the region's own host tasks, moving `key`'s value between its cell and
+    /// its versions: a whole-cell write in `key`'s history, waited for at the region's end.
+    fn bookkeeping(
+        &mut self,
+        name: &'static str,
+        key: u64,
+        deps: Deps,
+        body: impl FnOnce(&[Value]) -> Result<Value, TaskFailure> + Send + 'static,
+    ) -> Arc<TaskCore> {
         let core = self.ctx.submit_kernel(
-            "datadeps check-in",
+            name,
             std::any::TypeId::of::<Tracked>(),
-            host_task("datadeps check-in"),
+            host_task(name),
             deps,
-            Some(body),
+            Some(Box::new(body)),
             None,
         );
         self.record(key, Part::Whole, true, &core);
         self.internal.push(core.clone());
-        self.checked_in.push((core, tracked));
+        core
     }
 
     /// At the end of a region (every task finished): each tracked cell gets back the latest

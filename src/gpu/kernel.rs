@@ -24,8 +24,13 @@ pub(crate) type LaunchDone = Box<dyn FnOnce(Result<GpuArray, GpuError>) + Send>;
 
 /// The GPU side of a kernel task, as the scheduler drives it.
 pub(crate) trait GpuLaunch: Send + Sync {
-    /// Whether `info`'s device can run it; the reason if not.
-    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String>;
+    /// The element type of its arrays.
+    fn dtype(&self) -> DType;
+    /// Whether `info`'s device can run it; the reason if not. By default: whether the device
+    /// holds [`dtype`](Self::dtype).
+    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
+        device_holds(info, self.dtype())
+    }
     /// Floating-point operations one run performs, if known: placement estimates run times
     /// from it before any have been measured.
     fn flops(&self) -> Option<f64> {
@@ -348,8 +353,8 @@ struct Launcher<P, T> {
 }
 
 impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> GpuLaunch for Launcher<P, T> {
-    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-        device_holds(info, T::DTYPE)
+    fn dtype(&self) -> DType {
+        T::DTYPE
     }
 
     fn launch(

@@ -349,11 +349,17 @@ impl Runtime {
                 #[cfg(not(feature = "wgpu"))]
                 let flops = None;
                 #[cfg(feature = "wgpu")]
-                let here: SmallVec<[crate::gpu::Residence; 4]> = w.inputs[..w.n_args]
-                    .iter()
-                    .filter_map(|i| i.data().ok())
-                    .filter_map(|d| crate::gpu::residence(&d))
-                    .collect();
+                let here: SmallVec<[crate::gpu::Residence; 4]> =
+                    if set.iter().any(|i| self.procs[i].gpu.is_some()) {
+                        w.inputs[..w.n_args]
+                            .iter()
+                            .filter_map(|i| i.data().ok())
+                            .filter_map(|d| crate::gpu::residence(&d))
+                            .collect()
+                    } else {
+                        // Among CPU threads nothing moves.
+                        SmallVec::new()
+                    };
                 let (slot, est) = self.pick_by_cost(
                     set,
                     w.cost_key,

@@ -2,9 +2,12 @@
 //! sides of the 16- and 64-wide tiles, non-square shapes, every transpose, alpha and beta,
 //! leading dimensions and offsets, f64 where the device has it, and the launch-time checks.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::{download, rel_error, rounded, upload, Rng};
 use dagger_wgpu::blas::{
     gemm, gemm_blocking, syrk, syrk_blocking, Accum, BlasError, Dtype, GemmKernel, GpuMatrix,
     Trans, Triangle,
@@ -14,28 +17,6 @@ use dagger_wgpu::{Device, GpuError};
 
 const TRANS: [Trans; 2] = [Trans::No, Trans::Yes];
 const ACCUMS: [Accum; 3] = [Accum::Replace, Accum::Add, Accum::Scale(-0.5)];
-
-/// xorshift64*: seeded test data without dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// Uniform in [-1, 1), exactly representable in f32.
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-        bits as f64 / (1u64 << 23) as f64 - 1.0
-    }
-
-    fn vec(&mut self, len: usize) -> Vec<f64> {
-        (0..len).map(|_| self.next()).collect()
-    }
-}
 
 /// Element `(i, j)` of `op(X)` for a row-major `X` with leading dimension `ld`.
 fn at(x: &[f64], ld: usize, t: Trans, i: usize, j: usize) -> f64 {
@@ -78,41 +59,6 @@ fn gemm_ref(
         }
     }
     out
-}
-
-fn rel_error(got: &[f64], want: &[f64]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum();
-    let norm: f64 = want.iter().map(|w| w * w).sum();
-    if norm == 0.0 {
-        diff.sqrt()
-    } else {
-        (diff / norm).sqrt()
-    }
-}
-
-fn upload(device: &Device, data: &[f64], dtype: Dtype) -> dagger_wgpu::GpuBuffer {
-    match dtype {
-        Dtype::F32 => {
-            let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
-            device.upload(&v).unwrap()
-        }
-        Dtype::F64 => device.upload(data).unwrap(),
-        _ => unreachable!(),
-    }
-}
-
-fn download(device: &Device, buf: &dagger_wgpu::GpuBuffer, dtype: Dtype) -> Vec<f64> {
-    match dtype {
-        Dtype::F32 => device
-            .download::<f32>(buf)
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        Dtype::F64 => device.download::<f64>(buf).unwrap(),
-        _ => unreachable!(),
-    }
 }
 
 fn tolerance(dtype: Dtype) -> f64 {
@@ -360,20 +306,13 @@ fn syrk_case(
                 g.push(got[i * n + j]);
                 w.push(want[i * n + j]);
             } else {
-                let before = upload_rounding(initial[i * n + j], dtype);
+                let before = rounded(initial[i * n + j], dtype);
                 assert_eq!(got[i * n + j], before, "{what}: ({i}, {j}) was written");
             }
         }
     }
     let err = rel_error(&g, &w);
     assert!(err < tolerance(dtype), "{what}: relative error {err:e}");
-}
-
-fn upload_rounding(x: f64, dtype: Dtype) -> f64 {
-    match dtype {
-        Dtype::F32 => f64::from(x as f32),
-        _ => x,
-    }
 }
 
 fn op_flip(t: Trans) -> Trans {

@@ -4,9 +4,12 @@
 //! the first failing pivot of matrices that are not positive definite, and the launch-time
 //! checks.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::{download, dtypes, rel_error, rounded, upload, Rng};
 use dagger_cpu::{Diag, MatMut, MatRef, PotrfError, Side, Trans, Triangle};
 use dagger_wgpu::blas::{potrf, potrf_blocking, trsm, trsm_blocking, BlasError, Dtype, GpuMatrix};
 use dagger_wgpu::testing::devices_for_tests;
@@ -14,75 +17,6 @@ use dagger_wgpu::{Device, GpuBuffer, GpuError};
 
 /// What the strict upper triangle of a POTRF input holds: it must come back as it was.
 const SENTINEL: f64 = 7.0;
-
-/// xorshift64*: seeded test data without dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// Uniform in [-1, 1), exactly representable in f32.
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-        bits as f64 / (1u64 << 23) as f64 - 1.0
-    }
-
-    fn vec(&mut self, len: usize) -> Vec<f64> {
-        (0..len).map(|_| self.next()).collect()
-    }
-}
-
-fn dtypes(device: &Device) -> Vec<Dtype> {
-    if device.info().shader_f64 {
-        vec![Dtype::F32, Dtype::F64]
-    } else {
-        vec![Dtype::F32]
-    }
-}
-
-/// `x` as the device will hold it.
-fn rounded(x: f64, dtype: Dtype) -> f64 {
-    match dtype {
-        Dtype::F32 => f64::from(x as f32),
-        _ => x,
-    }
-}
-
-fn upload(device: &Device, data: &[f64], dtype: Dtype) -> GpuBuffer {
-    match dtype {
-        Dtype::F32 => {
-            let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
-            device.upload(&v).unwrap()
-        }
-        Dtype::F64 => device.upload(data).unwrap(),
-        _ => unreachable!(),
-    }
-}
-
-fn download(device: &Device, buf: &GpuBuffer, dtype: Dtype) -> Vec<f64> {
-    match dtype {
-        Dtype::F32 => device
-            .download::<f32>(buf)
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
-        Dtype::F64 => device.download::<f64>(buf).unwrap(),
-        _ => unreachable!(),
-    }
-}
-
-fn rel_error(got: &[f64], want: &[f64]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w) * (g - w)).sum();
-    let norm: f64 = want.iter().map(|w| w * w).sum();
-    (diff / norm).sqrt()
-}
 
 /// Tolerance of a backward error (`‖L Lᵀ − A‖ / ‖A‖`, `‖X Lᵀ − B‖ / ‖B‖`).
 fn residual_tolerance(dtype: Dtype) -> f64 {
