@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use dagger_cpu::{backend_name, gemm, potrf, syrk, Accum, MatMut, MatRef, Scalar, Threads};
+use dagger_cpu::{
+    backend_name, gemm, gemm_backend_name, potrf, syrk, Accum, MatMut, MatRef, Scalar, Threads,
+};
 use dagger_cpu::{Trans, Triangle};
 
 /// Best of `reps` runs of `f`, in seconds.
@@ -83,7 +85,11 @@ fn main() {
         .nth(1)
         .map(|s| s.parse().expect("the size must be a number"))
         .unwrap_or(1024);
-    println!("backend: {}", backend_name());
+    println!(
+        "backend: gemm {}, others {}",
+        gemm_backend_name(),
+        backend_name()
+    );
     for threads in [Threads::SEQ, Threads(0)] {
         run::<f32>(n, threads);
         run::<f64>(n, threads);

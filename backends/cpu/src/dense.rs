@@ -104,6 +104,10 @@ pub fn gemm<'a, 'b, 'c, T: Scalar>(
     if crate::openblas::gemm(alpha, a, b, accum, c.rb()) {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::packed::gemm(alpha, a, b, accum.beta(), c.rb(), threads) {
+        return;
+    }
     let how = prepare(c.rb(), accum, None);
     faer::linalg::matmul::matmul(c.faer(), how, a.faer(), b.faer(), alpha, threads.par());
 }

@@ -189,7 +189,7 @@ impl<'a, T> MatRef<'a, T> {
         i as isize * self.row_stride + j as isize * self.col_stride
     }
 
-    #[cfg(feature = "openblas")]
+    #[cfg(any(feature = "openblas", target_arch = "x86_64"))]
     pub(crate) fn as_ptr(&self) -> *const T {
         self.ptr.as_ptr()
     }
@@ -405,17 +405,17 @@ impl<'a, T> MatMut<'a, T> {
         unsafe { *self.ptr.as_ptr().offset(offset) = value }
     }
 
-    #[cfg(feature = "openblas")]
+    #[cfg(any(feature = "openblas", target_arch = "x86_64"))]
     pub(crate) fn row_stride(&self) -> isize {
         self.row_stride
     }
 
-    #[cfg(feature = "openblas")]
+    #[cfg(any(feature = "openblas", target_arch = "x86_64"))]
     pub(crate) fn col_stride(&self) -> isize {
         self.col_stride
     }
 
-    #[cfg(feature = "openblas")]
+    #[cfg(any(feature = "openblas", target_arch = "x86_64"))]
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
         self.ptr.as_ptr()
     }

@@ -174,6 +174,17 @@ fn accums<T: Scalar>() -> [Accum<T>; 3] {
 
 /// One gemm against the reference; `a`, `b` are stored so that op(a) is m x k, op(b) k x n.
 fn gemm_case<T: Scalar>(rng: &mut Rng, m: usize, n: usize, k: usize, ta: Trans, tb: Trans) {
+    gemm_case_on::<T>(rng, (m, n, k), ta, tb, Threads::SEQ);
+}
+
+/// As [`gemm_case`], on `threads`.
+fn gemm_case_on<T: Scalar>(
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    ta: Trans,
+    tb: Trans,
+    threads: Threads,
+) {
     let (ar, ac) = ta.apply((m, k));
     let (br, bc) = tb.apply((k, n));
     let a: Vec<T> = rng.vec(ar * ac);
@@ -203,10 +214,10 @@ fn gemm_case<T: Scalar>(rng: &mut Rng, m: usize, n: usize, k: usize, ta: Trans, 
             MatRef::new(&b, br, bc),
             accum,
             MatMut::new(&mut c, m, n),
-            Threads::SEQ,
+            threads,
         );
         check(
-            &format!("gemm {m}x{n}x{k} {ta:?} {tb:?} {accum:?}"),
+            &format!("gemm {m}x{n}x{k} {ta:?} {tb:?} {accum:?} {threads:?}"),
             MatRef::new(&c, m, n),
             &want,
         );
@@ -241,6 +252,34 @@ fn gemm_f32() {
 #[test]
 fn gemm_f64() {
     gemm_all::<f64>(2);
+}
+
+/// Shapes past the cache blocks of the packed x86-64 kernel (several depth blocks, so
+/// `beta` must act once; several row blocks; two column panels of `B`), on one thread and
+/// split over several.
+fn gemm_blocks<T: Scalar>(seed: u64) {
+    let mut rng = Rng::new(seed);
+    for shape in [(300, 290, 800), (20, 4100, 3), (7, 9, 1000)] {
+        for ta in TRANS {
+            for tb in TRANS {
+                gemm_case_on::<T>(&mut rng, shape, ta, tb, Threads::SEQ);
+            }
+        }
+    }
+    for threads in [Threads(2), Threads(3), Threads(0)] {
+        gemm_case_on::<T>(&mut rng, (129, 301, 260), Trans::No, Trans::Yes, threads);
+        gemm_case_on::<T>(&mut rng, (301, 129, 17), Trans::Yes, Trans::No, threads);
+    }
+}
+
+#[test]
+fn gemm_across_cache_blocks_f32() {
+    gemm_blocks::<f32>(11);
+}
+
+#[test]
+fn gemm_across_cache_blocks_f64() {
+    gemm_blocks::<f64>(12);
 }
 
 #[test]
@@ -644,4 +683,14 @@ fn backend_name_says_which_library_runs() {
         "faer"
     };
     assert_eq!(dagger_cpu::backend_name(), want);
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let gemm_want = match (cfg!(feature = "openblas"), avx512) {
+        (true, _) => "openblas",
+        (false, true) => "avx512",
+        (false, false) => "faer",
+    };
+    assert_eq!(dagger_cpu::gemm_backend_name(), gemm_want);
 }

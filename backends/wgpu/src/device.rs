@@ -358,7 +358,7 @@ impl Device {
         self.check_owned(|| "the buffer to download".to_owned(), buf)?;
         let len = buf.len_bytes();
         let elem = std::mem::size_of::<T>();
-        if elem == 0 || len % elem as u64 != 0 {
+        if elem == 0 || !len.is_multiple_of(elem as u64) {
             return Err(GpuError::ElementSize {
                 bytes: len,
                 elem_size: elem,

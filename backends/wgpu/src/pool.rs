@@ -71,7 +71,7 @@ mod tests {
             (1 << 31) - 4,
         ] {
             let c = size_class(bytes);
-            assert!(c >= bytes && c % 4 == 0, "{bytes} -> {c}");
+            assert!(c >= bytes && c.is_multiple_of(4), "{bytes} -> {c}");
             assert!(c - bytes <= bytes / 4 + 4, "{bytes} -> {c} wastes too much");
         }
     }

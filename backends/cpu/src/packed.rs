@@ -1,0 +1,542 @@
+//! A cache-blocked GEMM with AVX-512 micro-kernels for `f32` and `f64` on x86-64.
+//!
+//! The algorithm is Goto's, as in BLIS and OpenBLAS. For `C = alpha A B + beta C` with `C`
+//! column-major (unit row stride):
+//!
+//! ```text
+//! for jc in columns of C, NC at a time          B panel   KC x NC  (L3)
+//!   for pc in the depth, KC at a time           pack B[pc, jc] into NR-wide micro-panels
+//!     for ic in rows of C, MC at a time         A block   MC x KC  (L2)
+//!       pack A[ic, pc] into MR-tall micro-panels
+//!       for jr in the B panel, NR at a time     B micro-panel KC x NR (L1)
+//!         for ir in the A block, MR at a time
+//!           micro-kernel: an MR x NR tile of C held in registers, KC rank-1 updates
+//! ```
+//!
+//! The micro-kernel keeps `MR x NR` accumulators in the 32 `zmm` registers (f64: 16 x 14 in
+//! 28 registers, f32: 32 x 12 in 24), loads `MR` elements of A per step and broadcasts `NR`
+//! of B, so each step is `MR/lanes x NR` independent FMAs — enough to cover the FMA latency
+//! on both FMA ports. Edges are handled by zero-padding the packed panels and masked
+//! loads/stores of `C`; `beta` is applied in the write-back of the first depth block, and
+//! `beta = 0` does not read `C`.
+//!
+//! faer's own kernels reach about 85% of what OpenBLAS does on the same AVX-512 core (its
+//! blocking is chosen for the general case); this path is what lets one-thread-per-tile
+//! DArray GEMM keep up with OpenBLAS's multithreaded GEMM. It runs only where the CPU has
+//! AVX-512F (checked at run time); elsewhere [`crate::gemm`] goes through faer.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+use crate::{MatMut, MatRef, Scalar, Threads};
+
+/// A 64-byte-aligned, 64-byte chunk of scratch memory.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Per-thread scratch for packed panels, kept between calls: a DArray worker runs many tile
+/// products in a row, and fresh megabytes per call would cost a page fault per 4 KiB.
+#[derive(Default)]
+struct Scratch {
+    a: Vec<Line>,
+    b: Vec<Line>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// An aligned pointer to at least `elems` elements of `T` in `buf`, grown as needed.
+fn reserve<T>(buf: &mut Vec<Line>, elems: usize) -> *mut T {
+    let lines = (elems * size_of::<T>()).div_ceil(64);
+    if buf.len() < lines {
+        buf.resize(lines, Line([0; 64]));
+    }
+    buf.as_mut_ptr().cast()
+}
+
+/// Element `(i, j)` of a strided operand is at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+struct Operand<T> {
+    ptr: *const T,
+    rs: isize,
+    cs: isize,
+}
+
+impl<T> Operand<T> {
+    /// # Safety
+    /// `(i, j)` must lie inside the view this was made from.
+    #[inline(always)]
+    unsafe fn at(self, i: usize, j: usize) -> *const T {
+        // SAFETY: the caller keeps (i, j) inside the view, so the offset stays in bounds.
+        unsafe { self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
+    }
+}
+
+/// `C`, column-major: element `(i, j)` at `ptr + i + j * ld`.
+#[derive(Clone, Copy)]
+struct Out<T> {
+    ptr: *mut T,
+    ld: isize,
+}
+
+// SAFETY: `Operand` and `Out` are raw views used only inside one `gemm` call; the threads
+// of a parallel call read the shared operands and write disjoint column ranges of `C`.
+unsafe impl<T: Sync> Send for Operand<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Operand<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Out<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Out<T> {}
+
+macro_rules! packed_gemm {
+    (
+        $name:ident, $t:ty, $v:ty, $mask:ty,
+        lanes = $lanes:expr, mrv = $mrv:expr, nr = $nr:expr,
+        kc = $kc:expr, mc = $mc:expr, nc = $nc:expr,
+        $setzero:ident, $load:ident, $set1:ident, $fmadd:ident, $mul:ident,
+        $maskload:ident, $maskstore:ident
+    ) => {
+        mod $name {
+            use super::*;
+
+            const LANES: usize = $lanes;
+            const MRV: usize = $mrv;
+            pub(super) const MR: usize = LANES * MRV;
+            pub(super) const NR: usize = $nr;
+            const KC: usize = $kc;
+            const MC: usize = $mc;
+            pub(super) const NC: usize = $nc;
+
+            /// `C[0..m, 0..n] = alpha * Ap Bp + beta * C` for one `MR x NR` tile, `m <= MR`,
+            /// `n <= NR`, from `kc` steps of packed panels; `beta = 0` does not read `C`.
+            ///
+            /// # Safety
+            /// AVX-512F must be available; `a` holds `kc * MR` and `b` `kc * NR` elements,
+            /// `a` 64-byte aligned; `c` reaches `m x n` elements with leading dimension `ldc`.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn micro(
+                kc: usize,
+                a: *const $t,
+                b: *const $t,
+                c: *mut $t,
+                ldc: isize,
+                m: usize,
+                n: usize,
+                alpha: $t,
+                beta: $t,
+            ) {
+                let mut acc = [[$setzero(); MRV]; NR];
+                for j in 0..NR {
+                    if j < n {
+                        // SAFETY: column j < n of the tile is inside C.
+                        let col = unsafe { c.offset(j as isize * ldc) };
+                        _mm_prefetch::<_MM_HINT_T0>(col.cast());
+                        _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(m - 1).cast());
+                    }
+                }
+                let (mut a, mut b) = (a, b);
+                for _ in 0..kc {
+                    let mut av = [$setzero(); MRV];
+                    for (v, x) in av.iter_mut().enumerate() {
+                        // SAFETY: the A micro-panel holds MR aligned elements per step.
+                        *x = unsafe { $load(a.add(v * LANES)) };
+                    }
+                    for (j, row) in acc.iter_mut().enumerate() {
+                        // SAFETY: the B micro-panel holds NR elements per step.
+                        let bj = $set1(unsafe { *b.add(j) });
+                        for (x, y) in row.iter_mut().zip(av) {
+                            *x = $fmadd(y, bj, *x);
+                        }
+                    }
+                    // SAFETY: both stay within (or one past) their panels.
+                    unsafe {
+                        a = a.add(MR);
+                        b = b.add(NR);
+                    }
+                }
+                let alpha = $set1(alpha);
+                let read_c = beta != 0.0;
+                let beta = $set1(beta);
+                for (j, row) in acc.iter().enumerate() {
+                    if j >= n {
+                        break;
+                    }
+                    for (v, x) in row.iter().enumerate() {
+                        let rows = m.saturating_sub(v * LANES).min(LANES);
+                        if rows == 0 {
+                            break;
+                        }
+                        let mask = (u32::MAX >> (32 - rows)) as $mask;
+                        // SAFETY: rows i < m of column j < n are inside C, and the mask
+                        // keeps the access to them.
+                        unsafe {
+                            let p = c.offset(j as isize * ldc).add(v * LANES);
+                            let r = if read_c {
+                                $fmadd(alpha, *x, $mul(beta, $maskload($setzero(), mask, p)))
+                            } else {
+                                $mul(alpha, *x)
+                            };
+                            $maskstore(p, mask, r);
+                        }
+                    }
+                }
+            }
+
+            /// Packs rows `i0..i0 + mb`, depth `p0..p0 + kb` of `a` into `MR`-tall
+            /// micro-panels (step-major, zero-padded) at `dst`.
+            ///
+            /// # Safety
+            /// The rows and depth lie inside `a`; `dst` holds `mb.div_ceil(MR) * MR * kb`.
+            unsafe fn pack_a(
+                a: Operand<$t>,
+                i0: usize,
+                p0: usize,
+                mb: usize,
+                kb: usize,
+                dst: *mut $t,
+            ) {
+                for (panel, ib) in (0..mb).step_by(MR).enumerate() {
+                    let rows = MR.min(mb - ib);
+                    // SAFETY: inside the caller's bounds, as documented.
+                    unsafe {
+                        let d = dst.add(panel * MR * kb);
+                        if rows < MR {
+                            std::ptr::write_bytes(d, 0, MR * kb);
+                        }
+                        if a.rs == 1 && rows == MR {
+                            for p in 0..kb {
+                                // A constant length, so this is a few vector moves.
+                                std::ptr::copy_nonoverlapping(
+                                    a.at(i0 + ib, p0 + p),
+                                    d.add(p * MR),
+                                    MR,
+                                );
+                            }
+                        } else if a.rs == 1 {
+                            for p in 0..kb {
+                                std::ptr::copy_nonoverlapping(
+                                    a.at(i0 + ib, p0 + p),
+                                    d.add(p * MR),
+                                    rows,
+                                );
+                            }
+                        } else {
+                            for i in 0..rows {
+                                let s = a.at(i0 + ib + i, p0);
+                                for p in 0..kb {
+                                    *d.add(p * MR + i) = *s.offset(p as isize * a.cs);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            /// Packs depth `p0..p0 + kb`, columns `j0..j0 + nb` of `b` into `NR`-wide
+            /// micro-panels (step-major, zero-padded) at `dst`.
+            ///
+            /// # Safety
+            /// As [`pack_a`], with `dst` holding `nb.div_ceil(NR) * NR * kb`.
+            unsafe fn pack_b(
+                b: Operand<$t>,
+                p0: usize,
+                j0: usize,
+                kb: usize,
+                nb: usize,
+                dst: *mut $t,
+            ) {
+                for (panel, jb) in (0..nb).step_by(NR).enumerate() {
+                    let cols = NR.min(nb - jb);
+                    // SAFETY: inside the caller's bounds, as documented.
+                    unsafe {
+                        let d = dst.add(panel * NR * kb);
+                        if cols < NR {
+                            std::ptr::write_bytes(d, 0, NR * kb);
+                        }
+                        if b.cs == 1 {
+                            for p in 0..kb {
+                                std::ptr::copy_nonoverlapping(
+                                    b.at(p0 + p, j0 + jb),
+                                    d.add(p * NR),
+                                    cols,
+                                );
+                            }
+                        } else if cols == NR {
+                            // NR column streams read side by side, each written NR apart.
+                            let src: [*const $t; NR] =
+                                std::array::from_fn(|j| b.at(p0, j0 + jb + j));
+                            for p in 0..kb {
+                                let step = p as isize * b.rs;
+                                for (j, s) in src.iter().enumerate() {
+                                    *d.add(p * NR + j) = *s.offset(step);
+                                }
+                            }
+                        } else {
+                            for j in 0..cols {
+                                let s = b.at(p0, j0 + jb + j);
+                                for p in 0..kb {
+                                    *d.add(p * NR + j) = *s.offset(p as isize * b.rs);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            /// `C = alpha A B + beta C` on one thread, `A` `m x k`, `B` `k x n`, `k > 0`.
+            ///
+            /// # Safety
+            /// AVX-512F must be available and the views valid for these shapes, `C` not
+            /// overlapping `A` or `B`.
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn run(
+                m: usize,
+                n: usize,
+                k: usize,
+                alpha: $t,
+                a: Operand<$t>,
+                b: Operand<$t>,
+                beta: $t,
+                c: Out<$t>,
+            ) {
+                SCRATCH.with_borrow_mut(|s| {
+                    let nc_max = NC.min(n.next_multiple_of(NR));
+                    let kc_max = KC.min(k);
+                    let bp: *mut $t = reserve::<$t>(&mut s.b, kc_max * nc_max);
+                    let ap: *mut $t =
+                        reserve::<$t>(&mut s.a, kc_max * MC.min(m.next_multiple_of(MR)));
+                    for jc in (0..n).step_by(NC) {
+                        let nb = NC.min(n - jc);
+                        for pc in (0..k).step_by(KC) {
+                            let kb = KC.min(k - pc);
+                            let beta = if pc == 0 { beta } else { 1.0 };
+                            // SAFETY: the blocks lie inside the views and the scratch was
+                            // sized for the largest block.
+                            unsafe { pack_b(b, pc, jc, kb, nb, bp) };
+                            for ic in (0..m).step_by(MC) {
+                                let mb = MC.min(m - ic);
+                                // SAFETY: as above.
+                                unsafe { pack_a(a, ic, pc, mb, kb, ap) };
+                                for jr in (0..nb).step_by(NR) {
+                                    for ir in (0..mb).step_by(MR) {
+                                        // SAFETY: the tile lies inside C; the panels were
+                                        // packed above with kb steps each; the caller
+                                        // checked for AVX-512F.
+                                        unsafe {
+                                            let cp = c.ptr.offset(
+                                                (ic + ir) as isize + (jc + jr) as isize * c.ld,
+                                            );
+                                            micro(
+                                                kb,
+                                                ap.add(ir * kb),
+                                                bp.add(jr * kb),
+                                                cp,
+                                                c.ld,
+                                                MR.min(mb - ir),
+                                                NR.min(nb - jr),
+                                                alpha,
+                                                beta,
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    };
+}
+
+packed_gemm!(
+    f64k,
+    f64,
+    __m512d,
+    __mmask8,
+    lanes = 8,
+    mrv = 2,
+    nr = 14,
+    kc = 256,
+    mc = 192,
+    nc = 4032,
+    _mm512_setzero_pd,
+    _mm512_load_pd,
+    _mm512_set1_pd,
+    _mm512_fmadd_pd,
+    _mm512_mul_pd,
+    _mm512_mask_loadu_pd,
+    _mm512_mask_storeu_pd
+);
+
+packed_gemm!(
+    f32k,
+    f32,
+    __m512,
+    __mmask16,
+    lanes = 16,
+    mrv = 2,
+    nr = 12,
+    kc = 384,
+    mc = 256,
+    nc = 4032,
+    _mm512_setzero_ps,
+    _mm512_load_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_mul_ps,
+    _mm512_mask_loadu_ps,
+    _mm512_mask_storeu_ps
+);
+
+/// Whether this CPU runs the packed kernels.
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// One call's arguments, with `C` column-major and `k > 0`.
+#[derive(Clone, Copy)]
+struct Args<T> {
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: Operand<T>,
+    b: Operand<T>,
+    beta: T,
+    c: Out<T>,
+}
+
+// SAFETY: as for `Operand` and `Out`, whose use it bundles.
+unsafe impl<T: Send + Sync> Sync for Args<T> {}
+
+/// The element types with a packed kernel.
+trait Packed: Copy + Send + Sync + 'static {
+    /// The width of a `B` micro-panel, the unit a parallel call splits `C`'s columns by.
+    const NR: usize;
+    /// The call on the calling thread.
+    ///
+    /// # Safety
+    /// AVX-512F must be available and the views valid for the shapes, `C` not overlapping
+    /// `A` or `B`.
+    unsafe fn run_seq(x: Args<Self>);
+}
+
+impl Packed for f64 {
+    const NR: usize = f64k::NR;
+    unsafe fn run_seq(x: Args<f64>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { f64k::run(x.m, x.n, x.k, x.alpha, x.a, x.b, x.beta, x.c) }
+    }
+}
+
+impl Packed for f32 {
+    const NR: usize = f32k::NR;
+    unsafe fn run_seq(x: Args<f32>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { f32k::run(x.m, x.n, x.k, x.alpha, x.a, x.b, x.beta, x.c) }
+    }
+}
+
+/// Runs `x` on up to `threads` threads of rayon's global pool (`0`: all of them).
+///
+/// # Safety
+/// As [`Packed::run_seq`].
+unsafe fn run<P: Packed>(x: Args<P>, threads: usize) {
+    let threads = match threads {
+        0 => rayon::current_num_threads(),
+        t => t,
+    };
+    // One contiguous range of C's columns per thread, whole micro-panels each, and only
+    // when every thread gets several of them.
+    let per = x.n.div_ceil(threads.max(1)).next_multiple_of(P::NR);
+    if threads <= 1 || per >= x.n || per < 4 * P::NR {
+        // SAFETY: forwarded from the caller.
+        unsafe { P::run_seq(x) };
+        return;
+    }
+    use rayon::prelude::*;
+    let starts: Vec<usize> = (0..x.n).step_by(per).collect();
+    // A `move` closure over a reference captures the whole `Args`, which is `Sync`, rather
+    // than its raw-pointer fields one by one.
+    let whole = &x;
+    starts.into_par_iter().for_each(move |j0| {
+        let x = *whole;
+        // SAFETY: as the caller's, on columns j0.. of B and C; the threads' column ranges
+        // are disjoint, so each writes its own part of C.
+        unsafe {
+            let part = Args {
+                n: per.min(x.n - j0),
+                b: Operand {
+                    ptr: x.b.at(0, j0),
+                    ..x.b
+                },
+                c: Out {
+                    ptr: x.c.ptr.offset(j0 as isize * x.c.ld),
+                    ..x.c
+                },
+                ..x
+            };
+            P::run_seq(part)
+        }
+    });
+}
+
+/// `C = alpha A B + beta C` through the packed kernels, if this CPU has them and `C` has a
+/// unit stride in either dimension; `false` (nothing done) otherwise. `A` is `m x k` with
+/// `k > 0`, `B` `k x n`, `C` `m x n`, shapes already checked; `beta = 0` does not read `C`.
+pub(crate) fn gemm<T: Scalar>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    mut c: MatMut<'_, T>,
+    threads: Threads,
+) -> bool {
+    if !available() {
+        return false;
+    }
+    // Column-major C as it is; row-major C as the column-major Cᵀ = Bᵀ Aᵀ.
+    let (a, b, m, n, ld) = if c.row_stride() == 1 {
+        (a, b, c.rows(), c.cols(), c.col_stride())
+    } else if c.col_stride() == 1 {
+        (b.t(), a.t(), c.cols(), c.rows(), c.row_stride())
+    } else {
+        return false;
+    };
+    let operand = |x: MatRef<'_, T>| Operand {
+        ptr: x.as_ptr(),
+        rs: x.row_stride(),
+        cs: x.col_stride(),
+    };
+    let args = Args {
+        m,
+        n,
+        k: a.cols(),
+        alpha,
+        a: operand(a),
+        b: operand(b),
+        beta,
+        c: Out {
+            ptr: c.as_mut_ptr(),
+            ld,
+        },
+    };
+    let args: &dyn std::any::Any = &args;
+    // SAFETY: AVX-512F was checked above; the views are valid for their shapes, and C, a
+    // `MatMut`, does not overlap the inputs.
+    unsafe {
+        if let Some(&x) = args.downcast_ref::<Args<f64>>() {
+            run(x, threads.0);
+        } else if let Some(&x) = args.downcast_ref::<Args<f32>>() {
+            run(x, threads.0);
+        } else {
+            return false;
+        }
+    }
+    true
+}
