@@ -134,8 +134,8 @@ macro_rules! packed_gemm {
                     if j < n {
                         // SAFETY: column j < n of the tile is inside C.
                         let col = unsafe { c.offset(j as isize * ldc) };
-                        _mm_prefetch::<_MM_HINT_T0>(col.cast());
-                        _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(m - 1).cast());
+                        _mm_prefetch::<_MM_HINT_T1>(col.cast());
+                        _mm_prefetch::<_MM_HINT_T1>(col.wrapping_add(m - 1).cast());
                     }
                 }
                 let (mut a, mut b) = (a, b);
@@ -199,37 +199,33 @@ macro_rules! packed_gemm {
                 kb: usize,
                 dst: *mut $t,
             ) {
-                for (panel, ib) in (0..mb).step_by(MR).enumerate() {
-                    let rows = MR.min(mb - ib);
-                    // SAFETY: inside the caller's bounds, as documented.
-                    unsafe {
-                        let d = dst.add(panel * MR * kb);
-                        if rows < MR {
-                            std::ptr::write_bytes(d, 0, MR * kb);
-                        }
-                        if a.rs == 1 && rows == MR {
-                            for p in 0..kb {
-                                // A constant length, so this is a few vector moves.
-                                std::ptr::copy_nonoverlapping(
-                                    a.at(i0 + ib, p0 + p),
-                                    d.add(p * MR),
-                                    MR,
-                                );
-                            }
-                        } else if a.rs == 1 {
-                            for p in 0..kb {
-                                std::ptr::copy_nonoverlapping(
-                                    a.at(i0 + ib, p0 + p),
-                                    d.add(p * MR),
-                                    rows,
-                                );
-                            }
-                        } else {
-                            for i in 0..rows {
-                                let s = a.at(i0 + ib + i, p0);
-                                for p in 0..kb {
-                                    *d.add(p * MR + i) = *s.offset(p as isize * a.cs);
+                let panels = mb.div_ceil(MR);
+                // SAFETY: inside the caller's bounds, as documented.
+                unsafe {
+                    if mb % MR != 0 {
+                        std::ptr::write_bytes(dst.add((panels - 1) * MR * kb), 0, MR * kb);
+                    }
+                    if a.rs == 1 {
+                        // Columns are contiguous: read each one in order, in MR-long runs
+                        // (a constant length for whole panels, so a few vector moves).
+                        for p in 0..kb {
+                            let s = a.at(i0, p0 + p);
+                            for panel in 0..panels {
+                                let (ib, d) = (panel * MR, dst.add(panel * MR * kb + p * MR));
+                                if ib + MR <= mb {
+                                    std::ptr::copy_nonoverlapping(s.add(ib), d, MR);
+                                } else {
+                                    std::ptr::copy_nonoverlapping(s.add(ib), d, mb - ib);
                                 }
+                            }
+                        }
+                    } else {
+                        // Read each row along the depth.
+                        for i in 0..mb {
+                            let s = a.at(i0 + i, p0);
+                            let d = dst.add(i / MR * MR * kb + i % MR);
+                            for p in 0..kb {
+                                *d.add(p * MR) = *s.offset(p as isize * a.cs);
                             }
                         }
                     }
@@ -249,23 +245,30 @@ macro_rules! packed_gemm {
                 nb: usize,
                 dst: *mut $t,
             ) {
-                for (panel, jb) in (0..nb).step_by(NR).enumerate() {
-                    let cols = NR.min(nb - jb);
-                    // SAFETY: inside the caller's bounds, as documented.
-                    unsafe {
-                        let d = dst.add(panel * NR * kb);
-                        if cols < NR {
-                            std::ptr::write_bytes(d, 0, NR * kb);
-                        }
-                        if b.cs == 1 {
-                            for p in 0..kb {
-                                std::ptr::copy_nonoverlapping(
-                                    b.at(p0 + p, j0 + jb),
-                                    d.add(p * NR),
-                                    cols,
-                                );
+                let panels = nb.div_ceil(NR);
+                // SAFETY: inside the caller's bounds, as documented.
+                unsafe {
+                    if nb % NR != 0 {
+                        std::ptr::write_bytes(dst.add((panels - 1) * NR * kb), 0, NR * kb);
+                    }
+                    if b.cs == 1 {
+                        // Rows are contiguous: read each one in order, in NR-long runs.
+                        for p in 0..kb {
+                            let s = b.at(p0 + p, j0);
+                            for panel in 0..panels {
+                                let (jb, d) = (panel * NR, dst.add(panel * NR * kb + p * NR));
+                                if jb + NR <= nb {
+                                    std::ptr::copy_nonoverlapping(s.add(jb), d, NR);
+                                } else {
+                                    std::ptr::copy_nonoverlapping(s.add(jb), d, nb - jb);
+                                }
                             }
-                        } else if cols == NR {
+                        }
+                        return;
+                    }
+                    for panel in 0..panels {
+                        let (jb, d) = (panel * NR, dst.add(panel * NR * kb));
+                        if jb + NR <= nb {
                             // NR column streams read side by side, each written NR apart.
                             let src: [*const $t; NR] =
                                 std::array::from_fn(|j| b.at(p0, j0 + jb + j));
@@ -276,7 +279,7 @@ macro_rules! packed_gemm {
                                 }
                             }
                         } else {
-                            for j in 0..cols {
+                            for j in 0..nb - jb {
                                 let s = b.at(p0, j0 + jb + j);
                                 for p in 0..kb {
                                     *d.add(p * NR + j) = *s.offset(p as isize * b.rs);
