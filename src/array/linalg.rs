@@ -1,6 +1,6 @@
 //! Dense linear algebra on 2-D arrays: GEMM with transposes, SYRK and a tiled Cholesky
-//! factorization. Every tile is one task with a CPU implementation (faer through
-//! `dagger-cpu`, single-threaded per tile so task parallelism never oversubscribes the
+//! factorization. Every tile is one task with a CPU implementation (`dagger-cpu`'s
+//! kernels, single-threaded per tile so task parallelism never oversubscribes the
 //! cores) and, where `dagger-wgpu` has the kernel, a GPU one; the scope and the cost model
 //! decide where each tile runs.
 
@@ -533,7 +533,7 @@ fn first_gpu_pivot(reports: &PivotReports) -> Result<(), NotPositiveDefinite> {
 }
 
 /// Options of GEMM and SYRK tiles: named, and able to use CPU threads the scheduler lends
-/// them when nothing else is waiting (faer runs single-threaded otherwise).
+/// them when nothing else is waiting (the CPU kernels run single-threaded otherwise).
 fn tile_options(name: &'static str) -> crate::Options {
     crate::Options::new().name(name).max_threads(usize::MAX)
 }
@@ -699,7 +699,7 @@ impl<T: Gemm> DArray<T> {
 
     /// [`gemm`](Self::gemm) with a choice of GPU kernel: [`GemmKernel::Tiled`] (the
     /// register-blocked one) or [`GemmKernel::Naive`] (one invocation per element, the
-    /// reference the tiled kernel is measured against). CPU tiles always run faer.
+    /// reference the tiled kernel is measured against). CPU tiles always run `dagger_cpu::gemm`.
     ///
     /// `self` keeps its blocking; `a` and `b` are re-blocked to match it (and each other
     /// along the inner dimension) when they differ. One task per block of `self` sums the
@@ -955,7 +955,7 @@ impl<T: Gemm> DArray<T> {
     /// column, then `syrk` and `gemm` updates of the trailing matrix, all tile tasks of one
     /// datadeps region ordered by the blocks they read and write, so the updates of step `k`
     /// overlap the factorization of step `k + 1`. Every tile kind has a CPU implementation
-    /// (faer) and a WGSL one, so tiles run on CPU threads or GPUs as the scope allows and the
+    /// (`dagger-cpu`) and a WGSL one, so tiles run on CPU threads or GPUs as the scope allows and the
     /// cost model prefers; block versions move between memory spaces as the region needs
     /// them. A non-square blocking is made square along the row cuts. Waits for the
     /// factorization.

@@ -1,5 +1,5 @@
 //! Matrix multiplication of 2-D arrays: one tile task per output block, each a kernel with
-//! a CPU implementation (faer through `dagger-cpu`) and a GPU one (the register-tiled WGSL
+//! a CPU implementation (`dagger_cpu::gemm`) and a GPU one (the register-tiled WGSL
 //! GEMM of `dagger-wgpu`), so the scope alone decides where tiles run. The tiles are
 //! [`gemm`](DArray::gemm)'s.
 
@@ -28,7 +28,7 @@ impl<T: Gemm> DArray<T> {
     /// The matrix product `self · other` of two 2-D arrays, as a new array blocked by
     /// `self`'s rows and `other`'s columns (`other` is re-blocked along its rows to match
     /// `self`'s columns when they differ). Each output block is one task that runs on a CPU
-    /// thread (faer, single-threaded per tile) or a GPU (tiled WGSL), as the scope allows and
+    /// thread (`dagger_cpu::gemm`, single-threaded per tile) or a GPU (tiled WGSL), as the scope allows and
     /// the cost model prefers.
     ///
     /// ```

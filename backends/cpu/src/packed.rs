@@ -186,103 +186,61 @@ macro_rules! packed_gemm {
                 }
             }
 
-            /// Packs rows `i0..i0 + mb`, depth `p0..p0 + kb` of `a` into `MR`-tall
-            /// micro-panels (step-major, zero-padded) at `dst`.
+            /// Packs rows `r0..r0 + rows`, depth `p0..p0 + kb` of `x` into `R`-tall
+            /// micro-panels at `dst`: panel after panel, each `kb` steps of `R` elements,
+            /// zero-padded past `rows`. A's micro-panels are `pack::<MR>(A)`, B's
+            /// `pack::<NR>(Bᵀ)`.
             ///
             /// # Safety
-            /// The rows and depth lie inside `a`; `dst` holds `mb.div_ceil(MR) * MR * kb`.
-            unsafe fn pack_a(
-                a: Operand<$t>,
-                i0: usize,
+            /// The rows and depth lie inside `x`; `dst` holds `rows.div_ceil(R) * R * kb`.
+            unsafe fn pack<const R: usize>(
+                x: Operand<$t>,
+                r0: usize,
                 p0: usize,
-                mb: usize,
+                rows: usize,
                 kb: usize,
                 dst: *mut $t,
             ) {
-                let panels = mb.div_ceil(MR);
+                let panels = rows.div_ceil(R);
                 // SAFETY: inside the caller's bounds, as documented.
                 unsafe {
-                    if mb % MR != 0 {
-                        std::ptr::write_bytes(dst.add((panels - 1) * MR * kb), 0, MR * kb);
+                    if rows % R != 0 {
+                        std::ptr::write_bytes(dst.add((panels - 1) * R * kb), 0, R * kb);
                     }
-                    if a.rs == 1 {
-                        // Columns are contiguous: read each one in order, in MR-long runs
+                    if x.rs == 1 {
+                        // Columns are contiguous: read each one in order, in R-long runs
                         // (a constant length for whole panels, so a few vector moves).
                         for p in 0..kb {
-                            let s = a.at(i0, p0 + p);
+                            let s = x.at(r0, p0 + p);
                             for panel in 0..panels {
-                                let (ib, d) = (panel * MR, dst.add(panel * MR * kb + p * MR));
-                                if ib + MR <= mb {
-                                    std::ptr::copy_nonoverlapping(s.add(ib), d, MR);
+                                let (ib, d) = (panel * R, dst.add(panel * R * kb + p * R));
+                                if ib + R <= rows {
+                                    std::ptr::copy_nonoverlapping(s.add(ib), d, R);
                                 } else {
-                                    std::ptr::copy_nonoverlapping(s.add(ib), d, mb - ib);
-                                }
-                            }
-                        }
-                    } else {
-                        // Read each row along the depth.
-                        for i in 0..mb {
-                            let s = a.at(i0 + i, p0);
-                            let d = dst.add(i / MR * MR * kb + i % MR);
-                            for p in 0..kb {
-                                *d.add(p * MR) = *s.offset(p as isize * a.cs);
-                            }
-                        }
-                    }
-                }
-            }
-
-            /// Packs depth `p0..p0 + kb`, columns `j0..j0 + nb` of `b` into `NR`-wide
-            /// micro-panels (step-major, zero-padded) at `dst`.
-            ///
-            /// # Safety
-            /// As [`pack_a`], with `dst` holding `nb.div_ceil(NR) * NR * kb`.
-            unsafe fn pack_b(
-                b: Operand<$t>,
-                p0: usize,
-                j0: usize,
-                kb: usize,
-                nb: usize,
-                dst: *mut $t,
-            ) {
-                let panels = nb.div_ceil(NR);
-                // SAFETY: inside the caller's bounds, as documented.
-                unsafe {
-                    if nb % NR != 0 {
-                        std::ptr::write_bytes(dst.add((panels - 1) * NR * kb), 0, NR * kb);
-                    }
-                    if b.cs == 1 {
-                        // Rows are contiguous: read each one in order, in NR-long runs.
-                        for p in 0..kb {
-                            let s = b.at(p0 + p, j0);
-                            for panel in 0..panels {
-                                let (jb, d) = (panel * NR, dst.add(panel * NR * kb + p * NR));
-                                if jb + NR <= nb {
-                                    std::ptr::copy_nonoverlapping(s.add(jb), d, NR);
-                                } else {
-                                    std::ptr::copy_nonoverlapping(s.add(jb), d, nb - jb);
+                                    std::ptr::copy_nonoverlapping(s.add(ib), d, rows - ib);
                                 }
                             }
                         }
                         return;
                     }
                     for panel in 0..panels {
-                        let (jb, d) = (panel * NR, dst.add(panel * NR * kb));
-                        if jb + NR <= nb {
-                            // NR column streams read side by side, each written NR apart.
-                            let src: [*const $t; NR] =
-                                std::array::from_fn(|j| b.at(p0, j0 + jb + j));
+                        let (ib, d) = (panel * R, dst.add(panel * R * kb));
+                        if ib + R <= rows {
+                            // R rows read side by side along the depth, each written R
+                            // apart.
+                            let src: [*const $t; R] =
+                                std::array::from_fn(|i| x.at(r0 + ib + i, p0));
                             for p in 0..kb {
-                                let step = p as isize * b.rs;
-                                for (j, s) in src.iter().enumerate() {
-                                    *d.add(p * NR + j) = *s.offset(step);
+                                let step = p as isize * x.cs;
+                                for (i, s) in src.iter().enumerate() {
+                                    *d.add(p * R + i) = *s.offset(step);
                                 }
                             }
                         } else {
-                            for j in 0..nb - jb {
-                                let s = b.at(p0, j0 + jb + j);
+                            for i in 0..rows - ib {
+                                let s = x.at(r0 + ib + i, p0);
                                 for p in 0..kb {
-                                    *d.add(p * NR + j) = *s.offset(p as isize * b.rs);
+                                    *d.add(p * R + i) = *s.offset(p as isize * x.cs);
                                 }
                             }
                         }
@@ -306,6 +264,11 @@ macro_rules! packed_gemm {
                 beta: $t,
                 c: Out<$t>,
             ) {
+                let bt = Operand {
+                    rs: b.cs,
+                    cs: b.rs,
+                    ..b
+                };
                 SCRATCH.with_borrow_mut(|s| {
                     let nc_max = NC.min(n.next_multiple_of(NR));
                     let kc_max = KC.min(k);
@@ -319,11 +282,11 @@ macro_rules! packed_gemm {
                             let beta = if pc == 0 { beta } else { 1.0 };
                             // SAFETY: the blocks lie inside the views and the scratch was
                             // sized for the largest block.
-                            unsafe { pack_b(b, pc, jc, kb, nb, bp) };
+                            unsafe { pack::<NR>(bt, jc, pc, nb, kb, bp) };
                             for ic in (0..m).step_by(MC) {
                                 let mb = MC.min(m - ic);
                                 // SAFETY: as above.
-                                unsafe { pack_a(a, ic, pc, mb, kb, ap) };
+                                unsafe { pack::<MR>(a, ic, pc, mb, kb, ap) };
                                 for jr in (0..nb).step_by(NR) {
                                     for ir in (0..mb).step_by(MR) {
                                         // SAFETY: the tile lies inside C; the panels were

@@ -135,7 +135,8 @@ impl<T: crate::Scalar> Accum<T> {
 ///
 /// A block kernel runs inside one task, and the scheduler already runs one task per CPU
 /// thread, so the default is [`Threads::SEQ`]: the calling thread only. `Threads(n)` with
-/// `n > 1` lets faer split the block over `n` threads of rayon's global pool; `Threads(0)`
+/// `n > 1` lets the kernel (faer's, or the packed GEMM's, which gives each thread a range of
+/// `C`'s columns) split the block over `n` threads of rayon's global pool; `Threads(0)`
 /// means all of them. With the `openblas` feature, the count is given to OpenBLAS
 /// (`openblas_set_num_threads`, process-wide) before each call whose count differs from the
 /// last one; `trsm` and `potrf` run on the calling thread.
