@@ -1,4 +1,5 @@
-//! GFLOP/s of one block kernel call at a given size, single-threaded and with all threads.
+//! GFLOP/s of one block kernel call at a given size, single-threaded and with all threads,
+//! with faer's GEMM beside `gemm` for comparison.
 //!
 //! ```text
 //! cargo run -p dagger-cpu --release --example gemm_gflops -- 1024
@@ -55,6 +56,27 @@ fn run<T: Scalar>(n: usize, threads: Threads) {
     });
     println!(
         "{} gemm  n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
+        T::NAME,
+        threads.0,
+        flops / t / 1e9,
+        t * 1e3
+    );
+    // The same product through faer, which `gemm` falls back to without AVX-512.
+    let t = best_of(3, || {
+        faer::linalg::matmul::matmul(
+            faer::MatMut::from_row_major_slice_mut(&mut c, n, n),
+            faer::Accum::Replace,
+            faer::MatRef::from_row_major_slice(&a, n, n),
+            faer::MatRef::from_row_major_slice(&b, n, n),
+            T::from_f64_rounded(1.0),
+            match threads.0 {
+                1 => faer::Par::Seq,
+                t => faer::Par::rayon(t),
+            },
+        )
+    });
+    println!(
+        "{} faer  n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
         T::NAME,
         threads.0,
         flops / t / 1e9,
