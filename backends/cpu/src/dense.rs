@@ -94,7 +94,8 @@ pub fn gemm<'a, 'b, 'c, T: Scalar>(
     if c.rows() == 0 || c.cols() == 0 {
         return;
     }
-    if a.cols() == 0 {
+    if a.cols() == 0 || alpha == T::from_f64_rounded(0.0) {
+        // As in BLAS, alpha = 0 does not read A and B (no NaN from 0 * inf).
         scale(c, accum.beta(), None);
         return;
     }

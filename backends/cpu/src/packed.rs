@@ -269,6 +269,8 @@ macro_rules! packed_gemm {
                     cs: b.rs,
                     ..b
                 };
+                // The borrow lasts for sequential code only (no rayon call inside), so a
+                // thread never re-enters it.
                 SCRATCH.with_borrow_mut(|s| {
                     let nc_max = NC.min(n.next_multiple_of(NR));
                     let kc_max = KC.min(k);

@@ -283,6 +283,56 @@ fn gemm_across_cache_blocks_f64() {
 }
 
 #[test]
+fn gemm_with_zero_alpha_does_not_read_a_or_b() {
+    let a = [f64::INFINITY, f64::NAN, 1.0, 2.0];
+    let mut c = [1.0f64, 2.0, 3.0, 4.0];
+    gemm(
+        Trans::No,
+        Trans::No,
+        0.0,
+        MatRef::new(&a, 2, 2),
+        MatRef::new(&a, 2, 2),
+        Accum::Scale(3.0),
+        MatMut::new(&mut c, 2, 2),
+        Threads::SEQ,
+    );
+    assert_eq!(c, [3.0, 6.0, 9.0, 12.0]);
+}
+
+#[test]
+fn gemm_from_many_rayon_tasks_at_once() {
+    // Products started from rayon tasks while others split over the same pool: each thread
+    // packs into scratch of its own, whichever product it is working for.
+    use rayon::prelude::*;
+    let n = 200;
+    let mut rng = Rng::new(21);
+    let a: Vec<f64> = rng.vec(n * n);
+    let b: Vec<f64> = rng.vec(n * n);
+    let want =
+        Dense::from_view(MatRef::new(&a, n, n)).matmul(&Dense::from_view(MatRef::new(&b, n, n)));
+    let results: Vec<Vec<f64>> = (0..8)
+        .into_par_iter()
+        .map(|_| {
+            let mut c = vec![0.0; n * n];
+            gemm(
+                Trans::No,
+                Trans::No,
+                1.0,
+                MatRef::new(&a, n, n),
+                MatRef::new(&b, n, n),
+                Accum::Replace,
+                MatMut::new(&mut c, n, n),
+                Threads(0),
+            );
+            c
+        })
+        .collect();
+    for c in &results {
+        check("gemm inside rayon tasks", MatRef::new(c, n, n), &want);
+    }
+}
+
+#[test]
 fn gemm_with_empty_inner_dimension_only_scales() {
     let mut c = [1.0f64, 2.0, 3.0, 4.0];
     let a: [f64; 0] = [];
