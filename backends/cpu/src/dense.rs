@@ -49,7 +49,8 @@ fn prepare<T: Scalar>(
 /// given by `accum`.
 ///
 /// `op(A)` is `m x k`, `op(B)` is `k x n`, `C` is `m x n`. Any of them may be empty; with
-/// `k = 0` the product is zero and only `accum` acts on `C`. Views may have any strides
+/// `k = 0` or `alpha = 0` the product is zero and only `accum` acts on `C` (`A` and `B` are
+/// not read, as in BLAS). Views may have any strides
 /// (row-major slices, ndarray views, transposed views); `C` must not overlap `A` or `B`
 /// (the borrow checker sees to that for safe views).
 ///
@@ -152,7 +153,8 @@ pub fn syrk<'a, 'c, T: Scalar>(
     if c.rows() == 0 {
         return;
     }
-    if a.cols() == 0 {
+    if a.cols() == 0 || alpha == T::from_f64_rounded(0.0) {
+        // As in BLAS, alpha = 0 does not read A.
         scale(c, accum.beta(), Some(triangle));
         return;
     }

@@ -302,6 +302,22 @@ fn gemm_with_zero_alpha_does_not_read_a_or_b() {
 }
 
 #[test]
+fn syrk_with_zero_alpha_does_not_read_a() {
+    let a = [f32::INFINITY, f32::NAN, 1.0, 2.0];
+    let mut c = [1.0f32, 2.0, 3.0, 4.0];
+    syrk(
+        Triangle::Lower,
+        Trans::No,
+        0.0,
+        MatRef::new(&a, 2, 2),
+        Accum::Scale(2.0),
+        MatMut::new(&mut c, 2, 2),
+        Threads::SEQ,
+    );
+    assert_eq!(c, [2.0, 2.0, 6.0, 8.0]); // lower triangle scaled, upper untouched
+}
+
+#[test]
 fn gemm_from_many_rayon_tasks_at_once() {
     // Products started from rayon tasks while others split over the same pool: each thread
     // packs into scratch of its own, whichever product it is working for.
