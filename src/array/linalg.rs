@@ -699,7 +699,8 @@ impl<T: Gemm> DArray<T> {
 
     /// [`gemm`](Self::gemm) with a choice of GPU kernel: [`GemmKernel::Tiled`] (the
     /// register-blocked one) or [`GemmKernel::Naive`] (one invocation per element, the
-    /// reference the tiled kernel is measured against). CPU tiles always run `dagger_cpu::gemm`.
+    /// reference the tiled kernel is measured against). CPU tiles always run
+    /// `dagger_cpu::gemm`.
     ///
     /// `self` keeps its blocking; `a` and `b` are re-blocked to match it (and each other
     /// along the inner dimension) when they differ. One task per block of `self` sums the
@@ -955,9 +956,9 @@ impl<T: Gemm> DArray<T> {
     /// column, then `syrk` and `gemm` updates of the trailing matrix, all tile tasks of one
     /// datadeps region ordered by the blocks they read and write, so the updates of step `k`
     /// overlap the factorization of step `k + 1`. Every tile kind has a CPU implementation
-    /// (`dagger-cpu`) and a WGSL one, so tiles run on CPU threads or GPUs as the scope allows and the
-    /// cost model prefers; block versions move between memory spaces as the region needs
-    /// them. A non-square blocking is made square along the row cuts. Waits for the
+    /// (`dagger-cpu`) and a WGSL one, so tiles run on CPU threads or GPUs as the scope allows
+    /// and the cost model prefers; block versions move between memory spaces as the region
+    /// needs them. A non-square blocking is made square along the row cuts. Waits for the
     /// factorization.
     ///
     /// # Errors

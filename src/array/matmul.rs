@@ -28,8 +28,8 @@ impl<T: Gemm> DArray<T> {
     /// The matrix product `self · other` of two 2-D arrays, as a new array blocked by
     /// `self`'s rows and `other`'s columns (`other` is re-blocked along its rows to match
     /// `self`'s columns when they differ). Each output block is one task that runs on a CPU
-    /// thread (`dagger_cpu::gemm`, single-threaded per tile) or a GPU (tiled WGSL), as the scope allows and
-    /// the cost model prefers.
+    /// thread (`dagger_cpu::gemm`, single-threaded per tile) or a GPU (tiled WGSL), as the
+    /// scope allows and the cost model prefers.
     ///
     /// ```
     /// use dagger::prelude::*;

@@ -85,7 +85,7 @@ struct Out<T> {
 }
 
 // SAFETY: `Operand` and `Out` are raw views used only inside one `gemm` call; the threads
-// of a parallel call read the shared operands and write disjoint column ranges of `C`.
+// of a parallel call read the shared operands and write disjoint ranges of `C`.
 unsafe impl<T: Sync> Send for Operand<T> {}
 // SAFETY: as above.
 unsafe impl<T: Sync> Sync for Operand<T> {}
@@ -96,7 +96,7 @@ unsafe impl<T: Send> Sync for Out<T> {}
 
 macro_rules! packed_gemm {
     (
-        $name:ident, $t:ty, $v:ty, $mask:ty,
+        $name:ident, $t:ty, $mask:ty,
         lanes = $lanes:expr, mrv = $mrv:expr, nr = $nr:expr,
         kc = $kc:expr, mc = $mc:expr, nc = $nc:expr,
         $setzero:ident, $load:ident, $set1:ident, $fmadd:ident, $mul:ident,
@@ -111,7 +111,7 @@ macro_rules! packed_gemm {
             pub(super) const NR: usize = $nr;
             const KC: usize = $kc;
             const MC: usize = $mc;
-            pub(super) const NC: usize = $nc;
+            const NC: usize = $nc;
 
             /// `C[0..m, 0..n] = alpha * Ap Bp + beta * C` for one `MR x NR` tile, `m <= MR`,
             /// `n <= NR`, from `kc` steps of packed panels; `beta = 0` does not read `C`.
@@ -256,17 +256,17 @@ macro_rules! packed_gemm {
             /// # Safety
             /// AVX-512F must be available and the views valid for these shapes, `C` not
             /// overlapping `A` or `B`.
-            #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn run(
-                m: usize,
-                n: usize,
-                k: usize,
-                alpha: $t,
-                a: Operand<$t>,
-                b: Operand<$t>,
-                beta: $t,
-                c: Out<$t>,
-            ) {
+            pub(super) unsafe fn run(x: Args<$t>) {
+                let Args {
+                    m,
+                    n,
+                    k,
+                    alpha,
+                    a,
+                    b,
+                    beta,
+                    c,
+                } = x;
                 let bt = Operand {
                     rs: b.cs,
                     cs: b.rs,
@@ -327,7 +327,6 @@ macro_rules! packed_gemm {
 packed_gemm!(
     f64k,
     f64,
-    __m512d,
     __mmask8,
     lanes = 8,
     mrv = 2,
@@ -347,7 +346,6 @@ packed_gemm!(
 packed_gemm!(
     f32k,
     f32,
-    __m512,
     __mmask16,
     lanes = 16,
     mrv = 2,
@@ -404,7 +402,7 @@ impl Packed for f64 {
     const MR: usize = f64k::MR;
     unsafe fn run_seq(x: Args<f64>) {
         // SAFETY: forwarded from the caller.
-        unsafe { f64k::run(x.m, x.n, x.k, x.alpha, x.a, x.b, x.beta, x.c) }
+        unsafe { f64k::run(x) }
     }
 }
 
@@ -413,7 +411,7 @@ impl Packed for f32 {
     const MR: usize = f32k::MR;
     unsafe fn run_seq(x: Args<f32>) {
         // SAFETY: forwarded from the caller.
-        unsafe { f32k::run(x.m, x.n, x.k, x.alpha, x.a, x.b, x.beta, x.c) }
+        unsafe { f32k::run(x) }
     }
 }
 
@@ -430,16 +428,12 @@ unsafe fn run<P: Packed>(x: Args<P>, threads: usize) {
     // thread gets several of them; otherwise (a short, wide product) a range of rows each,
     // whole register tiles each; otherwise one thread.
     let split = |len: usize, unit: usize| {
-        let per = len.div_ceil(threads.max(1)).next_multiple_of(unit);
+        let per = len.div_ceil(threads).next_multiple_of(unit);
         (threads > 1 && per < len && per >= 4 * unit).then_some(per)
     };
-    enum Split {
-        Cols(usize),
-        Rows(usize),
-    }
-    let how = match (split(x.n, P::NR), split(x.m, P::MR)) {
-        (Some(per), _) => Split::Cols(per),
-        (None, Some(per)) => Split::Rows(per),
+    let (by_rows, per) = match (split(x.n, P::NR), split(x.m, P::MR)) {
+        (Some(per), _) => (false, per),
+        (None, Some(per)) => (true, per),
         (None, None) => {
             // SAFETY: forwarded from the caller.
             unsafe { P::run_seq(x) };
@@ -447,34 +441,17 @@ unsafe fn run<P: Packed>(x: Args<P>, threads: usize) {
         }
     };
     use rayon::prelude::*;
-    let (len, per) = match how {
-        Split::Cols(per) => (x.n, per),
-        Split::Rows(per) => (x.m, per),
-    };
-    let starts: Vec<usize> = (0..len).step_by(per).collect();
+    let starts: Vec<usize> = (0..if by_rows { x.m } else { x.n }).step_by(per).collect();
     // A `move` closure over a reference captures the whole `Args`, which is `Sync`, rather
     // than its raw-pointer fields one by one.
     let whole = &x;
-    let how = &how;
     starts.into_par_iter().for_each(move |s0| {
         let x = *whole;
-        // SAFETY: as the caller's, on columns s0.. of B and C or rows s0.. of A and C; the
+        // SAFETY: as the caller's, on rows s0.. of A and C or columns s0.. of B and C; the
         // threads' ranges are disjoint, so each writes its own part of C.
         unsafe {
-            let part = match how {
-                Split::Cols(_) => Args {
-                    n: per.min(x.n - s0),
-                    b: Operand {
-                        ptr: x.b.at(0, s0),
-                        ..x.b
-                    },
-                    c: Out {
-                        ptr: x.c.ptr.offset(s0 as isize * x.c.ld),
-                        ..x.c
-                    },
-                    ..x
-                },
-                Split::Rows(_) => Args {
+            let part = if by_rows {
+                Args {
                     m: per.min(x.m - s0),
                     a: Operand {
                         ptr: x.a.at(s0, 0),
@@ -485,7 +462,20 @@ unsafe fn run<P: Packed>(x: Args<P>, threads: usize) {
                         ..x.c
                     },
                     ..x
-                },
+                }
+            } else {
+                Args {
+                    n: per.min(x.n - s0),
+                    b: Operand {
+                        ptr: x.b.at(0, s0),
+                        ..x.b
+                    },
+                    c: Out {
+                        ptr: x.c.ptr.offset(s0 as isize * x.c.ld),
+                        ..x.c
+                    },
+                    ..x
+                }
             };
             P::run_seq(part)
         }
