@@ -156,6 +156,11 @@ fn linalg_benches_report_gflops_and_check() {
     assert!(!ok && err.contains("f32 or f64"), "{err}");
     let (ok, _, err) = dagger(&["bench", "syrk", "--kernel", "fast"]);
     assert!(!ok && err.contains("tiled or naive"), "{err}");
+    let (ok, _, err) = dagger(&["bench", "gemm", "--peer", "--dask-block", "0"]);
+    assert!(
+        !ok && err.contains("--dask-block must be at least 1"),
+        "{err}"
+    );
 }
 
 /// Whether a wgpu adapter is present (under `DAGGER_REQUIRE_GPU=1`, it must be).

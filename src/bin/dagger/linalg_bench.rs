@@ -123,6 +123,9 @@ pub(crate) fn gemm_error<T: Gemm + Into<f64>>(
 }
 
 fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.dask_block == Some(0) {
+        return Err("--dask-block must be at least 1 (a chunk size for dask.array)".into());
+    }
     let scope = match args.scope.as_str() {
         "cpu" => Scope::cpu(),
         "gpu" => Scope::gpu(0),
