@@ -3,17 +3,29 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::processor::MemorySpace;
-use crate::task::{TaskError, TaskLabel};
+use crate::error::{TaskError, TaskLabel};
+use crate::processor::{MemorySpace, MoveError, Processor};
 use crate::value::Value;
 
-/// A stored value and the memory space it lives in: what a task produces and a chunk
-/// refers to. Storage sits behind this one type so that other payloads (device-resident,
-/// spilled to disk) can be added without touching the scheduler.
-#[derive(Clone, Debug)]
+/// A stored value, the memory space it lives in and the processor that owns that space:
+/// what a task produces and a chunk refers to. Storage sits behind this one type so that
+/// other payloads (spilled to disk, in a file) can be added without touching the scheduler.
+#[derive(Clone)]
 pub(crate) struct Data {
     pub(crate) value: Value,
     pub(crate) space: MemorySpace,
+    /// The processor whose memory space holds the value, when that is not host memory: it
+    /// moves the value out.
+    pub(crate) home: Option<Arc<dyn Processor>>,
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Data")
+            .field("value", &self.value)
+            .field("space", &self.space)
+            .finish()
+    }
 }
 
 impl Data {
@@ -21,6 +33,32 @@ impl Data {
         Data {
             value,
             space: MemorySpace::LOCAL_HOST,
+            home: None,
+        }
+    }
+
+    /// A value made by (or moved into the space of) `proc`.
+    pub(crate) fn on(value: Value, space: MemorySpace, proc: &Arc<dyn Processor>) -> Self {
+        Data {
+            value,
+            space,
+            home: (!space.is_host()).then(|| proc.clone()),
+        }
+    }
+
+    /// The value in host memory: as it is, or moved out by the processor that holds it.
+    pub(crate) fn to_host(&self) -> Result<Value, MoveError> {
+        match &self.home {
+            None => Ok(self.value.clone()),
+            Some(p) => p.move_out(self.value.clone()),
+        }
+    }
+
+    /// Bytes moving it to host memory would transfer.
+    pub(crate) fn bytes_to_host(&self) -> u64 {
+        match &self.home {
+            None => 0,
+            Some(p) => p.bytes_to_move_out(&self.value),
         }
     }
 }
@@ -30,17 +68,12 @@ pub(crate) fn host_value<T: Send + Sync + 'static>(
     d: &Data,
     task: &TaskLabel,
 ) -> Result<Arc<T>, TaskError> {
-    #[cfg(feature = "wgpu")]
-    let value = crate::gpu::to_host(d)
-        .map_err(|e| TaskError::Move {
-            task: task.clone(),
-            processor: "host".into(),
-            index: 0,
-            error: Arc::new(e),
-        })?
-        .0;
-    #[cfg(not(feature = "wgpu"))]
-    let value = d.value.clone();
+    let value = d.to_host().map_err(|e| TaskError::Move {
+        task: task.clone(),
+        processor: "host".into(),
+        index: 0,
+        error: Arc::new(e),
+    })?;
     let found = value.type_name();
     value
         .downcast_arc::<T>()
@@ -127,10 +160,5 @@ impl<T: Send + Sync + 'static> Chunk<T> {
                 name: "collect".into(),
             },
         )
-    }
-
-    /// Passes this chunk's value to a task as an `Arc<T>` instead of a clone.
-    pub fn shared(&self) -> crate::task::Shared<T> {
-        crate::task::Shared::new(crate::task::args::Dep::Data(self.data.clone()))
     }
 }

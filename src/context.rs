@@ -4,24 +4,21 @@ use std::any::TypeId;
 use std::sync::{Arc, OnceLock};
 
 use crate::chunk::{Chunk, Data};
+use crate::error::TaskError;
+use crate::kernel::KernelCall;
 use crate::log::LogEvent;
 use crate::options::{current_options, function_defaults, Options};
 use crate::processor::{
-    MemorySpace, OsProc, Processor, ProcessorId, ProcessorInfo, ProcessorKind, ThreadProc,
+    Body, MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo, ProcessorKind,
+    TaskFailure, TaskInfo, ThreadProc,
 };
-use crate::sched::{resolve_candidates, Exec, ProcEntry, Runtime, TaskKind};
-
-/// The GPU implementation of a kernel task.
-#[cfg(feature = "wgpu")]
-pub(crate) type GpuPart = Arc<dyn crate::gpu::GpuLaunch>;
-/// Without the `wgpu` feature no task has a GPU implementation.
-#[cfg(not(feature = "wgpu"))]
-pub(crate) type GpuPart = std::convert::Infallible;
+use crate::sched::{
+    resolve_candidates, Candidates, CostKey, Exec, Input, ProcEntry, Runtime, TaskCore, TaskKind,
+    TaskName, Work, FULL_OCCUPANCY,
+};
 use crate::scope::Scope;
 use crate::task::args::{Dep, Deps, TaskArgs, TaskFn};
-use crate::task::{
-    Body, DTask, Input, TaskCore, TaskError, TaskFailure, TaskInfo, TaskName, Work, FULL_OCCUPANCY,
-};
+use crate::task::DTask;
 use crate::value::Value;
 
 /// Error building a [`Context`].
@@ -59,6 +56,9 @@ pub struct Context {
 
 struct ContextInner {
     rt: Arc<Runtime>,
+    /// The device of each GPU processor, by processor index.
+    #[cfg(feature = "wgpu")]
+    gpus: Vec<Option<crate::processor::GpuInfo>>,
 }
 
 impl Drop for ContextInner {
@@ -142,47 +142,39 @@ impl ContextBuilder {
                 Some(os_id),
             );
             e.thread = Some(t);
+            e.prior_gflops = crate::sched::THREAD_PRIOR_GFLOPS;
             procs.push(e);
         }
+        #[cfg(feature = "wgpu")]
+        let mut gpus = vec![None; procs.len()];
         #[cfg(feature = "wgpu")]
         if self.gpus {
             let software = self.software_gpus.unwrap_or_else(|| {
                 std::env::var("DAGGER_SOFTWARE_GPU").is_ok_and(|v| v.trim() == "1")
             });
-            for (i, state) in crate::gpu::devices().devices.iter().enumerate() {
-                let d = state.device.info();
-                let info = crate::processor::GpuInfo {
-                    index: i,
-                    name: d.name.clone(),
-                    backend: d.backend.clone(),
-                    device_type: format!("{:?}", d.device_type).to_ascii_lowercase(),
-                    is_software: d.is_software,
-                    shader_f64: d.shader_f64,
-                    shader_f16: d.shader_f16,
-                    max_storage_binding_size: d.max_storage_binding_size,
-                    max_buffer_size: d.max_buffer_size,
-                };
-                let p = crate::processor::WgpuProc {
-                    default_enabled: !d.is_software || software,
-                    info: info.clone(),
-                };
+            for p in crate::processor::wgpu::discover(software) {
                 let id = ProcessorId::new(process, procs.len() as u32);
-                let mut e = entry(id, Arc::new(p), Exec::Gpu, Some(os_id));
-                e.gpu = Some(i);
-                e.gpu_info = Some(info);
-                e.backend = Some(d.backend.clone());
+                let info = p.info().clone();
+                let mut e = entry(id, Arc::new(p), Exec::Device, Some(os_id));
+                e.gpu = Some(info.index);
+                e.backend = Some(info.backend.clone());
                 procs.push(e);
+                gpus.push(Some(info));
             }
         }
         #[cfg(not(feature = "wgpu"))]
         let _ = (self.gpus, self.software_gpus);
         for p in self.custom {
             let id = ProcessorId::new(process, procs.len() as u32);
-            procs.push(entry(id, p, Exec::Custom, Some(os_id)));
+            procs.push(entry(id, p, Exec::Device, Some(os_id)));
         }
+        #[cfg(feature = "wgpu")]
+        gpus.resize(procs.len(), None);
         Ok(Context {
             inner: Arc::new(ContextInner {
                 rt: Runtime::new(procs),
+                #[cfg(feature = "wgpu")]
+                gpus,
             }),
         })
     }
@@ -201,13 +193,12 @@ fn entry(
         default_enabled: proc.default_enabled(),
         space: proc.memory_space(),
         capacity: proc.capacity().max(1),
+        prior_gflops: proc.prior_gflops().max(1e-9),
         proc,
         exec,
         parent,
         thread: None,
         gpu: None,
-        #[cfg(feature = "wgpu")]
-        gpu_info: None,
         backend: None,
     }
 }
@@ -253,7 +244,7 @@ impl Context {
                 memory_space: p.space,
                 default_enabled: p.default_enabled,
                 #[cfg(feature = "wgpu")]
-                gpu: p.gpu_info.clone(),
+                gpu: self.inner.gpus[p.id.index()].clone(),
             })
             .collect()
     }
@@ -266,13 +257,17 @@ impl Context {
             .procs
             .iter()
             .find(|p| p.gpu == Some(index))
-            .map(|_| crate::gpu::devices().devices[index].device.clone())
+            .map(|_| {
+                crate::processor::wgpu::devices().devices[index]
+                    .device
+                    .clone()
+            })
     }
 
     /// The GPU adapters that were found but could not be opened, with the reason.
     pub fn gpu_errors(&self) -> Vec<String> {
         #[cfg(feature = "wgpu")]
-        return crate::gpu::devices().errors.clone();
+        return crate::processor::wgpu::devices().errors.clone();
         #[cfg(not(feature = "wgpu"))]
         Vec::new()
     }
@@ -417,8 +412,8 @@ impl Context {
         self.submit_kernel(fn_name, fn_type, call_opts, deps, Some(body), None)
     }
 
-    /// [`submit`](Self::submit) for a task that may have a GPU implementation; `body` is
-    /// then its CPU implementation, `None` when it has none.
+    /// [`submit`](Self::submit) for a kernel task (`kernel` set): `body` is its host body,
+    /// by default the kernel's CPU implementation with the call's parameters.
     pub(crate) fn submit_kernel(
         &self,
         fn_name: &'static str,
@@ -426,7 +421,7 @@ impl Context {
         call_opts: Options,
         deps: Deps,
         body: Option<Body>,
-        gpu: Option<GpuPart>,
+        kernel: Option<KernelCall>,
     ) -> Arc<TaskCore> {
         let rt = self.rt();
         let opts = effective_options(fn_type, call_opts);
@@ -445,26 +440,25 @@ impl Context {
             inputs.push(match d {
                 Dep::Task(t) => Input::Task(t),
                 Dep::Data(d) => Input::Data(d),
-                Dep::Thunk(n) => Input::Task(crate::thunk::spawn_node(self, &n)),
+                Dep::Lazy { node, spawn } => Input::Task(spawn(self, &node)),
             });
         }
         let n_args = inputs.len();
         inputs.extend(deps.after.into_iter().map(Input::Task));
         let scope = opts.as_ref().and_then(|o| o.get_scope());
+        let kernel = kernel.map(Arc::new);
+        let body = body.or_else(|| {
+            let k = kernel.as_ref()?;
+            k.kernel().has(&crate::Backend::CPU).then(|| {
+                let k = k.clone();
+                let b: Body = Box::new(move |inputs: &[Value]| k.run_cpu(inputs));
+                b
+            })
+        });
         let host = body.is_some();
         let kind = TaskKind {
             host,
-            #[cfg(feature = "wgpu")]
-            gpu: gpu.as_deref(),
-            #[cfg(not(feature = "wgpu"))]
-            _p: std::marker::PhantomData,
-        };
-        #[cfg(not(feature = "wgpu"))]
-        let _ = &gpu;
-        let kernel_name = if gpu.is_some() {
-            Some(name.as_str().to_owned())
-        } else {
-            None
+            kernel: kernel.as_deref(),
         };
         let candidates = resolve_candidates(rt, scope, &kind, || TaskInfo {
             id: 0,
@@ -472,7 +466,7 @@ impl Context {
             function: fn_name,
             input_types: inputs[..n_args].iter().map(input_type_name).collect(),
             host_closure: host,
-            kernel: kernel_name.clone(),
+            kernel: kernel.clone(),
         });
         let candidates = match candidates {
             Ok(c) => c,
@@ -484,14 +478,14 @@ impl Context {
             }
         };
         let cost_key = match &candidates {
-            crate::sched::Candidates::Set(set) if set.len() > 1 => {
+            Candidates::Set(set) if set.len() > 1 => {
                 let sig: smallvec::SmallVec<[&'static str; 4]> =
                     inputs[..n_args].iter().map(input_type_name).collect();
-                let key = crate::sched::CostKey::new(fn_type, &sig);
+                let key = CostKey::new(fn_type, &sig);
                 // Kernels share one function type per parameter and element type; their
                 // names tell them apart.
-                Some(match &kernel_name {
-                    Some(k) => key.named(k),
+                Some(match &kernel {
+                    Some(k) => key.named(k.kernel().name()),
                     None => key,
                 })
             }
@@ -515,11 +509,11 @@ impl Context {
                 opts,
                 candidates,
                 fn_name,
+                host,
+                kernel,
                 cost_key,
                 time_hint_ns,
                 placed_est_ns: None,
-                #[cfg(feature = "wgpu")]
-                gpu,
             },
         ));
         rt.submit(&task);
@@ -527,19 +521,21 @@ impl Context {
     }
 
     /// Spawns a kernel task: `kernel` with `params` over the array `inputs`, on a GPU or —
-    /// when the kernel has a CPU implementation — a CPU thread, whichever the scope allows
-    /// and the cost model prefers. The result stays on the device it was computed on until
-    /// something else needs it.
+    /// when the kernel has a CPU implementation — a CPU thread or any processor that runs
+    /// CPU implementations, whichever the scope allows and the cost model prefers. The
+    /// result stays on the device it was computed on until something else needs it.
+    ///
+    /// Giving a number of inputs other than the kernel binds fails the task at once.
     #[cfg(feature = "wgpu")]
     pub fn spawn_kernel<P, T>(
         &self,
-        kernel: &crate::gpu::WgslKernel<P, T>,
+        kernel: &crate::WgslKernel<P, T>,
         params: P,
-        inputs: impl IntoIterator<Item = crate::gpu::KernelArg<T>>,
+        inputs: impl IntoIterator<Item = crate::KernelArg<T>>,
     ) -> DTask<Vec<T>>
     where
         P: bytemuck::Pod + Send + Sync,
-        T: crate::gpu::GpuScalar,
+        T: crate::GpuScalar,
     {
         self.spawn_kernel_with(Options::new(), kernel, params, inputs)
     }
@@ -549,13 +545,13 @@ impl Context {
     pub fn spawn_kernel_with<P, T>(
         &self,
         opts: Options,
-        kernel: &crate::gpu::WgslKernel<P, T>,
+        kernel: &crate::WgslKernel<P, T>,
         params: P,
-        inputs: impl IntoIterator<Item = crate::gpu::KernelArg<T>>,
+        inputs: impl IntoIterator<Item = crate::KernelArg<T>>,
     ) -> DTask<Vec<T>>
     where
         P: bytemuck::Pod + Send + Sync,
-        T: crate::gpu::GpuScalar,
+        T: crate::GpuScalar,
     {
         let mut deps = Deps::default();
         for a in inputs {
@@ -580,14 +576,13 @@ impl Context {
                 },
             )));
         }
-        let (body, gpu) = kernel.parts(params);
         DTask::from_core(self.submit_kernel(
-            std::any::type_name::<crate::gpu::WgslKernel<P, T>>(),
-            TypeId::of::<crate::gpu::WgslKernel<P, T>>(),
+            std::any::type_name::<crate::WgslKernel<P, T>>(),
+            TypeId::of::<crate::WgslKernel<P, T>>(),
             opts,
             deps,
-            body,
-            Some(gpu),
+            None,
+            Some(kernel.kernel().call(Value::new(params))),
         ))
     }
 
@@ -604,18 +599,22 @@ impl Context {
         &self,
         value: T,
         proc: ProcessorId,
-    ) -> Result<Chunk<T>, crate::processor::MoveError> {
-        let p = self
-            .rt()
-            .procs
-            .iter()
-            .find(|p| p.id == proc)
-            .expect("processor of this context");
-        let v = p.proc.move_in(MemorySpace::LOCAL_HOST, Value::new(value))?;
-        Ok(Chunk::from_data(Data {
-            value: v,
-            space: p.space,
-        }))
+    ) -> Result<Chunk<T>, MoveError> {
+        let value = Value::new(value);
+        let Some(p) = self.rt().procs.iter().find(|p| p.id == proc) else {
+            return Err(MoveError::Failed {
+                type_name: value.type_name(),
+                from: MemorySpace::LOCAL_HOST,
+                to: MemorySpace::LOCAL_HOST,
+                source: format!(
+                    "processor {proc} is not one of this context's {} processors",
+                    self.rt().procs.len()
+                )
+                .into(),
+            });
+        };
+        let v = p.proc.move_in(MemorySpace::LOCAL_HOST, value)?;
+        Ok(Chunk::from_data(Data::on(v, p.space, &p.proc)))
     }
 
     // ----- logging -------------------------------------------------------------------------------

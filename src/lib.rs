@@ -54,13 +54,15 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+// Layers, lowest first: each module imports only those above it in this list (checked by
+// `tests/layers.rs`). See "Layers" in the crate docs.
 #[cfg(feature = "wgpu")]
 pub mod array;
 mod chunk;
 mod context;
 mod datadeps;
-#[cfg(feature = "wgpu")]
-mod gpu;
+mod error;
+mod kernel;
 mod log;
 mod options;
 pub mod processor;
@@ -78,18 +80,17 @@ pub use array::{
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
 pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, View};
+pub use error::{ScheduleError, TaskError, TaskLabel};
+pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
 pub use processor::{
-    MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo, ProcessorKind,
-    ThreadProc,
+    Completion, MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo,
+    ProcessorKind, TaskCall, TaskFailure, TaskInfo, ThreadProc,
 };
 pub use sched::task_threads;
 pub use scope::{IndexRange, Scope, ScopeError};
-pub use task::{
-    DTask, IntoArg, Moved, Plain, ScheduleError, Shared, TaskCall, TaskError, TaskFailure,
-    TaskInfo, TaskLabel, Val,
-};
+pub use task::{DTask, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
@@ -100,9 +101,11 @@ pub use dagger_wgpu::blas::GemmKernel;
 #[cfg(feature = "wgpu")]
 pub use datadeps::KernelAccess;
 #[cfg(feature = "wgpu")]
-pub use gpu::{Access, DType, GpuScalar, KernelArg, KernelError, WgslKernel, WgslKernelBuilder};
+pub use processor::wgpu::{Access, DType, GpuScalar, KernelError, WgslKernel, WgslKernelBuilder};
 #[cfg(feature = "wgpu")]
 pub use processor::{GpuInfo, WgpuProc};
+#[cfg(feature = "wgpu")]
+pub use task::KernelArg;
 
 /// The names most programs need: `use dagger::prelude::*;`.
 pub mod prelude {

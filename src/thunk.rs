@@ -8,9 +8,37 @@ use parking_lot::Mutex;
 
 use crate::chunk::Chunk;
 use crate::context::{global, Context};
+use crate::error::TaskError;
 use crate::options::{current_options, Options};
-use crate::task::args::{Dep, Deps, Shared, TaskArgs, TaskFn};
-use crate::task::{Body, DTask, TaskCore, TaskError};
+use crate::processor::Body;
+use crate::sched::TaskCore;
+use crate::task::args::{cloned, Cloned, ClonedVec, Dep, Deps, IntoArg, Shared, TaskArgs, TaskFn};
+use crate::task::DTask;
+
+/// The thunk node behind a lazy dependency, if it is one.
+fn as_node(d: &Dep) -> Option<Arc<ThunkNode>> {
+    match d {
+        Dep::Lazy { node, .. } => node.clone().downcast::<ThunkNode>().ok(),
+        _ => None,
+    }
+}
+
+/// A dependency on a thunk: spawned on the context of the task that takes it.
+fn dep(node: &Arc<ThunkNode>) -> Dep {
+    Dep::Lazy {
+        node: node.clone(),
+        spawn: |ctx, node| {
+            let ctx = ctx
+                .downcast_ref::<Context>()
+                .expect("lazy dependencies are spawned by a context");
+            let node = node
+                .clone()
+                .downcast::<ThunkNode>()
+                .expect("a thunk dependency holds a thunk node");
+            spawn_node(ctx, &node)
+        },
+    }
+}
 
 /// A node of a lazy graph.
 pub(crate) struct ThunkNode {
@@ -30,10 +58,8 @@ impl ThunkNode {
             Some((deps, _)) => deps
                 .list
                 .iter()
-                .filter_map(|d| match d {
-                    Dep::Thunk(n) if n.spawned.get().is_none() => Some(n.clone()),
-                    _ => None,
-                })
+                .filter_map(as_node)
+                .filter(|n| n.spawned.get().is_none())
                 .collect(),
             None => Vec::new(),
         }
@@ -45,11 +71,7 @@ impl Drop for ThunkNode {
         let mut stack: Vec<Arc<ThunkNode>> = Vec::new();
         fn harvest(p: Option<(Deps, Body)>, stack: &mut Vec<Arc<ThunkNode>>) {
             if let Some((deps, _)) = p {
-                for d in deps.list {
-                    if let Dep::Thunk(n) = d {
-                        stack.push(n);
-                    }
-                }
+                stack.extend(deps.list.iter().filter_map(as_node));
             }
         }
         harvest(self.pending.get_mut().take(), &mut stack);
@@ -170,7 +192,7 @@ impl<T: Send + Sync + 'static> Thunk<T> {
 
     /// Passes this thunk's value to a task as an `Arc<T>` instead of a clone.
     pub fn shared(&self) -> Shared<T> {
-        Shared::new(Dep::Thunk(self.node.clone()))
+        Shared::new(dep(&self.node))
     }
 
     /// The graph of this thunk and the thunks it depends on, in Graphviz DOT: one node per
@@ -205,10 +227,11 @@ impl<T: Send + Sync + 'static> Thunk<T> {
             "digraph thunks {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
         );
         for n in &nodes {
-            let name =
-                n.opts.get_name().map(str::to_owned).unwrap_or_else(|| {
-                    crate::task::TaskName::Static(n.fn_name).as_str().to_owned()
-                });
+            let name = n.opts.get_name().map(str::to_owned).unwrap_or_else(|| {
+                crate::sched::TaskName::Static(n.fn_name)
+                    .as_str()
+                    .to_owned()
+            });
             let mut label = name.replace('\\', "\\\\").replace('"', "\\\"");
             let mut style = String::new();
             if let Some(t) = n.spawned.get() {
@@ -298,10 +321,8 @@ fn make<R>(
     let inputs = deps
         .list
         .iter()
-        .filter_map(|d| match d {
-            Dep::Thunk(n) => Some(Arc::downgrade(n)),
-            _ => None,
-        })
+        .filter_map(as_node)
+        .map(|n| Arc::downgrade(&n))
         .collect();
     Thunk {
         node: Arc::new(ThunkNode {
@@ -314,5 +335,37 @@ fn make<R>(
             spawned: OnceLock::new(),
         }),
         _t: PhantomData,
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &Thunk<U> {
+    type Out = U;
+    type Getter = Cloned<U>;
+    fn register(self, deps: &mut Deps) -> Cloned<U> {
+        cloned(deps.push(dep(&self.node)))
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for Thunk<U> {
+    type Out = U;
+    type Getter = Cloned<U>;
+    fn register(self, deps: &mut Deps) -> Cloned<U> {
+        cloned(deps.push(dep(&self.node)))
+    }
+}
+
+impl<U: Clone + Send + Sync + 'static> IntoArg for &[Thunk<U>] {
+    type Out = Vec<U>;
+    type Getter = ClonedVec<U>;
+    fn register(self, deps: &mut Deps) -> ClonedVec<U> {
+        let start = deps.list.len();
+        for t in self {
+            deps.push(dep(&t.node));
+        }
+        ClonedVec {
+            start,
+            len: self.len(),
+            _t: PhantomData,
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The element types of a [`DArray`](super::DArray) and the scalar arithmetic its CPU block
 //! kernels share with their WGSL twins.
 
-use crate::gpu::GpuScalar;
+use crate::processor::wgpu::GpuScalar;
 
 mod sealed {
     pub trait Sealed {}

@@ -1,7 +1,7 @@
 //! What can go wrong at the DArray API.
 
-use crate::gpu::KernelError;
-use crate::task::TaskError;
+use crate::error::TaskError;
+use crate::processor::wgpu::KernelError;
 
 use super::expr::ExprError;
 

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::element::{Element, Float};
 use super::error::ArrayError;
 use super::expr::Expr;
-use crate::gpu::{Access, DType, KernelError, WgslKernel};
+use crate::processor::wgpu::{Access, DType, KernelError, WgslKernel};
 
 const MAP: &str = include_str!("../../shaders/array_map.wgsl");
 const ZIP: &str = include_str!("../../shaders/array_zip.wgsl");

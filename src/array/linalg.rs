@@ -17,9 +17,11 @@ use super::domain::Grid;
 use super::{ArrayError, Block, DArray, Gemm};
 use crate::chunk::Chunk;
 use crate::datadeps::Version;
-use crate::gpu::{DType, DeviceInput, GpuArray, GpuLaunch, LaunchDone};
+use crate::error::TaskError;
+use crate::processor::wgpu::{DType, DeviceInput, GpuArray, GpuLaunch, LaunchDone};
+use crate::processor::{Body, TaskFailure};
 use crate::task::args::Deps;
-use crate::task::{Body, DTask, TaskError, TaskFailure};
+use crate::task::DTask;
 use crate::value::Value;
 
 pub(super) fn blas_trans(t: Trans) -> blas::Trans {
@@ -631,7 +633,7 @@ pub(super) fn gemm_tiles<T: Gemm>(
                 tile_options("gemm"),
                 deps,
                 Some(tile.body()),
-                gpu,
+                gpu.map(|g| crate::processor::wgpu::kernel::unnamed_call("tile", g)),
             );
             blocks.push(Block::Task(DTask::from_core(task)));
         }
@@ -853,7 +855,7 @@ impl<T: Gemm> DArray<T> {
                         tile_options("syrk"),
                         deps,
                         Some(tile.body()),
-                        gpu,
+                        gpu.map(|g| crate::processor::wgpu::kernel::unnamed_call("tile", g)),
                     )
                 } else {
                     // C_ij = alpha op(A)_i op(A)_jᵀ + beta C_ij.
@@ -888,7 +890,7 @@ impl<T: Gemm> DArray<T> {
                         tile_options("gemm"),
                         deps,
                         Some(tile.body()),
-                        gpu,
+                        gpu.map(|g| crate::processor::wgpu::kernel::unnamed_call("tile", g)),
                     )
                 };
                 blocks[i * nb + j] = Block::Task(DTask::from_core(task));
@@ -1004,13 +1006,16 @@ impl<T: Gemm> DArray<T> {
                     opts("potrf"),
                     &[(key(k, k), true)],
                     Some(potrf_body::<T>(k, first_row, w(k))),
-                    Some(Arc::new(PotrfTile::<T> {
-                        block: k,
-                        first_row,
-                        n: w(k),
-                        reports: reports.clone(),
-                        _t: PhantomData,
-                    })),
+                    Some(crate::processor::wgpu::kernel::unnamed_call(
+                        "potrf",
+                        Arc::new(PotrfTile::<T> {
+                            block: k,
+                            first_row,
+                            n: w(k),
+                            reports: reports.clone(),
+                            _t: PhantomData,
+                        }),
+                    )),
                 );
                 for i in k + 1..nb {
                     r.submit_versioned(
@@ -1019,11 +1024,14 @@ impl<T: Gemm> DArray<T> {
                         opts("trsm"),
                         &[(key(k, k), false), (key(i, k), true)],
                         Some(trsm_body::<T>(w(i), w(k))),
-                        Some(Arc::new(TrsmTile::<T> {
-                            m: w(i),
-                            n: w(k),
-                            _t: PhantomData,
-                        })),
+                        Some(crate::processor::wgpu::kernel::unnamed_call(
+                            "trsm",
+                            Arc::new(TrsmTile::<T> {
+                                m: w(i),
+                                n: w(k),
+                                _t: PhantomData,
+                            }),
+                        )),
                     );
                 }
                 for i in k + 1..nb {
@@ -1042,7 +1050,7 @@ impl<T: Gemm> DArray<T> {
                         tile_options("syrk"),
                         &[(key(i, k), false), (key(i, i), true)],
                         Some(tile.clone().body()),
-                        Some(tile),
+                        Some(crate::processor::wgpu::kernel::unnamed_call("syrk", tile)),
                     );
                     for j in k + 1..i {
                         // A_ij -= A_ik A_jkᵀ
@@ -1063,7 +1071,7 @@ impl<T: Gemm> DArray<T> {
                             tile_options("gemm"),
                             &[(key(i, k), false), (key(j, k), false), (key(i, j), true)],
                             Some(tile.clone().body()),
-                            Some(tile),
+                            Some(crate::processor::wgpu::kernel::unnamed_call("gemm", tile)),
                         );
                     }
                 }

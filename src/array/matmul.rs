@@ -8,7 +8,7 @@ use dagger_wgpu::blas::{self, GemmKernel};
 
 use super::domain::Grid;
 use super::{ArrayError, DArray, Float};
-use crate::gpu::GpuScalar;
+use crate::processor::wgpu::GpuScalar;
 
 /// Element types with a GEMM on every processor: `f32` and `f64`.
 pub trait Gemm: Float + GpuScalar + dagger_cpu::Scalar {

@@ -55,7 +55,8 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn, Slice};
 
-use crate::gpu::{KernelArg, WgslKernel};
+use crate::processor::wgpu::WgslKernel;
+use crate::task::KernelArg;
 use crate::task::Shared;
 use crate::{Chunk, Context, DTask, Options, Scope, TaskError};
 use domain::{strides, Grid};
@@ -281,7 +282,7 @@ impl<T: Element> DArray<T> {
 
     /// Whether `T` is `f64`, whose `exp`, `log`, `pow` and trigonometry run on CPU threads.
     pub(crate) fn is_f64() -> bool {
-        T::DTYPE == crate::gpu::DType::F64
+        T::DTYPE == crate::DType::F64
     }
 
     // ----- construction ---------------------------------------------------------------

@@ -44,9 +44,12 @@ use parking_lot::lock_api::{ArcRwLockReadGuard, ArcRwLockWriteGuard};
 use parking_lot::{RawRwLock, RwLock};
 
 use crate::context::Context;
+use crate::error::TaskError;
 use crate::options::Options;
+use crate::processor::{Body, TaskFailure};
+use crate::sched::TaskCore;
 use crate::task::args::{ArgGetter, Deps, IntoArg, TaskArgs, TaskFn};
-use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure};
+use crate::task::DTask;
 use crate::value::Value;
 
 #[cfg(feature = "wgpu")]
@@ -350,12 +353,12 @@ fn register<T: Send + Sync + 'static, G: 'static>(
 ) -> GuardGetter<G> {
     let slot = deps.accesses.len();
     let r = region.clone();
-    deps.accesses.push(AccessSpec {
+    deps.accesses.push(Box::new(AccessSpec {
         cell: cell.id,
         region,
         write,
         lock: Box::new(move || Box::new(make(cell.lock, r, write)) as Box<dyn Any>),
-    });
+    }));
     GuardGetter {
         slot,
         _g: PhantomData,
@@ -466,7 +469,13 @@ impl DataRegion<'_> {
     {
         let mut deps = Deps::default();
         let getters = args.register(&mut deps);
-        let accesses = std::mem::take(&mut deps.accesses);
+        let accesses: Vec<AccessSpec> = std::mem::take(&mut deps.accesses)
+            .into_iter()
+            .map(|a| {
+                *a.downcast::<AccessSpec>()
+                    .expect("region accesses are datadeps accesses")
+            })
+            .collect();
         // A task may not take one cell twice when one of the uses writes: it would lock it
         // against itself.
         for (i, a) in accesses.iter().enumerate() {
@@ -475,7 +484,7 @@ impl DataRegion<'_> {
                 .any(|b| b.cell == a.cell && (a.write || b.write))
             {
                 let core = Arc::new(TaskCore::failed(
-                    crate::task::TaskName::Static(std::any::type_name::<F>()),
+                    crate::sched::TaskName::Static(std::any::type_name::<F>()),
                     |task| TaskError::Failed {
                         task,
                         processor: "none".into(),

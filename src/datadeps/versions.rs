@@ -18,11 +18,15 @@ use parking_lot::RwLock;
 
 use super::{Cell, DataRegion, In, InOut, Out, Part};
 use crate::chunk::Data;
-use crate::gpu::{GpuLaunch, GpuScalar, WgslKernel};
+use crate::error::{TaskError, TaskLabel};
+use crate::kernel::KernelCall;
 use crate::options::Options;
+use crate::processor::wgpu::{GpuScalar, WgslKernel};
+use crate::processor::{Body, TaskFailure};
+use crate::sched::{TaskCore, TaskName};
 use crate::scope::Scope;
 use crate::task::args::{Dep, Deps};
-use crate::task::{Body, DTask, TaskCore, TaskError, TaskFailure, TaskName};
+use crate::task::DTask;
 use crate::value::Value;
 
 /// A version of a tracked value: a task's result or a value at hand.
@@ -247,14 +251,13 @@ impl DataRegion<'_> {
                 (a.cell.id, a.write)
             })
             .collect();
-        let (body, gpu) = kernel.parts(params);
         let core = self.submit_versioned(
             kernel.name().to_owned(),
             std::any::TypeId::of::<WgslKernel<P, T>>(),
             opts,
             &keys,
-            body,
-            Some(gpu),
+            None,
+            Some(kernel.kernel().call(Value::new(params))),
         );
         DTask::from_core(core)
     }
@@ -287,7 +290,7 @@ impl DataRegion<'_> {
         opts: Options,
         args: &[(u64, bool)],
         body: Option<Body>,
-        gpu: Option<Arc<dyn GpuLaunch>>,
+        kernel: Option<KernelCall>,
     ) -> Arc<TaskCore> {
         let writes: Vec<u64> = args.iter().filter(|a| a.1).map(|a| a.0).collect();
         let dup = args
@@ -323,7 +326,7 @@ impl DataRegion<'_> {
         };
         let core = self
             .ctx
-            .submit_kernel("datadeps kernel", fn_type, opts, deps, body, gpu);
+            .submit_kernel("datadeps kernel", fn_type, opts, deps, body, kernel);
         for &(key, write) in args {
             self.record(key, Part::Whole, write, &core);
             if write {
@@ -415,12 +418,13 @@ impl DataRegion<'_> {
                 // The value never left the cell.
                 continue;
             };
-            let put = crate::gpu::to_host(&data)
+            let put = data
+                .to_host()
                 .map_err(|e| e.to_string())
-                .and_then(|(v, _)| home.put(&v));
+                .and_then(|v| home.put(&v));
             if let Err(message) = put {
                 first_err.get_or_insert(TaskError::Failed {
-                    task: crate::task::TaskLabel {
+                    task: TaskLabel {
                         id: 0,
                         name: "datadeps check-in".into(),
                     },

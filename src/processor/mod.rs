@@ -5,14 +5,19 @@
 //! has a parent in the processor tree; the root of a process's tree is its [`OsProc`].
 //!
 //! The trait is the public extension point (Dagger.jl's `execute!`, `move`, `iscompatible`,
-//! `default_enabled`); the built-in processors are also matched on directly by the
-//! scheduler so its hot path makes no virtual calls.
+//! `default_enabled`) and the device interface: a processor with a memory space of its own
+//! moves values in and out of it and may finish work asynchronously ([`Processor::launch`]).
+//! The scheduler drives CPU threads directly, and every other processor — the wgpu devices
+//! in [`wgpu`](self::wgpu) among them — through this trait alone.
 
+mod call;
 mod os;
 mod thread;
 #[cfg(feature = "wgpu")]
-mod wgpu;
+pub(crate) mod wgpu;
 
+pub(crate) use call::{drop_payload, panic_message, Body};
+pub use call::{Completion, TaskCall, TaskFailure, TaskInfo};
 pub use os::OsProc;
 pub use thread::ThreadProc;
 #[cfg(feature = "wgpu")]
@@ -20,7 +25,6 @@ pub use wgpu::{GpuInfo, WgpuProc};
 
 use std::fmt;
 
-use crate::task::{TaskCall, TaskFailure, TaskInfo};
 use crate::value::Value;
 
 /// Identifies a processor within a [`Context`](crate::Context).
@@ -164,11 +168,22 @@ pub enum MoveError {
     },
 }
 
-/// Something that runs tasks: Dagger.jl's `Processor` interface.
+/// Something that runs tasks: Dagger.jl's `Processor` interface, and the device interface.
 ///
 /// Implement it to add your own processor to a context with
 /// [`ContextBuilder::processor`](crate::ContextBuilder::processor). The trait is
 /// object-safe; the context keeps processors as `Arc<dyn Processor>`.
+///
+/// A processor computes in one [`MemorySpace`]. Before a task runs, the scheduler brings
+/// each input into that space: [`move_in`](Self::move_in) is told where the value is now;
+/// a value in another processor's space that `move_in` does not take directly is first
+/// brought to host memory by its own processor's [`move_out`](Self::move_out). Results
+/// stay in the space of the processor that made them until something else needs them.
+///
+/// Tasks are closures (host code) or kernels ([`Kernel`](crate::Kernel): named, with an
+/// implementation per [`Backend`](crate::Backend)); [`is_compatible`](Self::is_compatible)
+/// says which this processor takes, and [`launch`](Self::launch) runs one — by default
+/// synchronously through [`execute`](Self::execute), which runs the host body.
 ///
 /// The processor tree (Dagger's `get_parent` and `get_processors`) is kept by the context,
 /// which assigns identifiers: see [`ProcessorInfo`]. A custom processor's parent is its
@@ -218,13 +233,22 @@ pub trait Processor: Send + Sync + 'static {
         false
     }
 
-    /// Whether this processor can run the task described by `task` (its function and the
-    /// types of its inputs).
+    /// Whether this processor can run the task described by `task` (a closure, or a kernel
+    /// it has an implementation for: see [`TaskInfo::has_implementation`]).
     fn is_compatible(&self, task: &TaskInfo) -> bool;
+
+    /// Why this processor cannot run `task`, for the error that lists the processors a
+    /// task could not be placed on.
+    fn incompatibility(&self, task: &TaskInfo) -> String {
+        let _ = task;
+        "not compatible with the task".into()
+    }
 
     /// Converts an input of a task into this processor's memory space. `from` is the space
     /// the value is in now. The default accepts values already in this processor's space
-    /// (and host values when this processor computes in host memory) unchanged.
+    /// (and host values when this processor computes in host memory) unchanged, and refuses
+    /// the others; the scheduler then offers values from other spaces again after moving
+    /// them to the host.
     fn move_in(&self, from: MemorySpace, value: Value) -> Result<Value, MoveError> {
         let to = self.memory_space();
         if from == to || (from.is_host() && to.is_host()) {
@@ -238,14 +262,60 @@ pub trait Processor: Send + Sync + 'static {
         }
     }
 
-    /// Runs a task whose inputs have already been moved in. The default runs it as is.
+    /// Moves a value that lives in this processor's memory space (one of its results, or a
+    /// value its `move_in` made) to host memory, as the type it stands for there. The
+    /// default returns values of a host-memory processor unchanged and refuses otherwise.
+    fn move_out(&self, value: Value) -> Result<Value, MoveError> {
+        let from = self.memory_space();
+        if from.is_host() {
+            Ok(value)
+        } else {
+            Err(MoveError::Unsupported {
+                type_name: value.type_name(),
+                from,
+                to: MemorySpace::LOCAL_HOST,
+            })
+        }
+    }
+
+    /// How many bytes [`move_in`](Self::move_in) would transfer for `value` (now in
+    /// `from`): 0 when it is resident here already. Placement weighs it; the default 0
+    /// means "unknown".
+    fn bytes_to_move_in(&self, from: MemorySpace, value: &Value) -> u64 {
+        let _ = (from, value);
+        0
+    }
+
+    /// How many bytes [`move_out`](Self::move_out) would transfer for `value` (0 when a
+    /// host copy exists already, or unknown).
+    fn bytes_to_move_out(&self, value: &Value) -> u64 {
+        let _ = value;
+        0
+    }
+
+    /// Runs a task whose inputs have already been moved in, on the calling thread. The
+    /// default runs its host body.
     fn execute(&self, call: TaskCall) -> Result<Value, TaskFailure> {
         call.run()
+    }
+
+    /// Starts a task whose inputs have already been moved in, and reports its result
+    /// through `done` — at once, or later from any thread (a device's completion
+    /// callback). The default calls [`execute`](Self::execute) and completes with its
+    /// result. The processor's capacity is held until `done` is called.
+    fn launch(&self, call: TaskCall, done: Completion) {
+        done.complete(self.execute(call));
     }
 
     /// How many tasks of full occupancy the processor runs at once (1 for a thread).
     fn capacity(&self) -> u32 {
         1
+    }
+
+    /// Throughput assumed before run times are measured, in GFLOP/s (flop per ns), for
+    /// kernels that count their flops. Placement learns the real figure from runs.
+    fn prior_gflops(&self) -> f64 {
+        50.0
     }
 }
 

@@ -1,5 +1,5 @@
 use super::{MemorySpace, Processor, ProcessorKind};
-use crate::task::{TaskCall, TaskFailure, TaskInfo};
+use super::{TaskCall, TaskFailure, TaskInfo};
 use crate::value::Value;
 
 /// The process: parent of every other processor of a process (Dagger.jl's `OSProc`).

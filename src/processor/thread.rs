@@ -1,5 +1,5 @@
+use super::TaskInfo;
 use super::{MemorySpace, Processor, ProcessorKind};
-use crate::task::TaskInfo;
 
 /// A CPU worker thread (Dagger.jl's `ThreadProc`).
 ///

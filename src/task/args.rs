@@ -10,16 +10,26 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::chunk::Chunk;
-use crate::task::{DTask, TaskCore, TaskFailure};
-use crate::thunk::{Thunk, ThunkNode};
+use crate::chunk::{Chunk, Data};
+use crate::processor::TaskFailure;
+use crate::sched::TaskCore;
+use crate::task::DTask;
 use crate::value::Value;
+
+/// Turns a lazy dependency into a task when the task that takes it is submitted: given
+/// the submitting context (as `&dyn Any`) and the dependency's node.
+pub(crate) type Spawn =
+    fn(&dyn std::any::Any, &Arc<dyn std::any::Any + Send + Sync>) -> Arc<TaskCore>;
 
 /// A dependency collected while a task is being created.
 pub(crate) enum Dep {
     Task(Arc<TaskCore>),
-    Data(crate::chunk::Data),
-    Thunk(Arc<ThunkNode>),
+    Data(Data),
+    /// A node of a lazy graph, spawned (once) when a task that takes it is submitted.
+    Lazy {
+        node: Arc<dyn std::any::Any + Send + Sync>,
+        spawn: Spawn,
+    },
 }
 
 /// The dependencies of a task under construction, in argument order.
@@ -27,15 +37,16 @@ pub(crate) enum Dep {
 #[derive(Default)]
 pub struct Deps {
     pub(crate) list: SmallVec<[Dep; 4]>,
-    /// In-place accesses (datadeps), in argument order.
-    pub(crate) accesses: Vec<crate::datadeps::AccessSpec>,
+    /// Accesses that order the task among others (datadeps' in-place accesses), in
+    /// argument order; whoever spawns the task knows their type.
+    pub(crate) accesses: Vec<Box<dyn std::any::Any + Send>>,
     /// Tasks that must finish first (and whose failure fails this one) but whose values the
     /// task does not take: datadeps ordering.
     pub(crate) after: SmallVec<[Arc<TaskCore>; 2]>,
 }
 
 impl Deps {
-    fn push(&mut self, d: Dep) -> usize {
+    pub(crate) fn push(&mut self, d: Dep) -> usize {
         self.list.push(d);
         self.list.len() - 1
     }
@@ -201,9 +212,9 @@ impl<U: Send + Sync + 'static> ArgGetter for SharedGetter<U> {
 /// Clones a run of dependencies' values into a `Vec`.
 #[doc(hidden)]
 pub struct ClonedVec<U> {
-    start: usize,
-    len: usize,
-    _t: PhantomData<fn() -> U>,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    pub(crate) _t: PhantomData<fn() -> U>,
 }
 
 impl<U: Clone + Send + Sync + 'static> ArgGetter for ClonedVec<U> {
@@ -216,7 +227,7 @@ impl<U: Clone + Send + Sync + 'static> ArgGetter for ClonedVec<U> {
     }
 }
 
-fn cloned<U>(idx: usize) -> Cloned<U> {
+pub(crate) fn cloned<U>(idx: usize) -> Cloned<U> {
     Cloned {
         idx,
         _t: PhantomData,
@@ -247,22 +258,6 @@ impl<U: Clone + Send + Sync + 'static> IntoArg for &Chunk<U> {
     }
 }
 
-impl<U: Clone + Send + Sync + 'static> IntoArg for &Thunk<U> {
-    type Out = U;
-    type Getter = Cloned<U>;
-    fn register(self, deps: &mut Deps) -> Cloned<U> {
-        cloned(deps.push(Dep::Thunk(self.node.clone())))
-    }
-}
-
-impl<U: Clone + Send + Sync + 'static> IntoArg for Thunk<U> {
-    type Out = U;
-    type Getter = Cloned<U>;
-    fn register(self, deps: &mut Deps) -> Cloned<U> {
-        cloned(deps.push(Dep::Thunk(self.node)))
-    }
-}
-
 impl<U: Clone + Send + Sync + 'static> IntoArg for &[DTask<U>] {
     type Out = Vec<U>;
     type Getter = ClonedVec<U>;
@@ -284,22 +279,6 @@ impl<U: Clone + Send + Sync + 'static> IntoArg for &Vec<DTask<U>> {
     type Getter = ClonedVec<U>;
     fn register(self, deps: &mut Deps) -> ClonedVec<U> {
         self.as_slice().register(deps)
-    }
-}
-
-impl<U: Clone + Send + Sync + 'static> IntoArg for &[Thunk<U>] {
-    type Out = Vec<U>;
-    type Getter = ClonedVec<U>;
-    fn register(self, deps: &mut Deps) -> ClonedVec<U> {
-        let start = deps.list.len();
-        for t in self {
-            deps.push(Dep::Thunk(t.node.clone()));
-        }
-        ClonedVec {
-            start,
-            len: self.len(),
-            _t: PhantomData,
-        }
     }
 }
 
@@ -409,7 +388,7 @@ tuples!(
 );
 
 /// The body of a task that calls `f` with the arguments `getters` take from its inputs.
-pub(crate) fn body<A, F, R>(getters: A::Getters, f: F) -> crate::task::Body
+pub(crate) fn body<A, F, R>(getters: A::Getters, f: F) -> crate::processor::Body
 where
     A: TaskArgs,
     F: TaskFn<A::Outs, R>,
@@ -422,7 +401,7 @@ where
 }
 
 /// [`body`] for a fallible `f`: its `Err` fails the task.
-pub(crate) fn try_body<A, F, R, E>(getters: A::Getters, f: F) -> crate::task::Body
+pub(crate) fn try_body<A, F, R, E>(getters: A::Getters, f: F) -> crate::processor::Body
 where
     A: TaskArgs,
     F: TaskFn<A::Outs, Result<R, E>>,
@@ -435,4 +414,48 @@ where
             .map(Value::new)
             .map_err(|e| TaskFailure::Error(e.into()))
     })
+}
+
+impl<T: Send + Sync + 'static> Chunk<T> {
+    /// Passes this chunk's value to a task as an `Arc<T>` instead of a clone.
+    pub fn shared(&self) -> Shared<T> {
+        Shared::new(Dep::Data(self.data.clone()))
+    }
+}
+
+/// An array input of a kernel task: a task, a chunk, or a value.
+#[cfg(feature = "wgpu")]
+pub struct KernelArg<T> {
+    pub(crate) dep: Dep,
+    _t: PhantomData<fn() -> T>,
+}
+
+#[cfg(feature = "wgpu")]
+impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
+    fn from(t: &DTask<Vec<T>>) -> Self {
+        KernelArg {
+            dep: Dep::Task(t.core.clone()),
+            _t: PhantomData,
+        }
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl<T: crate::GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
+    fn from(c: &Chunk<Vec<T>>) -> Self {
+        KernelArg {
+            dep: Dep::Data(c.data.clone()),
+            _t: PhantomData,
+        }
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl<T: crate::GpuScalar> From<Vec<T>> for KernelArg<T> {
+    fn from(v: Vec<T>) -> Self {
+        KernelArg {
+            dep: Dep::Data(Data::host(Value::new(v))),
+            _t: PhantomData,
+        }
+    }
 }

@@ -1,10 +1,6 @@
-//! GPU processors on wgpu: device discovery, data movement between host and devices, and
-//! the replica cache that keeps a value uploaded once per device.
-
-mod kernel;
-
-pub use kernel::{Access, KernelArg, KernelError, WgslKernel, WgslKernelBuilder};
-pub(crate) use kernel::{DeviceInput, GpuLaunch, LaunchDone};
+//! Device memory: the devices of the process, arrays resident on them, and moving values
+//! between host and devices, with the replica cache that keeps a host value uploaded once
+//! per device.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -13,7 +9,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use dagger_wgpu::{Device, GpuBuffer, GpuError};
 use parking_lot::Mutex;
 
-use crate::chunk::Data;
+use super::DeviceInput;
 use crate::processor::{MemorySpace, MoveError};
 use crate::value::Value;
 
@@ -242,9 +238,9 @@ impl Residence {
     }
 }
 
-/// Where `d` is; `None` for values no device can hold (they never move to one).
-pub(crate) fn residence(d: &Data) -> Option<Residence> {
-    if let Some(arr) = d.value.downcast_ref::<GpuArray>() {
+/// Where `value` is; `None` for values no device can hold (they never move to one).
+pub(crate) fn residence(value: &Value) -> Option<Residence> {
+    if let Some(arr) = value.downcast_ref::<GpuArray>() {
         let mut devices = smallvec::smallvec![arr.device];
         devices.extend(arr.replicas.lock().iter().map(|(i, _)| *i));
         return Some(Residence {
@@ -253,8 +249,8 @@ pub(crate) fn residence(d: &Data) -> Option<Residence> {
             devices,
         });
     }
-    let mover = movers().get(&d.value.type_id_of_value())?;
-    let key = d.value.addr();
+    let mover = movers().get(&value.type_id_of_value())?;
+    let key = value.addr();
     let on = |s: &GpuState| {
         s.replicas
             .lock()
@@ -262,7 +258,7 @@ pub(crate) fn residence(d: &Data) -> Option<Residence> {
             .is_some_and(|(w, _)| w.strong_count() > 0)
     };
     Some(Residence {
-        bytes: ((mover.len)(&d.value) * mover.dtype.size()) as u64,
+        bytes: ((mover.len)(value) * mover.dtype.size()) as u64,
         on_host: true,
         devices: devices()
             .devices
@@ -274,101 +270,96 @@ pub(crate) fn residence(d: &Data) -> Option<Residence> {
     })
 }
 
-/// The host value of `d`, downloading (once) if it lives on a device. Returns the value
-/// and the bytes moved.
-pub(crate) fn to_host(d: &Data) -> Result<(Value, u64), MoveError> {
-    let Some(arr) = d.value.downcast_ref::<GpuArray>() else {
-        return Ok((d.value.clone(), 0));
+/// The host value of `value` (in `space`), downloading it (once) if it is an array on a
+/// device.
+pub(crate) fn to_host(space: MemorySpace, value: &Value) -> Result<Value, MoveError> {
+    let Some(arr) = value.downcast_ref::<GpuArray>() else {
+        return Ok(value.clone());
     };
     if let Some(v) = arr.host.get() {
-        return Ok((v.clone(), 0));
+        return Ok(v.clone());
     }
     let mover = movers()
         .get(&arr.host_type)
         .expect("device arrays come from movable types");
     let dev = &devices().devices[arr.device].device;
     let v = (mover.download)(dev, &arr.buffer, arr.len)
-        .map_err(|e| failed(&d.value, d.space, MemorySpace::LOCAL_HOST, e))?;
-    let v = arr.host.get_or_init(|| v).clone();
-    Ok((v, arr.bytes()))
+        .map_err(|e| failed(value, space, MemorySpace::LOCAL_HOST, e))?;
+    Ok(arr.host.get_or_init(|| v).clone())
 }
 
-/// `d` resident on device `dev`: its buffer, length and type, and the bytes moved to get it
-/// there (0 when it was resident already, on the device or in its replica cache).
-pub(crate) fn to_device(d: &Data, dev: usize) -> Result<(DeviceInput, u64), MoveError> {
+/// `value` (now in `from`) resident on device `dev`: its buffer, length and type, uploaded
+/// unless it was resident already, on the device or in its replica cache.
+pub(crate) fn to_device(
+    from: MemorySpace,
+    value: &Value,
+    dev: usize,
+) -> Result<DeviceInput, MoveError> {
     let to = space_of(dev);
     let state = &devices().devices[dev];
     let info = state.device.info();
-    if let Some(arr) = d.value.downcast_ref::<GpuArray>() {
+    if let Some(arr) = value.downcast_ref::<GpuArray>() {
         let input = |buffer| DeviceInput {
             buffer,
             len: arr.len,
             dtype: arr.dtype,
         };
         if arr.device == dev {
-            return Ok((input(arr.buffer.clone()), 0));
+            return Ok(input(arr.buffer.clone()));
         }
         if let Some((_, b)) = arr.replicas.lock().iter().find(|(i, _)| *i == dev) {
-            return Ok((input(b.clone()), 0));
+            return Ok(input(b.clone()));
         }
         device_holds(info, arr.dtype).map_err(|_| MoveError::Unsupported {
-            type_name: d.value.type_name(),
-            from: d.space,
+            type_name: value.type_name(),
+            from,
             to,
         })?;
-        let (host, moved) = to_host(d)?;
+        let host = to_host(from, value)?;
         let mover = movers().get(&arr.host_type).expect("movable");
-        let buf = Arc::new(
-            (mover.upload)(&host, &state.device).map_err(|e| failed(&d.value, d.space, to, e))?,
-        );
+        let buf =
+            Arc::new((mover.upload)(&host, &state.device).map_err(|e| failed(value, from, to, e))?);
         arr.replicas.lock().push((dev, buf.clone()));
-        return Ok((input(buf), moved + arr.bytes()));
+        return Ok(input(buf));
     }
-    let tid = d.value.type_id_of_value();
+    let tid = value.type_id_of_value();
     let Some(mover) = movers().get(&tid) else {
         return Err(MoveError::Unsupported {
-            type_name: d.value.type_name(),
-            from: d.space,
+            type_name: value.type_name(),
+            from,
             to,
         });
     };
-    if device_holds(info, mover.dtype).is_err() {
+    if device_holds(info, mover.dtype).is_err() || !from.is_host() {
         return Err(MoveError::Unsupported {
-            type_name: d.value.type_name(),
-            from: d.space,
+            type_name: value.type_name(),
+            from,
             to,
         });
     }
-    let len = (mover.len)(&d.value);
-    let key = d.value.addr();
+    let len = (mover.len)(value);
+    let key = value.addr();
     {
         let cache = state.replicas.lock();
         if let Some((weak, buf)) = cache.get(&key) {
             if weak.strong_count() > 0 {
-                return Ok((
-                    DeviceInput {
-                        buffer: buf.clone(),
-                        len,
-                        dtype: mover.dtype,
-                    },
-                    0,
-                ));
+                return Ok(DeviceInput {
+                    buffer: buf.clone(),
+                    len,
+                    dtype: mover.dtype,
+                });
             }
         }
     }
-    let buf = Arc::new(
-        (mover.upload)(&d.value, &state.device).map_err(|e| failed(&d.value, d.space, to, e))?,
-    );
+    let buf =
+        Arc::new((mover.upload)(value, &state.device).map_err(|e| failed(value, from, to, e))?);
     let mut cache = state.replicas.lock();
     // Forget replicas of values that are gone, returning their buffers to the pool.
     cache.retain(|_, (w, _)| w.strong_count() > 0);
-    cache.insert(key, (d.value.downgrade(), buf.clone()));
-    Ok((
-        DeviceInput {
-            buffer: buf,
-            len,
-            dtype: mover.dtype,
-        },
-        (len * mover.dtype.size()) as u64,
-    ))
+    cache.insert(key, (value.downgrade(), buf.clone()));
+    Ok(DeviceInput {
+        buffer: buf,
+        len,
+        dtype: mover.dtype,
+    })
 }

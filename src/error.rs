@@ -1,4 +1,4 @@
-//! Errors of tasks and of scheduling.
+//! Errors of tasks and of scheduling: what a failed task's `fetch` returns.
 
 use std::fmt;
 use std::sync::Arc;
@@ -180,48 +180,4 @@ fn considered_list(c: &[(String, String)]) -> String {
         .map(|(p, why)| format!("{p} ({why})"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// How a task's body or a processor reports failure (see
-/// [`Processor::execute`](crate::Processor::execute)). The scheduler turns it into a
-/// [`TaskError`] naming the task and processor.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum TaskFailure {
-    /// An error.
-    Error(Box<dyn std::error::Error + Send + Sync>),
-    /// A panic, with its message.
-    Panic(String),
-    /// An argument of the wrong type.
-    ArgumentType {
-        /// Which argument.
-        index: usize,
-        /// Expected type.
-        expected: &'static str,
-        /// Given type.
-        found: &'static str,
-    },
-}
-
-impl TaskFailure {
-    /// A failure with a message.
-    pub fn msg(message: impl Into<String>) -> Self {
-        TaskFailure::Error(message.into().into())
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskFailure {
-    fn from(e: E) -> Self {
-        TaskFailure::Error(Box::new(e))
-    }
-}
-
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
 }

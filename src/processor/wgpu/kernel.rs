@@ -1,4 +1,5 @@
-//! Kernels: one operation with a GPU implementation (WGSL) and optionally a CPU one.
+//! WGSL implementations of kernels, and [`WgslKernel`]: a user's WGSL compute shader (with
+//! an optional CPU implementation) as a named kernel.
 
 use std::any::TypeId;
 use std::marker::PhantomData;
@@ -6,13 +7,14 @@ use std::sync::Arc;
 
 use dagger_wgpu::{Binding, BindingInfo, BindingKind, Device, GpuBuffer, GpuError, ShaderError};
 
-use super::{device_holds, DType, GpuArray, GpuScalar};
-use crate::chunk::{Chunk, Data};
-use crate::task::args::Dep;
-use crate::task::DTask;
+use super::memory::{device_holds, DType, GpuArray, GpuScalar};
+use crate::kernel::{Backend, Kernel};
+use crate::processor::TaskFailure;
 use crate::value::Value;
 
-/// An input resident on the device a kernel runs on.
+/// An input resident on the device a kernel runs on: what a wgpu processor's `move_in`
+/// makes of a value.
+#[derive(Clone)]
 pub(crate) struct DeviceInput {
     pub(crate) buffer: Arc<GpuBuffer>,
     pub(crate) len: usize,
@@ -22,7 +24,124 @@ pub(crate) struct DeviceInput {
 /// Called with a kernel's output once the device has finished it.
 pub(crate) type LaunchDone = Box<dyn FnOnce(Result<GpuArray, GpuError>) + Send>;
 
-/// The GPU side of a kernel task, as the scheduler drives it.
+/// A kernel's WGSL implementation, as registered under [`Backend::WGSL`]: launches the
+/// kernel with a call's parameters.
+pub(crate) struct WgslImpl(pub(crate) Arc<dyn WgslLaunch>);
+
+/// Launches a kernel on a device, given the call's parameters.
+pub(crate) trait WgslLaunch: Send + Sync {
+    /// Whether `info`'s device can run the call; the reason if not.
+    fn supports(&self, params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String>;
+    /// Enqueues the work on `device` (inputs already resident there) and returns at once;
+    /// `done` runs when the device has finished.
+    fn launch(
+        &self,
+        params: &Value,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError>;
+}
+
+/// Kernels whose parameters are a [`GpuLaunch`] (the linear-algebra tiles): the WGSL
+/// implementation launches the parameters.
+pub(crate) struct ByParams<P>(PhantomData<fn() -> P>);
+
+impl<P> ByParams<P> {
+    pub(crate) fn new() -> Self {
+        ByParams(PhantomData)
+    }
+}
+
+fn params_of<P: 'static>(params: &Value) -> Result<&P, String> {
+    params.downcast_ref::<P>().ok_or_else(|| {
+        format!(
+            "the kernel's parameters should be `{}` but are `{}`",
+            std::any::type_name::<P>(),
+            params.type_name()
+        )
+    })
+}
+
+impl<P: GpuLaunch + 'static> WgslLaunch for ByParams<P> {
+    fn supports(&self, params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
+        params_of::<P>(params)?.supports(info)
+    }
+
+    fn launch(
+        &self,
+        params: &Value,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError> {
+        let p = params_of::<P>(params).map_err(|message| GpuError::Wgpu {
+            operation: "launching a kernel".into(),
+            message,
+        })?;
+        p.launch(device, device_index, inputs, done)
+    }
+}
+
+/// A kernel whose parameters launch themselves on a GPU and run themselves on a CPU: its
+/// parameters type `P` names it, registered once under `name`.
+pub(crate) fn params_kernel<P>(name: String) -> Kernel
+where
+    P: GpuLaunch + CpuRun + 'static,
+{
+    Kernel::builder(name)
+        .cpu(|params, inputs| {
+            params_of::<P>(params)
+                .map_err(TaskFailure::msg)?
+                .run_cpu(inputs)
+        })
+        .implementation(Backend::WGSL, WgslImpl(Arc::new(ByParams::<P>::new())))
+        .flops(|params| params.downcast_ref::<P>().and_then(GpuLaunch::flops))
+        .register()
+}
+
+/// A kernel call, not registered, around a launch whose parameters it holds itself.
+pub(crate) fn unnamed_call(name: &str, launch: Arc<dyn GpuLaunch>) -> crate::kernel::KernelCall {
+    struct Held;
+    impl WgslLaunch for Held {
+        fn supports(&self, params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
+            params_of::<Arc<dyn GpuLaunch>>(params)?.supports(info)
+        }
+        fn launch(
+            &self,
+            params: &Value,
+            device: &Device,
+            device_index: usize,
+            inputs: &[DeviceInput],
+            done: LaunchDone,
+        ) -> Result<(), GpuError> {
+            params_of::<Arc<dyn GpuLaunch>>(params)
+                .map_err(|message| GpuError::Wgpu {
+                    operation: "launching a kernel".into(),
+                    message,
+                })?
+                .launch(device, device_index, inputs, done)
+        }
+    }
+    Kernel::builder(name)
+        .implementation(Backend::WGSL, WgslImpl(Arc::new(Held)))
+        .flops(|p| {
+            p.downcast_ref::<Arc<dyn GpuLaunch>>()
+                .and_then(|l| l.flops())
+        })
+        .build()
+        .call(Value::new(launch))
+}
+
+/// The CPU side of a kernel whose parameters run themselves.
+pub(crate) trait CpuRun: Send + Sync {
+    /// Computes the result from host inputs.
+    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure>;
+}
+
+/// The GPU side of a kernel whose parameters launch themselves.
 pub(crate) trait GpuLaunch: Send + Sync {
     /// The element type of its arrays.
     fn dtype(&self) -> DType;
@@ -139,12 +258,14 @@ struct Inner<P, T> {
 /// ```
 pub struct WgslKernel<P, T> {
     inner: Arc<Inner<P, T>>,
+    kernel: Kernel,
 }
 
 impl<P, T> Clone for WgslKernel<P, T> {
     fn clone(&self) -> Self {
         WgslKernel {
             inner: self.inner.clone(),
+            kernel: self.kernel.clone(),
         }
     }
 }
@@ -199,41 +320,43 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernel<P, T> {
         &self.inner.inputs
     }
 
-    pub(crate) fn parts(&self, params: P) -> (Option<crate::task::Body>, Arc<dyn GpuLaunch>)
-    where
-        P: 'static,
-    {
-        let launch: Arc<dyn GpuLaunch> = Arc::new(Launcher {
-            inner: self.inner.clone(),
-            params,
-        });
-        let body = self.inner.cpu.as_ref().map(|_| {
-            let inner = self.inner.clone();
-            let b: crate::task::Body = Box::new(move |inputs: &[Value]| {
-                let mut slices: Vec<&[T]> = Vec::with_capacity(inputs.len());
-                for (i, v) in inputs.iter().enumerate() {
-                    let v = v.downcast_ref::<Vec<T>>().ok_or(
-                        crate::task::TaskFailure::ArgumentType {
-                            index: i,
-                            expected: std::any::type_name::<Vec<T>>(),
-                            found: v.type_name(),
-                        },
-                    )?;
-                    slices.push(v);
-                }
-                let lens: Vec<usize> = slices.iter().map(|s| s.len()).collect();
-                let mut out: Vec<T> = match (inner.result_input, &inner.output_len) {
-                    (Some(k), _) => slices[k].to_vec(),
-                    (None, Some(f)) => vec![T::zeroed(); f(&params, &lens)],
-                    (None, None) => unreachable!("checked when built"),
-                };
-                (inner.cpu.as_ref().expect("has a CPU implementation"))(&params, &slices, &mut out);
-                Ok(Value::new(out))
-            });
-            b
-        });
-        (body, launch)
+    /// The kernel it registered: its name, CPU and WGSL implementations.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
     }
+}
+
+/// The CPU implementation of a [`WgslKernel`], on host arrays.
+fn run_cpu<P: bytemuck::Pod, T: GpuScalar>(
+    inner: &Inner<P, T>,
+    params: &P,
+    inputs: &[Value],
+) -> Result<Value, TaskFailure> {
+    let Some(cpu) = inner.cpu.as_ref() else {
+        return Err(TaskFailure::msg(format!(
+            "kernel `{}` has no CPU implementation",
+            inner.name
+        )));
+    };
+    let mut slices: Vec<&[T]> = Vec::with_capacity(inputs.len());
+    for (i, v) in inputs.iter().enumerate() {
+        let v = v
+            .downcast_ref::<Vec<T>>()
+            .ok_or(TaskFailure::ArgumentType {
+                index: i,
+                expected: std::any::type_name::<Vec<T>>(),
+                found: v.type_name(),
+            })?;
+        slices.push(v);
+    }
+    let lens: Vec<usize> = slices.iter().map(|s| s.len()).collect();
+    let mut out: Vec<T> = match (inner.result_input, &inner.output_len) {
+        (Some(k), _) => slices[k].to_vec(),
+        (None, Some(f)) => vec![T::zeroed(); f(params, &lens)],
+        (None, None) => unreachable!("checked when built"),
+    };
+    cpu(params, &slices, &mut out);
+    Ok(Value::new(out))
 }
 
 impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
@@ -331,40 +454,66 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
         let workgroups = self.workgroups.ok_or_else(|| {
             err("no workgroup count: call .workgroups(|params, lens| [x, y, z])".into())
         })?;
+        let inner = Arc::new(Inner {
+            name: self.name,
+            source: self.source.into(),
+            entry: self.entry,
+            inputs: self.inputs,
+            output_len: self.output_len,
+            workgroups,
+            cpu: self.cpu,
+            result_input,
+            _t: PhantomData,
+        });
+        let mut k = Kernel::builder(inner.name.clone()).implementation(
+            Backend::WGSL,
+            WgslImpl(Arc::new(Launcher {
+                inner: inner.clone(),
+            })),
+        );
+        if inner.cpu.is_some() {
+            let cpu_inner = inner.clone();
+            k = k.cpu(move |params, inputs| {
+                let p = params.downcast_ref::<P>().ok_or_else(|| {
+                    TaskFailure::msg(format!(
+                        "kernel `{}` takes parameters of type `{}`, not `{}`",
+                        cpu_inner.name,
+                        std::any::type_name::<P>(),
+                        params.type_name()
+                    ))
+                })?;
+                run_cpu(&cpu_inner, p, inputs)
+            });
+        }
         Ok(WgslKernel {
-            inner: Arc::new(Inner {
-                name: self.name,
-                source: self.source.into(),
-                entry: self.entry,
-                inputs: self.inputs,
-                output_len: self.output_len,
-                workgroups,
-                cpu: self.cpu,
-                result_input,
-                _t: PhantomData,
-            }),
+            inner,
+            kernel: k.register(),
         })
     }
 }
 
 struct Launcher<P, T> {
     inner: Arc<Inner<P, T>>,
-    params: P,
 }
 
-impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> GpuLaunch for Launcher<P, T> {
-    fn dtype(&self) -> DType {
-        T::DTYPE
+impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T> {
+    fn supports(&self, _params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
+        device_holds(info, T::DTYPE)
     }
 
     fn launch(
         &self,
+        params: &Value,
         device: &Device,
         device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
         let inner = &self.inner;
+        let params: &P = params_of::<P>(params).map_err(|message| GpuError::Wgpu {
+            operation: "launching a kernel".into(),
+            message,
+        })?;
         if let Some(bad) = inputs.iter().find(|i| i.dtype != T::DTYPE) {
             return Err(GpuError::Wgpu {
                 operation: "binding kernel inputs".into(),
@@ -381,7 +530,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> GpuLaunch for Launcher<P, T> 
         let (out, out_len) = match (inner.result_input, &inner.output_len) {
             (Some(k), _) => (device.copy(&inputs[k].buffer)?, inputs[k].len),
             (None, Some(f)) => {
-                let n = f(&self.params, &lens);
+                let n = f(params, &lens);
                 (device.zeroed((n * T::DTYPE.size()) as u64)?, n)
             }
             (None, None) => unreachable!("checked when built"),
@@ -389,7 +538,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> GpuLaunch for Launcher<P, T> 
         let out = Arc::new(out);
         let mut bindings: Vec<Binding<'_>> = Vec::with_capacity(inputs.len() + 2);
         if std::mem::size_of::<P>() > 0 {
-            bindings.push(Binding::uniform(&self.params));
+            bindings.push(Binding::uniform(params));
         }
         for (k, i) in inputs.iter().enumerate() {
             if Some(k) == inner.result_input {
@@ -401,7 +550,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> GpuLaunch for Launcher<P, T> 
         if inner.output_len.is_some() {
             bindings.push(Binding::Storage(&out));
         }
-        let workgroups = (inner.workgroups)(&self.params, &lens);
+        let workgroups = (inner.workgroups)(params, &lens);
         let result = out.clone();
         device.launch(&pipeline, &bindings, workgroups, move |r| {
             done(r.map(|()| {
@@ -414,38 +563,5 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> GpuLaunch for Launcher<P, T> 
                 )
             }))
         })
-    }
-}
-
-/// An array input of a kernel task: a task, a chunk, or a value.
-pub struct KernelArg<T> {
-    pub(crate) dep: Dep,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T: GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
-    fn from(t: &DTask<Vec<T>>) -> Self {
-        KernelArg {
-            dep: Dep::Task(t.core.clone()),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<T: GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
-    fn from(c: &Chunk<Vec<T>>) -> Self {
-        KernelArg {
-            dep: Dep::Data(c.data.clone()),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<T: GpuScalar> From<Vec<T>> for KernelArg<T> {
-    fn from(v: Vec<T>) -> Self {
-        KernelArg {
-            dep: Dep::Data(Data::host(Value::new(v))),
-            _t: PhantomData,
-        }
     }
 }

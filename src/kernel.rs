@@ -1,0 +1,277 @@
+//! Kernels: named operations with an implementation per backend.
+//!
+//! A [`Kernel`] is registered once under its name with its implementations — a CPU one over
+//! host values, a WGSL one for wgpu devices, others for processors of your own — and a
+//! flop count. A task that runs a kernel carries a [`KernelCall`] (the kernel and its
+//! parameters); each processor looks for the implementation of its backend and the
+//! scheduler considers only processors that have one. Because kernels have names, another
+//! process running the same program finds the same kernel with [`Kernel::lookup`].
+//!
+//! Closures are not kernels: they have no name and run on the host threads of the process
+//! that made them.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+
+use crate::processor::TaskFailure;
+use crate::value::Value;
+
+/// A kind of kernel implementation: what a processor must run to use it.
+///
+/// ```
+/// use dagger::Backend;
+/// assert_eq!(Backend::CPU.name(), "cpu");
+/// let cuda = Backend::new("cuda");
+/// assert_ne!(cuda, Backend::WGSL);
+/// ```
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Backend(&'static str);
+
+impl Backend {
+    /// Host code over host values: runs on CPU threads and on any processor that runs host
+    /// code.
+    pub const CPU: Backend = Backend("cpu");
+    /// A WGSL compute shader, run by wgpu devices.
+    pub const WGSL: Backend = Backend("wgsl");
+
+    /// A backend of your own (a CUDA device, a remote service, ...).
+    pub const fn new(name: &'static str) -> Backend {
+        Backend(name)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A kernel's CPU implementation: its parameters and its inputs (host values) to its result.
+pub type CpuImpl = dyn Fn(&Value, &[Value]) -> Result<Value, TaskFailure> + Send + Sync;
+
+type Flops = dyn Fn(&Value) -> Option<f64> + Send + Sync;
+
+struct KernelDef {
+    name: Arc<str>,
+    cpu: Option<Arc<CpuImpl>>,
+    impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
+    flops: Option<Box<Flops>>,
+}
+
+/// A named operation with implementations per backend.
+///
+/// ```
+/// use dagger::{Backend, Kernel, Value};
+///
+/// let double = Kernel::builder("example.double")
+///     .cpu(|_params: &Value, inputs: &[Value]| {
+///         let x = inputs[0].downcast_ref::<Vec<f64>>().expect("a Vec<f64>");
+///         Ok(Value::new(x.iter().map(|v| 2.0 * v).collect::<Vec<f64>>()))
+///     })
+///     .flops(|_| Some(1.0))
+///     .register();
+/// assert!(double.has(&Backend::CPU));
+/// assert!(!double.has(&Backend::WGSL));
+/// let found = Kernel::lookup("example.double").expect("registered");
+/// assert_eq!(found.name(), "example.double");
+/// let out = found.run_cpu(&Value::new(()), &[Value::new(vec![1.0f64, 2.0])])?;
+/// assert_eq!(out.downcast_ref::<Vec<f64>>(), Some(&vec![2.0, 4.0]));
+/// # Ok::<(), dagger::TaskFailure>(())
+/// ```
+#[derive(Clone)]
+pub struct Kernel {
+    def: Arc<KernelDef>,
+}
+
+impl fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernel")
+            .field("name", &self.def.name)
+            .field("backends", &self.backends().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl PartialEq for Kernel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.def, &other.def)
+    }
+}
+
+fn registry() -> &'static RwLock<HashMap<Arc<str>, Kernel>> {
+    static R: OnceLock<RwLock<HashMap<Arc<str>, Kernel>>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+impl Kernel {
+    /// Starts a kernel named `name`. Names are global to the process: use a prefix of your
+    /// own (`"mylib.op"`).
+    pub fn builder(name: impl Into<String>) -> KernelBuilder {
+        KernelBuilder {
+            name: name.into(),
+            cpu: None,
+            impls: Vec::new(),
+            flops: None,
+        }
+    }
+
+    /// The kernel registered under `name`, if any.
+    pub fn lookup(name: &str) -> Option<Kernel> {
+        registry().read().get(name).cloned()
+    }
+
+    /// The names of every registered kernel, sorted.
+    pub fn registered() -> Vec<String> {
+        let mut v: Vec<String> = registry().read().keys().map(|k| k.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// Whether it has an implementation for `backend`.
+    pub fn has(&self, backend: &Backend) -> bool {
+        if *backend == Backend::CPU {
+            return self.def.cpu.is_some();
+        }
+        self.def.impls.iter().any(|(b, _)| b == backend)
+    }
+
+    /// The backends it has implementations for.
+    pub fn backends(&self) -> impl Iterator<Item = Backend> + '_ {
+        self.def
+            .cpu
+            .as_ref()
+            .map(|_| Backend::CPU)
+            .into_iter()
+            .chain(self.def.impls.iter().map(|(b, _)| *b))
+    }
+
+    /// The implementation for `backend` (not the CPU one: see [`run_cpu`](Self::run_cpu)),
+    /// to be downcast to the type its backend defines.
+    pub fn implementation(&self, backend: &Backend) -> Option<&(dyn Any + Send + Sync)> {
+        self.def
+            .impls
+            .iter()
+            .find(|(b, _)| b == backend)
+            .map(|(_, i)| &**i)
+    }
+
+    /// Runs the CPU implementation on host values.
+    pub fn run_cpu(&self, params: &Value, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        match &self.def.cpu {
+            Some(f) => f(params, inputs),
+            None => Err(TaskFailure::msg(format!(
+                "kernel `{}` has no CPU implementation",
+                self.def.name
+            ))),
+        }
+    }
+
+    /// The kernel with `params`: what a task runs.
+    pub fn call(&self, params: Value) -> KernelCall {
+        let flops = self.def.flops.as_ref().and_then(|f| f(&params));
+        KernelCall {
+            kernel: self.clone(),
+            params,
+            flops,
+        }
+    }
+}
+
+/// Builds a [`Kernel`].
+#[must_use]
+pub struct KernelBuilder {
+    name: String,
+    cpu: Option<Arc<CpuImpl>>,
+    impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
+    flops: Option<Box<Flops>>,
+}
+
+impl KernelBuilder {
+    /// The CPU implementation.
+    pub fn cpu(
+        mut self,
+        f: impl Fn(&Value, &[Value]) -> Result<Value, TaskFailure> + Send + Sync + 'static,
+    ) -> Self {
+        self.cpu = Some(Arc::new(f));
+        self
+    }
+
+    /// The implementation for another backend; its type is what that backend's processors
+    /// downcast [`Kernel::implementation`] to.
+    pub fn implementation(mut self, backend: Backend, i: impl Any + Send + Sync) -> Self {
+        self.impls.retain(|(b, _)| *b != backend);
+        self.impls.push((backend, Arc::new(i)));
+        self
+    }
+
+    /// Floating-point operations one call performs, from its parameters: placement
+    /// estimates run times from it before any have been measured.
+    pub fn flops(mut self, f: impl Fn(&Value) -> Option<f64> + Send + Sync + 'static) -> Self {
+        self.flops = Some(Box::new(f));
+        self
+    }
+
+    /// Makes the kernel and registers it under its name, replacing an earlier kernel of
+    /// that name for [`Kernel::lookup`] (tasks already holding the earlier one keep it).
+    pub fn register(self) -> Kernel {
+        let k = self.build();
+        registry().write().insert(k.def.name.clone(), k.clone());
+        k
+    }
+
+    /// Makes the kernel without registering it (it cannot be found by name).
+    pub(crate) fn build(self) -> Kernel {
+        Kernel {
+            def: Arc::new(KernelDef {
+                name: self.name.into(),
+                cpu: self.cpu,
+                impls: self.impls,
+                flops: self.flops,
+            }),
+        }
+    }
+}
+
+/// A kernel with its parameters: the work of a kernel task.
+#[derive(Clone, Debug)]
+pub struct KernelCall {
+    kernel: Kernel,
+    params: Value,
+    flops: Option<f64>,
+}
+
+impl KernelCall {
+    /// The kernel.
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Its parameters.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+
+    /// The floating-point operations of this call, if the kernel counts them.
+    pub fn flops(&self) -> Option<f64> {
+        self.flops
+    }
+
+    /// Runs the kernel's CPU implementation on host values.
+    pub fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        self.kernel.run_cpu(&self.params, inputs)
+    }
+}

@@ -1,0 +1,334 @@
+//! Execution: moving a task's inputs to the processor chosen for it, running it, and turning
+//! its outcome into a result.
+//!
+//! Two paths: CPU threads run the task's host body inline on the worker thread; every other
+//! processor (a GPU, a device or processor of a user's) is reached through the
+//! [`Processor`](crate::Processor) trait alone — inputs through `move_in` (told where each
+//! value is) with a hop through host memory by the owning processor's `move_out` when needed,
+//! then `launch` with a completion that finishes the task from whatever thread calls it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use smallvec::SmallVec;
+
+use super::task::{Input, Work};
+use super::worker::WorkerLocal;
+use super::{Job, Runtime};
+use crate::chunk::Data;
+use crate::error::TaskError;
+use crate::log::{EventKind, LogEvent};
+use crate::options::CurrentGuard;
+use crate::processor::{
+    drop_payload, panic_message, Completion, MemorySpace, MoveError, TaskCall, TaskFailure,
+    TaskInfo,
+};
+use crate::value::Value;
+
+impl Runtime {
+    /// The value of `d` moved into the memory space of slot `s`'s processor, and the bytes
+    /// that moved (counted only when `count` is set).
+    fn move_to(&self, d: &Data, s: usize, count: bool) -> Result<(Value, u64), MoveError> {
+        let entry = &self.procs[s];
+        if entry.exec == super::Exec::Thread {
+            let bytes = if count { d.bytes_to_host() } else { 0 };
+            return d.to_host().map(|v| (v, bytes));
+        }
+        let bytes = if count && d.space != entry.space {
+            entry.proc.bytes_to_move_in(d.space, &d.value)
+        } else {
+            0
+        };
+        match entry.proc.move_in(d.space, d.value.clone()) {
+            Ok(v) => Ok((v, bytes)),
+            // Another processor's value that this one does not take directly: through the
+            // host, moved out by the processor that holds it.
+            Err(MoveError::Unsupported { .. }) if !d.space.is_host() && d.home.is_some() => {
+                let out = if count { d.bytes_to_host() } else { 0 };
+                let host = d.to_host()?;
+                let bytes = if count {
+                    out + entry.proc.bytes_to_move_in(MemorySpace::LOCAL_HOST, &host)
+                } else {
+                    0
+                };
+                entry
+                    .proc
+                    .move_in(MemorySpace::LOCAL_HOST, host)
+                    .map(|v| (v, bytes))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves the arguments of `work` to slot `s`; logs the move.
+    fn move_inputs(
+        &self,
+        job: &Job,
+        s: usize,
+        work: &Work,
+        logging: bool,
+    ) -> Result<SmallVec<[Value; 4]>, TaskError> {
+        let start = if logging { self.now_ns() } else { 0 };
+        let mut inputs: SmallVec<[Value; 4]> = SmallVec::with_capacity(work.n_args);
+        let mut moved = 0u64;
+        let mut moved_from = Vec::new();
+        for (k, i) in work.inputs[..work.n_args].iter().enumerate() {
+            let d = i.data().expect("inputs of a ready task succeeded");
+            match self.move_to(&d, s, logging) {
+                Ok((v, bytes)) => {
+                    moved += bytes;
+                    if let (true, Input::Task(t)) = (bytes > 0, i) {
+                        moved_from.push(t.id);
+                    }
+                    inputs.push(v);
+                }
+                Err(e) => {
+                    return Err(TaskError::Move {
+                        task: job.label(),
+                        processor: self.proc_label(s),
+                        index: k,
+                        error: Arc::new(e),
+                    })
+                }
+            }
+        }
+        if logging && moved > 0 {
+            self.log.record(LogEvent {
+                kind: EventKind::Move,
+                task: job.id,
+                name: job.name.as_str().into(),
+                processor: self.procs[s].id,
+                start_ns: start,
+                end_ns: self.now_ns(),
+                bytes_moved: moved,
+                inputs: moved_from,
+                ok: true,
+            });
+        }
+        Ok(inputs)
+    }
+
+    /// Runs a job on CPU thread slot `s` on the calling worker: moves its inputs to host
+    /// memory, runs its body, logs it and completes it.
+    pub(super) fn run_job(self: &Arc<Self>, job: &Job, s: usize, l: &WorkerLocal, occ: u32) {
+        let Some(work) = job.work.lock().take() else {
+            return;
+        };
+        let entry = &self.procs[s];
+        job.ran_on.store(s as u32, Ordering::Relaxed);
+        let logging = self.log.enabled();
+        let moved = self.move_inputs(job, s, &work, logging);
+        let start = if logging { self.now_ns() } else { 0 };
+        let input_ids = if logging {
+            input_ids(&work)
+        } else {
+            Vec::new()
+        };
+        let cost = work.cost_key.zip(work.placed_est_ns);
+        let timer = cost.map(|_| Instant::now());
+        drop(work.inputs);
+        let result = match moved {
+            Err(e) => Err(e),
+            Ok(inputs) => {
+                let _opts = CurrentGuard::set(work.opts);
+                let prev_in_task = l.in_task.replace(true);
+                let prev_occ = l.cur_occ.replace(occ);
+                let body = work.body;
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _span = tracing::trace_span!(
+                        "task",
+                        id = job.id,
+                        name = %job.name,
+                        processor = %entry.id
+                    )
+                    .entered();
+                    body(&inputs)
+                }));
+                l.in_task.set(prev_in_task);
+                l.cur_occ.set(prev_occ);
+                drop(inputs);
+                self.to_result(job, s, out)
+            }
+        };
+        if let (Some((key, est)), Some(t0)) = (cost, timer) {
+            self.cost
+                .record(key, self.cost_class(s), t0.elapsed().as_nanos() as u64);
+            self.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+        }
+        if logging {
+            let end = self.now_ns();
+            l.log.lock().push(LogEvent {
+                kind: EventKind::Task,
+                task: job.id,
+                name: job.name.as_str().into(),
+                processor: entry.id,
+                start_ns: start,
+                end_ns: end,
+                bytes_moved: 0,
+                inputs: input_ids,
+                ok: result.is_ok(),
+            });
+        }
+        self.complete(job, result);
+    }
+
+    /// Runs a job on a processor reached through the trait (slot `s`, `occ` units of its
+    /// capacity reserved): moves its inputs in and launches it. Its completion — at once or
+    /// later, from any thread — completes the task and gives the capacity back.
+    pub(super) fn run_device_job(self: &Arc<Self>, job: Job, s: usize, occ: u32, l: &WorkerLocal) {
+        let Some(work) = job.work.lock().take() else {
+            self.finish_device_job(
+                &job,
+                s,
+                occ,
+                Err(TaskError::Cancelled { task: job.label() }),
+            );
+            return;
+        };
+        let entry = &self.procs[s];
+        job.ran_on.store(s as u32, Ordering::Relaxed);
+        let logging = self.log.enabled();
+        let inputs = match self.move_inputs(&job, s, &work, logging) {
+            Ok(i) => i,
+            Err(e) => {
+                if let Some((_, est)) = work.cost_key.zip(work.placed_est_ns) {
+                    self.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+                }
+                self.finish_device_job(&job, s, occ, Err(e));
+                return;
+            }
+        };
+        let start = self.now_ns();
+        let input_ids = if logging {
+            input_ids(&work)
+        } else {
+            Vec::new()
+        };
+        let cost = work.cost_key.zip(work.placed_est_ns);
+        let info = TaskInfo {
+            id: job.id,
+            name: job.name.as_str().to_owned(),
+            function: work.fn_name,
+            input_types: inputs.iter().map(|v| v.type_name()).collect(),
+            host_closure: work.host,
+            kernel: work.kernel.clone(),
+        };
+        let call = TaskCall {
+            info,
+            inputs: inputs.into_vec(),
+            body: work.body,
+        };
+        drop(work.inputs);
+        let rt = self.clone();
+        let job2 = job.clone();
+        let timer = Instant::now();
+        let done = Completion::new(move |out: Result<Value, TaskFailure>| {
+            let result = rt.to_result(&job2, s, Ok(out));
+            if let Some((key, est)) = cost {
+                rt.cost
+                    .record(key, rt.cost_class(s), timer.elapsed().as_nanos() as u64);
+                rt.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+            }
+            if logging {
+                rt.log.record(LogEvent {
+                    kind: EventKind::Task,
+                    task: job2.id,
+                    name: job2.name.as_str().into(),
+                    processor: rt.procs[s].id,
+                    start_ns: start,
+                    end_ns: rt.now_ns(),
+                    bytes_moved: 0,
+                    inputs: input_ids,
+                    ok: result.is_ok(),
+                });
+            }
+            rt.finish_device_job(&job2, s, occ, result);
+        });
+        let _opts = CurrentGuard::set(work.opts);
+        let prev_in_task = l.in_task.replace(true);
+        let prev_occ = l.cur_occ.replace(occ);
+        let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _span = tracing::trace_span!(
+                "task",
+                id = job.id,
+                name = %job.name,
+                processor = %entry.id
+            )
+            .entered();
+            entry.proc.launch(call, done);
+        }));
+        l.in_task.set(prev_in_task);
+        l.cur_occ.set(prev_occ);
+        // A panicking launch dropped its completion, which failed the task.
+        if let Err(p) = launched {
+            drop_payload(p);
+        }
+    }
+
+    fn finish_device_job(
+        self: &Arc<Self>,
+        job: &Job,
+        s: usize,
+        occ: u32,
+        result: Result<Data, TaskError>,
+    ) {
+        self.complete(job, result);
+        self.slots[s].active.fetch_sub(1, Ordering::AcqRel);
+        self.slots[s].release(occ);
+        self.wake_for(s, false);
+    }
+
+    pub(super) fn to_result(
+        &self,
+        job: &Job,
+        s: usize,
+        out: std::thread::Result<Result<Value, TaskFailure>>,
+    ) -> Result<Data, TaskError> {
+        let entry = &self.procs[s];
+        match out {
+            Ok(Ok(v)) => Ok(Data::on(v, entry.space, &entry.proc)),
+            Ok(Err(TaskFailure::Error(e))) => Err(TaskError::Failed {
+                task: job.label(),
+                processor: self.proc_label(s),
+                cause: Arc::from(e),
+            }),
+            Ok(Err(TaskFailure::Panic(message))) => Err(TaskError::Panicked {
+                task: job.label(),
+                processor: self.proc_label(s),
+                message,
+            }),
+            Ok(Err(TaskFailure::ArgumentType {
+                index,
+                expected,
+                found,
+            })) => Err(TaskError::ArgumentType {
+                task: job.label(),
+                processor: self.proc_label(s),
+                index,
+                expected,
+                found,
+            }),
+            Err(p) => {
+                let message = panic_message(&*p);
+                drop_payload(p);
+                Err(TaskError::Panicked {
+                    task: job.label(),
+                    processor: self.proc_label(s),
+                    message,
+                })
+            }
+        }
+    }
+}
+
+/// The tasks a job waited for, for the event log.
+fn input_ids(work: &Work) -> Vec<u64> {
+    work.inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Task(t) => Some(t.id),
+            Input::Data(_) => None,
+        })
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! The queues and capacity of one processor.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_deque::{Injector, Steal};
+use parking_lot::{Condvar, Mutex};
+
+use super::Job;
+
+/// Queues and capacity of one processor.
+pub(super) struct Slot {
+    pub(super) pinned: Injector<Job>,
+    pub(super) shared: Injector<Job>,
+    /// Occupancy units in use.
+    pub(super) used: AtomicU32,
+    pub(super) capacity: u32,
+    /// Jobs taken from the queues and not yet finished.
+    pub(super) active: AtomicUsize,
+    pub(super) sleepers: AtomicU32,
+    pub(super) sleep_lock: Mutex<()>,
+    pub(super) sleep_cv: Condvar,
+    pub(super) cap_waiters: AtomicU32,
+    pub(super) cap_lock: Mutex<()>,
+    pub(super) cap_cv: Condvar,
+    /// Estimated nanoseconds of queued work placed here by cost (not counting stealable work).
+    pub(super) queued_ns: AtomicU64,
+}
+
+impl Slot {
+    pub(super) fn new(capacity: u32) -> Self {
+        Slot {
+            pinned: Injector::new(),
+            shared: Injector::new(),
+            used: AtomicU32::new(0),
+            capacity,
+            active: AtomicUsize::new(0),
+            sleepers: AtomicU32::new(0),
+            sleep_lock: Mutex::new(()),
+            sleep_cv: Condvar::new(),
+            cap_waiters: AtomicU32::new(0),
+            cap_lock: Mutex::new(()),
+            cap_cv: Condvar::new(),
+            queued_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn try_reserve(&self, occ: u32) -> bool {
+        let mut cur = self.used.load(Ordering::Acquire);
+        loop {
+            if cur != 0 && cur + occ > self.capacity {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                cur,
+                cur + occ,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    pub(super) fn reserve_blocking(&self, occ: u32) {
+        if self.try_reserve(occ) {
+            return;
+        }
+        let mut g = self.cap_lock.lock();
+        self.cap_waiters.fetch_add(1, Ordering::SeqCst);
+        while !self.try_reserve(occ) {
+            self.cap_cv.wait(&mut g);
+        }
+        self.cap_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Takes the whole slot if nothing runs on it: a thread lent to another task.
+    pub(super) fn try_claim_idle(&self) -> bool {
+        self.used
+            .compare_exchange(0, self.capacity, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(super) fn release(&self, occ: u32) {
+        self.used.fetch_sub(occ, Ordering::AcqRel);
+        if self.cap_waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.cap_lock.lock();
+            self.cap_cv.notify_all();
+        }
+    }
+
+    pub(super) fn queue_len(&self) -> usize {
+        self.pinned.len() + self.shared.len()
+    }
+}
+
+pub(super) fn steal(q: &Injector<Job>) -> Option<Job> {
+    loop {
+        match q.steal() {
+            Steal::Success(j) => return Some(j),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
+        }
+    }
+}
