@@ -50,6 +50,9 @@ pub enum Scope {
 }
 
 /// A half-open range of indices; `end == None` means unbounded.
+///
+/// Ranges convert without overflow: `..=usize::MAX` is unbounded (every index), and a
+/// range that starts after `usize::MAX` is empty.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IndexRange {
     /// First index included.
@@ -59,14 +62,25 @@ pub struct IndexRange {
 }
 
 impl IndexRange {
+    /// A range with no index in it.
+    const EMPTY: IndexRange = IndexRange {
+        start: 0,
+        end: Some(0),
+    };
+
     fn from_bounds(r: impl RangeBounds<usize>) -> Self {
         let start = match r.start_bound() {
             Bound::Included(&s) => s,
-            Bound::Excluded(&s) => s + 1,
+            Bound::Excluded(&s) => match s.checked_add(1) {
+                Some(s) => s,
+                // Nothing comes after usize::MAX.
+                None => return IndexRange::EMPTY,
+            },
             Bound::Unbounded => 0,
         };
         let end = match r.end_bound() {
-            Bound::Included(&e) => Some(e + 1),
+            // `..=usize::MAX` includes every index, as an unbounded end does.
+            Bound::Included(&e) => e.checked_add(1),
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
@@ -82,7 +96,7 @@ impl IndexRange {
 impl fmt::Display for IndexRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.end {
-            Some(e) if e == self.start + 1 => write!(f, "{}", self.start),
+            Some(e) if self.start.checked_add(1) == Some(e) => write!(f, "{}", self.start),
             Some(e) => write!(f, "{}..{}", self.start, e),
             None => write!(f, "{}..", self.start),
         }
@@ -111,10 +125,7 @@ impl Scope {
 
     /// CPU worker thread `i`.
     pub fn thread(i: usize) -> Scope {
-        Scope::Threads(IndexRange {
-            start: i,
-            end: Some(i + 1),
-        })
+        Scope::Threads(IndexRange::from_bounds(i..=i))
     }
 
     /// CPU worker threads whose index is in `range` (e.g. `Scope::threads(..)`, `0..2`).
@@ -129,10 +140,7 @@ impl Scope {
 
     /// GPU `i`, in the order `dagger info` lists them (software devices included).
     pub fn gpu(i: usize) -> Scope {
-        Scope::Gpus(IndexRange {
-            start: i,
-            end: Some(i + 1),
-        })
+        Scope::Gpus(IndexRange::from_bounds(i..=i))
     }
 
     /// GPUs whose index is in `range`.

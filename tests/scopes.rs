@@ -101,3 +101,40 @@ fn union_of_nothing_is_an_error() {
     assert_eq!(Scope::union([]).unwrap_err(), ScopeError::EmptyUnion);
     assert!(Scope::processors([]).is_err());
 }
+
+#[test]
+fn ranges_reaching_usize_max_convert_without_overflow() {
+    let ctx = ctx(4);
+    let threads = ctx.processors_of_kind(ProcessorKind::Thread);
+    // `..=usize::MAX` is every thread.
+    let all = ctx.resolve_scope(&Scope::threads(..=usize::MAX)).unwrap();
+    assert_eq!(all, threads);
+    assert!(all.contains(&threads[0]));
+    let from3 = ctx.resolve_scope(&Scope::threads(3..=usize::MAX)).unwrap();
+    assert_eq!(from3, vec![threads[3]]);
+    assert!(!from3.contains(&threads[2]));
+    assert_eq!(
+        where_ran(
+            &ctx,
+            Scope::threads(..=usize::MAX).constrain(&Scope::thread(0))
+        ),
+        threads[0]
+    );
+    // Starting after usize::MAX leaves nothing; ending at it leaves everything.
+    let after_max = (
+        std::ops::Bound::Excluded(usize::MAX),
+        std::ops::Bound::Unbounded,
+    );
+    assert!(ctx.resolve_scope(&Scope::threads(after_max)).is_err());
+    assert!(ctx.resolve_scope(&Scope::thread(usize::MAX)).is_err());
+    assert_eq!(
+        ctx.resolve_scope(&Scope::gpus(..=usize::MAX))
+            .unwrap_or_default()
+            .len(),
+        ctx.resolve_scope(&Scope::gpus(..))
+            .unwrap_or_default()
+            .len()
+    );
+    assert_eq!(Scope::threads(2..=2).to_string(), "threads(2)");
+    assert_eq!(Scope::threads(..=usize::MAX).to_string(), "threads(0..)");
+}

@@ -103,3 +103,37 @@ fn a_real_run_renders_as_trace_gantt_dot_and_summary() {
         .all(|r| r.kind == Some(ProcessorKind::Thread)));
     assert!(summary.to_string().contains("cpu thread"));
 }
+
+#[test]
+fn gantt_of_tasks_named_with_characters_xml_forbids_parses() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    ctx.enable_logging();
+    let names = [
+        "\u{FFFE}",
+        "\u{FFFF}",
+        "\u{1}",
+        "<&\"'>",
+        "tab\tand\u{0}nul",
+    ];
+    let tasks: Vec<DTask<usize>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ctx.spawn_with(Options::new().name(*n), move || i, ()))
+        .collect();
+    for (i, t) in tasks.iter().enumerate() {
+        assert_eq!(t.fetch().unwrap(), i);
+    }
+    let events = ctx.fetch_logs();
+    let procs = ctx.processors();
+    for title in ["\u{FFFE}\u{1}<&\"'>", ""] {
+        let svg = viz::gantt_svg(&events, &procs, title);
+        let doc = roxmltree::Document::parse(&svg)
+            .unwrap_or_else(|e| panic!("the Gantt SVG is not well-formed XML: {e}"));
+        let text: String = doc
+            .descendants()
+            .filter_map(|n| n.text())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains("<&\"'>"), "the name survives escaping");
+    }
+}

@@ -591,7 +591,8 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// `s` escaped for XML text and attribute values.
+/// `s` escaped for XML text and attribute values. Characters XML 1.0 does not allow at
+/// all, even as character references, become U+FFFD.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -601,12 +602,18 @@ fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Control characters are not allowed in XML 1.0.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
+            c if !is_xml_char(c) => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Whether XML 1.0 allows `c` in a document (its `Char` production; a Rust `char` is never
+/// a surrogate, so what remains to exclude are the C0 controls other than tab, line feed and
+/// carriage return, and U+FFFE and U+FFFF).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{fffd}' | '\u{10000}'..)
 }
 
 #[cfg(test)]
@@ -689,6 +696,22 @@ mod tests {
                 n == name && class.is_none_or(|c| attrs.iter().any(|(k, v)| k == "class" && v == c))
             })
             .count()
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_replaced() {
+        assert_eq!(
+            esc("a\u{0}\u{1}\u{1f}\u{fffe}\u{ffff}b"),
+            "a\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}b"
+        );
+        // Allowed: tab, line breaks, U+FFFD itself, and everything above the BMP.
+        for ok in [
+            "\t\n\r",
+            "\u{20}\u{d7ff}\u{e000}\u{fffd}",
+            "\u{10000}\u{1fffe}\u{10ffff}",
+        ] {
+            assert_eq!(esc(ok), ok);
+        }
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! `dagger bench map` and `dagger bench reduce`: DArray throughput on the CPU scope, in GB/s
 //! of input, beside numpy and dask.array on the same sizes (run in the same invocation
-//! through `benches/peers_array.py`), and the peak memory of chained maps.
+//! through `benches/peers/array.py`), and the peak memory of chained maps.
 
 use std::time::Instant;
 
 use dagger::prelude::*;
 
 /// The peer script, embedded so the command works from any directory.
-const PEERS: &str = include_str!("../../../benches/peers_array.py");
+const PEERS: &str = include_str!("../../../benches/peers/array.py");
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -26,6 +26,8 @@ pub(crate) struct Args {
     /// Skip numpy and dask.array.
     #[arg(long)]
     no_peers: bool,
+    #[command(flatten)]
+    python: super::python::PythonArgs,
     /// Instead of throughput: the peak resident memory of ten chained maps over an array
     /// of --memory-mib, collected at the end (run alone: the peak is per process).
     #[arg(long)]
@@ -143,35 +145,23 @@ fn peers(
     op: Op,
     threads: usize,
 ) -> Result<Vec<(String, f64)>, Box<dyn std::error::Error>> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args(["-", "--op", op.name()])
-        .args([
-            "--n",
-            &args.n.to_string(),
-            "--block",
-            &args.block.to_string(),
-        ])
-        .args([
-            "--threads",
-            &threads.to_string(),
-            "--repeat",
-            &args.repeat.to_string(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin for python3")?
-        .write_all(PEERS.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(format!("python3 exited with {}", out.status).into());
-    }
+    let python = args.python.interpreter()?;
+    let argv = [
+        "--op",
+        op.name(),
+        "--n",
+        &args.n.to_string(),
+        "--block",
+        &args.block.to_string(),
+        "--threads",
+        &threads.to_string(),
+        "--repeat",
+        &args.repeat.to_string(),
+    ]
+    .map(String::from);
+    let out = super::python::run(&python, PEERS, &argv)?;
     let mut rows = Vec::new();
-    for line in String::from_utf8(out.stdout)?.lines() {
+    for line in out.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let peer = v["peer"].as_str().ok_or("peer line without `peer`")?;
         let secs = v["secs"].as_f64().ok_or("peer line without `secs`")?;

@@ -7,6 +7,8 @@ use std::time::Instant;
 use dagger::prelude::*;
 use dagger::{viz, EventKind};
 
+use super::out_dir::OutDir;
+
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Matrix size (n x n times n x n).
@@ -21,12 +23,21 @@ pub(crate) struct Args {
     /// CPU worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Where to write gantt.svg and trace.json.
+    /// Where to write gantt.svg and trace.json: a directory, created if missing.
     #[arg(long, default_value = ".")]
     out: std::path::PathBuf,
+    /// Replace gantt.svg and trace.json if --out has them (by default that is an error).
+    #[arg(long)]
+    force: bool,
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Checked before the GEMM runs, not after.
+    let out = OutDir::prepare(
+        &args.out,
+        args.force,
+        &[("gantt", "svg"), ("trace", "json")],
+    )?;
     let mut b = Context::builder().software_gpus(args.gpu);
     if let Some(t) = args.threads {
         b = b.threads(t);
@@ -82,16 +93,11 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "time {:.3} s, {gflops:.1} GFLOP/s, relative error vs f64 reference {rel:.2e}",
         secs
     );
-    std::fs::create_dir_all(&args.out)?;
     let title = format!("dagger demo: {n}x{n} GEMM in {blk}x{blk} blocks, {gflops:.1} GFLOP/s");
-    let svg = args.out.join("gantt.svg");
-    std::fs::write(&svg, viz::gantt_svg(&events, &procs, &title))?;
-    std::fs::write(
-        args.out.join("trace.json"),
-        viz::chrome_trace(&events, &procs),
-    )?;
+    out.write("gantt.svg", viz::gantt_svg(&events, &procs, &title))?;
+    out.write("trace.json", viz::chrome_trace(&events, &procs))?;
     println!("{}", viz::summarize(&events, &procs));
-    println!("wrote {} and trace.json", svg.display());
+    println!("wrote {} and trace.json", out.path("gantt.svg").display());
     if rel.is_nan() || rel >= 1e-4 {
         return Err(format!("result differs from the reference: relative error {rel:.2e}").into());
     }

@@ -1,12 +1,15 @@
 //! `dagger bench gemm|syrk|cholesky`: blocked dense linear algebra on DArrays, GFLOP/s on a
 //! chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array run in the same
-//! session.
+//! session through `benches/peers/linalg.py`.
 
 use std::time::Instant;
 
 use dagger::prelude::*;
 use dagger::{Gemm, GemmKernel, Trans, Triangle};
 use ndarray::Array2;
+
+/// The peer script, embedded so the command works from any directory.
+const PEERS: &str = include_str!("../../../benches/peers/linalg.py");
 
 /// The operation a run measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,8 @@ pub(crate) struct Args {
     /// from a DArray's; this compares the two each at its own.
     #[arg(long)]
     dask_block: Option<usize>,
+    #[command(flatten)]
+    python: super::python::PythonArgs,
     /// One JSON object per result.
     #[arg(long)]
     json: bool,
@@ -228,17 +233,25 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
             }
         });
     }
-    let peer = if args.peer {
-        openblas_gflops(op, n, &args.dtype)
-    } else {
-        None
-    };
     let dask_block = args.dask_block.unwrap_or(b);
-    let dask = if args.peer && op == Op::Gemm {
-        dask_gflops(n, dask_block, &args.dtype)
+    let python = if args.peer {
+        match args.python.interpreter() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("note: the peers did not run: {e}");
+                None
+            }
+        }
     } else {
         None
     };
+    let peer = python
+        .as_deref()
+        .and_then(|py| peer_gflops(py, "openblas", op, n, None, &args.dtype));
+    let dask = python
+        .as_deref()
+        .filter(|_| op == Op::Gemm)
+        .and_then(|py| peer_gflops(py, "dask", op, n, Some(dask_block), &args.dtype));
     let backend = format!(
         "gemm {}, others {}",
         dagger_cpu::gemm_backend_name(),
@@ -286,66 +299,43 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-/// Runs a Python snippet that prints one number; `None` (with a note) when it cannot.
-fn python(script: &str, what: &str) -> Option<f64> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .env_remove("OPENBLAS_CORETYPE")
-        .env_remove("OPENBLAS_L2_SIZE")
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "note: the {what} peer did not run: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return None;
+/// GFLOP/s of the same operation by a peer of `benches/peers/linalg.py` (`openblas`: numpy
+/// `@`, scipy `?syrk`, scipy `cholesky`; `dask`: dask.array's blocked matmul on the threaded
+/// scheduler with chunks of `block`); `None`, with a note, when it cannot run.
+fn peer_gflops(
+    python: &std::path::Path,
+    peer: &str,
+    op: Op,
+    n: usize,
+    block: Option<usize>,
+    dtype: &str,
+) -> Option<f64> {
+    let mut argv = vec![
+        "--peer".to_string(),
+        peer.to_string(),
+        "--op".to_string(),
+        op.name().to_string(),
+        "--n".to_string(),
+        n.to_string(),
+        "--dtype".to_string(),
+        dtype.to_string(),
+    ];
+    if let Some(b) = block {
+        argv.extend(["--block".to_string(), b.to_string()]);
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-/// The same operation in OpenBLAS (numpy `@`, scipy `?syrk`, scipy `cholesky`), GFLOP/s.
-fn openblas_gflops(op: Op, n: usize, dtype: &str) -> Option<f64> {
-    let (np, p) = if dtype == "f32" {
-        ("float32", "s")
-    } else {
-        ("float64", "d")
-    };
-    let (setup, call) = match op {
-        Op::Gemm => ("b = a.copy()", "a @ b"),
-        Op::Syrk => ("from scipy.linalg import blas", "blas.{p}syrk(1.0, a)"),
-        Op::Cholesky => (
-            "import scipy.linalg as sl; s = (a @ a.T) / n + np.eye(n, dtype=a.dtype)",
-            "sl.cholesky(s, lower=True, check_finite=False)",
-        ),
-    };
-    let call = call.replace("{p}", p);
-    let flops = op.flops(n);
-    let script = format!(
-        "import time, numpy as np\n\
-         n = {n}\n\
-         a = np.random.default_rng(0).standard_normal((n, n)).astype(np.{np})\n\
-         {setup}\n\
-         {call}\n\
-         ts = []\n\
-         for _ in range(3):\n    t = time.perf_counter(); {call}; ts.append(time.perf_counter() - t)\n\
-         print({flops} / min(ts) / 1e9)\n"
-    );
-    python(&script, "OpenBLAS")
-}
-
-/// dask.array's blocked matmul (threaded scheduler) with the same blocks, GFLOP/s.
-fn dask_gflops(n: usize, block: usize, dtype: &str) -> Option<f64> {
-    let np = if dtype == "f32" { "float32" } else { "float64" };
-    let script = format!(
-        "import time, numpy as np, dask.array as da\n\
-         rng = np.random.default_rng(0)\n\
-         a = da.from_array(rng.standard_normal(({n}, {n})).astype(np.{np}), chunks={block}).persist()\n\
-         b = da.from_array(rng.standard_normal(({n}, {n})).astype(np.{np}), chunks={block}).persist()\n\
-         run = lambda: (a @ b).persist(scheduler='threads')\n\
-         run(); ts = []\n\
-         for _ in range(3):\n    t = time.perf_counter(); run(); ts.append(time.perf_counter() - t)\n\
-         print(2 * {n}**3 / min(ts) / 1e9)\n"
-    );
-    python(&script, "dask.array")
+    let gflops = super::python::run(python, PEERS, &argv).and_then(|out| {
+        let line = out.trim().lines().last().unwrap_or("");
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("unreadable line {line:?}: {e}"))?;
+        v["gflops"]
+            .as_f64()
+            .ok_or_else(|| format!("line without `gflops`: {line}"))
+    });
+    match gflops {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("note: the {peer} peer did not run: {e}");
+            None
+        }
+    }
 }

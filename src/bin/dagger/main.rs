@@ -8,7 +8,10 @@ mod demo;
 mod gpu_bench;
 #[cfg(feature = "wgpu")]
 mod linalg_bench;
+mod out_dir;
 mod overhead;
+#[cfg(feature = "wgpu")]
+mod python;
 
 use clap::{Parser, Subcommand};
 
@@ -52,9 +55,12 @@ enum Command {
     /// Run a benchmark with the event log on, then write trace.json (Perfetto /
     /// chrome://tracing), gantt.svg, graph.dot and summary.txt into --out.
     Trace {
-        /// Where to write the files.
+        /// Where to write the files: a directory, created if missing.
         #[arg(long, default_value = ".")]
         out: std::path::PathBuf,
+        /// Replace output files already in --out (by default that is an error).
+        #[arg(long)]
+        force: bool,
         #[command(subcommand)]
         which: Traced,
     },
@@ -136,7 +142,22 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn trace(out: &std::path::Path, which: Traced) -> Result<(), Box<dyn std::error::Error>> {
+/// The files `dagger trace` writes, as (stem, extension); with several contexts, each gets
+/// a `-N` suffix.
+const TRACE_FILES: [(&str, &str); 4] = [
+    ("trace", "json"),
+    ("gantt", "svg"),
+    ("graph", "dot"),
+    ("summary", "txt"),
+];
+
+fn trace(
+    out: &std::path::Path,
+    force: bool,
+    which: Traced,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Checked before the benchmark runs, not after.
+    let dir = out_dir::OutDir::prepare(out, force, &TRACE_FILES)?;
     *TRACED.lock().expect("trace registry") = Some(Vec::new());
     match which {
         Traced::Bench { which } => run_bench(which)?,
@@ -146,7 +167,6 @@ fn trace(out: &std::path::Path, which: Traced) -> Result<(), Box<dyn std::error:
         .expect("trace registry")
         .take()
         .unwrap_or_default();
-    std::fs::create_dir_all(out)?;
     for (i, ctx) in contexts.iter().enumerate() {
         let events = ctx.fetch_logs();
         let procs = ctx.processors();
@@ -155,21 +175,21 @@ fn trace(out: &std::path::Path, which: Traced) -> Result<(), Box<dyn std::error:
         } else {
             String::new()
         };
-        let file = |name: &str, ext: &str| out.join(format!("{name}{suffix}.{ext}"));
-        std::fs::write(
-            file("trace", "json"),
+        let file = |name: &str, ext: &str| format!("{name}{suffix}.{ext}");
+        dir.write(
+            &file("trace", "json"),
             dagger::viz::chrome_trace(&events, &procs),
         )?;
         let title = format!("dagger trace: {} events", events.len());
-        std::fs::write(
-            file("gantt", "svg"),
+        dir.write(
+            &file("gantt", "svg"),
             dagger::viz::gantt_svg(&events, &procs, &title),
         )?;
         if events.len() <= 20_000 {
-            std::fs::write(file("graph", "dot"), dagger::viz::run_dot(&events, &procs))?;
+            dir.write(&file("graph", "dot"), dagger::viz::run_dot(&events, &procs))?;
         }
         let summary = dagger::viz::summarize(&events, &procs);
-        std::fs::write(file("summary", "txt"), summary.to_string())?;
+        dir.write(&file("summary", "txt"), summary.to_string())?;
         println!("{summary}");
         println!(
             "wrote trace{suffix}.json, gantt{suffix}.svg{}, summary{suffix}.txt into {}",
@@ -191,7 +211,7 @@ fn main() {
         #[cfg(feature = "wgpu")]
         Command::Demo(args) => demo::run(&args),
         Command::Bench { which } => run_bench(which),
-        Command::Trace { out, which } => trace(&out, which),
+        Command::Trace { out, force, which } => trace(&out, force, which),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,6 +1,6 @@
 """Peers of `dagger bench map` / `dagger bench reduce`: numpy and dask.array on the same sizes.
 
-    python3 benches/peers_array.py --op map --n 67108864 --block 4194304 --threads 2
+    python3 -I benches/peers/array.py --op map --n 67108864 --block 4194304 --threads 2
 
 Prints one JSON object per peer: bench, peer, n, block, threads, secs (best of --repeat),
 gbps (input bytes / secs). `map` is y = x * 2 + 1 (dask: kept in memory with persist),

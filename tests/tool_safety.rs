@@ -1,0 +1,304 @@
+//! The `dagger` tool runs nothing from the directory it is started in, and writes its output
+//! files without following symbolic links or replacing files unasked.
+#![cfg(unix)]
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Run {
+    ok: bool,
+    out: String,
+    err: String,
+    took: Duration,
+}
+
+fn dagger_in(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .current_dir(cwd)
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("runs the dagger binary");
+    Run {
+        ok: out.status.success(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: t.elapsed(),
+    }
+}
+
+/// A fresh, empty directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dagger-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+const MAP_TINY: [&str; 8] = [
+    "bench", "map", "--n", "4096", "--block", "1024", "--repeat", "1",
+];
+const GEMM_TINY: [&str; 10] = [
+    "bench", "gemm", "--n", "32", "--block", "16", "--repeat", "1", "--peer", "--json",
+];
+
+#[test]
+fn bench_peers_import_nothing_from_the_working_directory() {
+    let dir = scratch("cwd-import");
+    let marker = dir.join("imported");
+    let plant = format!(
+        "open({:?}, 'w').write('imported from the working directory')\n",
+        marker
+    );
+    for module in ["numpy.py", "dask.py", "scipy.py", "json.py", "argparse.py"] {
+        std::fs::write(dir.join(module), &plant).unwrap();
+    }
+    // PYTHONPATH and PYTHONSTARTUP pointing at the directory are ignored as well.
+    let env = [("PYTHONPATH", dir.to_str().unwrap()), ("DAGGER_PYTHON", "")];
+    for args in [&MAP_TINY[..], &GEMM_TINY[..]] {
+        let r = dagger_in(&dir, &env, args);
+        // Without numpy the peers are skipped with a note; the benchmark itself succeeds.
+        assert!(r.ok, "{args:?}: {}\n{}", r.out, r.err);
+        assert!(
+            !marker.exists(),
+            "{args:?} ran a module from the working directory:\n{}",
+            r.err
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_python3_in_the_working_directory_is_never_run() {
+    let dir = scratch("cwd-python");
+    let marker = dir.join("ran");
+    executable(
+        &dir.join("python3"),
+        &format!("#!/bin/sh\ntouch '{}'\nexit 1\n", marker.display()),
+    );
+    // `.` and the empty entry on PATH both mean the working directory.
+    let path = format!(".::{}", std::env::var("PATH").unwrap_or_default());
+    let r = dagger_in(&dir, &[("PATH", &path), ("DAGGER_PYTHON", "")], &MAP_TINY);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert!(!marker.exists(), "ran ./python3:\n{}", r.err);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_chosen_interpreter_runs_isolated() {
+    let dir = scratch("interpreter");
+    let fake = dir.join("fake-python");
+    let argv = dir.join("argv");
+    // Records its arguments and fails, so the benchmark goes on without peers.
+    executable(
+        &fake,
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\necho 'no numpy here' >&2\nexit 1\n",
+            argv.display()
+        ),
+    );
+    let mut map = MAP_TINY.to_vec();
+    map.extend(["--python", fake.to_str().unwrap()]);
+    let r = dagger_in(&dir, &[], &map);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert!(
+        r.err.contains("fake-python"),
+        "names the interpreter: {}",
+        r.err
+    );
+    let args = std::fs::read_to_string(&argv).expect("--python ran the given interpreter");
+    assert_eq!(args.lines().take(2).collect::<Vec<_>>(), ["-I", "-"]);
+    std::fs::remove_file(&argv).unwrap();
+
+    let r = dagger_in(
+        &dir,
+        &[("DAGGER_PYTHON", fake.to_str().unwrap())],
+        &GEMM_TINY,
+    );
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    let args = std::fs::read_to_string(&argv).expect("DAGGER_PYTHON ran the interpreter");
+    assert_eq!(args.lines().next(), Some("-I"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const OVERHEAD_TINY: [&str; 8] = [
+    "bench",
+    "overhead",
+    "--tasks",
+    "200",
+    "--tree-depth",
+    "6",
+    "--repeat",
+    "1",
+];
+
+fn trace(dir: &Path, force: bool) -> Run {
+    let mut args = vec!["trace", "--out", dir.to_str().unwrap()];
+    if force {
+        args.push("--force");
+    }
+    args.extend(OVERHEAD_TINY);
+    dagger_in(&std::env::temp_dir(), &[], &args)
+}
+
+fn is_link(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+#[test]
+fn trace_never_writes_through_a_symlink() {
+    let base = scratch("trace-symlink");
+    let out = base.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let precious = base.join("precious.txt");
+    std::fs::write(&precious, "precious").unwrap();
+    symlink(&precious, out.join("gantt.svg")).unwrap();
+
+    let r = trace(&out, false);
+    assert!(!r.ok, "refuses: {}", r.out);
+    assert!(
+        r.err.contains("gantt.svg") && r.err.contains("--force"),
+        "{}",
+        r.err
+    );
+    assert!(r.out.is_empty(), "fails before the benchmark: {}", r.out);
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious");
+
+    let r = trace(&out, true);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious");
+    assert!(
+        !is_link(&out.join("gantt.svg")),
+        "the link itself was replaced"
+    );
+    let svg = std::fs::read_to_string(out.join("gantt.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn trace_never_creates_the_target_of_a_dangling_symlink() {
+    let base = scratch("trace-dangling");
+    let out = base.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = base.join("created-through-the-link.json");
+    symlink(&target, out.join("trace.json")).unwrap();
+
+    let r = trace(&out, false);
+    assert!(!r.ok && r.err.contains("trace.json"), "{}", r.err);
+    assert!(!target.exists());
+
+    let r = trace(&out, true);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert!(!target.exists(), "the dangling link's target was created");
+    assert!(!is_link(&out.join("trace.json")));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trace.json")).unwrap()).unwrap();
+    assert!(json["traceEvents"].is_array());
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn trace_replaces_existing_files_only_with_force() {
+    let out = scratch("trace-existing");
+    std::fs::write(out.join("summary.txt"), "an earlier summary").unwrap();
+    let r = trace(&out, false);
+    assert!(!r.ok, "{}", r.out);
+    assert!(
+        r.err.contains("summary.txt") && r.err.contains("pass --force"),
+        "{}",
+        r.err
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.txt")).unwrap(),
+        "an earlier summary"
+    );
+    for f in ["trace.json", "gantt.svg", "graph.dot"] {
+        assert!(!out.join(f).exists(), "{f} written before refusing");
+    }
+
+    let r = trace(&out, true);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert_ne!(summary, "an earlier summary");
+    // No temporary files are left behind.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn out_that_is_a_file_fails_before_any_work() {
+    let base = scratch("out-file");
+    let file = base.join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let mut args = vec!["trace", "--out", file.to_str().unwrap()];
+    // Long enough that running it first would show.
+    args.extend(["bench", "overhead", "--tasks", "1000000", "--repeat", "3"]);
+    let r = dagger_in(&base, &[], &args);
+    assert!(!r.ok);
+    assert!(r.err.contains("not a directory"), "{}", r.err);
+    assert!(r.out.is_empty(), "the benchmark ran first: {}", r.out);
+    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+
+    let r = dagger_in(
+        &base,
+        &[],
+        &["demo", "--n", "4096", "--out", file.to_str().unwrap()],
+    );
+    assert!(!r.ok);
+    assert!(r.err.contains("not a directory"), "{}", r.err);
+    assert!(r.out.is_empty(), "the demo ran first: {}", r.out);
+    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn demo_never_writes_through_a_symlink() {
+    let base = scratch("demo-symlink");
+    let out = base.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let precious = base.join("precious.svg");
+    std::fs::write(&precious, "precious").unwrap();
+    symlink(&precious, out.join("gantt.svg")).unwrap();
+    let dangling = base.join("created-through-the-link.json");
+    symlink(&dangling, out.join("trace.json")).unwrap();
+    let demo = |force: bool| {
+        let mut args = vec![
+            "demo",
+            "--n",
+            "64",
+            "--block",
+            "32",
+            "--threads",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if force {
+            args.push("--force");
+        }
+        dagger_in(&base, &[], &args)
+    };
+    let r = demo(false);
+    assert!(!r.ok && r.err.contains("--force"), "{}\n{}", r.out, r.err);
+    assert!(r.out.is_empty(), "fails before the GEMM: {}", r.out);
+    let r = demo(true);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious");
+    assert!(!dangling.exists());
+    assert!(!is_link(&out.join("gantt.svg")) && !is_link(&out.join("trace.json")));
+    std::fs::remove_dir_all(&base).unwrap();
+}
