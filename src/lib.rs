@@ -45,7 +45,33 @@
 //! | `render_logs` (`:chrome_trace`, `:plots_gantt`, `:graphviz`) | [`viz::chrome_trace`], [`viz::gantt_svg`], [`viz::run_dot`], [`viz::summarize`], [`Thunk::to_dot`] |
 //! | `spawn_datadeps`, `In`, `Out`, `InOut` | [`Context::spawn_datadeps`], [`In`], [`Out`], [`InOut`] over [`Cell`]s and their views |
 //! | DaggerGPU's device processors, kernels | [`WgpuProc`], [`WgslKernel`], [`Context::spawn_kernel`], [`Scope::gpu`] |
+//! | `move(from_proc, to_proc, x)` | [`Processor::move_in`] (told the source space) and [`Processor::move_out`] (to the host) |
+//! | `execute!` on a device, asynchronously | [`Processor::launch`] with a [`Completion`] |
+//! | a function with methods per processor type (multiple dispatch) | [`Kernel`]: a named operation with an implementation per [`Backend`] |
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
+//!
+//! ## Layers
+//!
+//! The crate is built in layers; each module uses only those of its own layer or below
+//! (`tests/layers.rs` checks it):
+//!
+//! 1. values ([`Value`]);
+//! 2. processors, memory spaces and kernels ([`processor`], [`Kernel`]) — the device
+//!    interface is [`Processor`], and wgpu devices ([`WgpuProc`]) are one implementation;
+//! 3. chunks and task errors ([`Chunk`], [`TaskError`]);
+//! 4. scopes, options and the event log ([`Scope`], [`Options`], [`LogEvent`]);
+//! 5. the scheduler: the task record, queues, workers, placement (the whole cost model) and
+//!    execution, reaching devices only through [`Processor`];
+//! 6. task handles ([`DTask`], arguments);
+//! 7. the context ([`Context`]);
+//! 8. lazy thunks and datadeps ([`Thunk`], [`Context::spawn_datadeps`]);
+//! 9. arrays ([`DArray`]);
+//! 10. visualization ([`viz`]) and, on top, the `dagger` command-line tool.
+//!
+//! A new kind of processor — a device with its own memory, a remote worker — is a type
+//! implementing [`Processor`], added with [`ContextBuilder::processor`]; nothing in the
+//! scheduler changes. It runs closures, kernels it has an implementation for (see
+//! [`TaskInfo::has_implementation`]), or both.
 //!
 //! Differences worth knowing: arguments are typed — a `&DTask<U>` argument gives the
 //! function a `U` (a clone of the shared value; use [`DTask::shared`] for an `Arc<U>`);
