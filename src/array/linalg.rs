@@ -22,28 +22,6 @@ use crate::task::args::Deps;
 use crate::task::{Body, DTask, TaskError, TaskFailure};
 use crate::value::Value;
 
-pub(super) fn blas_trans(t: Trans) -> blas::Trans {
-    match t {
-        Trans::No => blas::Trans::No,
-        Trans::Yes => blas::Trans::Yes,
-    }
-}
-
-fn blas_triangle(t: Triangle) -> blas::Triangle {
-    match t {
-        Triangle::Lower => blas::Triangle::Lower,
-        Triangle::Upper => blas::Triangle::Upper,
-    }
-}
-
-fn blas_accum<T: Gemm>(accum: Accum<T>) -> blas::Accum {
-    match accum {
-        Accum::Replace => blas::Accum::Replace,
-        Accum::Add => blas::Accum::Add,
-        Accum::Scale(b) => blas::Accum::Scale(b.to_f64()),
-    }
-}
-
 /// The BLAS `beta` as an accumulate choice: `None` when `C` is not read at all.
 fn accum_of<T: Gemm>(beta: T) -> Accum<T> {
     if beta == T::ZERO {
@@ -223,12 +201,12 @@ impl<T: Gemm> GpuLaunch for GemmTile<T> {
             blas::gemm(
                 device,
                 self.kernel,
-                blas_trans(self.op_a),
-                blas_trans(self.op_b),
+                self.op_a,
+                self.op_b,
                 self.alpha.to_f64(),
                 GpuMatrix::new(&inputs[k].buffer, ar as u32, ac as u32),
                 GpuMatrix::new(&inputs[nk + k].buffer, br as u32, bc as u32),
-                blas_accum(accum),
+                accum.map(T::to_f64),
                 GpuMatrix::new(&out, self.m as u32, self.n as u32),
                 T::BLAS,
                 seq.step::<T>(k + 1 == nk, &mut done, &out, len, device_index),
@@ -330,11 +308,11 @@ impl<T: Gemm> GpuLaunch for SyrkTile<T> {
             };
             blas::syrk(
                 device,
-                blas_triangle(self.triangle),
-                blas_trans(self.op),
+                self.triangle,
+                self.op,
                 self.alpha.to_f64(),
                 GpuMatrix::new(&input.buffer, ar as u32, ac as u32),
-                blas_accum(accum),
+                accum.map(T::to_f64),
                 GpuMatrix::new(&out, self.n as u32, self.n as u32),
                 T::BLAS,
                 seq.step::<T>(k + 1 == nk, &mut done, &out, self.n * self.n, device_index),
@@ -393,27 +371,6 @@ fn trsm_body<T: Gemm>(m: usize, n: usize) -> Body {
     })
 }
 
-/// `shaders/tril.wgsl`-like: zeroes the strict upper triangle of an n×n tile.
-const TRIL_WGSL: &str = "
-alias Scalar = f32;
-struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> a: array<Scalar>;
-@compute @workgroup_size(16, 16)
-fn tril(@builtin(global_invocation_id) id: vec3<u32>) {
-    if (id.y < p.n && id.x < p.n && id.x > id.y) { a[id.y * p.n + id.x] = Scalar(0); }
-}";
-
-fn tril_source<T: Gemm>() -> &'static str {
-    static F64: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    match T::DTYPE {
-        DType::F64 => {
-            F64.get_or_init(|| TRIL_WGSL.replacen("alias Scalar = f32;", "alias Scalar = f64;", 1))
-        }
-        _ => TRIL_WGSL,
-    }
-}
-
 /// Where GPU `potrf` tiles report a non-positive pivot: per tile, its `info` buffer (0, or
 /// the pivot + 1), read after the factorization.
 type PivotReports = Arc<Mutex<Vec<(usize, usize, Device, Arc<GpuBuffer>)>>>;
@@ -446,7 +403,7 @@ impl<T: Gemm> GpuLaunch for PotrfTile<T> {
         let n = self.n;
         let out = Arc::new(device.copy(&inputs[0].buffer)?);
         let info = Arc::new(device.zeroed(4)?);
-        let tril = device.compile(tril_source::<T>(), "tril")?;
+        let tril = device.compile(blas::tril_source(T::BLAS), "tril")?;
         self.reports
             .lock()
             .push((self.block, self.first_row, device.clone(), info.clone()));

@@ -60,14 +60,15 @@ mod mat;
 mod openblas;
 #[cfg(target_arch = "x86_64")]
 mod packed;
-mod params;
 mod scalar;
+mod threads;
 
+pub use dagger_params::{Accum, Diag, Side, Trans, Triangle};
 pub use dense::{gemm, mirror, potrf, syrk, trsm};
 pub use error::PotrfError;
 pub use mat::{MatMut, MatRef};
-pub use params::{Accum, Diag, Side, Threads, Trans, Triangle};
 pub use scalar::Scalar;
+pub use threads::Threads;
 
 /// Which library runs [`gemm`], [`syrk`], [`potrf`] and [`trsm`] in this build: `"openblas"`
 /// with the `openblas` cargo feature (the system's `libopenblas`), `"faer"` otherwise.
