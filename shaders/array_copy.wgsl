@@ -2,7 +2,7 @@
 // between two blocks, each with its own offset and strides (any axis permutation).
 //   gather:    out = the box of src (a fresh block)
 //   copy_into: dst with the box of src written into it
-// The element type `T` is replaced per kernel by src/array/kernels.rs.
+// The element type `T` is replaced per kernel by backends/wgpu/src/array.rs.
 alias T = f32;
 
 struct Box {

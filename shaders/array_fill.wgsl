@@ -1,6 +1,6 @@
 // DArray constructors over one block.
 //   fill:  out[i] = value[0]
-// The element type `T` is replaced per kernel by src/array/kernels.rs.
+// The element type `T` is replaced per kernel by backends/wgpu/src/array.rs.
 alias T = f32;
 
 struct Len {

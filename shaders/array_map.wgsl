@@ -1,5 +1,6 @@
 // DArray elementwise map: out[i] = op(a[i]) over one block.
-// The element type `T` and the body of `op` are replaced per kernel by src/array/kernels.rs.
+// The element type `T` and the body of `op` are replaced per kernel by
+// backends/wgpu/src/array.rs.
 alias T = f32;
 fn op(x: T) -> T { return x; }
 

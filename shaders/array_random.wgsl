@@ -4,7 +4,7 @@
 //   rand:  uniform in [0, 1)
 //   randn: standard normal (Box–Muller on two uniforms)
 // The element type `T` and the body of `unit` are replaced per kernel by
-// src/array/kernels.rs (24 random bits for f32, 53 for f64, converted exactly).
+// backends/wgpu/src/array.rs (24 random bits for f32, 53 for f64, converted exactly).
 alias T = f32;
 fn unit(r0: u32, r1: u32) -> T { return T(r0 >> 8u) * T(1.0 / 16777216.0); }
 

@@ -1,7 +1,8 @@
 // DArray reductions over one block.
 //   reduce_all:  out[0] = a[0] ⊕ a[1] ⊕ ... (one workgroup of 256 invocations)
 //   reduce_axis: the block seen as [outer, len, inner]; out[o * inner + q] = ⊕_k a[(o * len + k) * inner + q]
-// The element type `T` and the body of `combine` are replaced per kernel by src/array/kernels.rs.
+// The element type `T` and the body of `combine` are replaced per kernel by
+// backends/wgpu/src/array.rs.
 alias T = f32;
 fn combine(x: T, y: T) -> T { return x + y; }
 

@@ -1,6 +1,7 @@
 // DArray elementwise binary operation: out[i] = op(a[i], b[i]) over one block, where an
 // operand of length 1 is a scalar broadcast to every element.
-// The element type `T` and the body of `op` are replaced per kernel by src/array/kernels.rs.
+// The element type `T` and the body of `op` are replaced per kernel by
+// backends/wgpu/src/array.rs.
 alias T = f32;
 fn op(x: T, y: T) -> T { return x + y; }
 

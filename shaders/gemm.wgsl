@@ -4,8 +4,8 @@
 // Element (i, j) of a stored matrix X is x[off_x + i * ldx + j]; op(X) = X or its transpose
 // per trans_x. With accumulate = 0 the old C is not read (beta = 0, NaN-safe, as in BLAS).
 //
-// The scalar type is the alias below; the host compiles an f64 variant by replacing `f32` in
-// that one line (devices with SHADER_F64 only).
+// The scalar type is the alias below: f32 in gemm.wgsl, f64 in gemm_f64.wgsl (devices with
+// SHADER_F64 only). The two files differ only in that line.
 //
 // Bindings (group 0): 0 = Params uniform, 1 = a (read), 2 = b (read), 3 = c (read_write).
 //

@@ -8,8 +8,8 @@
 // and the lower triangle is left partly overwritten. Otherwise info[0] = 0. The first
 // dispatch writes info[0] in either case, so the host need not clear it.
 //
-// The scalar type is the alias below; the host compiles an f64 variant by replacing `f32` in
-// that one line (devices with SHADER_F64 only).
+// The scalar type is the alias below: f32 in potrf.wgsl, f64 in potrf_f64.wgsl (devices with
+// SHADER_F64 only). The two files differ only in that line.
 //
 // Bindings (group 0): 0 = Params uniform, 1 = a (read_write), 2 = info (read_write, u32).
 //

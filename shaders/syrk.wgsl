@@ -5,8 +5,8 @@
 // n x n; only C[i, j] with i >= j (upper = 0, lower triangle) or i <= j (upper = 1) is read
 // or written, diagonal included. With accumulate = 0 the old C is not read (beta = 0).
 //
-// The scalar type is the alias below; the host compiles an f64 variant by replacing `f32` in
-// that one line (devices with SHADER_F64 only).
+// The scalar type is the alias below: f32 in syrk.wgsl, f64 in syrk_f64.wgsl (devices with
+// SHADER_F64 only). The two files differ only in that line.
 //
 // Bindings (group 0): 0 = Params uniform, 1 = a (read), 2 = c (read_write).
 //

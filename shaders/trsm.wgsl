@@ -7,8 +7,8 @@
 // X[i, c] = (B[i, c] - sum_{q < c} X[i, q] L[c, q]) / L[c, c] for c = 0, 1, ..., n - 1:
 // rows are independent, columns are a forward substitution.
 //
-// The scalar type is the alias below; the host compiles an f64 variant by replacing `f32` in
-// that one line (devices with SHADER_F64 only).
+// The scalar type is the alias below: f32 in trsm.wgsl, f64 in trsm_f64.wgsl (devices with
+// SHADER_F64 only). The two files differ only in that line.
 //
 // Bindings (group 0): 0 = Params uniform, 1 = l (read), 2 = b (read_write).
 //

@@ -54,7 +54,9 @@ pub trait Element:
 
 /// A floating-point element type (`f32`, `f64`): the ones with square roots, logarithms,
 /// random constructors and WGSL expressions.
-pub trait Float: Element + std::ops::Neg<Output = Self> {
+pub trait Float:
+    Element + std::ops::Neg<Output = Self> + dagger_cpu::elementwise::RandomFloat
+{
     /// π.
     const PI: Self;
     /// `|self|`.
@@ -176,20 +178,9 @@ macro_rules! float_element {
                 $t::powf(self, e)
             }
             fn unit(r0: u32, r1: u32) -> Self {
-                float_unit!($t, r0, r1)
+                <$t as dagger_cpu::elementwise::RandomFloat>::uniform(r0, r1)
             }
         }
-    };
-}
-
-macro_rules! float_unit {
-    (f32, $r0:ident, $r1:ident) => {{
-        let _ = $r1;
-        ($r0 >> 8) as f32 * (1.0 / 16_777_216.0)
-    }};
-    (f64, $r0:ident, $r1:ident) => {
-        ($r0 >> 6) as f64 * (1.0 / 67_108_864.0)
-            + ($r1 >> 5) as f64 * (1.0 / 9_007_199_254_740_992.0)
     };
 }
 

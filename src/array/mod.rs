@@ -41,7 +41,6 @@ mod expr;
 mod kernels;
 mod layout;
 mod linalg;
-mod matmul;
 mod reduce;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
@@ -49,7 +48,7 @@ pub use domain::ArrayDomain;
 pub use element::{Element, Float};
 pub use error::ArrayError;
 pub use expr::ExprError;
-pub use matmul::Gemm;
+pub use linalg::Gemm;
 
 use std::sync::Arc;
 

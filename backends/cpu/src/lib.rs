@@ -22,6 +22,9 @@
 //! with a leading dimension — the layout of a C array and of ndarray's default — or from
 //! `ndarray` views of any strides.
 //!
+//! The [`elementwise`] module holds the loops of the array block kernels (map, zip with
+//! broadcast, reductions, strided box copies, fills, random numbers).
+//!
 //! Cargo feature `openblas`: link the system OpenBLAS (Debian: `libopenblas-dev`) and run the
 //! four dense kernels through CBLAS and LAPACK's `?potrf` instead. The default build does not
 //! need it. `cargo run -p dagger-cpu --release --example gemm_gflops` prints GFLOP/s of
@@ -54,20 +57,22 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod dense;
+pub mod elementwise;
 mod error;
 mod mat;
 #[cfg(feature = "openblas")]
 mod openblas;
 #[cfg(target_arch = "x86_64")]
 mod packed;
-mod params;
 mod scalar;
+mod threads;
 
+pub use dagger_params::{Accum, Diag, Side, Trans, Triangle};
 pub use dense::{gemm, mirror, potrf, syrk, trsm};
 pub use error::PotrfError;
 pub use mat::{MatMut, MatRef};
-pub use params::{Accum, Diag, Side, Threads, Trans, Triangle};
 pub use scalar::Scalar;
+pub use threads::Threads;
 
 /// Which library runs [`gemm`], [`syrk`], [`potrf`] and [`trsm`] in this build: `"openblas"`
 /// with the `openblas` cargo feature (the system's `libopenblas`), `"faer"` otherwise.

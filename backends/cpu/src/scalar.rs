@@ -4,7 +4,14 @@ mod sealed {
     /// What the kernels need from an element type; private so that only `f32` and `f64`
     /// implement [`super::Scalar`].
     pub trait Sealed:
-        faer::traits::RealField + Copy + Send + Sync + std::fmt::Debug + std::fmt::Display + 'static
+        faer::traits::RealField
+        + From<u8>
+        + Copy
+        + Send
+        + Sync
+        + std::fmt::Debug
+        + std::fmt::Display
+        + 'static
     {
     }
     impl Sealed for f32 {}

@@ -8,7 +8,8 @@
 //! [`syrk_blocking`], [`potrf_blocking`], [`trsm_blocking`]).
 //! Matrices are described by [`GpuMatrix`] (buffer, shape, leading dimension, offset) and
 //! checked against their buffers before anything is enqueued; parameters are types
-//! ([`Trans`], [`Triangle`], [`Accum`], [`Dtype`], [`GemmKernel`]) mirroring `dagger-cpu`'s.
+//! ([`Trans`], [`Triangle`], [`Accum`] — `dagger-params`' types, the same as `dagger-cpu`'s —
+//! and [`Dtype`], [`GemmKernel`]).
 //!
 //! # Tiling
 //!
@@ -118,7 +119,7 @@
 //! # Ok::<(), dagger_wgpu::blas::BlasError>(())
 //! ```
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -126,18 +127,29 @@ use crate::{Binding, Device, GpuBuffer, GpuError};
 
 /// `shaders/gemm.wgsl`: entry points `gemm_naive` and `gemm_tiled` over f32.
 pub const GEMM_WGSL: &str = include_str!("../../../shaders/gemm.wgsl");
+/// `shaders/gemm_f64.wgsl`: [`GEMM_WGSL`] over f64.
+pub const GEMM_F64_WGSL: &str = include_str!("../../../shaders/gemm_f64.wgsl");
 
 /// `shaders/syrk.wgsl`: entry point `syrk_tiled` over f32.
 pub const SYRK_WGSL: &str = include_str!("../../../shaders/syrk.wgsl");
+/// `shaders/syrk_f64.wgsl`: [`SYRK_WGSL`] over f64.
+pub const SYRK_F64_WGSL: &str = include_str!("../../../shaders/syrk_f64.wgsl");
 
 /// `shaders/potrf.wgsl`: entry point `potrf_lower` over f32.
 pub const POTRF_WGSL: &str = include_str!("../../../shaders/potrf.wgsl");
+/// `shaders/potrf_f64.wgsl`: [`POTRF_WGSL`] over f64.
+pub const POTRF_F64_WGSL: &str = include_str!("../../../shaders/potrf_f64.wgsl");
 
 /// `shaders/trsm.wgsl`: entry point `trsm_right_lower_trans` over f32.
 pub const TRSM_WGSL: &str = include_str!("../../../shaders/trsm.wgsl");
+/// `shaders/trsm_f64.wgsl`: [`TRSM_WGSL`] over f64.
+pub const TRSM_F64_WGSL: &str = include_str!("../../../shaders/trsm_f64.wgsl");
 
-/// The line of every BLAS shader that names its scalar type.
-const SCALAR_ALIAS: &str = "alias Scalar = f32;";
+/// `shaders/tril.wgsl`: entry point `tril`, which zeroes the strict upper triangle of an
+/// `n x n` tile in place, over f32.
+pub const TRIL_WGSL: &str = include_str!("../../../shaders/tril.wgsl");
+/// `shaders/tril_f64.wgsl`: [`TRIL_WGSL`] over f64.
+pub const TRIL_F64_WGSL: &str = include_str!("../../../shaders/tril_f64.wgsl");
 
 /// Side of the square tile of `C` one `gemm_tiled` workgroup computes.
 const GEMM_TILE: u32 = 128;
@@ -146,62 +158,19 @@ const SYRK_TILE: u32 = 128;
 /// Side of the square workgroup of the naive kernel.
 const NAIVE_SIDE: u32 = 16;
 
-/// Whether a kernel uses a matrix as stored or transposed (`op(A) = A` or `Aᵀ`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Trans {
-    /// `op(A) = A`.
-    #[default]
-    No,
-    /// `op(A) = Aᵀ`.
-    Yes,
+pub use dagger_params::{Accum, Trans, Triangle};
+
+/// `1` for a transposed operand, as the shaders' `trans_*` fields take it.
+fn trans_flag(t: Trans) -> u32 {
+    u32::from(t == Trans::Yes)
 }
 
-impl Trans {
-    fn apply(self, (rows, cols): (u32, u32)) -> (u32, u32) {
-        match self {
-            Self::No => (rows, cols),
-            Self::Yes => (cols, rows),
-        }
-    }
-
-    fn flag(self) -> u32 {
-        u32::from(self == Self::Yes)
-    }
-}
-
-/// Which triangle of `C`, diagonal included, [`syrk`] computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Triangle {
-    /// Elements `(i, j)` with `i >= j`.
-    Lower,
-    /// Elements `(i, j)` with `i <= j`.
-    Upper,
-}
-
-/// What a kernel does with the previous contents of `C` (BLAS's `beta`).
-///
-/// `Replace` (`beta = 0`) does not read `C`, so an uninitialised output is fine; `Add` is
-/// `beta = 1`; `Scale(beta)` is the general case (converted to the element type).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub enum Accum {
-    /// `C = alpha op(A) op(B)`; the old `C` is not read.
-    #[default]
-    Replace,
-    /// `C = alpha op(A) op(B) + C`.
-    Add,
-    /// `C = alpha op(A) op(B) + beta C`.
-    Scale(f64),
-}
-
-impl Accum {
-    /// `(accumulate flag, beta)` for the shaders.
-    fn uniform(self) -> (u32, f64) {
-        match self {
-            Self::Replace => (0, 0.0),
-            Self::Add => (1, 1.0),
-            Self::Scale(0.0) => (0, 0.0),
-            Self::Scale(beta) => (1, beta),
-        }
+/// `(accumulate flag, beta)` for the shaders: `Replace` (and `Scale(0)`) does not read `C`.
+fn accum_uniform(accum: Accum<f64>) -> (u32, f64) {
+    match accum.canonical() {
+        Accum::Replace => (0, 0.0),
+        Accum::Add => (1, 1.0),
+        Accum::Scale(beta) => (1, beta),
     }
 }
 
@@ -403,29 +372,18 @@ pub enum BlasError {
     Gpu(#[from] GpuError),
 }
 
-/// The shader source for `dtype`.
-fn source(
-    f32_source: &'static str,
-    dtype: Dtype,
-    cache: &'static OnceLock<String>,
-) -> &'static str {
+fn gemm_source(dtype: Dtype) -> &'static str {
     match dtype {
-        Dtype::F32 => f32_source,
-        Dtype::F64 => cache.get_or_init(|| {
-            debug_assert!(f32_source.contains(SCALAR_ALIAS));
-            f32_source.replacen(SCALAR_ALIAS, "alias Scalar = f64;", 1)
-        }),
+        Dtype::F32 => GEMM_WGSL,
+        Dtype::F64 => GEMM_F64_WGSL,
     }
 }
 
-fn gemm_source(dtype: Dtype) -> &'static str {
-    static F64: OnceLock<String> = OnceLock::new();
-    source(GEMM_WGSL, dtype, &F64)
-}
-
 fn syrk_source(dtype: Dtype) -> &'static str {
-    static F64: OnceLock<String> = OnceLock::new();
-    source(SYRK_WGSL, dtype, &F64)
+    match dtype {
+        Dtype::F32 => SYRK_WGSL,
+        Dtype::F64 => SYRK_F64_WGSL,
+    }
 }
 
 /// The 12 `u32` fields of a shader's `Params`, then `alpha` and `beta` in the element type
@@ -486,7 +444,7 @@ fn prepare_gemm<'a>(
     alpha: f64,
     a: GpuMatrix<'a>,
     b: GpuMatrix<'a>,
-    accum: Accum,
+    accum: Accum<f64>,
     c: GpuMatrix<'a>,
     dtype: Dtype,
 ) -> Result<Option<Prepared<'a>>, BlasError> {
@@ -525,7 +483,7 @@ fn prepare_gemm<'a>(
     if m == 0 || n == 0 {
         return Ok(None);
     }
-    let (accumulate, beta) = accum.uniform();
+    let (accumulate, beta) = accum_uniform(accum);
     let params = uniform_bytes(
         [
             m,
@@ -537,8 +495,8 @@ fn prepare_gemm<'a>(
             a.offset,
             b.offset,
             c.offset,
-            op_a.flag(),
-            op_b.flag(),
+            trans_flag(op_a),
+            trans_flag(op_b),
             accumulate,
         ],
         alpha,
@@ -577,7 +535,7 @@ pub fn gemm(
     alpha: f64,
     a: GpuMatrix<'_>,
     b: GpuMatrix<'_>,
-    accum: Accum,
+    accum: Accum<f64>,
     c: GpuMatrix<'_>,
     dtype: Dtype,
     on_done: impl FnOnce(Result<(), GpuError>) + Send + 'static,
@@ -606,7 +564,7 @@ pub fn gemm_blocking(
     alpha: f64,
     a: GpuMatrix<'_>,
     b: GpuMatrix<'_>,
-    accum: Accum,
+    accum: Accum<f64>,
     c: GpuMatrix<'_>,
     dtype: Dtype,
 ) -> Result<(), BlasError> {
@@ -623,7 +581,7 @@ fn prepare_syrk<'a>(
     op: Trans,
     alpha: f64,
     a: GpuMatrix<'a>,
-    accum: Accum,
+    accum: Accum<f64>,
     c: GpuMatrix<'a>,
     dtype: Dtype,
 ) -> Result<Option<Prepared<'a>>, BlasError> {
@@ -646,7 +604,7 @@ fn prepare_syrk<'a>(
     if n == 0 {
         return Ok(None);
     }
-    let (accumulate, beta) = accum.uniform();
+    let (accumulate, beta) = accum_uniform(accum);
     let upper = u32::from(triangle == Triangle::Upper);
     let params = uniform_bytes(
         [
@@ -656,7 +614,7 @@ fn prepare_syrk<'a>(
             c.ld,
             a.offset,
             c.offset,
-            op.flag(),
+            trans_flag(op),
             upper,
             accumulate,
             0,
@@ -693,7 +651,7 @@ pub fn syrk(
     op: Trans,
     alpha: f64,
     a: GpuMatrix<'_>,
-    accum: Accum,
+    accum: Accum<f64>,
     c: GpuMatrix<'_>,
     dtype: Dtype,
     on_done: impl FnOnce(Result<(), GpuError>) + Send + 'static,
@@ -720,7 +678,7 @@ pub fn syrk_blocking(
     op: Trans,
     alpha: f64,
     a: GpuMatrix<'_>,
-    accum: Accum,
+    accum: Accum<f64>,
     c: GpuMatrix<'_>,
     dtype: Dtype,
 ) -> Result<(), BlasError> {
@@ -731,13 +689,25 @@ pub fn syrk_blocking(
 }
 
 fn potrf_source(dtype: Dtype) -> &'static str {
-    static F64: OnceLock<String> = OnceLock::new();
-    source(POTRF_WGSL, dtype, &F64)
+    match dtype {
+        Dtype::F32 => POTRF_WGSL,
+        Dtype::F64 => POTRF_F64_WGSL,
+    }
 }
 
 fn trsm_source(dtype: Dtype) -> &'static str {
-    static F64: OnceLock<String> = OnceLock::new();
-    source(TRSM_WGSL, dtype, &F64)
+    match dtype {
+        Dtype::F32 => TRSM_WGSL,
+        Dtype::F64 => TRSM_F64_WGSL,
+    }
+}
+
+/// The [`TRIL_WGSL`] shader for `dtype`.
+pub fn tril_source(dtype: Dtype) -> &'static str {
+    match dtype {
+        Dtype::F32 => TRIL_WGSL,
+        Dtype::F64 => TRIL_F64_WGSL,
+    }
 }
 
 /// Columns of the blocks `potrf` factors one after the other.

@@ -16,6 +16,8 @@
 //! - Everything that can fail returns a [`GpuError`] saying what to change; wgpu validation
 //!   errors are captured with error scopes, and device loss turns every later call into
 //!   [`GpuError::DeviceLost`].
+//! - [`blas`] runs dense block kernels (GEMM, SYRK, Cholesky tiles); [`array`] gives the
+//!   WGSL of the array block kernels for each element type.
 //!
 //! ```no_run
 //! use dagger_wgpu::{open_devices, Binding};
@@ -36,6 +38,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod array;
 pub mod blas;
 mod buffer;
 mod core;

@@ -16,7 +16,7 @@ use dagger_wgpu::testing::devices_for_tests;
 use dagger_wgpu::{Device, GpuError};
 
 const TRANS: [Trans; 2] = [Trans::No, Trans::Yes];
-const ACCUMS: [Accum; 3] = [Accum::Replace, Accum::Add, Accum::Scale(-0.5)];
+const ACCUMS: [Accum<f64>; 3] = [Accum::Replace, Accum::Add, Accum::Scale(-0.5)];
 
 /// Element `(i, j)` of `op(X)` for a row-major `X` with leading dimension `ld`.
 fn at(x: &[f64], ld: usize, t: Trans, i: usize, j: usize) -> f64 {
@@ -26,7 +26,7 @@ fn at(x: &[f64], ld: usize, t: Trans, i: usize, j: usize) -> f64 {
     }
 }
 
-fn beta_of(accum: Accum) -> Option<f64> {
+fn beta_of(accum: Accum<f64>) -> Option<f64> {
     match accum {
         Accum::Replace => None,
         Accum::Add => Some(1.0),
@@ -42,7 +42,7 @@ fn gemm_ref(
     alpha: f64,
     a: &[f64],
     b: &[f64],
-    accum: Accum,
+    accum: Accum<f64>,
     c: &[f64],
     (m, n, k): (usize, usize, usize),
 ) -> Vec<f64> {
@@ -76,7 +76,7 @@ fn gemm_case(
     kernel: GemmKernel,
     ta: Trans,
     tb: Trans,
-    accum: Accum,
+    accum: Accum<f64>,
     (m, n, k): (usize, usize, usize),
     dtype: Dtype,
 ) {
@@ -261,7 +261,7 @@ fn syrk_case(
     rng: &mut Rng,
     triangle: Triangle,
     op: Trans,
-    accum: Accum,
+    accum: Accum<f64>,
     (n, k): (usize, usize),
     dtype: Dtype,
 ) {

@@ -102,39 +102,6 @@ where
         .register()
 }
 
-/// A kernel call, not registered, around a launch whose parameters it holds itself.
-pub(crate) fn unnamed_call(name: &str, launch: Arc<dyn GpuLaunch>) -> crate::kernel::KernelCall {
-    struct Held;
-    impl WgslLaunch for Held {
-        fn supports(&self, params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-            params_of::<Arc<dyn GpuLaunch>>(params)?.supports(info)
-        }
-        fn launch(
-            &self,
-            params: &Value,
-            device: &Device,
-            device_index: usize,
-            inputs: &[DeviceInput],
-            done: LaunchDone,
-        ) -> Result<(), GpuError> {
-            params_of::<Arc<dyn GpuLaunch>>(params)
-                .map_err(|message| GpuError::Wgpu {
-                    operation: "launching a kernel".into(),
-                    message,
-                })?
-                .launch(device, device_index, inputs, done)
-        }
-    }
-    Kernel::builder(name)
-        .implementation(Backend::WGSL, WgslImpl(Arc::new(Held)))
-        .flops(|p| {
-            p.downcast_ref::<Arc<dyn GpuLaunch>>()
-                .and_then(|l| l.flops())
-        })
-        .build()
-        .call(Value::new(launch))
-}
-
 /// The CPU side of a kernel whose parameters run themselves.
 pub(crate) trait CpuRun: Send + Sync {
     /// Computes the result from host inputs.

@@ -1,10 +1,16 @@
-//! Kernel parameters as types: [`Trans`], [`Triangle`], [`Side`], [`Diag`], [`Accum`],
-//! [`Threads`].
+//! Kernel parameters as types, shared by every `dagger` backend: [`Trans`], [`Triangle`],
+//! [`Side`], [`Diag`], [`Accum`].
+//!
+//! A `beta: f32` or a `bool` would hide what a GEMM or SYRK argument means; these say it.
+//! The backends re-export them (`dagger_cpu::Trans`, `dagger_wgpu::blas::Trans`), so a
+//! parameter chosen for one backend is passed unchanged to another.
+
+#![warn(missing_docs, unreachable_pub)]
 
 /// Whether a kernel uses a matrix as stored or transposed (`op(A) = A` or `Aᵀ`).
 ///
 /// ```
-/// use dagger_cpu::Trans;
+/// use dagger_params::Trans;
 /// assert_eq!(Trans::Yes.flip(), Trans::No);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -28,10 +34,10 @@ impl Trans {
     /// Shape of `op(A)` for an `A` of shape `(rows, cols)`.
     ///
     /// ```
-    /// use dagger_cpu::Trans;
+    /// use dagger_params::Trans;
     /// assert_eq!(Trans::Yes.apply((2, 3)), (3, 2));
     /// ```
-    pub fn apply(self, (rows, cols): (usize, usize)) -> (usize, usize) {
+    pub fn apply<D>(self, (rows, cols): (D, D)) -> (D, D) {
         match self {
             Self::No => (rows, cols),
             Self::Yes => (cols, rows),
@@ -42,7 +48,7 @@ impl Trans {
 /// Which triangle (diagonal included) of a square matrix a kernel reads or writes.
 ///
 /// ```
-/// use dagger_cpu::Triangle;
+/// use dagger_params::Triangle;
 /// assert!(Triangle::Lower.contains(2, 1) && !Triangle::Lower.contains(1, 2));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,7 +77,7 @@ impl Triangle {
     }
 }
 
-/// On which side of the unknown the triangular matrix stands in [`crate::trsm`].
+/// On which side of the unknown the triangular matrix stands in a triangular solve (`trsm`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Side {
     /// Solve `op(A) X = alpha B`.
@@ -96,7 +102,7 @@ pub enum Diag {
 /// that is being overwritten does not leak into the result.
 ///
 /// ```
-/// use dagger_cpu::Accum;
+/// use dagger_params::Accum;
 /// assert_eq!(Accum::Scale(1.0f32).beta(), 1.0);
 /// assert_eq!(Accum::<f64>::Replace.beta(), 0.0);
 /// ```
@@ -111,59 +117,47 @@ pub enum Accum<T> {
     Scale(T),
 }
 
-impl<T: crate::Scalar> Accum<T> {
+impl<T: Copy + PartialEq + From<u8>> Accum<T> {
     /// The BLAS `beta` this stands for.
     pub fn beta(self) -> T {
         match self {
-            Self::Replace => T::from_f64_rounded(0.0),
-            Self::Add => T::from_f64_rounded(1.0),
+            Self::Replace => T::from(0),
+            Self::Add => T::from(1),
             Self::Scale(beta) => beta,
         }
     }
 
-    /// `Scale(0)` as `Replace`, `Scale(1)` as `Add`.
-    pub(crate) fn canonical(self) -> Self {
+    /// `Scale(0)` as `Replace`, `Scale(1)` as `Add`, anything else unchanged.
+    ///
+    /// ```
+    /// use dagger_params::Accum;
+    /// assert_eq!(Accum::Scale(0.0f32).canonical(), Accum::Replace);
+    /// assert_eq!(Accum::Scale(1.0f64).canonical(), Accum::Add);
+    /// assert_eq!(Accum::Scale(0.5f64).canonical(), Accum::Scale(0.5));
+    /// ```
+    pub fn canonical(self) -> Self {
         match self {
-            Self::Scale(b) if b == T::from_f64_rounded(0.0) => Self::Replace,
-            Self::Scale(b) if b == T::from_f64_rounded(1.0) => Self::Add,
+            Self::Scale(b) if b == T::from(0) => Self::Replace,
+            Self::Scale(b) if b == T::from(1) => Self::Add,
             other => other,
         }
     }
 }
 
-/// How many threads one kernel call may use.
-///
-/// A block kernel runs inside one task, and the scheduler already runs one task per CPU
-/// thread, so the default is [`Threads::SEQ`]: the calling thread only. `Threads(n)` with
-/// `n > 1` lets the kernel (faer's, or the packed GEMM's, which gives each thread a range of
-/// `C`'s columns) split the block over `n` threads of rayon's global pool; `Threads(0)`
-/// means all of them. With the `openblas` feature, the count is given to OpenBLAS
-/// (`openblas_set_num_threads`, process-wide) before each call whose count differs from the
-/// last one; `trsm` and `potrf` run on the calling thread.
-///
-/// ```
-/// use dagger_cpu::Threads;
-/// assert_eq!(Threads::default(), Threads::SEQ);
-/// assert_eq!(Threads::SEQ, Threads(1));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Threads(pub usize);
-
-impl Threads {
-    /// The calling thread only.
-    pub const SEQ: Self = Self(1);
-
-    /// faer's parallelism setting for this count.
-    pub(crate) fn par(self) -> faer::Par {
-        match self.0 {
-            1 => faer::Par::Seq,
-            n => faer::Par::rayon(n),
+impl<T> Accum<T> {
+    /// The same choice with `beta` converted by `f` (e.g. to the element type of another
+    /// backend's kernel).
+    ///
+    /// ```
+    /// use dagger_params::Accum;
+    /// assert_eq!(Accum::Scale(0.5f32).map(f64::from), Accum::Scale(0.5f64));
+    /// assert_eq!(Accum::<f32>::Add.map(f64::from), Accum::Add);
+    /// ```
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Accum<U> {
+        match self {
+            Self::Replace => Accum::Replace,
+            Self::Add => Accum::Add,
+            Self::Scale(beta) => Accum::Scale(f(beta)),
         }
-    }
-}
-
-impl Default for Threads {
-    fn default() -> Self {
-        Self::SEQ
     }
 }

@@ -1,0 +1,370 @@
+//! Tiled Cholesky factorization: POTRF tiles on the diagonal, TRSM below it, SYRK and GEMM
+//! tiles for the trailing updates; `DArray::cholesky`.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use dagger_cpu::{Diag, MatMut, MatRef, Side, Trans, Triangle};
+use dagger_wgpu::blas::{self, GemmKernel, GpuMatrix};
+use dagger_wgpu::{Device, GpuBuffer, GpuError};
+use parking_lot::Mutex;
+
+use super::gemm::GemmTile;
+use super::syrk::SyrkTile;
+use super::tile_call;
+use super::{as_gpu, block, block_of, tile_options, version_of, width, Gemm, Sequence};
+use crate::array::{ArrayError, Block, DArray};
+use crate::chunk::Chunk;
+use crate::error::TaskError;
+use crate::processor::wgpu::kernel::CpuRun;
+use crate::processor::wgpu::{DType, DeviceInput, GpuLaunch, LaunchDone};
+use crate::processor::TaskFailure;
+use crate::value::Value;
+
+/// A diagonal block that is not positive definite, as a task's error.
+#[derive(Debug, thiserror::Error)]
+#[error("block ({block}, {block}) is not positive definite: pivot {pivot} (row {row} of the matrix) is not positive")]
+struct NotPositiveDefinite {
+    block: usize,
+    pivot: usize,
+    row: usize,
+}
+
+/// `L_kk = chol(A_kk)`, lower, the strict upper triangle zeroed.
+fn potrf_cpu<T: Gemm>(
+    block_index: usize,
+    first_row: usize,
+    n: usize,
+    inputs: &[Value],
+) -> Result<Value, TaskFailure> {
+    {
+        let mut out = block::<T>(&inputs[0], 0)?.clone();
+        dagger_cpu::potrf(Triangle::Lower, MatMut::new(&mut out, n, n)).map_err(|e| match e {
+            dagger_cpu::PotrfError::NotPositiveDefinite { pivot } => {
+                TaskFailure::from(NotPositiveDefinite {
+                    block: block_index,
+                    pivot,
+                    row: first_row + pivot,
+                })
+            }
+            other => TaskFailure::from(other),
+        })?;
+        for i in 0..n {
+            out[i * n + i + 1..(i + 1) * n].fill(T::ZERO);
+        }
+        Ok(Value::new(out))
+    }
+}
+
+/// `A_ik = A_ik L_kkᵀ⁻¹`. Inputs: `L_kk`, `A_ik`.
+fn trsm_cpu<T: Gemm>(m: usize, n: usize, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    {
+        let l = block::<T>(&inputs[0], 0)?;
+        let mut out = block::<T>(&inputs[1], 1)?.clone();
+        dagger_cpu::trsm(
+            Side::Right,
+            Triangle::Lower,
+            Trans::Yes,
+            Diag::NonUnit,
+            T::ONE,
+            MatRef::new(l, n, n),
+            MatMut::new(&mut out, m, n),
+        );
+        Ok(Value::new(out))
+    }
+}
+
+/// Where GPU `potrf` tiles report a non-positive pivot: per tile, its `info` buffer (0, or
+/// the pivot + 1), read after the factorization.
+type PivotReports = Arc<Mutex<Vec<(usize, usize, Device, Arc<GpuBuffer>)>>>;
+
+/// `L_kk = chol(A_kk)` on a GPU, the strict upper triangle zeroed.
+struct PotrfTile<T> {
+    block: usize,
+    first_row: usize,
+    n: usize,
+    reports: PivotReports,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Gemm> CpuRun for PotrfTile<T> {
+    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        potrf_cpu::<T>(self.block, self.first_row, self.n, inputs)
+    }
+}
+
+impl<T: Gemm> GpuLaunch for PotrfTile<T> {
+    fn dtype(&self) -> DType {
+        T::DTYPE
+    }
+
+    fn flops(&self) -> Option<f64> {
+        Some((self.n as f64).powi(3) / 3.0)
+    }
+
+    fn launch(
+        &self,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError> {
+        let n = self.n;
+        let out = Arc::new(device.copy(&inputs[0].buffer)?);
+        let info = Arc::new(device.zeroed(4)?);
+        let tril = device.compile(blas::tril_source(T::BLAS), "tril")?;
+        self.reports
+            .lock()
+            .push((self.block, self.first_row, device.clone(), info.clone()));
+        let seq = Sequence::new();
+        let mut done = Some(done);
+        blas::potrf(
+            device,
+            GpuMatrix::new(&out, n as u32, n as u32),
+            &info,
+            T::BLAS,
+            seq.step::<T>(false, &mut done, &out, n * n, device_index),
+        )
+        .map_err(as_gpu)?;
+        let params = [n as u32, 0, 0, 0];
+        device.launch(
+            &tril,
+            &[
+                dagger_wgpu::Binding::uniform(&params),
+                dagger_wgpu::Binding::Storage(&out),
+            ],
+            [(n as u32).div_ceil(16), (n as u32).div_ceil(16), 1],
+            seq.step::<T>(true, &mut done, &out, n * n, device_index),
+        )
+    }
+}
+
+/// `A_ik = A_ik L_kkᵀ⁻¹` on a GPU. Inputs: `L_kk`, `A_ik`.
+struct TrsmTile<T> {
+    m: usize,
+    n: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Gemm> CpuRun for TrsmTile<T> {
+    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        trsm_cpu::<T>(self.m, self.n, inputs)
+    }
+}
+
+impl<T: Gemm> GpuLaunch for TrsmTile<T> {
+    fn dtype(&self) -> DType {
+        T::DTYPE
+    }
+
+    fn flops(&self) -> Option<f64> {
+        Some(self.m as f64 * (self.n as f64).powi(2))
+    }
+
+    fn launch(
+        &self,
+        device: &Device,
+        device_index: usize,
+        inputs: &[DeviceInput],
+        done: LaunchDone,
+    ) -> Result<(), GpuError> {
+        let (m, n) = (self.m, self.n);
+        let out = Arc::new(device.copy(&inputs[1].buffer)?);
+        let seq = Sequence::new();
+        let mut done = Some(done);
+        blas::trsm(
+            device,
+            GpuMatrix::new(&inputs[0].buffer, n as u32, n as u32),
+            GpuMatrix::new(&out, m as u32, n as u32),
+            T::BLAS,
+            seq.step::<T>(true, &mut done, &out, m * n, device_index),
+        )
+        .map_err(as_gpu)
+    }
+}
+
+/// The first non-positive pivot GPU `potrf` tiles reported, as the error the CPU tiles give.
+fn first_gpu_pivot(reports: &PivotReports) -> Result<(), NotPositiveDefinite> {
+    let mut found: Option<NotPositiveDefinite> = None;
+    for (block, first_row, device, info) in reports.lock().iter() {
+        let Ok(v) = device.download::<u32>(info) else {
+            continue;
+        };
+        if let Some(&p) = v.first().filter(|&&p| p != 0) {
+            let pivot = p as usize - 1;
+            if found.as_ref().is_none_or(|f| *block < f.block) {
+                found = Some(NotPositiveDefinite {
+                    block: *block,
+                    pivot,
+                    row: first_row + pivot,
+                });
+            }
+        }
+    }
+    found.map_or(Ok(()), Err)
+}
+
+impl<T: Gemm> DArray<T> {
+    /// The Cholesky factor `L` of a symmetric positive definite matrix (`self = L Lᵀ`),
+    /// lower triangular with zeros above the diagonal. Only the lower triangle of `self` is
+    /// read.
+    ///
+    /// Tiled as Dagger.jl's `cholesky`: for each diagonal block a `potrf`, `trsm`s down its
+    /// column, then `syrk` and `gemm` updates of the trailing matrix, all tile tasks of one
+    /// datadeps region ordered by the blocks they read and write, so the updates of step `k`
+    /// overlap the factorization of step `k + 1`. Every tile kind has a CPU implementation
+    /// (`dagger-cpu`) and a WGSL one, so tiles run on CPU threads or GPUs as the scope allows
+    /// and the cost model prefers; block versions move between memory spaces as the region
+    /// needs them. A non-square blocking is made square along the row cuts. Waits for the
+    /// factorization.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrayError::NotPositiveDefinite`] naming the diagonal block and the pivot (also as
+    /// a row of the matrix) where the factorization broke down; shape errors for a matrix
+    /// that is not square.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::ArrayError;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// // [[4, 2], [2, 5]] = L Lᵀ with L = [[2, 0], [1, 2]]
+    /// let a = ndarray::arr2(&[[4.0, 2.0], [2.0, 5.0]]);
+    /// let l = DArray::distribute(&ctx, &a, Blocks::new([1, 1]))?.cholesky()?.collect2()?;
+    /// assert_eq!(l, ndarray::arr2(&[[2.0, 0.0], [1.0, 2.0]]));
+    /// let bad = ndarray::arr2(&[[1.0, 2.0], [2.0, 1.0]]);
+    /// let err = DArray::distribute(&ctx, &bad, Blocks::new([1, 1]))?.cholesky().unwrap_err();
+    /// assert!(matches!(err, ArrayError::NotPositiveDefinite { block: 1, row: 1, .. }), "{err}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cholesky(&self) -> Result<DArray<T>, ArrayError> {
+        self.cholesky_with(GemmKernel::Tiled)
+    }
+
+    /// [`cholesky`](Self::cholesky) with a choice of GPU kernel for the GEMM tiles.
+    pub fn cholesky_with(&self, kernel: GemmKernel) -> Result<DArray<T>, ArrayError> {
+        let (a, cuts) = self.square_blocks("cholesky: a square matrix")?;
+        let nb = cuts.len() - 1;
+        let ctx = self.context().clone();
+        let w = |i: usize| width(&cuts, i);
+        let opts = |name: &'static str| crate::Options::new().name(name);
+        let reports: PivotReports = Arc::default();
+        let factor = ctx.spawn_datadeps(|r| {
+            let keys: Vec<Option<u64>> = (0..nb * nb)
+                .map(|ij| (ij / nb >= ij % nb).then(|| r.track(version_of(&a.blocks()[ij]))))
+                .collect();
+            let key = |i: usize, j: usize| keys[i * nb + j].expect("lower blocks are tracked");
+            for (k, &first_row) in cuts[..nb].iter().enumerate() {
+                r.submit_versioned(
+                    "potrf".into(),
+                    TypeId::of::<PotrfTile<T>>(),
+                    opts("potrf"),
+                    &[(key(k, k), true)],
+                    None,
+                    Some(tile_call(
+                        "potrf_tile",
+                        PotrfTile::<T> {
+                            block: k,
+                            first_row,
+                            n: w(k),
+                            reports: reports.clone(),
+                            _t: PhantomData,
+                        },
+                    )),
+                );
+                for i in k + 1..nb {
+                    r.submit_versioned(
+                        "trsm".into(),
+                        TypeId::of::<TrsmTile<T>>(),
+                        opts("trsm"),
+                        &[(key(k, k), false), (key(i, k), true)],
+                        None,
+                        Some(tile_call(
+                            "trsm_tile",
+                            TrsmTile::<T> {
+                                m: w(i),
+                                n: w(k),
+                                _t: PhantomData,
+                            },
+                        )),
+                    );
+                }
+                for i in k + 1..nb {
+                    // A_ii -= A_ik A_ikᵀ
+                    let tile = SyrkTile::<T> {
+                        triangle: Triangle::Lower,
+                        op: Trans::No,
+                        alpha: -T::ONE,
+                        beta: T::ONE,
+                        n: w(i),
+                        a: vec![(w(i), w(k))],
+                    };
+                    r.submit_versioned(
+                        "syrk".into(),
+                        TypeId::of::<SyrkTile<T>>(),
+                        tile_options("syrk"),
+                        &[(key(i, k), false), (key(i, i), true)],
+                        None,
+                        Some(tile_call("syrk_tile", tile)),
+                    );
+                    for j in k + 1..i {
+                        // A_ij -= A_ik A_jkᵀ
+                        let tile = GemmTile::<T> {
+                            kernel,
+                            op_a: Trans::No,
+                            op_b: Trans::Yes,
+                            alpha: -T::ONE,
+                            beta: T::ONE,
+                            m: w(i),
+                            n: w(j),
+                            a: vec![(w(i), w(k))],
+                            b: vec![(w(j), w(k))],
+                        };
+                        r.submit_versioned(
+                            "gemm".into(),
+                            TypeId::of::<GemmTile<T>>(),
+                            tile_options("gemm"),
+                            &[(key(i, k), false), (key(j, k), false), (key(i, j), true)],
+                            None,
+                            Some(tile_call("gemm_tile", tile)),
+                        );
+                    }
+                }
+            }
+            keys.iter()
+                .map(|k| k.map(|k| r.latest(k)))
+                .collect::<Vec<_>>()
+        });
+        let latest = factor.map_err(not_positive_definite)?;
+        // GPU tiles report a bad pivot in a buffer rather than by failing.
+        first_gpu_pivot(&reports).map_err(|e| ArrayError::NotPositiveDefinite {
+            block: e.block,
+            pivot: e.pivot,
+            row: e.row,
+        })?;
+        let blocks = latest
+            .into_iter()
+            .enumerate()
+            .map(|(ij, v)| match v {
+                Some(v) => block_of(v),
+                None => Block::Data(Chunk::new(vec![T::ZERO; w(ij / nb) * w(ij % nb)])),
+            })
+            .collect();
+        Ok(DArray::from_parts(&ctx, a.grid().clone(), blocks))
+    }
+}
+
+/// A region's error as an array error: a non-positive pivot by name, anything else as is.
+fn not_positive_definite(e: TaskError) -> ArrayError {
+    if let TaskError::Failed { cause, .. } = e.root_cause() {
+        if let Some(npd) = cause.downcast_ref::<NotPositiveDefinite>() {
+            return ArrayError::NotPositiveDefinite {
+                block: npd.block,
+                pivot: npd.pivot,
+                row: npd.row,
+            };
+        }
+    }
+    ArrayError::Task(e)
+}
