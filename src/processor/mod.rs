@@ -264,18 +264,11 @@ pub trait Processor: Send + Sync + 'static {
 
     /// Moves a value that lives in this processor's memory space (one of its results, or a
     /// value its `move_in` made) to host memory, as the type it stands for there. The
-    /// default returns values of a host-memory processor unchanged and refuses otherwise.
+    /// default hands the value over unchanged: right for processors whose values are
+    /// ordinary objects of this process. A device whose memory the host cannot read
+    /// directly downloads here, or refuses with [`MoveError`].
     fn move_out(&self, value: Value) -> Result<Value, MoveError> {
-        let from = self.memory_space();
-        if from.is_host() {
-            Ok(value)
-        } else {
-            Err(MoveError::Unsupported {
-                type_name: value.type_name(),
-                from,
-                to: MemorySpace::LOCAL_HOST,
-            })
-        }
+        Ok(value)
     }
 
     /// How many bytes [`move_in`](Self::move_in) would transfer for `value` (now in
