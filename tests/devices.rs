@@ -341,3 +341,26 @@ fn a_thread_reads_a_device_value_only_through_the_device() {
     assert_eq!(chunk.collect().unwrap(), vec![1.0, 2.0]);
     assert_eq!(dev.moved_out.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_chunk_for_a_processor_of_another_context_is_an_error_not_a_panic() {
+    let small = Context::builder().threads(1).gpus(false).build().unwrap();
+    let big = Context::builder()
+        .threads(4)
+        .gpus(false)
+        .processor(SimDevice::new(11))
+        .build()
+        .unwrap();
+    let foreign = sim_id(&big, 0);
+    let err = small.to_chunk_on(vec![1u8], foreign).unwrap_err();
+    assert!(
+        err.to_string().contains("could not be moved") || err.to_string().contains("moving"),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err)
+        .expect("a cause")
+        .to_string();
+    assert!(source.contains(&foreign.to_string()), "{source}");
+    // The context is unaffected.
+    assert_eq!(small.spawn(|| 2, ()).fetch().unwrap(), 2);
+}
