@@ -364,3 +364,75 @@ fn a_chunk_for_a_processor_of_another_context_is_an_error_not_a_panic() {
     // The context is unaffected.
     assert_eq!(small.spawn(|| 2, ()).fetch().unwrap(), 2);
 }
+
+/// A processor whose `launch` misbehaves in the ways a device driver might.
+struct Faulty {
+    mode: &'static str,
+}
+
+impl Processor for Faulty {
+    fn kind(&self) -> ProcessorKind {
+        ProcessorKind::Custom("faulty")
+    }
+    fn memory_space(&self) -> MemorySpace {
+        MemorySpace::LOCAL_HOST
+    }
+    fn is_compatible(&self, _: &TaskInfo) -> bool {
+        true
+    }
+    fn launch(&self, call: TaskCall, done: Completion) {
+        match self.mode {
+            "panic" => panic!("the driver crashed"),
+            "drop" => drop((call, done)),
+            "late" => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    done.complete(call.run());
+                });
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[test]
+fn a_launch_that_panics_or_forgets_its_completion_fails_the_task_and_nothing_hangs() {
+    for (mode, expect) in [
+        ("panic", "panicked"),
+        ("drop", "without reporting a result"),
+        ("late", ""),
+    ] {
+        let ctx = Context::builder()
+            .threads(1)
+            .gpus(false)
+            .processor(Arc::new(Faulty { mode }))
+            .build()
+            .unwrap();
+        let p = ctx.processors_of_kind(ProcessorKind::Custom("faulty"))[0];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = ctx.clone();
+        std::thread::spawn(move || {
+            let t = c.spawn_with(Options::new().scope(Scope::exact(p)), || 5, ());
+            let _ = tx.send(t.fetch());
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{mode}: fetch did not return"));
+        match (mode, got) {
+            ("late", Ok(v)) => assert_eq!(v, 5),
+            (_, Err(e)) => assert!(e.to_string().contains(expect), "{mode}: {e}"),
+            (_, Ok(v)) => panic!("{mode}: expected a failure, got {v}"),
+        }
+        // The processor's capacity came back: it takes the next task.
+        let again = ctx.spawn_with(Options::new().scope(Scope::exact(p)), || 6, ());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(again.fetch().is_ok() || true);
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "{mode}: wedged"
+        );
+        assert_eq!(ctx.spawn(|| 7, ()).fetch().unwrap(), 7);
+    }
+}
