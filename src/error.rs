@@ -181,3 +181,88 @@ fn considered_list(c: &[(String, String)]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Cells of a datadeps region that did not get their newest version back when the region
+/// ended: a kernel task that would have made it failed, or the version lives only in memory
+/// that can no longer be read (a lost GPU). Each such cell holds the newest version that
+/// could still be moved to the host — at worst the value it had before its kernel tasks —
+/// and is listed here with that version. The region's first task failure is the
+/// [`source`](std::error::Error::source).
+///
+/// It is the cause of the [`TaskError::Failed`] a region returns; find it with
+/// `downcast_ref`:
+///
+/// ```
+/// use dagger::{CellsRestored, TaskError};
+/// fn restored(e: &TaskError) -> Option<&CellsRestored> {
+///     std::error::Error::source(e)?.downcast_ref::<CellsRestored>()
+/// }
+/// # let _ = restored;
+/// ```
+#[derive(Clone, Debug)]
+pub struct CellsRestored {
+    /// The cells that went back, and to what.
+    pub cells: Vec<RestoredCell>,
+    /// The first task of the region that failed, if one did.
+    pub first_failure: Option<TaskError>,
+}
+
+/// One cell in [`CellsRestored`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredCell {
+    /// The cell, as [`Cell::id`](crate::Cell::id) names it.
+    pub cell: u64,
+    /// The task whose result the cell holds now; `None`: the value it had before the
+    /// region's kernel tasks took it.
+    pub version: Option<TaskLabel>,
+    /// How many newer versions were made (or were to be made) and could not be restored.
+    pub skipped: usize,
+    /// Why the newest of them could not be restored.
+    pub reason: String,
+}
+
+impl fmt::Display for RestoredCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cell {} went back to ", self.cell)?;
+        match &self.version {
+            None => f.write_str("the value it had before its kernel tasks")?,
+            Some(t) => write!(f, "the result of {t}")?,
+        }
+        write!(
+            f,
+            " ({} newer version{} lost: {})",
+            self.skipped,
+            if self.skipped == 1 { "" } else { "s" },
+            self.reason
+        )
+    }
+}
+
+impl fmt::Display for CellsRestored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} cell{} did not get {} newest version back: ",
+            self.cells.len(),
+            if self.cells.len() == 1 { "" } else { "s" },
+            if self.cells.len() == 1 {
+                "its"
+            } else {
+                "their"
+            }
+        )?;
+        for (i, c) in self.cells.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CellsRestored {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.first_failure.as_ref().map(|e| e as _)
+    }
+}

@@ -106,7 +106,7 @@ pub use array::{
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
 pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, View};
-pub use error::{ScheduleError, TaskError, TaskLabel};
+pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};

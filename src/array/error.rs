@@ -97,6 +97,23 @@ pub enum ArrayError {
         /// Its element count.
         elements: u128,
     },
+    /// An array, a block or a collected result larger than the memory arrays may take
+    /// (the machine's RAM, or [`set_memory_limit`](super::set_memory_limit) /
+    /// `DAGGER_MEMORY_LIMIT`): refused before anything is allocated.
+    #[error(
+        "{what} needs {bytes} bytes, more than the {limit} bytes of memory arrays may use \
+         (the machine's RAM, or DAGGER_MEMORY_LIMIT); {advice}"
+    )]
+    OutOfMemory {
+        /// What would not fit: the array with its shape and element type, or a block.
+        what: String,
+        /// The bytes it needs.
+        bytes: u64,
+        /// The limit it was checked against.
+        limit: u64,
+        /// What to change.
+        advice: &'static str,
+    },
     /// `concatenate` of no arrays.
     #[error("concatenate needs at least one array")]
     NothingToConcatenate,

@@ -50,6 +50,7 @@ pub use error::ArrayError;
 pub use expr::ExprError;
 pub use linalg::Gemm;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn, Slice};
@@ -195,6 +196,105 @@ pub(crate) fn box_params(
     p
 }
 
+/// The override set by [`set_memory_limit`] (0: none).
+static MEMORY_LIMIT: AtomicU64 = AtomicU64::new(0);
+
+/// The bytes of host memory arrays may take: what [`set_memory_limit`] set, else the
+/// `DAGGER_MEMORY_LIMIT` environment variable (bytes, or with a `K`, `M`, `G` or `T`
+/// suffix), else the machine's total RAM (`MemTotal` in `/proc/meminfo`; unlimited where
+/// that cannot be read).
+///
+/// Making an array whose elements need more than this, or collecting one to the host, is
+/// an [`ArrayError::OutOfMemory`] at the call, before anything is allocated.
+///
+/// ```
+/// let limit = dagger::array::memory_limit();
+/// assert!(limit > 0);
+/// ```
+pub fn memory_limit() -> u64 {
+    match MEMORY_LIMIT.load(Ordering::Relaxed) {
+        0 => std::env::var("DAGGER_MEMORY_LIMIT")
+            .ok()
+            .and_then(|v| parse_bytes(&v))
+            .unwrap_or_else(total_ram),
+        n => n,
+    }
+}
+
+/// Sets the bytes arrays may take in this process (`None`: back to `DAGGER_MEMORY_LIMIT` or
+/// the machine's RAM); see [`memory_limit`].
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::ArrayError;
+/// let ctx = Context::builder().threads(1).build()?;
+/// dagger::array::set_memory_limit(Some(1 << 20));
+/// let e = DArray::<f32>::zeros(&ctx, [1024, 1024], AutoBlocks::new()).unwrap_err();
+/// dagger::array::set_memory_limit(None);
+/// assert!(matches!(e, ArrayError::OutOfMemory { bytes: 4_194_304, .. }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn set_memory_limit(bytes: Option<u64>) {
+    MEMORY_LIMIT.store(bytes.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// `"123"`, `"64K"`, `"512M"`, `"16G"`, `"1T"` (powers of 1024) as bytes.
+fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches(['B', 'I'])
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Total RAM from `/proc/meminfo`, or `u64::MAX` where it cannot be read.
+fn total_ram() -> u64 {
+    static RAM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RAM.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                kib.checked_mul(1024)
+            })
+            .unwrap_or(u64::MAX)
+    })
+}
+
+/// Refuses `elements` elements of `elem_size` bytes (`what`) beyond the memory limit.
+fn check_fits(
+    what: impl FnOnce() -> String,
+    elements: u128,
+    elem_size: usize,
+    advice: &'static str,
+) -> Result<(), ArrayError> {
+    let bytes = elements.saturating_mul(elem_size as u128);
+    let limit = memory_limit();
+    if bytes > limit as u128 {
+        return Err(ArrayError::OutOfMemory {
+            what: what(),
+            bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
+            limit,
+            advice,
+        });
+    }
+    Ok(())
+}
+
 fn check_grid(grid: &Grid) -> Result<(), ArrayError> {
     if grid.ndim() > MAX_DIMS {
         return Err(ArrayError::TooManyDimensions {
@@ -228,6 +328,12 @@ fn make_grid<T: Element>(
         });
     }
     let b = blocks.block_shape(ctx, shape, T::DTYPE.size())?;
+    check_fits(
+        || format!("an array of shape {shape:?} ({})", T::DTYPE),
+        shape.iter().map(|&n| n as u128).product(),
+        T::DTYPE.size(),
+        "use a smaller shape, or split the work into arrays that fit",
+    )?;
     let grid = Grid::regular(shape, &b);
     check_grid(&grid)?;
     Ok(grid)
@@ -428,7 +534,8 @@ impl<T: Element> DArray<T> {
         Ok(())
     }
 
-    /// Gathers the blocks into a host array (Dagger.jl's `collect`).
+    /// Gathers the blocks into a host array (Dagger.jl's `collect`). An array larger than
+    /// [`memory_limit`] is an [`ArrayError::OutOfMemory`] before anything is allocated.
     pub fn collect(&self) -> Result<ArrayD<T>, ArrayError> {
         self.clone().into_ndarray()
     }
@@ -438,12 +545,27 @@ impl<T: Element> DArray<T> {
     /// block, where [`collect`](Self::collect) holds the blocks until the `DArray` drops.
     pub fn into_ndarray(self) -> Result<ArrayD<T>, ArrayError> {
         let shape = self.shape();
+        let n: usize = shape.iter().product();
+        let what = || format!("collecting an array of shape {shape:?} ({})", T::DTYPE);
+        let advice = "collect a slice, reduce it first, or keep it distributed";
+        check_fits(what, n as u128, T::DTYPE.size(), advice)?;
+        // The allocator may still refuse less than the limit: an error, not an abort.
+        let mut zeros = Vec::new();
+        zeros
+            .try_reserve_exact(n)
+            .map_err(|_| ArrayError::OutOfMemory {
+                what: what(),
+                bytes: (n * T::DTYPE.size()) as u64,
+                limit: memory_limit(),
+                advice,
+            })?;
+        zeros.resize(n, T::ZERO);
         let (grid, blocks) = match Arc::try_unwrap(self.inner) {
             Ok(inner) => (inner.grid, inner.blocks),
             Err(shared) => (shared.grid.clone(), shared.blocks.clone()),
         };
-        let mut out = ArrayD::from_shape_vec(IxDyn(&shape), vec![T::ZERO; shape.iter().product()])
-            .expect("the length matches the shape");
+        let mut out =
+            ArrayD::from_shape_vec(IxDyn(&shape), zeros).expect("the length matches the shape");
         for (i, b) in blocks.into_iter().enumerate() {
             let dom = grid.domain(i);
             let v = b.get()?;

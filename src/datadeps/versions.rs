@@ -18,7 +18,7 @@ use parking_lot::RwLock;
 
 use super::{Cell, DataRegion, In, InOut, Out, Part};
 use crate::chunk::Data;
-use crate::error::{TaskError, TaskLabel};
+use crate::error::{CellsRestored, RestoredCell, TaskError, TaskLabel};
 use crate::kernel::KernelCall;
 use crate::options::Options;
 use crate::processor::wgpu::{GpuScalar, WgslKernel};
@@ -89,6 +89,7 @@ impl<T: GpuScalar> Home for VecHome<T> {
 /// A value a region tracks by versions: its versions since it was last in its cell (oldest
 /// first), and the cell, if it has one.
 pub(crate) struct Tracked {
+    key: u64,
     versions: Vec<Version>,
     home: Option<Arc<dyn Home>>,
 }
@@ -268,6 +269,7 @@ impl DataRegion<'_> {
         self.versions.insert(
             key,
             Tracked {
+                key,
                 versions: vec![initial],
                 home: None,
             },
@@ -351,6 +353,7 @@ impl DataRegion<'_> {
         self.versions.insert(
             key,
             Tracked {
+                key,
                 versions: vec![Version::Task(core)],
                 home: Some(home),
             },
@@ -399,46 +402,124 @@ impl DataRegion<'_> {
         core
     }
 
-    /// At the end of a region (every task finished): each tracked cell gets back the latest
-    /// version that was made; a version whose task failed leaves the one before it.
+    /// At the end of a region (every task finished): each tracked cell gets back the newest
+    /// version that can still be moved to the host. A version whose task failed, or that
+    /// lives only where it can no longer be read (a lost device), leaves the one before it —
+    /// at worst the value the cell had before its kernel tasks. The cells that went back are
+    /// listed in a [`CellsRestored`] error, with the region's first failure as its source.
     pub(super) fn restore_cells(&mut self) -> Result<(), TaskError> {
-        let mut first_err = None;
+        let mut put_err = None;
+        let mut restored = Vec::new();
         // A check-in that failed (its version's task failed) left the cell empty; the
         // versions still tracked come after it, so they go back last.
         let failed_check_ins = std::mem::take(&mut self.checked_in)
             .into_iter()
             .filter(|(task, _)| !matches!(task.result.get(), Some(Ok(_))))
             .map(|(_, tracked)| tracked);
-        let tracked: Vec<Tracked> = failed_check_ins
-            .chain(std::mem::take(&mut self.versions).into_values())
-            .collect();
+        let mut still_tracked: Vec<Tracked> =
+            std::mem::take(&mut self.versions).into_values().collect();
+        still_tracked.sort_by_key(|t| t.key);
+        let tracked: Vec<Tracked> = failed_check_ins.chain(still_tracked).collect();
         for tracked in tracked {
-            let Some(home) = tracked.home else { continue };
-            let Some(data) = tracked.versions.iter().rev().find_map(Version::value) else {
-                // The value never left the cell.
+            let Some(home) = &tracked.home else { continue };
+            let mut skipped = 0;
+            let mut reason = None;
+            let mut chosen = None;
+            for (i, version) in tracked.versions.iter().enumerate().rev() {
+                let why = match version.value() {
+                    Some(data) => match data.to_host() {
+                        Ok(v) => {
+                            chosen = Some((i, v));
+                            break;
+                        }
+                        Err(e) => error_chain(&e),
+                    },
+                    None => match version {
+                        Version::Task(t) => match t.result.get() {
+                            Some(Err(e)) => error_chain(e.root_cause()),
+                            _ => format!("task {} did not finish", t.label()),
+                        },
+                        Version::Data(_) => unreachable!("a value at hand has a value"),
+                    },
+                };
+                skipped += 1;
+                reason.get_or_insert(why);
+            }
+            // No version at all: the value never left the cell.
+            let Some((index, value)) = chosen else {
                 continue;
             };
-            let put = data
-                .to_host()
-                .map_err(|e| e.to_string())
-                .and_then(|v| home.put(&v));
-            if let Err(message) = put {
-                first_err.get_or_insert(TaskError::Failed {
-                    task: TaskLabel {
-                        id: 0,
-                        name: "datadeps check-in".into(),
+            if let Err(message) = home.put(&value) {
+                put_err.get_or_insert(message);
+                continue;
+            }
+            if skipped > 0 {
+                restored.push(RestoredCell {
+                    cell: tracked.key,
+                    version: match &tracked.versions[index] {
+                        Version::Task(t) if index > 0 => Some(t.label()),
+                        _ => None,
                     },
-                    processor: "host".into(),
-                    cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
-                        "putting a cell's latest version back: {message}"
-                    ))),
+                    skipped,
+                    reason: reason.unwrap_or_default(),
                 });
             }
         }
-        match first_err {
-            Some(e) => Err(e),
+        let label = || TaskLabel {
+            id: 0,
+            name: "datadeps check-in".into(),
+        };
+        if !restored.is_empty() {
+            let first_failure = self
+                .tasks
+                .iter()
+                .chain(&self.internal)
+                .find_map(|t| t.result.get().and_then(|r| r.as_ref().err().cloned()));
+            return Err(TaskError::Failed {
+                task: label(),
+                processor: "host".into(),
+                cause: Arc::new(CellsRestored {
+                    cells: restored,
+                    first_failure,
+                }),
+            });
+        }
+        match put_err {
+            Some(message) => Err(TaskError::Failed {
+                task: label(),
+                processor: "host".into(),
+                cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
+                    "putting a cell's latest version back: {message}"
+                ))),
+            }),
             None => Ok(()),
         }
+    }
+}
+
+/// An error and its sources, joined by `: `.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+impl<T> Cell<T> {
+    /// The cell's identifier, unique within the process: how [`CellsRestored`] names it.
+    ///
+    /// ```
+    /// use dagger::Cell;
+    /// let a = Cell::new(vec![1.0f32]);
+    /// assert_eq!(a.id(), a.clone().id());
+    /// assert_ne!(a.id(), Cell::new(vec![1.0f32]).id());
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.id
     }
 }
 

@@ -233,6 +233,39 @@ pub trait Processor: Send + Sync + 'static {
         false
     }
 
+    /// Whether the processor can take tasks at all. A processor that stops being available
+    /// (a GPU whose device was lost, a remote worker that went away) leaves placement at
+    /// once: new tasks are not given to it, and a ready task whose candidates include it
+    /// goes to another candidate. The default is `true`.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::{MemorySpace, Processor, ProcessorKind, TaskInfo};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// /// A processor that can be switched off.
+    /// struct Switchable(AtomicBool);
+    /// impl Processor for Switchable {
+    ///     fn kind(&self) -> ProcessorKind { ProcessorKind::Custom("switchable") }
+    ///     fn memory_space(&self) -> MemorySpace { MemorySpace::LOCAL_HOST }
+    ///     fn is_compatible(&self, _task: &TaskInfo) -> bool { true }
+    ///     fn is_available(&self) -> bool { self.0.load(Ordering::Relaxed) }
+    /// }
+    ///
+    /// let p = Arc::new(Switchable(AtomicBool::new(true)));
+    /// let ctx = Context::builder().threads(1).processor(p.clone()).build()?;
+    /// let only = Scope::kind(ProcessorKind::Custom("switchable"));
+    /// assert_eq!(ctx.spawn_with(Options::new().scope(only.clone()), || 1, ()).fetch()?, 1);
+    /// p.0.store(false, Ordering::Relaxed);
+    /// let e = ctx.spawn_with(Options::new().scope(only), || 1, ()).fetch().unwrap_err();
+    /// assert!(e.to_string().contains("not available"), "{e}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn is_available(&self) -> bool {
+        true
+    }
+
     /// Whether this processor can run the task described by `task` (a closure, or a kernel
     /// it has an implementation for: see [`TaskInfo::has_implementation`]).
     fn is_compatible(&self, task: &TaskInfo) -> bool;

@@ -8,6 +8,12 @@
 //! (they are identical) and every other processor is its own. Before a pairing is measured,
 //! a kernel's flop count over the processor's prior throughput stands in, else the task's
 //! time hint, or zero — so every candidate gets tried and measured early.
+//!
+//! A processor that reports itself unavailable ([`Processor::is_available`], e.g. a GPU
+//! whose device was lost) is no candidate for new tasks and is passed over when a ready
+//! task is placed.
+//!
+//! [`Processor::is_available`]: crate::Processor::is_available
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -111,6 +117,10 @@ impl Runtime {
         let mut best = (usize::MAX, 0);
         let mut best_finish = u64::MAX;
         for i in set.iter() {
+            // A processor lost since the task was spawned is passed over.
+            if self.procs[i].exec == Exec::Device && !self.procs[i].proc.is_available() {
+                continue;
+            }
             let s = &self.slots[i];
             let run = key
                 .and_then(|k| self.cost.estimate(k, self.cost_class(i)))
@@ -125,6 +135,10 @@ impl Runtime {
                 best_finish = finish;
                 best = (i, run);
             }
+        }
+        if best.0 == usize::MAX {
+            // Every candidate is gone: the first one takes the task and fails it, saying why.
+            best.0 = set.iter().next().expect("a candidate set is not empty");
         }
         best
     }
@@ -167,9 +181,12 @@ pub(crate) fn resolve_candidates(
         let ok = match p.exec {
             Exec::None => false,
             Exec::Thread => kind.host,
+            // A processor that is no longer available (a lost device) takes no new tasks.
             Exec::Device => {
-                let ti = info_cache.get_or_insert_with(&info);
-                p.proc.is_compatible(ti)
+                p.proc.is_available() && {
+                    let ti = info_cache.get_or_insert_with(&info);
+                    p.proc.is_compatible(ti)
+                }
             }
         };
         if ok {
@@ -190,6 +207,9 @@ pub(crate) fn resolve_candidates(
                     Exec::None => "runs no tasks".into(),
                     Exec::Thread if !kind.host => "the kernel has no CPU implementation".into(),
                     Exec::Thread => "available".into(),
+                    Exec::Device if !p.proc.is_available() => {
+                        "not available (lost or shut down)".into()
+                    }
                     Exec::Device if !p.proc.is_compatible(&ti) => p.proc.incompatibility(&ti),
                     Exec::Device => "available".into(),
                 }

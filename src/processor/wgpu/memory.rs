@@ -283,9 +283,51 @@ pub(crate) fn to_host(space: MemorySpace, value: &Value) -> Result<Value, MoveEr
         .get(&arr.host_type)
         .expect("device arrays come from movable types");
     let dev = &devices().devices[arr.device].device;
-    let v = (mover.download)(dev, &arr.buffer, arr.len)
-        .map_err(|e| failed(value, space, MemorySpace::LOCAL_HOST, e))?;
+    let lost = |source: Option<GpuError>| MoveError::Failed {
+        type_name: value.type_name(),
+        from: space,
+        to: MemorySpace::LOCAL_HOST,
+        source: Box::new(LostWithDevice {
+            device: arr.device,
+            len: arr.len,
+            dtype: arr.dtype,
+            source,
+        }),
+    };
+    if dev.is_lost() {
+        return Err(lost(None));
+    }
+    let v = (mover.download)(dev, &arr.buffer, arr.len).map_err(|e| match e {
+        GpuError::DeviceLost { .. } => lost(Some(e)),
+        e => failed(value, space, MemorySpace::LOCAL_HOST, e),
+    })?;
     Ok(arr.host.get_or_init(|| v).clone())
+}
+
+/// A value that lived only in the memory of a device that was lost.
+#[derive(Debug)]
+struct LostWithDevice {
+    device: usize,
+    len: usize,
+    dtype: DType,
+    source: Option<GpuError>,
+}
+
+impl std::fmt::Display for LostWithDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the {}-element {} array in the memory of gpu {} was lost with the device (no host \
+             copy had been made); compute it again",
+            self.len, self.dtype, self.device
+        )
+    }
+}
+
+impl std::error::Error for LostWithDevice {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
 }
 
 /// `value` (now in `from`) resident on device `dev`: its buffer, length and type, uploaded

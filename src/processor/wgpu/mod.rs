@@ -140,6 +140,10 @@ impl Processor for WgpuProc {
         self.default_enabled
     }
 
+    fn is_available(&self) -> bool {
+        !self.device().is_lost()
+    }
+
     fn is_compatible(&self, task: &TaskInfo) -> bool {
         self.check(task).is_none()
     }
@@ -187,6 +191,16 @@ impl Processor for WgpuProc {
                 ),
             );
         };
+        if self.device().is_lost() {
+            return fail(
+                done,
+                format!(
+                    "{} was lost before the task could start; its kernels fail and its \
+                     results can no longer be read",
+                    self.description()
+                ),
+            );
+        }
         let mut inputs = Vec::with_capacity(call.inputs.len());
         for (k, v) in call.take_inputs().into_iter().enumerate() {
             match v.downcast_arc::<DeviceInput>() {
