@@ -24,7 +24,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
-use super::task::Work;
+use super::task::{Input, Work};
 use super::worker::local;
 use super::{Candidates, Exec, ProcEntry, Runtime};
 use crate::chunk::Data;
@@ -48,13 +48,25 @@ impl Runtime {
     /// The slot of a ready task placed by cost among `set`, and its estimated run time.
     pub(super) fn place(&self, set: &ProcSet, w: &Work) -> (usize, u64) {
         let flops = w.kernel.as_ref().and_then(|k| k.flops());
-        let args: SmallVec<[Data; 4]> = w.inputs[..w.n_args]
-            .iter()
-            .filter_map(|i| i.data().ok())
-            .collect();
-        // Among CPU threads and host values nothing moves.
-        let anything_moves = args.iter().any(|d| !d.space.is_host())
-            || set.iter().any(|i| self.procs[i].exec != Exec::Thread);
+        // Among CPU threads and host values nothing moves: look no further (and clone
+        // nothing) then.
+        let anything_moves = set.iter().any(|i| self.procs[i].exec != Exec::Thread)
+            || w.inputs[..w.n_args].iter().any(|i| match i {
+                Input::Task(t) => t
+                    .result
+                    .get()
+                    .and_then(|r| r.as_ref().ok())
+                    .is_some_and(|d| !d.space.is_host()),
+                Input::Data(d) => !d.space.is_host(),
+            });
+        let args: SmallVec<[Data; 4]> = if anything_moves {
+            w.inputs[..w.n_args]
+                .iter()
+                .filter_map(|i| i.data().ok())
+                .collect()
+        } else {
+            SmallVec::new()
+        };
         let moving = |i: usize| -> u64 {
             if !anything_moves {
                 return 0;
