@@ -110,11 +110,11 @@ pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
+pub use processor::task_threads;
 pub use processor::{
     Completion, MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo,
     ProcessorKind, TaskCall, TaskFailure, TaskInfo, ThreadProc,
 };
-pub use sched::task_threads;
 pub use scope::{IndexRange, Scope, ScopeError};
 pub use task::{DTask, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
@@ -126,6 +126,9 @@ pub use dagger_cpu::{Trans, Triangle};
 pub use dagger_wgpu::blas::GemmKernel;
 #[cfg(feature = "wgpu")]
 pub use datadeps::KernelAccess;
+#[cfg(feature = "wgpu")]
+#[doc(hidden)]
+pub use kernel::tiles::TileScalar;
 #[cfg(feature = "wgpu")]
 pub use processor::wgpu::{Access, DType, GpuScalar, KernelError, WgslKernel, WgslKernelBuilder};
 #[cfg(feature = "wgpu")]

@@ -193,6 +193,27 @@ impl std::fmt::Debug for Completion {
     }
 }
 
+thread_local! {
+    /// CPU threads the task running on this thread may use.
+    static TASK_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
+}
+
+/// How many CPU threads the running task may use: 1, or more when it asked for several
+/// with [`Options::max_threads`](crate::Options::max_threads) and the scheduler lent it
+/// idle threads. 1 outside tasks.
+///
+/// ```
+/// assert_eq!(dagger::task_threads(), 1);
+/// ```
+pub fn task_threads() -> usize {
+    TASK_THREADS.with(std::cell::Cell::get)
+}
+
+/// Sets what [`task_threads`] answers on this thread; returns the previous value.
+pub(crate) fn set_task_threads(n: usize) -> usize {
+    TASK_THREADS.with(|t| t.replace(n))
+}
+
 /// The message of a panic payload. Reading it cannot panic, and the payload is not dropped
 /// here (its `Drop` may itself panic; see [`drop_payload`]).
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {

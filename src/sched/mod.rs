@@ -43,7 +43,6 @@ mod worker;
 pub(crate) use place::{resolve_candidates, CostKey, TaskKind, THREAD_PRIOR_GFLOPS};
 pub(crate) use task::{Input, TaskCore, TaskName, Work, FULL_OCCUPANCY};
 pub(crate) use worker::block_on;
-pub use worker::task_threads;
 
 use place::CostModel;
 use queue::Slot;

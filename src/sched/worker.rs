@@ -14,6 +14,7 @@ use super::queue::steal;
 use super::task::{TaskCore, FULL_OCCUPANCY};
 use super::{Exec, Job, Runtime};
 use crate::log::Buffer;
+use crate::processor::set_task_threads;
 
 /// What a spare thread is asked to do.
 pub(super) enum Role {
@@ -252,9 +253,9 @@ impl Runtime {
         }
         if occ >= FULL_OCCUPANCY || slot.capacity <= occ {
             let lent = self.lend_threads(&job, s);
-            let prev = TASK_THREADS.with(|t| t.replace(1 + lent.len()));
+            let prev = set_task_threads(1 + lent.len());
             self.run_job(&job, s, l, occ);
-            TASK_THREADS.with(|t| t.set(prev));
+            set_task_threads(prev);
             for t in lent {
                 self.slots[t].release(self.slots[t].capacity);
                 self.wake_for(t, false);
@@ -316,18 +317,6 @@ impl Runtime {
         task.wait_done_raw();
         slot.used.fetch_add(occ, Ordering::AcqRel);
     }
-}
-
-thread_local! {
-    /// CPU threads the task running on this thread may use.
-    static TASK_THREADS: Cell<usize> = const { Cell::new(1) };
-}
-
-/// How many CPU threads the running task may use: 1, or more when it asked for several
-/// with [`Options::max_threads`](crate::Options::max_threads) and the scheduler lent it
-/// idle threads. 1 outside tasks.
-pub fn task_threads() -> usize {
-    TASK_THREADS.with(Cell::get)
 }
 
 /// Waits for `task`. Inside a worker that is running a task, the worker's processor is

@@ -3,134 +3,15 @@
 use std::any::TypeId;
 use std::sync::Arc;
 
-use dagger_cpu::{Accum, MatMut, MatRef, Threads, Trans, Triangle};
-use dagger_wgpu::blas::{self, GemmKernel, GpuMatrix};
-use dagger_wgpu::{Device, GpuError};
+use dagger_cpu::{MatMut, Trans, Triangle};
+use dagger_wgpu::blas::GemmKernel;
 
-use super::gemm::GemmTile;
-use super::tile_call;
-use super::{accum_of, as_gpu, block, tile_options, width, Gemm, Sequence};
+use super::{tile_options, width, Gemm};
 use crate::array::domain::Grid;
 use crate::array::{ArrayError, Block, DArray};
-use crate::processor::wgpu::kernel::CpuRun;
-use crate::processor::wgpu::{DType, DeviceInput, GpuLaunch, LaunchDone};
-use crate::processor::TaskFailure;
+use crate::kernel::tiles::{tile_call, GemmTile, SyrkTile};
 use crate::task::args::Deps;
 use crate::task::DTask;
-use crate::value::Value;
-
-/// One diagonal tile of `C = alpha Σ_k op(A_k) op(A_k)ᵀ + beta C`, `triangle` only.
-/// Inputs: the `A_k`, then `C`.
-pub(super) struct SyrkTile<T> {
-    pub(super) triangle: Triangle,
-    pub(super) op: Trans,
-    pub(super) alpha: T,
-    pub(super) beta: T,
-    pub(super) n: usize,
-    pub(super) a: Vec<(usize, usize)>,
-}
-
-impl<T: Gemm> CpuRun for SyrkTile<T> {
-    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
-        {
-            let nk = self.a.len();
-            let mut out = block::<T>(&inputs[nk], nk)?.clone();
-            if nk == 0 {
-                scale_triangle(&mut out, self.n, self.triangle, self.beta);
-            }
-            for (k, &(rows, cols)) in self.a.iter().enumerate() {
-                let a = block::<T>(&inputs[k], k)?;
-                dagger_cpu::syrk(
-                    self.triangle,
-                    self.op,
-                    self.alpha,
-                    MatRef::new(a, rows, cols),
-                    if k == 0 {
-                        accum_of(self.beta)
-                    } else {
-                        Accum::Add
-                    },
-                    MatMut::new(&mut out, self.n, self.n),
-                    Threads(crate::task_threads()),
-                );
-            }
-            Ok(Value::new(out))
-        }
-    }
-}
-
-fn scale_triangle<T: Gemm>(c: &mut [T], n: usize, triangle: Triangle, beta: T) {
-    for i in 0..n {
-        let cols = match triangle {
-            Triangle::Lower => 0..i + 1,
-            Triangle::Upper => i..n,
-        };
-        for j in cols {
-            c[i * n + j] *= beta;
-        }
-    }
-}
-
-impl<T: Gemm> GpuLaunch for SyrkTile<T> {
-    fn dtype(&self) -> DType {
-        T::DTYPE
-    }
-
-    fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-        if self.a.is_empty() {
-            return Err("a product of depth 0 only scales C, which CPU threads do".into());
-        }
-        crate::processor::wgpu::memory::device_holds(info, T::DTYPE)
-    }
-
-    fn flops(&self) -> Option<f64> {
-        let k: usize = self
-            .a
-            .iter()
-            .map(|&(r, c)| if self.op == Trans::No { c } else { r })
-            .sum();
-        Some(self.n as f64 * (self.n as f64 + 1.0) * k as f64)
-    }
-
-    fn launch(
-        &self,
-        device: &Device,
-        device_index: usize,
-        inputs: &[DeviceInput],
-        done: LaunchDone,
-    ) -> Result<(), GpuError> {
-        let nk = self.a.len();
-        if nk == 0 {
-            return Err(GpuError::Wgpu {
-                operation: "syrk tile".into(),
-                message: "a product with an empty inner dimension runs on the host".into(),
-            });
-        }
-        let out = Arc::new(device.copy(&inputs[nk].buffer)?);
-        let seq = Sequence::new();
-        let mut done = Some(done);
-        for (k, (input, &(ar, ac))) in inputs.iter().zip(&self.a).enumerate() {
-            let accum = if k == 0 {
-                accum_of(self.beta)
-            } else {
-                Accum::Add
-            };
-            blas::syrk(
-                device,
-                self.triangle,
-                self.op,
-                self.alpha.to_f64(),
-                GpuMatrix::new(&input.buffer, ar as u32, ac as u32),
-                accum.map(T::to_f64),
-                GpuMatrix::new(&out, self.n as u32, self.n as u32),
-                T::BLAS,
-                seq.step::<T>(k + 1 == nk, &mut done, &out, self.n * self.n, device_index),
-            )
-            .map_err(as_gpu)?;
-        }
-        Ok(())
-    }
-}
 
 impl<T: Gemm> DArray<T> {
     /// In-place SYRK: `self = alpha op(a) op(a)ᵀ + beta self` on the `triangle` of `self`

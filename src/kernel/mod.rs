@@ -10,6 +10,9 @@
 //! Closures are not kernels: they have no name and run on the host threads of the process
 //! that made them.
 
+#[cfg(feature = "wgpu")]
+pub(crate) mod tiles;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;

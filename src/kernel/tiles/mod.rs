@@ -1,0 +1,135 @@
+//! The built-in tile kernels of dense linear algebra: GEMM, SYRK, POTRF and TRSM on one
+//! tile each, every one a named kernel (`dagger.gemm_tile.f32`, ...) with a CPU
+//! implementation (`dagger-cpu`, single-threaded unless the scheduler lends the task
+//! threads) and a WGSL one (`dagger-wgpu`'s BLAS launchers). The tiles' parameters are the
+//! kernel call's parameters. DArray's `gemm`, `syrk` and `cholesky` spawn them.
+
+mod cholesky;
+mod gemm;
+mod syrk;
+
+pub(crate) use cholesky::{
+    first_gpu_pivot, NotPositiveDefinite, PivotReports, PotrfTile, TrsmTile,
+};
+pub(crate) use gemm::GemmTile;
+pub(crate) use syrk::SyrkTile;
+
+use std::any::TypeId;
+use std::sync::Arc;
+
+use dagger_cpu::Accum;
+use dagger_wgpu::blas;
+use dagger_wgpu::{GpuBuffer, GpuError};
+use parking_lot::Mutex;
+
+use crate::kernel::{Kernel, KernelCall};
+use crate::processor::wgpu::kernel::{params_kernel, CpuRun};
+use crate::processor::wgpu::{GpuArray, GpuLaunch, GpuScalar, LaunchDone};
+use crate::processor::TaskFailure;
+use crate::value::Value;
+
+/// Element types of the tile kernels: `f32` and `f64`.
+#[doc(hidden)]
+pub trait TileScalar:
+    GpuScalar + dagger_cpu::Scalar + PartialEq + Copy + std::ops::MulAssign
+{
+    /// The element type as `dagger-wgpu`'s BLAS kernels name it.
+    const BLAS: blas::Dtype;
+}
+
+impl TileScalar for f32 {
+    const BLAS: blas::Dtype = blas::Dtype::F32;
+}
+
+impl TileScalar for f64 {
+    const BLAS: blas::Dtype = blas::Dtype::F64;
+}
+
+/// The BLAS `beta` as an accumulate choice: `None` when `C` is not read at all.
+pub(crate) fn accum_of<T: TileScalar>(beta: T) -> Accum<T> {
+    if beta == T::from_f64_rounded(0.0) {
+        Accum::Replace
+    } else if beta == T::from_f64_rounded(1.0) {
+        Accum::Add
+    } else {
+        Accum::Scale(beta)
+    }
+}
+
+fn as_gpu(e: blas::BlasError) -> GpuError {
+    match e {
+        blas::BlasError::Gpu(g) => g,
+        other => GpuError::Wgpu {
+            operation: "linear algebra tile".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn block<T: TileScalar>(v: &Value, index: usize) -> Result<&Vec<T>, TaskFailure> {
+    v.downcast_ref::<Vec<T>>().ok_or(TaskFailure::ArgumentType {
+        index,
+        expected: std::any::type_name::<Vec<T>>(),
+        found: v.type_name(),
+    })
+}
+
+/// Runs a sequence of launches on one output buffer and calls `done` once, after the last
+/// one (or with the first error).
+pub(crate) struct Sequence {
+    failed: Arc<Mutex<Option<GpuError>>>,
+}
+
+impl Sequence {
+    fn new() -> Self {
+        Sequence {
+            failed: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The completion callback of step `k` of `steps`; the last one finishes the task.
+    fn step<T: TileScalar>(
+        &self,
+        last: bool,
+        done: &mut Option<LaunchDone>,
+        out: &Arc<GpuBuffer>,
+        len: usize,
+        device: usize,
+    ) -> impl FnOnce(Result<(), GpuError>) + Send + 'static {
+        let failed = self.failed.clone();
+        let finish = if last { done.take() } else { None };
+        let out = out.clone();
+        move |r| {
+            if let Err(e) = r {
+                failed.lock().get_or_insert(e);
+            }
+            if let Some(finish) = finish {
+                finish(match failed.lock().take() {
+                    Some(e) => Err(e),
+                    None => Ok(GpuArray::new(
+                        device,
+                        out,
+                        len,
+                        T::DTYPE,
+                        TypeId::of::<Vec<T>>(),
+                    )),
+                })
+            }
+        }
+    }
+}
+
+/// A tile with its parameters, as a call of its named kernel: `dagger.<name>.<dtype>`
+/// (e.g. `dagger.gemm_tile.f32`), registered once per tile type with the tile's CPU
+/// implementation (`dagger-cpu`) and WGSL one (`dagger-wgpu`'s BLAS launchers).
+pub(crate) fn tile_call<P: GpuLaunch + CpuRun + 'static>(name: &str, tile: P) -> KernelCall {
+    static KERNELS: std::sync::OnceLock<Mutex<std::collections::HashMap<TypeId, Kernel>>> =
+        std::sync::OnceLock::new();
+    let kernel = KERNELS
+        .get_or_init(Default::default)
+        .lock()
+        .entry(TypeId::of::<P>())
+        .or_insert_with(|| params_kernel::<P>(format!("dagger.{name}.{}", tile.dtype())))
+        .clone();
+    kernel.call(Value::new(tile))
+}
