@@ -8,7 +8,7 @@
 //! `default_enabled`) and the device interface: a processor with a memory space of its own
 //! moves values in and out of it and may finish work asynchronously ([`Processor::launch`]).
 //! The scheduler drives CPU threads directly, and every other processor — the wgpu devices
-//! in [`wgpu`](self::wgpu) among them — through this trait alone.
+//! ([`WgpuProc`]) among them — through this trait alone.
 
 mod call;
 mod os;

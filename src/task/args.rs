@@ -283,7 +283,7 @@ impl<U: Clone + Send + Sync + 'static> IntoArg for &Vec<DTask<U>> {
 }
 
 /// A dependency handed to the function as an `Arc<U>`, without copying its value.
-/// Made by [`DTask::shared`], [`Chunk::shared`] and [`Thunk::shared`].
+/// Made by [`DTask::shared`], [`Chunk::shared`] and [`Thunk::shared`](crate::Thunk::shared).
 pub struct Shared<U> {
     dep: Dep,
     _t: PhantomData<fn() -> U>,
