@@ -79,7 +79,9 @@ pub use array::{
 };
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
-pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, View};
+pub use datadeps::{
+    AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, RegionTimeoutError, View,
+};
 pub use error::{ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
@@ -90,7 +92,7 @@ pub use processor::{
 };
 pub use sched::task_threads;
 pub use scope::{IndexRange, Scope, ScopeError};
-pub use task::{DTask, IntoArg, Moved, Plain, Shared, Val};
+pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
