@@ -104,8 +104,7 @@ fn nested_regions_over_one_cell(threads: usize, regions: usize, callers: usize) 
     for h in handles {
         h.join().unwrap();
     }
-    let v = x.get();
-    v
+    x.get()
 }
 
 /// A task holding a cell fetches a nested task while tasks of other regions wait for the
