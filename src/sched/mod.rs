@@ -192,6 +192,12 @@ impl Runtime {
         rt
     }
 
+    /// How many threads beyond the primaries nested waits may keep (`None`: no limit).
+    pub(crate) fn set_spare_limit(&self, limit: Option<usize>) {
+        self.spare_limit
+            .store(limit.unwrap_or(usize::MAX), Ordering::Release);
+    }
+
     /// Whether `task` was submitted to this runtime.
     pub(crate) fn owns(&self, task: &TaskCore) -> bool {
         task.owner() == self as *const Runtime as usize
@@ -381,29 +387,5 @@ fn closure_probe() -> crate::processor::TaskInfo {
         input_types: Vec::new(),
         host_closure: true,
         kernel: None,
-    }
-}
-
-impl crate::Context {
-    /// Limits how many threads beyond one per processor the context keeps for tasks that
-    /// wait inside tasks (`None`: no limit, the default). A nested wait runs the awaited
-    /// task inline when it is ready and has not started; otherwise the waiting task gives
-    /// its processor to another thread. When no thread can be had (the limit, or the
-    /// system refusing a new thread), the waiting task fails with an error saying so, and
-    /// the context carries on.
-    ///
-    /// ```
-    /// use dagger::prelude::*;
-    /// let ctx = Context::builder().threads(1).build()?;
-    /// ctx.set_spare_thread_limit(Some(0));
-    /// // The nested task is ready when fetched, so it runs inline: no thread needed.
-    /// let c = ctx.clone();
-    /// assert_eq!(ctx.spawn(move || c.spawn(|| 2, ()).fetch().unwrap() + 1, ()).fetch()?, 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn set_spare_thread_limit(&self, limit: Option<usize>) {
-        self.rt()
-            .spare_limit
-            .store(limit.unwrap_or(usize::MAX), Ordering::Release);
     }
 }
