@@ -219,6 +219,26 @@ impl Context {
         }
     }
 
+    /// Limits how many threads beyond one per processor the context keeps for tasks that
+    /// wait inside tasks (`None`: no limit, the default). A nested wait runs the awaited
+    /// task inline when it is ready and has not started; otherwise the waiting task gives
+    /// its processor to another thread. When no thread can be had (the limit, or the
+    /// system refusing a new thread), the waiting task fails with an error saying so, and
+    /// the context carries on.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// ctx.set_spare_thread_limit(Some(0));
+    /// // The nested task is ready when fetched, so it runs inline: no thread needed.
+    /// let c = ctx.clone();
+    /// assert_eq!(ctx.spawn(move || c.spawn(|| 2, ()).fetch().unwrap() + 1, ()).fetch()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_spare_thread_limit(&self, limit: Option<usize>) {
+        self.rt().set_spare_limit(limit);
+    }
+
     pub(crate) fn rt(&self) -> &Arc<Runtime> {
         &self.inner.rt
     }

@@ -105,7 +105,9 @@ pub use array::{
 };
 pub use chunk::Chunk;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
-pub use datadeps::{AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, View};
+pub use datadeps::{
+    AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, RegionTimeoutError, View,
+};
 pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
@@ -116,7 +118,7 @@ pub use processor::{
     ProcessorKind, TaskCall, TaskFailure, TaskInfo, ThreadProc,
 };
 pub use scope::{IndexRange, Scope, ScopeError};
-pub use task::{DTask, IntoArg, Moved, Plain, Shared, Val};
+pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 

@@ -365,18 +365,25 @@ fn register<T: Send + Sync + 'static, G: 'static>(
     }
 }
 
+// A cell's lock is held by a task of another region (regions do not order their tasks
+// against each other) that may itself be waiting for nested tasks. Waiting for the lock
+// gives the worker's processor back, as a nested `fetch` does, so those nested tasks always
+// find a processor; locks are taken in cell order, so lock waits never form a cycle.
+
 fn read_guard<T>(l: Arc<RwLock<T>>, region: Part, _: bool) -> Ref<T> {
-    Ref {
-        guard: l.read_arc(),
-        region,
-    }
+    let guard = match l.try_read_arc() {
+        Some(g) => g,
+        None => crate::sched::blocking(|| l.read_arc()),
+    };
+    Ref { guard, region }
 }
 
 fn write_guard<T>(l: Arc<RwLock<T>>, region: Part, _: bool) -> RefMut<T> {
-    RefMut {
-        guard: l.write_arc(),
-        region,
-    }
+    let guard = match l.try_write_arc() {
+        Some(g) => g,
+        None => crate::sched::blocking(|| l.write_arc()),
+    };
+    RefMut { guard, region }
 }
 
 impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for In<A> {
@@ -553,6 +560,54 @@ impl Context {
         &self,
         f: impl FnOnce(&mut DataRegion<'_>) -> R,
     ) -> Result<R, TaskError> {
+        self.run_region(f, None).map_err(|e| match e {
+            RegionTimeoutError::Task(e) => e,
+            RegionTimeoutError::TimedOut { .. } => unreachable!("no deadline"),
+        })
+    }
+
+    /// [`spawn_datadeps`](Self::spawn_datadeps), waiting at most `timeout` for the
+    /// region's tasks. When the time runs out the region's unfinished tasks carry on (the
+    /// cells they access stay in use until they finish) and
+    /// [`RegionTimeoutError::TimedOut`] says how many had not finished; cells whose latest
+    /// value a kernel task made may then not hold it.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::{Cell, InOut, RefMut, RegionTimeoutError};
+    /// use std::time::Duration;
+    ///
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let x = Cell::new(0u32);
+    /// let err = ctx
+    ///     .spawn_datadeps_timeout(Duration::from_millis(20), |r| {
+    ///         r.spawn(|mut x: RefMut<u32>| {
+    ///             std::thread::sleep(Duration::from_millis(300));
+    ///             *x += 1;
+    ///         }, (InOut(&x),));
+    ///     })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, RegionTimeoutError::TimedOut { unfinished: 1, .. }), "{err}");
+    /// assert!(err.to_string().contains("timed out"));
+    /// ctx.spawn_datadeps_timeout(Duration::from_secs(30), |r| {
+    ///     r.spawn(|mut x: RefMut<u32>| *x += 1, (InOut(&x),));
+    /// })?;
+    /// assert_eq!(x.get(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn_datadeps_timeout<R>(
+        &self,
+        timeout: std::time::Duration,
+        f: impl FnOnce(&mut DataRegion<'_>) -> R,
+    ) -> Result<R, RegionTimeoutError> {
+        self.run_region(f, Some((std::time::Instant::now() + timeout, timeout)))
+    }
+
+    fn run_region<R>(
+        &self,
+        f: impl FnOnce(&mut DataRegion<'_>) -> R,
+        deadline: Option<(std::time::Instant, std::time::Duration)>,
+    ) -> Result<R, RegionTimeoutError> {
         let mut region = DataRegion {
             ctx: self,
             history: HashMap::new(),
@@ -565,24 +620,57 @@ impl Context {
         };
         let out = f(&mut region);
         let mut first = None;
-        for t in &region.tasks {
-            crate::sched::block_on(t);
-            if first.is_none() {
-                if let Some(Err(e)) = t.result.get() {
-                    first = Some(e.clone());
-                }
+        let until = deadline.map(|d| d.0);
+        for t in region.tasks.iter().chain(&region.internal) {
+            if !crate::sched::block_on_until(t, until) {
+                let unfinished = region
+                    .tasks
+                    .iter()
+                    .chain(&region.internal)
+                    .filter(|t| !t.is_done())
+                    .count();
+                return Err(RegionTimeoutError::TimedOut {
+                    waited: deadline.map(|d| d.1).unwrap_or_default(),
+                    unfinished,
+                    total: region.tasks.len() + region.internal.len(),
+                });
             }
         }
-        for t in &region.internal {
-            crate::sched::block_on(t);
+        for t in &region.tasks {
+            if let Some(Err(e)) = t.result.get() {
+                first = Some(e.clone());
+                break;
+            }
         }
         #[cfg(feature = "wgpu")]
         if let Err(e) = region.restore_cells() {
             first.get_or_insert(e);
         }
         match first {
-            Some(e) => Err(e),
+            Some(e) => Err(RegionTimeoutError::Task(e)),
             None => Ok(out),
         }
     }
+}
+
+/// Why [`Context::spawn_datadeps_timeout`] returned no value.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegionTimeoutError {
+    /// Some of the region's tasks had not finished when the time ran out; they carry on.
+    #[error(
+        "datadeps region timed out after {waited:?}: {unfinished} of its {total} tasks had \
+         not finished"
+    )]
+    TimedOut {
+        /// How long the caller waited.
+        waited: std::time::Duration,
+        /// The region's tasks that had not finished.
+        unfinished: usize,
+        /// The region's tasks.
+        total: usize,
+    },
+    /// A task of the region failed (the first in submission order).
+    #[error(transparent)]
+    Task(#[from] TaskError),
 }

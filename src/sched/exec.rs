@@ -111,7 +111,35 @@ impl Runtime {
 
     /// Runs a job on CPU thread slot `s` on the calling worker: moves its inputs to host
     /// memory, runs its body, logs it and completes it.
+    ///
+    /// Never unwinds: a panic outside the task's body (a value's `Drop`, a tracing
+    /// subscriber, the log) fails the task, if it has not finished, with an error saying
+    /// so, and the worker carries on.
     pub(super) fn run_job(self: &Arc<Self>, job: &Job, s: usize, l: &WorkerLocal, occ: u32) {
+        let in_task = l.in_task.get();
+        let cur_occ = l.cur_occ.get();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_job_inner(job, s, l, occ)
+        }));
+        if let Err(p) = ran {
+            let message = panic_message(&*p);
+            drop_payload(p);
+            l.in_task.set(in_task);
+            l.cur_occ.set(cur_occ);
+            if !job.is_done() {
+                let err = TaskError::Panicked {
+                    task: job.label(),
+                    processor: self.proc_label(s),
+                    message: format!("the worker thread failed outside the task body: {message}"),
+                };
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.complete(job, Err(err))
+                }));
+            }
+        }
+    }
+
+    fn run_job_inner(self: &Arc<Self>, job: &Job, s: usize, l: &WorkerLocal, occ: u32) {
         let Some(work) = job.work.lock().take() else {
             return;
         };
@@ -127,7 +155,7 @@ impl Runtime {
         };
         let cost = work.cost_key.zip(work.placed_est_ns);
         let timer = cost.map(|_| Instant::now());
-        drop(work.inputs);
+        drop_quietly(work.inputs);
         let result = match moved {
             Err(e) => Err(e),
             Ok(inputs) => {
@@ -147,7 +175,9 @@ impl Runtime {
                 }));
                 l.in_task.set(prev_in_task);
                 l.cur_occ.set(prev_occ);
-                drop(inputs);
+                // The last reference to an input may go here: its `Drop` must not take the
+                // task (which has its result) or the worker with it.
+                drop_quietly(inputs);
                 self.to_result(job, s, out)
             }
         };
@@ -319,6 +349,13 @@ impl Runtime {
                 })
             }
         }
+    }
+}
+
+/// Drops `x`, containing a panic of its `Drop` (and of that panic's payload).
+pub(super) fn drop_quietly<T>(x: T) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(x))) {
+        drop_payload(p);
     }
 }
 

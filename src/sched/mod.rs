@@ -42,7 +42,7 @@ mod worker;
 
 pub(crate) use place::{resolve_candidates, CostKey, TaskKind, THREAD_PRIOR_GFLOPS};
 pub(crate) use task::{Input, TaskCore, TaskName, Work, FULL_OCCUPANCY};
-pub(crate) use worker::block_on;
+pub(crate) use worker::{block_on, block_on_until, blocking};
 
 use place::CostModel;
 use queue::Slot;
@@ -116,6 +116,12 @@ pub(crate) struct Runtime {
     roles_tx: Sender<Role>,
     roles_rx: Receiver<Role>,
     idle_spares: AtomicUsize,
+    /// Worker threads alive, primaries included.
+    live_threads: AtomicUsize,
+    /// Primary threads started with the runtime.
+    base_threads: usize,
+    /// How many threads beyond the primaries nested waits may keep.
+    spare_limit: AtomicUsize,
     total_sleepers: AtomicUsize,
     shutdown: AtomicBool,
     pub(crate) epoch: Instant,
@@ -155,6 +161,7 @@ impl Runtime {
             .map(|p| Slot::new(p.capacity * FULL_OCCUPANCY))
             .collect();
         let (roles_tx, roles_rx) = crossbeam_channel::unbounded();
+        let procs_with_threads = procs.iter().filter(|p| p.exec != Exec::None).count();
         let rt = Arc::new(Runtime {
             procs,
             slots,
@@ -167,16 +174,32 @@ impl Runtime {
             roles_tx,
             roles_rx,
             idle_spares: AtomicUsize::new(0),
+            live_threads: AtomicUsize::new(0),
+            base_threads: procs_with_threads,
+            spare_limit: AtomicUsize::new(usize::MAX),
             total_sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             epoch: Instant::now(),
         });
         for (i, p) in rt.procs.iter().enumerate() {
             if p.exec != Exec::None {
-                rt.spawn_thread(Role::Primary(i));
+                if let Err((_, why)) = rt.spawn_thread(Role::Primary(i)) {
+                    panic!("{why}");
+                }
             }
         }
         rt
+    }
+
+    /// How many threads beyond the primaries nested waits may keep (`None`: no limit).
+    pub(crate) fn set_spare_limit(&self, limit: Option<usize>) {
+        self.spare_limit
+            .store(limit.unwrap_or(usize::MAX), Ordering::Release);
+    }
+
+    /// Whether `task` was submitted to this runtime.
+    pub(crate) fn owns(&self, task: &TaskCore) -> bool {
+        task.owner() == self as *const Runtime as usize
     }
 
     pub(crate) fn now_ns(&self) -> u64 {
@@ -187,6 +210,7 @@ impl Runtime {
 
     /// Registers a freshly created task on its inputs and enqueues it if it is ready.
     pub(crate) fn submit(self: &Arc<Self>, task: &Job) {
+        task.set_owner(self);
         self.progress.spawned();
         {
             let w = task.work.lock();
@@ -208,7 +232,8 @@ impl Runtime {
         match self.prepare(&task) {
             Prep::Enqueue { slot, shared } => self.push(task, slot, shared, from_completion),
             Prep::Fail(err) => {
-                task.work.lock().take();
+                let work = task.work.lock().take();
+                exec::drop_quietly(work);
                 self.complete(&task, Err(err));
             }
             Prep::Skip => {}
@@ -321,7 +346,8 @@ impl Runtime {
                 match self.prepare(&d) {
                     Prep::Enqueue { slot, shared } => self.push(d, slot, shared, from_completion),
                     Prep::Fail(e) => {
-                        d.work.lock().take();
+                        let work = d.work.lock().take();
+                        exec::drop_quietly(work);
                         failed.push((d, e));
                     }
                     Prep::Skip => {}

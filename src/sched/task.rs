@@ -2,8 +2,9 @@
 //! work it carries until it runs. Handles ([`DTask`](crate::DTask)) are thin wrappers over
 //! it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
@@ -150,6 +151,8 @@ pub(crate) struct TaskCore {
     pub(crate) result: OnceLock<Result<Data, TaskError>>,
     /// Index of the processor that ran the task (`u32::MAX` until it runs).
     pub(crate) ran_on: AtomicU32,
+    /// The address of the runtime it was submitted to (0 before).
+    owner: AtomicUsize,
 }
 
 /// Stripes of mutex and condition variable that waiters on tasks sleep on.
@@ -188,6 +191,7 @@ impl TaskCore {
             work: Mutex::new(Some(work)),
             result: OnceLock::new(),
             ran_on: AtomicU32::new(u32::MAX),
+            owner: AtomicUsize::new(0),
         }
     }
 
@@ -206,6 +210,7 @@ impl TaskCore {
             work: Mutex::new(None),
             result: OnceLock::new(),
             ran_on: AtomicU32::new(u32::MAX),
+            owner: AtomicUsize::new(0),
         };
         let _ = t.result.set(Err(make_err(t.label())));
         t
@@ -216,6 +221,15 @@ impl TaskCore {
             id: self.id,
             name: self.name.as_str().into(),
         }
+    }
+
+    pub(super) fn set_owner(&self, rt: &super::Runtime) {
+        self.owner
+            .store(rt as *const super::Runtime as usize, Ordering::Release);
+    }
+
+    pub(super) fn owner(&self) -> usize {
+        self.owner.load(Ordering::Acquire)
     }
 
     pub(crate) fn status(&self) -> u8 {
@@ -329,6 +343,29 @@ impl TaskCore {
                 return;
             }
             s.cv.wait(&mut g);
+        }
+    }
+
+    /// [`wait_done_raw`](Self::wait_done_raw) until `deadline` (forever if `None`);
+    /// returns whether the task is done.
+    pub(crate) fn wait_done_until(&self, deadline: Option<Instant>) -> bool {
+        let Some(deadline) = deadline else {
+            self.wait_done_raw();
+            return true;
+        };
+        if self.is_done() {
+            return true;
+        }
+        let s = stripe(self as *const _ as usize);
+        let mut g = s.lock.lock();
+        loop {
+            let old = self.state.fetch_or(WAITERS, Ordering::AcqRel);
+            if old & STATUS == DONE {
+                return true;
+            }
+            if s.cv.wait_until(&mut g, deadline).timed_out() {
+                return self.is_done();
+            }
         }
     }
 

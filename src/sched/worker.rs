@@ -6,15 +6,15 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
 use super::queue::steal;
-use super::task::{TaskCore, FULL_OCCUPANCY};
+use super::task::FULL_OCCUPANCY;
 use super::{Exec, Job, Runtime};
 use crate::log::Buffer;
-use crate::processor::set_task_threads;
+use crate::processor::{drop_payload, panic_message, set_task_threads};
 
 /// What a spare thread is asked to do.
 pub(super) enum Role {
@@ -34,6 +34,15 @@ pub(super) struct WorkerLocal {
     pub(super) cur_occ: Cell<u32>,
     pub(super) next: Cell<Option<Job>>,
     pub(super) log: Buffer,
+    /// An address near the base of the thread's stack.
+    stack_base: usize,
+}
+
+/// An address in the current stack frame.
+#[inline(never)]
+fn stack_addr() -> usize {
+    let probe = 0u8;
+    std::hint::black_box(&probe) as *const u8 as usize
 }
 
 thread_local! {
@@ -45,32 +54,69 @@ pub(super) fn local() -> Option<Rc<WorkerLocal>> {
 }
 
 const SPIN_ROUNDS: u32 = 256;
+/// Stack of every worker thread: room for tasks run inline in nested waits.
+const WORKER_STACK: usize = 16 << 20;
+/// Stack a worker keeps free: a nested wait deeper than this hands over instead of running
+/// the awaited task inline.
+const STACK_RESERVE: usize = 2 << 20;
 const SPARE_IDLE: Duration = Duration::from_secs(10);
 
 impl Runtime {
-    pub(super) fn spawn_thread(self: &Arc<Self>, role: Role) {
-        let rt = self.clone();
+    /// Starts a worker thread with `role`; on failure the role is handed back.
+    pub(super) fn spawn_thread(self: &Arc<Self>, role: Role) -> Result<(), (Role, String)> {
         let name = match &role {
             Role::Primary(s) | Role::Run(_, s) => format!("dagger-{}", self.procs[*s].kind),
             Role::Exit => "dagger-spare".to_owned(),
         };
-        std::thread::Builder::new()
+        self.live_threads.fetch_add(1, Ordering::AcqRel);
+        // The role travels through a slot so that a failed spawn can give it back.
+        let handoff = Arc::new(parking_lot::Mutex::new(Some(role)));
+        let theirs = handoff.clone();
+        let rt = self.clone();
+        let spawned = std::thread::Builder::new()
             .name(name)
-            .spawn(move || rt.thread_main(role))
-            .expect("spawning a worker thread");
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                let role = theirs.lock().take();
+                let live = rt.clone();
+                if let Some(role) = role {
+                    rt.thread_main(role);
+                }
+                live.live_threads.fetch_sub(1, Ordering::AcqRel);
+            });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.live_threads.fetch_sub(1, Ordering::AcqRel);
+                let role = handoff.lock().take().expect("the thread never started");
+                Err((role, format!("could not start a worker thread: {e}")))
+            }
+        }
     }
 
-    /// Gives `role` to an idle spare thread, or to a new thread.
-    pub(super) fn activate(self: &Arc<Self>, role: Role) {
+    /// Gives `role` to an idle spare thread, or to a new thread within the spare-thread
+    /// limit; on failure the role is handed back with the reason.
+    pub(super) fn activate(self: &Arc<Self>, role: Role) -> Result<(), (Role, String)> {
         if self
             .idle_spares
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()
         {
             let _ = self.roles_tx.send(role);
-        } else {
-            self.spawn_thread(role);
+            return Ok(());
         }
+        let limit = self.spare_limit.load(Ordering::Acquire);
+        let spares = self
+            .live_threads
+            .load(Ordering::Acquire)
+            .saturating_sub(self.base_threads);
+        if spares >= limit {
+            return Err((
+                role,
+                format!("the context's limit of {limit} spare threads is reached"),
+            ));
+        }
+        self.spawn_thread(role)
     }
 
     fn thread_main(self: Arc<Self>, first: Role) {
@@ -82,6 +128,7 @@ impl Runtime {
             cur_occ: Cell::new(0),
             next: Cell::new(None),
             log: self.log.register(),
+            stack_base: stack_addr(),
         });
         LOCAL.with(|c| *c.borrow_mut() = Some(l.clone()));
         let mut role = Some(first);
@@ -90,7 +137,25 @@ impl Runtime {
                 Some(Role::Primary(s)) => {
                     l.slot.set(s);
                     l.primary.set(true);
-                    self.primary_loop(&l);
+                    // The scheduler's own code does not panic, and run_job contains every
+                    // panic of a task; should anything else escape, the thread keeps its
+                    // role rather than leave the processor without a worker.
+                    loop {
+                        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.primary_loop(&l)
+                        }));
+                        match served {
+                            Ok(()) => break,
+                            Err(p) => {
+                                worker_fault(&*p, s, &self);
+                                drop_payload(p);
+                                l.in_task.set(false);
+                                if !l.primary.get() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     l.primary.set(false);
                     if self.shutdown.load(Ordering::Acquire) {
                         break;
@@ -262,8 +327,11 @@ impl Runtime {
             }
             slot.active.fetch_sub(1, Ordering::AcqRel);
             slot.release(occ);
-        } else {
-            self.activate(Role::Run(job, s));
+        } else if let Err((Role::Run(job, _), _)) = self.activate(Role::Run(job, s)) {
+            // No thread to run it beside this one: run it here.
+            self.run_job(&job, s, l, occ);
+            slot.active.fetch_sub(1, Ordering::AcqRel);
+            slot.release(occ);
         }
     }
 
@@ -300,43 +368,151 @@ impl Runtime {
         lent
     }
 
-    /// Blocks the calling worker thread on `task`, giving its processor back meanwhile.
-    fn block_worker(self: &Arc<Self>, task: &TaskCore, l: &WorkerLocal) {
+    /// Gives the calling worker's processor back before it blocks: its occupancy, and its
+    /// role as the processor's primary thread (to an idle spare or a new thread). Fails,
+    /// changing nothing, when no thread can take that role.
+    fn begin_block(self: &Arc<Self>, l: &WorkerLocal) -> Result<(), String> {
         let s = l.slot.get();
-        let occ = l.cur_occ.get();
         let slot = &self.slots[s];
-        slot.release(occ);
-        if l.primary.replace(false) {
+        if l.primary.get() {
+            if let Err((_, why)) = self.activate(Role::Primary(s)) {
+                return Err(why);
+            }
+            l.primary.set(false);
             if let Some(n) = l.next.take() {
                 slot.shared.push(n);
             }
-            self.activate(Role::Primary(s));
+            slot.release(l.cur_occ.get());
         } else {
+            slot.release(l.cur_occ.get());
             self.wake_for(s, false);
         }
-        task.wait_done_raw();
-        slot.used.fetch_add(occ, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Takes the calling worker's occupancy back after a block.
+    fn end_block(&self, l: &WorkerLocal) {
+        self.slots[l.slot.get()]
+            .used
+            .fetch_add(l.cur_occ.get(), Ordering::AcqRel);
+    }
+
+    /// Runs `task` inline on the calling worker if it is ready, has not started, may run
+    /// on the worker's processor, and the worker's stack has room; true if it ran.
+    fn try_run_inline(self: &Arc<Self>, task: &Job, l: &WorkerLocal) -> bool {
+        let s = l.slot.get();
+        if self.procs[s].exec != Exec::Thread || task.status() != super::task::QUEUED {
+            return false;
+        }
+        let used = l.stack_base.abs_diff(stack_addr());
+        if used + STACK_RESERVE > WORKER_STACK {
+            return false;
+        }
+        // Tasks placed by cost among several processors count in their placed slot's
+        // queued work: they stay there.
+        let fits = match task.work.lock().as_ref() {
+            Some(w) => match &w.candidates {
+                super::Candidates::AllThreads => true,
+                super::Candidates::Set(set) => {
+                    w.placed_est_ns.is_none() && set.len() == 1 && set.iter().all(|c| c == s)
+                }
+            },
+            None => false,
+        };
+        if !fits || !task.claim() {
+            return false;
+        }
+        // The queue entry it leaves behind is skipped when taken (its claim fails). It runs
+        // within the waiting task's occupancy, on one thread.
+        let prev = set_task_threads(1);
+        self.run_job(task, s, l, l.cur_occ.get());
+        set_task_threads(prev);
+        true
+    }
+
+    /// Blocks the calling worker thread on `task` until it is done or `deadline` passes,
+    /// running it inline when it can, else giving the processor back meanwhile. Returns
+    /// whether the task is done.
+    fn block_worker(
+        self: &Arc<Self>,
+        task: &Job,
+        l: &WorkerLocal,
+        deadline: Option<Instant>,
+    ) -> bool {
+        if self.try_run_inline(task, l) {
+            return true;
+        }
+        if let Err(why) = self.begin_block(l) {
+            // Waiting while holding the processor could deadlock: the waiting task fails.
+            std::panic::resume_unwind(Box::new(format!(
+                "waiting for {}: could not give the processor back ({why})",
+                task.label()
+            )));
+        }
+        let done = task.wait_done_until(deadline);
+        self.end_block(l);
+        done
     }
 }
 
-/// Waits for `task`. Inside a worker that is running a task, the worker's processor is
-/// given back while waiting, so nested waiting cannot deadlock.
-pub(crate) fn block_on(task: &TaskCore) {
+/// Reports a panic that escaped the scheduler's own code on a worker of slot `s`.
+fn worker_fault(p: &(dyn std::any::Any + Send), s: usize, rt: &Runtime) {
+    let message = panic_message(p);
+    tracing::error!(
+        processor = %rt.procs[s].id,
+        "a worker thread recovered from a panic outside any task: {message}"
+    );
+}
+
+/// Runs `f`, which may block for long (on a lock), on behalf of the task running on this
+/// worker: the worker's processor is given back meanwhile, as in a nested wait, so the
+/// tasks that would release what `f` waits for can run. Outside a task it just runs `f`.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let Some(l) = local() else {
+        return f();
+    };
+    if !l.in_task.get() {
+        return f();
+    }
+    let rt = l.rt.clone();
+    if let Err(why) = rt.begin_block(&l) {
+        std::panic::resume_unwind(Box::new(format!(
+            "blocking: could not give the processor back ({why})"
+        )));
+    }
+    struct Reacquire<'a>(&'a Runtime, &'a WorkerLocal);
+    impl Drop for Reacquire<'_> {
+        fn drop(&mut self) {
+            self.0.end_block(self.1);
+        }
+    }
+    let _back = Reacquire(&rt, &l);
+    f()
+}
+
+/// Waits for `task`. Inside a worker that is running a task, the awaited task runs inline
+/// if it is ready and has not started; otherwise the worker's processor is given back while
+/// waiting, so nested waiting cannot deadlock.
+pub(crate) fn block_on(task: &Job) {
+    block_on_until(task, None);
+}
+
+/// [`block_on`] until `deadline`; returns whether the task is done.
+pub(crate) fn block_on_until(task: &Job, deadline: Option<Instant>) -> bool {
     if task.is_done() {
-        return;
+        return true;
     }
     if let Some(l) = local() {
-        if l.in_task.get() {
+        if l.in_task.get() && l.rt.owns(task) {
             for _ in 0..200 {
                 if task.is_done() {
-                    return;
+                    return true;
                 }
                 std::hint::spin_loop();
             }
             let rt = l.rt.clone();
-            rt.block_worker(task, &l);
-            return;
+            return rt.block_worker(task, &l, deadline);
         }
     }
-    task.wait_done_raw();
+    task.wait_done_until(deadline)
 }

@@ -9,9 +9,10 @@ pub use args::{IntoArg, Moved, Plain, Shared, Val};
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::chunk::Chunk;
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskLabel};
 use crate::sched::TaskCore;
 use args::Dep;
 
@@ -87,6 +88,51 @@ impl<T: Send + Sync + 'static> DTask<T> {
         crate::sched::block_on(&self.core);
     }
 
+    /// Waits at most `timeout` for the task to finish, successfully or not; returns whether
+    /// it has. A task that has not finished carries on.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use std::time::Duration;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let slow = ctx.spawn(|| std::thread::sleep(Duration::from_millis(300)), ());
+    /// assert!(!slow.wait_timeout(Duration::from_millis(10)));
+    /// assert!(slow.wait_timeout(Duration::from_secs(30)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        crate::sched::block_on_until(&self.core, Some(Instant::now() + timeout))
+    }
+
+    /// Waits at most `timeout` for the task and returns a clone of its value; if it has not
+    /// finished by then, [`FetchTimeoutError::TimedOut`] (the task carries on and can be
+    /// fetched again).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::FetchTimeoutError;
+    /// use std::time::Duration;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let slow = ctx.spawn(|| { std::thread::sleep(Duration::from_millis(300)); 7 }, ());
+    /// let err = slow.fetch_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(err, FetchTimeoutError::TimedOut { .. }));
+    /// assert!(err.to_string().contains("timed out"));
+    /// assert_eq!(slow.fetch_timeout(Duration::from_secs(30))?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fetch_timeout(&self, timeout: Duration) -> Result<T, FetchTimeoutError>
+    where
+        T: Clone,
+    {
+        if !self.wait_timeout(timeout) {
+            return Err(FetchTimeoutError::TimedOut {
+                task: self.core.label(),
+                waited: timeout,
+            });
+        }
+        Ok(self.fetch()?)
+    }
+
     /// Waits for the task and returns a clone of its value.
     pub fn fetch(&self) -> Result<T, TaskError>
     where
@@ -137,4 +183,21 @@ impl<T: Send + Sync + 'static> DTask<T> {
     pub fn moved<V>(&self) -> Moved<V> {
         Moved::new(Dep::Task(self.core.clone()))
     }
+}
+
+/// Why [`DTask::fetch_timeout`] returned no value.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchTimeoutError {
+    /// The task had not finished when the time ran out; it carries on.
+    #[error("timed out after {waited:?} waiting for task {task}, which has not finished")]
+    TimedOut {
+        /// The task waited for.
+        task: TaskLabel,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The task finished with an error.
+    #[error(transparent)]
+    Task(#[from] TaskError),
 }
