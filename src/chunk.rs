@@ -29,6 +29,7 @@ impl std::fmt::Debug for Data {
 }
 
 impl Data {
+    #[inline]
     pub(crate) fn host(value: Value) -> Self {
         Data {
             value,
@@ -38,6 +39,7 @@ impl Data {
     }
 
     /// A value made by (or moved into the space of) `proc`.
+    #[inline]
     pub(crate) fn on(value: Value, space: MemorySpace, proc: &Arc<dyn Processor>) -> Self {
         Data {
             value,
@@ -47,6 +49,7 @@ impl Data {
     }
 
     /// The value in host memory: as it is, or moved out by the processor that holds it.
+    #[inline]
     pub(crate) fn to_host(&self) -> Result<Value, MoveError> {
         match &self.home {
             None => Ok(self.value.clone()),

@@ -210,6 +210,7 @@ pub fn task_threads() -> usize {
 }
 
 /// Sets what [`task_threads`] answers on this thread; returns the previous value.
+#[inline]
 pub(crate) fn set_task_threads(n: usize) -> usize {
     TASK_THREADS.with(|t| t.replace(n))
 }

@@ -44,6 +44,7 @@ impl Slot {
         }
     }
 
+    #[inline]
     pub(super) fn try_reserve(&self, occ: u32) -> bool {
         let mut cur = self.used.load(Ordering::Acquire);
         loop {
@@ -75,12 +76,14 @@ impl Slot {
     }
 
     /// Takes the whole slot if nothing runs on it: a thread lent to another task.
+    #[inline]
     pub(super) fn try_claim_idle(&self) -> bool {
         self.used
             .compare_exchange(0, self.capacity, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
+    #[inline]
     pub(super) fn release(&self, occ: u32) {
         self.used.fetch_sub(occ, Ordering::AcqRel);
         if self.cap_waiters.load(Ordering::SeqCst) > 0 {
@@ -89,11 +92,13 @@ impl Slot {
         }
     }
 
+    #[inline]
     pub(super) fn queue_len(&self) -> usize {
         self.pinned.len() + self.shared.len()
     }
 }
 
+#[inline]
 pub(super) fn steal(q: &Injector<Job>) -> Option<Job> {
     loop {
         match q.steal() {

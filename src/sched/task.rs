@@ -19,6 +19,7 @@ use crate::processor::Body;
 
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 
+#[inline]
 pub(crate) fn next_task_id() -> u64 {
     NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed)
 }
@@ -31,6 +32,7 @@ pub(crate) enum TaskName {
 }
 
 impl TaskName {
+    #[inline]
     pub(crate) fn as_str(&self) -> &str {
         match self {
             TaskName::Static(s) => short_fn_name(s),
@@ -113,6 +115,7 @@ pub(crate) enum Input {
 
 impl Input {
     /// The error of a failed input, without touching its value.
+    #[inline]
     pub(crate) fn error(&self) -> Option<&TaskError> {
         match self {
             Input::Task(t) => t.result.get().and_then(|r| r.as_ref().err()),
@@ -120,6 +123,7 @@ impl Input {
         }
     }
 
+    #[inline]
     pub(crate) fn data(&self) -> Result<Data, &TaskError> {
         match self {
             Input::Task(t) => match t.result.get() {
@@ -223,19 +227,23 @@ impl TaskCore {
         }
     }
 
+    #[inline]
     pub(super) fn set_owner(&self, rt: &super::Runtime) {
         self.owner
             .store(rt as *const super::Runtime as usize, Ordering::Release);
     }
 
+    #[inline]
     pub(super) fn owner(&self) -> usize {
         self.owner.load(Ordering::Acquire)
     }
 
+    #[inline]
     pub(crate) fn status(&self) -> u8 {
         self.state.load(Ordering::Acquire) & STATUS
     }
 
+    #[inline]
     pub(crate) fn is_done(&self) -> bool {
         self.status() == DONE
     }
@@ -253,11 +261,13 @@ impl TaskCore {
     }
 
     /// Drops one pending count; true if the task has become ready.
+    #[inline]
     pub(crate) fn release_one(&self) -> bool {
         self.pending.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     /// Moves a ready task to queued; false if it was cancelled meanwhile.
+    #[inline]
     pub(crate) fn mark_queued(&self) -> bool {
         self.state
             .compare_exchange(PENDING, QUEUED, Ordering::AcqRel, Ordering::Acquire)
@@ -274,6 +284,7 @@ impl TaskCore {
     }
 
     /// Claims a queued task for running; false if it was cancelled.
+    #[inline]
     pub(crate) fn claim(&self) -> bool {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {

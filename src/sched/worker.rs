@@ -49,6 +49,7 @@ thread_local! {
     static LOCAL: RefCell<Option<Rc<WorkerLocal>>> = const { RefCell::new(None) };
 }
 
+#[inline]
 pub(super) fn local() -> Option<Rc<WorkerLocal>> {
     LOCAL.with(|l| l.borrow().clone())
 }
@@ -197,6 +198,7 @@ impl Runtime {
         LOCAL.with(|c| *c.borrow_mut() = None);
     }
 
+    #[inline]
     pub(super) fn occupancy_units(&self, job: &Job, s: usize) -> u32 {
         let cap = self.slots[s].capacity;
         job.occupancy
