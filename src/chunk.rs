@@ -10,20 +10,28 @@ use crate::value::Value;
 /// A stored value, the memory space it lives in and the processor that owns that space:
 /// what a task produces and a chunk refers to. Storage sits behind this one type so that
 /// other payloads (spilled to disk, in a file) can be added without touching the scheduler.
+///
+/// Kept small (a value and one thin pointer): every task record holds its inputs' and its
+/// result's.
 #[derive(Clone)]
 pub(crate) struct Data {
     pub(crate) value: Value,
+    /// Where the value lives when that is not this process's host memory.
+    pub(crate) home: Option<Arc<Home>>,
+}
+
+/// A memory space other than this process's host memory, and the processor that owns it:
+/// it moves values out.
+pub(crate) struct Home {
     pub(crate) space: MemorySpace,
-    /// The processor whose memory space holds the value, when that is not host memory: it
-    /// moves the value out.
-    pub(crate) home: Option<Arc<dyn Processor>>,
+    pub(crate) proc: Arc<dyn Processor>,
 }
 
 impl std::fmt::Debug for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Data")
             .field("value", &self.value)
-            .field("space", &self.space)
+            .field("space", &self.space())
             .finish()
     }
 }
@@ -31,21 +39,27 @@ impl std::fmt::Debug for Data {
 impl Data {
     #[inline]
     pub(crate) fn host(value: Value) -> Self {
-        Data {
-            value,
-            space: MemorySpace::LOCAL_HOST,
-            home: None,
-        }
+        Data { value, home: None }
     }
 
-    /// A value made by (or moved into the space of) `proc`.
+    /// A value made by (or moved into the space of) `proc`, in `space`.
     #[inline]
     pub(crate) fn on(value: Value, space: MemorySpace, proc: &Arc<dyn Processor>) -> Self {
-        Data {
-            value,
-            space,
-            home: (!space.is_host()).then(|| proc.clone()),
-        }
+        let home = (space != MemorySpace::LOCAL_HOST).then(|| {
+            Arc::new(Home {
+                space,
+                proc: proc.clone(),
+            })
+        });
+        Data { value, home }
+    }
+
+    /// The memory space the value lives in.
+    #[inline]
+    pub(crate) fn space(&self) -> MemorySpace {
+        self.home
+            .as_ref()
+            .map_or(MemorySpace::LOCAL_HOST, |h| h.space)
     }
 
     /// The value in host memory: as it is, or moved out by the processor that holds it.
@@ -53,7 +67,7 @@ impl Data {
     pub(crate) fn to_host(&self) -> Result<Value, MoveError> {
         match &self.home {
             None => Ok(self.value.clone()),
-            Some(p) => p.move_out(self.value.clone()),
+            Some(h) => h.proc.move_out(self.value.clone()),
         }
     }
 
@@ -61,7 +75,7 @@ impl Data {
     pub(crate) fn bytes_to_host(&self) -> u64 {
         match &self.home {
             None => 0,
-            Some(p) => p.bytes_to_move_out(&self.value),
+            Some(h) => h.proc.bytes_to_move_out(&self.value),
         }
     }
 }
@@ -82,7 +96,7 @@ pub(crate) fn host_value<T: Send + Sync + 'static>(
         .downcast_arc::<T>()
         .map_err(|_| TaskError::ArgumentType {
             task: task.clone(),
-            processor: d.space.to_string(),
+            processor: d.space().to_string(),
             index: 0,
             expected: std::any::type_name::<T>(),
             found,
@@ -123,7 +137,7 @@ impl<T> std::fmt::Debug for Chunk<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Chunk")
             .field("type", &self.data.value.type_name())
-            .field("space", &self.data.space)
+            .field("space", &self.data.space())
             .finish()
     }
 }
@@ -143,7 +157,7 @@ impl<T: Send + Sync + 'static> Chunk<T> {
 
     /// The memory space the value lives in.
     pub fn memory_space(&self) -> MemorySpace {
-        self.data.space
+        self.data.space()
     }
 
     /// The value, copied out.

@@ -35,16 +35,16 @@ impl Runtime {
             let bytes = if count { d.bytes_to_host() } else { 0 };
             return d.to_host().map(|v| (v, bytes));
         }
-        let bytes = if count && d.space != entry.space {
-            entry.proc.bytes_to_move_in(d.space, &d.value)
+        let bytes = if count && d.space() != entry.space {
+            entry.proc.bytes_to_move_in(d.space(), &d.value)
         } else {
             0
         };
-        match entry.proc.move_in(d.space, d.value.clone()) {
+        match entry.proc.move_in(d.space(), d.value.clone()) {
             Ok(v) => Ok((v, bytes)),
             // Another processor's value that this one does not take directly: through the
             // host, moved out by the processor that holds it.
-            Err(MoveError::Unsupported { .. }) if !d.space.is_host() && d.home.is_some() => {
+            Err(MoveError::Unsupported { .. }) if !d.space().is_host() && d.home.is_some() => {
                 let out = if count { d.bytes_to_host() } else { 0 };
                 let host = d.to_host()?;
                 let bytes = if count {

@@ -56,8 +56,8 @@ impl Runtime {
                     .result
                     .get()
                     .and_then(|r| r.as_ref().ok())
-                    .is_some_and(|d| !d.space.is_host()),
-                Input::Data(d) => !d.space.is_host(),
+                    .is_some_and(|d| !d.space().is_host()),
+                Input::Data(d) => !d.space().is_host(),
             });
         let args: SmallVec<[Data; 4]> = if anything_moves {
             w.inputs[..w.n_args]
@@ -76,10 +76,10 @@ impl Runtime {
                 .map(|d| {
                     if p.exec == Exec::Thread {
                         d.bytes_to_host()
-                    } else if d.space == p.space {
+                    } else if d.space() == p.space {
                         0
                     } else {
-                        p.proc.bytes_to_move_in(d.space, &d.value)
+                        p.proc.bytes_to_move_in(d.space(), &d.value)
                     }
                 })
                 .sum()
