@@ -1,6 +1,6 @@
 //! `dagger bench gemm|syrk|cholesky`: blocked dense linear algebra on DArrays, GFLOP/s on a
-//! chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array run in the same
-//! session through `benches/peers/linalg.py`.
+//! chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array, timed in the same run
+//! by `benches/peers/linalg.py`.
 
 use std::time::Instant;
 
