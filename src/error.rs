@@ -141,6 +141,15 @@ impl TaskError {
         matches!(self.root_cause(), TaskError::Panicked { .. })
     }
 
+    /// The cells a datadeps region put back to older versions, when this is the error of
+    /// such a region (see [`CellsRestored`]).
+    pub fn restored_cells(&self) -> Option<&CellsRestored> {
+        match self {
+            TaskError::Failed { cause, .. } => cause.downcast_ref::<CellsRestored>(),
+            _ => None,
+        }
+    }
+
     /// The error a dependent of the task that failed with `self` fails with.
     pub(crate) fn upstream(&self, dependent: TaskLabel) -> TaskError {
         let root = match self {
@@ -189,15 +198,17 @@ fn considered_list(c: &[(String, String)]) -> String {
 /// and is listed here with that version. The region's first task failure is the
 /// [`source`](std::error::Error::source).
 ///
-/// It is the cause of the [`TaskError::Failed`] a region returns; find it with
-/// `downcast_ref`:
+/// It is the cause of the [`TaskError::Failed`] a region returns when a cell lost data
+/// (or when no task failed); [`TaskError::restored_cells`] finds it:
 ///
 /// ```
 /// use dagger::{CellsRestored, TaskError};
-/// fn restored(e: &TaskError) -> Option<&CellsRestored> {
-///     std::error::Error::source(e)?.downcast_ref::<CellsRestored>()
+/// fn lost_cells(e: &TaskError) -> Vec<u64> {
+///     e.restored_cells()
+///         .map(|r| r.cells.iter().filter(|c| c.lost).map(|c| c.cell).collect())
+///         .unwrap_or_default()
 /// }
-/// # let _ = restored;
+/// # let _ = lost_cells;
 /// ```
 #[derive(Clone, Debug)]
 pub struct CellsRestored {
@@ -219,6 +230,9 @@ pub struct RestoredCell {
     pub skipped: usize,
     /// Why the newest of them could not be restored.
     pub reason: String,
+    /// Whether a version that had been made could no longer be read (it lived only on a
+    /// device that was lost), as opposed to versions whose tasks failed.
+    pub lost: bool,
 }
 
 impl fmt::Display for RestoredCell {
@@ -258,6 +272,14 @@ impl fmt::Display for CellsRestored {
             write!(f, "{c}")?;
         }
         Ok(())
+    }
+}
+
+impl CellsRestored {
+    /// Whether values that had been computed were lost (not only versions whose tasks
+    /// failed).
+    pub fn lost_data(&self) -> bool {
+        self.cells.iter().any(|c| c.lost)
     }
 }
 

@@ -106,8 +106,13 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
     let err = region.expect_err("the region lost its device before it finished");
     let text = chain(&err);
     assert!(text.contains("lost"), "the error names the loss: {text}");
-    // The list of cells that went back, where the region's error carries it.
-    let restored = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<CellsRestored>());
+    // The region's error lists the cells that went back: results lost with the device
+    // outrank the first task failure (which the list carries as its source).
+    let restored: &CellsRestored = err
+        .restored_cells()
+        .unwrap_or_else(|| panic!("the region's error lists the restored cells: {text}"));
+    assert!(restored.lost_data(), "{restored}");
+    let restored = Some(restored);
     for c in &cells {
         let v = c.get();
         assert_eq!(v.len(), 1 << 16, "cell {} keeps a whole version", c.id());

@@ -644,7 +644,12 @@ impl Context {
         }
         #[cfg(feature = "wgpu")]
         if let Err(e) = region.restore_cells() {
-            first.get_or_insert(e);
+            // Values lost with a device say more than the first task failure, which they
+            // carry as their source; otherwise the first failure is the region's error.
+            let lost = e.restored_cells().is_some_and(|c| c.lost_data());
+            if lost || first.is_none() {
+                first = Some(e);
+            }
         }
         match first {
             Some(e) => Err(RegionTimeoutError::Task(e)),

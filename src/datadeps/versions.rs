@@ -425,6 +425,7 @@ impl DataRegion<'_> {
             let mut skipped = 0;
             let mut reason = None;
             let mut chosen = None;
+            let mut lost = false;
             for (i, version) in tracked.versions.iter().enumerate().rev() {
                 let why = match version.value() {
                     Some(data) => match data.to_host() {
@@ -432,7 +433,10 @@ impl DataRegion<'_> {
                             chosen = Some((i, v));
                             break;
                         }
-                        Err(e) => error_chain(&e),
+                        Err(e) => {
+                            lost = true;
+                            error_chain(&e)
+                        }
                     },
                     None => match version {
                         Version::Task(t) => match t.result.get() {
@@ -462,6 +466,7 @@ impl DataRegion<'_> {
                     },
                     skipped,
                     reason: reason.unwrap_or_default(),
+                    lost,
                 });
             }
         }
