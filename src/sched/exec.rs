@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use super::task::{Input, Work};
 use super::worker::WorkerLocal;
-use super::{Job, Runtime};
+use super::{Candidates, Exec, Job, Runtime};
 use crate::chunk::Data;
 use crate::error::TaskError;
 use crate::log::{EventKind, LogEvent};
@@ -207,6 +207,9 @@ impl Runtime {
     /// capacity reserved): moves its inputs in and launches it. Its completion — at once or
     /// later, from any thread — completes the task and gives the capacity back.
     pub(super) fn run_device_job(self: &Arc<Self>, job: Job, s: usize, occ: u32, l: &WorkerLocal) {
+        if !self.procs[s].proc.is_available() && self.place_elsewhere(&job, s, occ) {
+            return;
+        }
         let Some(work) = job.work.lock().take() else {
             self.finish_device_job(
                 &job,
@@ -294,6 +297,36 @@ impl Runtime {
         if let Err(p) = launched {
             drop_payload(p);
         }
+    }
+
+    /// A job whose processor (slot `s`) became unavailable after the job was placed there
+    /// goes back to placement, when another of its candidates is available: it gives the
+    /// slot back and is placed again. True if it was.
+    fn place_elsewhere(self: &Arc<Self>, job: &Job, s: usize, occ: u32) -> bool {
+        {
+            let mut guard = job.work.lock();
+            let Some(w) = guard.as_mut() else {
+                return false;
+            };
+            let elsewhere = match &w.candidates {
+                Candidates::Set(set) => set.iter().any(|i| {
+                    i != s
+                        && (self.procs[i].exec == Exec::Thread || self.procs[i].proc.is_available())
+                }),
+                Candidates::AllThreads => false,
+            };
+            if !elsewhere || !job.unclaim() {
+                return false;
+            }
+            if let Some(est) = w.placed_est_ns.take() {
+                self.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+            }
+        }
+        self.slots[s].active.fetch_sub(1, Ordering::AcqRel);
+        self.slots[s].release(occ);
+        self.wake_for(s, false);
+        self.make_ready(job.clone(), false);
+        true
     }
 
     fn finish_device_job(

@@ -303,6 +303,26 @@ impl TaskCore {
         }
     }
 
+    /// Gives a claimed task that has not started back to placement (its processor became
+    /// unavailable first). False if it was not claimed.
+    pub(crate) fn unclaim(&self) -> bool {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if cur & STATUS != RUNNING {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                (cur & !STATUS) | PENDING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
     /// Claims a task that has not started, for cancellation.
     fn claim_for_cancel(&self) -> bool {
         let mut cur = self.state.load(Ordering::Acquire);
