@@ -23,9 +23,10 @@ pub(crate) struct Args {
     /// CPU worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Where to write gantt.svg and trace.json: a directory, created if missing.
-    #[arg(long, default_value = ".")]
-    out: std::path::PathBuf,
+    /// Where to write gantt.svg and trace.json: a directory, created if missing (default: a
+    /// new directory under the system's temporary directory, printed at the end).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
     /// Replace gantt.svg and trace.json if --out has them (by default that is an error).
     #[arg(long)]
     force: bool,
@@ -33,8 +34,16 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // Checked before the GEMM runs, not after.
+    // Without --out, a directory of its own: the demo never writes into the working tree and
+    // can run again.
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        std::env::temp_dir().join(format!("dagger-demo-{stamp}-{}", std::process::id()))
+    });
     let out = OutDir::prepare(
-        &args.out,
+        &dir,
         args.force,
         &[("gantt", "svg"), ("trace", "json")],
     )?;
