@@ -4,25 +4,10 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use dagger::prelude::*;
 use dagger::{Access, ArrayError, Cell, CellsRestored, InOut, WgslKernel};
-
-/// Runs `f` on its own thread and returns its value, failing the test if it takes longer
-/// than `secs` seconds (a hang) and passing its panic on.
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("{what} did not finish within {secs} s: it hangs"),
-    }
-}
 
 /// The error and its sources, joined.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -87,7 +72,7 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
     };
     let region = {
         let (ctx, inc, cells) = (ctx.clone(), inc.clone(), cells.clone());
-        within(300, "the region that loses its GPU", move || {
+        common::within(300, "the region that loses its GPU", move || {
             ctx.spawn_datadeps(|r| {
                 for _ in 0..400 {
                     for c in &cells {
@@ -138,7 +123,7 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
     }
 
     // Placement leaves the lost device.
-    if gpus.len() > 1 {
+    if common::has_two_gpus(&gpus, "placement around a lost GPU") {
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 ctx.spawn_kernel_with(
@@ -149,7 +134,7 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
                 )
             })
             .collect();
-        let results = within(300, "200 kernels on the GPUs", move || {
+        let results = common::within(300, "200 kernels on the GPUs", move || {
             tasks.iter().map(|t| t.fetch()).collect::<Vec<_>>()
         });
         let failed: Vec<String> = results
@@ -173,13 +158,13 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
         (),
         [vec![1.0f32; 4].into()],
     );
-    let e = within(60, "a task for the lost device", move || {
+    let e = common::within(60, "a task for the lost device", move || {
         only_lost.fetch().unwrap_err()
     });
     assert!(chain(&e).contains("lost"), "{}", chain(&e));
 
     // The result made before the loss: its value or an error naming the device and value.
-    match within(60, "fetching a result of the lost device", move || {
+    match common::within(60, "fetching a result of the lost device", move || {
         made_before.fetch()
     }) {
         Ok(v) => assert_eq!(v, vec![2.0; 1024]),
@@ -198,7 +183,7 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
 #[test]
 fn arrays_beyond_memory_are_errors_at_the_call() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    let huge = within(60, "a 10^12-element array", {
+    let huge = common::within(60, "a 10^12-element array", {
         let ctx = ctx.clone();
         move || DArray::<f32>::zeros(&ctx, [1_000_000, 1_000_000], AutoBlocks::new()).map(|_| ())
     });
@@ -224,7 +209,7 @@ fn arrays_beyond_memory_are_errors_at_the_call() {
     let a = DArray::<f32>::ones(&ctx, [1024, 512], Blocks::new([256, 256])).unwrap();
     dagger::array::set_memory_limit(Some(1 << 20));
     let refused = DArray::<f32>::ones(&ctx, [2048, 256], Blocks::new([256, 256])).map(|_| ());
-    let sum = within(60, "a sum", {
+    let sum = common::within(60, "a sum", {
         let a = a.clone();
         move || a.sum().fetch().unwrap()
     });

@@ -3,30 +3,14 @@
 
 mod common;
 
-use std::sync::mpsc;
-use std::time::Duration;
-
 use dagger::prelude::*;
 use dagger::{Access, WgslKernel};
-
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("{what} did not finish within {secs} s: it hangs"),
-    }
-}
 
 #[test]
 fn tasks_queued_on_a_lost_gpu_are_placed_again() {
     let ctx = Context::builder().threads(1).build().unwrap();
     let gpus = common::gpus_or_skip(&ctx, "re-placement after a device loss");
-    if gpus.len() < 2 {
-        eprintln!("skipped: needs two GPUs, found {}", gpus.len());
+    if !common::has_two_gpus(&gpus, "re-placement after a device loss") {
         return;
     }
     // GPU-only, so a task can only go to a GPU.
@@ -51,7 +35,7 @@ fn tasks_queued_on_a_lost_gpu_are_placed_again() {
     let ids: Vec<u64> = tasks.iter().map(|t| t.id()).collect();
     // Most are still queued, on both devices.
     ctx.gpu_device(0).unwrap().destroy();
-    let results = within(300, "400 kernels on two GPUs, one lost", move || {
+    let results = common::within(300, "400 kernels on two GPUs, one lost", move || {
         tasks.iter().map(|t| t.fetch()).collect::<Vec<_>>()
     });
     let gpu0 = ctx

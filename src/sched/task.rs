@@ -283,17 +283,18 @@ impl TaskCore {
                 .is_ok()
     }
 
-    /// Claims a queued task for running; false if it was cancelled.
+    /// Moves the status from one that `from` accepts to `to`, keeping the other bits (the
+    /// waiters flag); false if the status was not accepted.
     #[inline]
-    pub(crate) fn claim(&self) -> bool {
+    fn transition(&self, from: impl Fn(u8) -> bool, to: u8) -> bool {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
-            if cur & STATUS != QUEUED {
+            if !from(cur & STATUS) {
                 return false;
             }
             match self.state.compare_exchange_weak(
                 cur,
-                (cur & !STATUS) | RUNNING,
+                (cur & !STATUS) | to,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -301,46 +302,23 @@ impl TaskCore {
                 Err(c) => cur = c,
             }
         }
+    }
+
+    /// Claims a queued task for running; false if it was cancelled.
+    #[inline]
+    pub(crate) fn claim(&self) -> bool {
+        self.transition(|s| s == QUEUED, RUNNING)
     }
 
     /// Gives a claimed task that has not started back to placement (its processor became
     /// unavailable first). False if it was not claimed.
     pub(crate) fn unclaim(&self) -> bool {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            if cur & STATUS != RUNNING {
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                cur,
-                (cur & !STATUS) | PENDING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(c) => cur = c,
-            }
-        }
+        self.transition(|s| s == RUNNING, PENDING)
     }
 
     /// Claims a task that has not started, for cancellation.
     fn claim_for_cancel(&self) -> bool {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            let s = cur & STATUS;
-            if s != PENDING && s != QUEUED {
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                cur,
-                (cur & !STATUS) | RUNNING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(c) => cur = c,
-            }
-        }
+        self.transition(|s| s == PENDING || s == QUEUED, RUNNING)
     }
 
     /// Records the result, wakes waiters, and returns the dependents to notify.

@@ -42,11 +42,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .map_or(0, |d| d.as_millis());
         std::env::temp_dir().join(format!("dagger-demo-{stamp}-{}", std::process::id()))
     });
-    let out = OutDir::prepare(
-        &dir,
-        args.force,
-        &[("gantt", "svg"), ("trace", "json")],
-    )?;
+    let out = OutDir::prepare(&dir, args.force, &[("gantt", "svg"), ("trace", "json")])?;
     let mut b = Context::builder().software_gpus(args.gpu);
     if let Some(t) = args.threads {
         b = b.threads(t);

@@ -6,7 +6,7 @@ use dagger_cpu::{Accum, MatMut, MatRef, Threads, Trans};
 use dagger_wgpu::blas::{self, GemmKernel, GpuMatrix};
 use dagger_wgpu::{Device, GpuError};
 
-use super::{accum_of, as_gpu, block, Sequence, TileScalar};
+use super::{accum_of, as_gpu, block, supports_depth, Sequence, TileScalar};
 use crate::processor::wgpu::kernel::CpuRun;
 use crate::processor::wgpu::{DType, DeviceInput, GpuLaunch, LaunchDone};
 use crate::processor::TaskFailure;
@@ -82,10 +82,7 @@ impl<T: TileScalar> GpuLaunch for GemmTile<T> {
     }
 
     fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
-        if self.a.is_empty() {
-            return Err("a product of depth 0 only scales C, which CPU threads do".into());
-        }
-        crate::processor::wgpu::memory::device_holds(info, T::DTYPE)
+        supports_depth::<T>(self.a.len(), info)
     }
 
     fn flops(&self) -> Option<f64> {

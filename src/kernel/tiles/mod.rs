@@ -28,6 +28,18 @@ use crate::processor::wgpu::{GpuArray, GpuLaunch, GpuScalar, LaunchDone};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
+/// Whether a GPU runs a GEMM or SYRK tile of `depth` blocks: one of depth 0 only scales C,
+/// which CPU threads do.
+fn supports_depth<T: TileScalar>(
+    depth: usize,
+    info: &dagger_wgpu::DeviceInfo,
+) -> Result<(), String> {
+    if depth == 0 {
+        return Err("a product of depth 0 only scales C, which CPU threads do".into());
+    }
+    crate::processor::wgpu::memory::device_holds(info, T::DTYPE)
+}
+
 /// Element types of the tile kernels: `f32` and `f64`.
 #[doc(hidden)]
 pub trait TileScalar:

@@ -54,6 +54,14 @@ impl<P> ByParams<P> {
     }
 }
 
+/// [`params_of`] for a launch: a mismatch is the launch's error.
+fn launch_params_of<P: 'static>(params: &Value) -> Result<&P, GpuError> {
+    params_of::<P>(params).map_err(|message| GpuError::Wgpu {
+        operation: "launching a kernel".into(),
+        message,
+    })
+}
+
 fn params_of<P: 'static>(params: &Value) -> Result<&P, String> {
     params.downcast_ref::<P>().ok_or_else(|| {
         format!(
@@ -77,11 +85,7 @@ impl<P: GpuLaunch + 'static> WgslLaunch for ByParams<P> {
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
-        let p = params_of::<P>(params).map_err(|message| GpuError::Wgpu {
-            operation: "launching a kernel".into(),
-            message,
-        })?;
-        p.launch(device, device_index, inputs, done)
+        launch_params_of::<P>(params)?.launch(device, device_index, inputs, done)
     }
 }
 
@@ -477,10 +481,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T>
         done: LaunchDone,
     ) -> Result<(), GpuError> {
         let inner = &self.inner;
-        let params: &P = params_of::<P>(params).map_err(|message| GpuError::Wgpu {
-            operation: "launching a kernel".into(),
-            message,
-        })?;
+        let params: &P = launch_params_of::<P>(params)?;
         if let Some(bad) = inputs.iter().find(|i| i.dtype != T::DTYPE) {
             return Err(GpuError::Wgpu {
                 operation: "binding kernel inputs".into(),

@@ -69,21 +69,29 @@ impl WgpuProc {
 
     /// Why this device cannot run `task`, or `None` if it can.
     fn check(&self, task: &TaskInfo) -> Option<String> {
-        let Some(call) = task.kernel_call() else {
-            return Some("runs kernels only; closures run on CPU threads".into());
-        };
-        let Some(imp) = call
-            .kernel()
-            .implementation(&Backend::WGSL)
-            .and_then(|i| i.downcast_ref::<WgslImpl>())
-        else {
-            return Some(format!(
-                "kernel `{}` has no WGSL implementation",
-                call.kernel().name()
-            ));
+        let (call, imp) = match wgsl_of(task) {
+            Ok(found) => found,
+            Err(why) => return Some(why),
         };
         imp.0.supports(call.params(), self.device().info()).err()
     }
+}
+
+/// The kernel of `task` and its WGSL implementation, or why it has none.
+fn wgsl_of(task: &TaskInfo) -> Result<(&crate::kernel::KernelCall, &WgslImpl), String> {
+    let Some(call) = task.kernel_call() else {
+        return Err("runs kernels only; closures run on CPU threads".into());
+    };
+    call.kernel()
+        .implementation(&Backend::WGSL)
+        .and_then(|i| i.downcast_ref::<WgslImpl>())
+        .map(|imp| (call, imp))
+        .ok_or_else(|| {
+            format!(
+                "kernel `{}` has no WGSL implementation",
+                call.kernel().name()
+            )
+        })
 }
 
 /// The GPUs of this process as processors; `software` puts software devices in the
@@ -168,28 +176,13 @@ impl Processor for WgpuProc {
         memory::residence(value).map_or(0, |r| r.bytes_to(None))
     }
 
-    fn launch(&self, mut call: TaskCall, done: Completion) {
+    fn launch(&self, call: TaskCall, done: Completion) {
         let fail = |done: Completion, message: String| {
             done.complete(Err(super::TaskFailure::msg(message)));
         };
-        let Some(kcall) = call.info.kernel.clone() else {
-            return fail(
-                done,
-                "only kernels run on GPUs; closures run on CPU threads".into(),
-            );
-        };
-        let Some(imp) = kcall
-            .kernel()
-            .implementation(&Backend::WGSL)
-            .and_then(|i| i.downcast_ref::<WgslImpl>())
-        else {
-            return fail(
-                done,
-                format!(
-                    "kernel `{}` has no WGSL implementation",
-                    kcall.kernel().name()
-                ),
-            );
+        let (kcall, imp) = match wgsl_of(call.info()) {
+            Ok(found) => found,
+            Err(why) => return fail(done, why),
         };
         if self.device().is_lost() {
             return fail(
@@ -201,11 +194,11 @@ impl Processor for WgpuProc {
                 ),
             );
         }
-        let mut inputs = Vec::with_capacity(call.inputs.len());
-        for (k, v) in call.take_inputs().into_iter().enumerate() {
-            match v.downcast_arc::<DeviceInput>() {
-                Ok(d) => inputs.push(d),
-                Err(v) => {
+        let mut inputs = Vec::with_capacity(call.inputs().len());
+        for (k, v) in call.inputs().iter().enumerate() {
+            match v.downcast_ref::<DeviceInput>() {
+                Some(d) => inputs.push(d.clone()),
+                None => {
                     return fail(
                         done,
                         format!(
@@ -216,7 +209,6 @@ impl Processor for WgpuProc {
                 }
             }
         }
-        let inputs: Vec<DeviceInput> = inputs.iter().map(|d| (**d).clone()).collect();
         let index = self.info.index;
         let device = self.device();
         let done = std::sync::Arc::new(parking_lot::Mutex::new(Some(done)));
