@@ -1,6 +1,8 @@
 //! The device interface from outside the crate: a new kind of device, defined with the
 //! public API alone, runs the framework's own kernels in a memory space of its own.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,217 +154,253 @@ fn sim_id(ctx: &Context, n: usize) -> ProcessorId {
 
 #[test]
 fn a_new_device_kind_runs_a_darray_map_and_gemm_tiles_in_its_own_memory() {
-    let dev = SimDevice::new(7);
-    let ctx = Context::builder()
-        .threads(2)
-        .gpus(false)
-        .processor(dev.clone())
-        .build()
-        .unwrap();
-    let sim = sim_id(&ctx, 0);
-    let host = Array2::from_shape_fn((6, 5), |(i, j)| (i * 5 + j) as f32 - 7.0);
-    let other = Array2::from_shape_fn((5, 4), |(i, j)| (i as f32 + 1.0) / (j as f32 + 2.0));
-    let a = DArray::distribute(&ctx, &host, Blocks::new([3, 5])).unwrap();
-    let b = DArray::distribute(&ctx, &other, Blocks::new([5, 4])).unwrap();
-    let on_dev = Options::new().scope(Scope::exact(sim));
+    // Bounded: a lost completion or move fails the test instead of hanging it.
+    common::within(
+        60,
+        "a new device kind runs a darray map and gemm tiles in its own memory",
+        || {
+            let dev = SimDevice::new(7);
+            let ctx = Context::builder()
+                .threads(2)
+                .gpus(false)
+                .processor(dev.clone())
+                .build()
+                .unwrap();
+            let sim = sim_id(&ctx, 0);
+            let host = Array2::from_shape_fn((6, 5), |(i, j)| (i * 5 + j) as f32 - 7.0);
+            let other = Array2::from_shape_fn((5, 4), |(i, j)| (i as f32 + 1.0) / (j as f32 + 2.0));
+            let a = DArray::distribute(&ctx, &host, Blocks::new([3, 5])).unwrap();
+            let b = DArray::distribute(&ctx, &other, Blocks::new([5, 4])).unwrap();
+            let on_dev = Options::new().scope(Scope::exact(sim));
 
-    let mapped = with_options(on_dev.clone(), || a.map_wgsl("x * 2.0 + 1.0")).unwrap();
-    let got = mapped.collect2().unwrap();
-    assert_eq!(got, host.mapv(|x| x * 2.0 + 1.0));
-    let after_map = (
-        dev.moved_in.load(Ordering::SeqCst),
-        dev.moved_out.load(Ordering::SeqCst),
-        dev.launched.load(Ordering::SeqCst),
-    );
-    assert_eq!(after_map.2, 2, "one map task per block ran on the device");
-    assert_eq!(after_map.0, 2, "each block was moved in once");
-    assert_eq!(
-        after_map.1, 2,
-        "each result block was moved out once, to collect it"
-    );
+            let mapped = with_options(on_dev.clone(), || a.map_wgsl("x * 2.0 + 1.0")).unwrap();
+            let got = mapped.collect2().unwrap();
+            assert_eq!(got, host.mapv(|x| x * 2.0 + 1.0));
+            let after_map = (
+                dev.moved_in.load(Ordering::SeqCst),
+                dev.moved_out.load(Ordering::SeqCst),
+                dev.launched.load(Ordering::SeqCst),
+            );
+            assert_eq!(after_map.2, 2, "one map task per block ran on the device");
+            assert_eq!(after_map.0, 2, "each block was moved in once");
+            assert_eq!(
+                after_map.1, 2,
+                "each result block was moved out once, to collect it"
+            );
 
-    let c = with_options(on_dev, || a.matmul(&b)).unwrap();
-    let got = c.collect2().unwrap();
-    let want = host.dot(&other);
-    for (g, w) in got.iter().zip(want.iter()) {
-        assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{g} vs {w}");
-    }
-    assert!(
-        dev.launched.load(Ordering::SeqCst) >= after_map.2 + 2,
-        "GEMM tiles ran on the device"
-    );
-    assert!(dev.moved_in.load(Ordering::SeqCst) > after_map.0);
-    assert!(dev.moved_out.load(Ordering::SeqCst) > after_map.1);
-    // Everything the device was handed came from host memory or from itself.
-    assert!(dev
-        .sources
-        .lock()
-        .iter()
-        .all(|s| s.is_host() || *s == dev.space()));
+            let c = with_options(on_dev, || a.matmul(&b)).unwrap();
+            let got = c.collect2().unwrap();
+            let want = host.dot(&other);
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{g} vs {w}");
+            }
+            assert!(
+                dev.launched.load(Ordering::SeqCst) >= after_map.2 + 2,
+                "GEMM tiles ran on the device"
+            );
+            assert!(dev.moved_in.load(Ordering::SeqCst) > after_map.0);
+            assert!(dev.moved_out.load(Ordering::SeqCst) > after_map.1);
+            // Everything the device was handed came from host memory or from itself.
+            assert!(dev
+                .sources
+                .lock()
+                .iter()
+                .all(|s| s.is_host() || *s == dev.space()));
 
-    // The context keeps working on its threads.
-    assert_eq!(ctx.spawn(|| 41 + 1, ()).fetch().unwrap(), 42);
+            // The context keeps working on its threads.
+            assert_eq!(ctx.spawn(|| 41 + 1, ()).fetch().unwrap(), 42);
+        },
+    );
 }
 
 #[test]
 fn placement_sends_kernels_to_a_faster_device_and_closures_to_threads() {
-    let dev = SimDevice::new(3);
-    let ctx = Context::builder()
-        .threads(2)
-        .gpus(false)
-        .processor(dev.clone())
-        .build()
-        .unwrap();
-    let sim = sim_id(&ctx, 0);
-    let host = Array2::from_shape_fn((8, 8), |(i, j)| (i + j) as f32);
-    let a = DArray::distribute(&ctx, &host, Blocks::new([4, 4])).unwrap();
-    ctx.enable_logging();
-    let either = Scope::union([Scope::cpu(), Scope::exact(sim)]).unwrap();
-    let b = with_options(Options::new().scope(either.clone()), || {
-        a.map_wgsl("x + 1.0")
-    })
-    .unwrap();
-    assert_eq!(b.collect2().unwrap(), host.mapv(|x| x + 1.0));
-    let on_sim = ctx
-        .fetch_logs()
-        .iter()
-        .filter(|e| e.kind == dagger::EventKind::Task && e.processor == sim)
-        .count();
-    assert!(on_sim >= 1, "the cost model placed work on the device");
-    // A closure is not something the device runs: under the same scope it runs on a thread.
-    let t = ctx.spawn_with(Options::new().scope(either), || 5, ());
-    assert_eq!(t.fetch().unwrap(), 5);
-    assert_eq!(dev.launched.load(Ordering::SeqCst), on_sim);
+    // Bounded: a lost completion or move fails the test instead of hanging it.
+    common::within(
+        60,
+        "placement sends kernels to a faster device and closures to threads",
+        || {
+            let dev = SimDevice::new(3);
+            let ctx = Context::builder()
+                .threads(2)
+                .gpus(false)
+                .processor(dev.clone())
+                .build()
+                .unwrap();
+            let sim = sim_id(&ctx, 0);
+            let host = Array2::from_shape_fn((8, 8), |(i, j)| (i + j) as f32);
+            let a = DArray::distribute(&ctx, &host, Blocks::new([4, 4])).unwrap();
+            ctx.enable_logging();
+            let either = Scope::union([Scope::cpu(), Scope::exact(sim)]).unwrap();
+            let b = with_options(Options::new().scope(either.clone()), || {
+                a.map_wgsl("x + 1.0")
+            })
+            .unwrap();
+            assert_eq!(b.collect2().unwrap(), host.mapv(|x| x + 1.0));
+            let on_sim = ctx
+                .fetch_logs()
+                .iter()
+                .filter(|e| e.kind == dagger::EventKind::Task && e.processor == sim)
+                .count();
+            assert!(on_sim >= 1, "the cost model placed work on the device");
+            // A closure is not something the device runs: under the same scope it runs on a thread.
+            let t = ctx.spawn_with(Options::new().scope(either), || 5, ());
+            assert_eq!(t.fetch().unwrap(), 5);
+            assert_eq!(dev.launched.load(Ordering::SeqCst), on_sim);
+        },
+    );
 }
 
 #[test]
 fn move_in_is_told_the_true_source_space_and_a_refusal_is_a_move_error() {
-    let first = SimDevice::new(1);
-    let second = SimDevice::new(2);
-    let strict = SimDevice::with(3, true);
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .processor(first.clone())
-        .processor(second.clone())
-        .processor(strict.clone())
-        .build()
-        .unwrap();
-    let (p1, p2, p3) = (sim_id(&ctx, 0), sim_id(&ctx, 1), sim_id(&ctx, 2));
-    let x =
-        DArray::distribute(&ctx, &ndarray::arr1(&[1.0f32, 2.0, 3.0]), Blocks::new([3])).unwrap();
-    let on = |p| Options::new().scope(Scope::exact(p));
-    // Made on device 1, then used on device 2: device 2 is told it comes from device 1.
-    let y = with_options(on(p1), || x.map_wgsl("x + 1.0")).unwrap();
-    let z = with_options(on(p2), || y.map_wgsl("x * 10.0")).unwrap();
-    assert_eq!(z.collect1().unwrap().to_vec(), vec![20.0, 30.0, 40.0]);
-    assert_eq!(*second.sources.lock(), vec![first.space()]);
-    assert_eq!(
-        first.moved_out.load(Ordering::SeqCst),
-        0,
-        "device 2 took device 1's buffer directly"
-    );
+    // Bounded: a lost completion or move fails the test instead of hanging it.
+    common::within(
+        60,
+        "move in is told the true source space and a refusal is a move error",
+        || {
+            let first = SimDevice::new(1);
+            let second = SimDevice::new(2);
+            let strict = SimDevice::with(3, true);
+            let ctx = Context::builder()
+                .threads(1)
+                .gpus(false)
+                .processor(first.clone())
+                .processor(second.clone())
+                .processor(strict.clone())
+                .build()
+                .unwrap();
+            let (p1, p2, p3) = (sim_id(&ctx, 0), sim_id(&ctx, 1), sim_id(&ctx, 2));
+            let x = DArray::distribute(&ctx, &ndarray::arr1(&[1.0f32, 2.0, 3.0]), Blocks::new([3]))
+                .unwrap();
+            let on = |p| Options::new().scope(Scope::exact(p));
+            // Made on device 1, then used on device 2: device 2 is told it comes from device 1.
+            let y = with_options(on(p1), || x.map_wgsl("x + 1.0")).unwrap();
+            let z = with_options(on(p2), || y.map_wgsl("x * 10.0")).unwrap();
+            assert_eq!(z.collect1().unwrap().to_vec(), vec![20.0, 30.0, 40.0]);
+            assert_eq!(*second.sources.lock(), vec![first.space()]);
+            assert_eq!(
+                first.moved_out.load(Ordering::SeqCst),
+                0,
+                "device 2 took device 1's buffer directly"
+            );
 
-    // The strict device refuses values from another device's space: they come to it through
-    // the host, moved out by the device that holds them.
-    let w = with_options(on(p3), || y.map_wgsl("x - 1.0")).unwrap();
-    assert_eq!(w.collect1().unwrap().to_vec(), vec![1.0, 2.0, 3.0]);
-    assert_eq!(
-        *strict.sources.lock(),
-        vec![first.space(), MemorySpace::LOCAL_HOST]
-    );
-    assert_eq!(first.moved_out.load(Ordering::SeqCst), 1);
+            // The strict device refuses values from another device's space: they come to it through
+            // the host, moved out by the device that holds them.
+            let w = with_options(on(p3), || y.map_wgsl("x - 1.0")).unwrap();
+            assert_eq!(w.collect1().unwrap().to_vec(), vec![1.0, 2.0, 3.0]);
+            assert_eq!(
+                *strict.sources.lock(),
+                vec![first.space(), MemorySpace::LOCAL_HOST]
+            );
+            assert_eq!(first.moved_out.load(Ordering::SeqCst), 1);
 
-    // A processor that refuses a value outright fails the task with a move error naming the
-    // input, and the context carries on.
-    struct Refuser(parking_lot::Mutex<Vec<MemorySpace>>);
-    impl Processor for Refuser {
-        fn kind(&self) -> ProcessorKind {
-            ProcessorKind::Custom("refuser")
-        }
-        fn memory_space(&self) -> MemorySpace {
-            MemorySpace::Custom { process: 1, id: 99 }
-        }
-        fn is_compatible(&self, _: &TaskInfo) -> bool {
-            true
-        }
-        fn move_in(&self, from: MemorySpace, value: Value) -> Result<Value, MoveError> {
-            self.0.lock().push(from);
-            Err(MoveError::Unsupported {
-                type_name: value.type_name(),
-                from,
-                to: self.memory_space(),
-            })
-        }
-    }
-    let refusing = Arc::new(Refuser(parking_lot::Mutex::new(Vec::new())));
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .processor(first.clone())
-        .processor(refusing.clone())
-        .build()
-        .unwrap();
-    let p1 = sim_id(&ctx, 0);
-    let refuser = ctx.processors_of_kind(ProcessorKind::Custom("refuser"))[0];
-    let chunk = ctx.to_chunk_on(vec![1.0f32], p1).unwrap();
-    let t = ctx.spawn_with(on(refuser), |v: Vec<f32>| v.len(), (&chunk,));
-    match t.fetch().unwrap_err() {
-        TaskError::Move { index, error, .. } => {
-            assert_eq!(index, 0);
-            let msg = error.to_string();
-            assert!(msg.contains("custom99@1"), "{msg}");
-        }
-        e => panic!("expected a move error, got {e}"),
-    }
-    // Offered from device 1's space first, then from the host.
-    assert_eq!(
-        *refusing.0.lock(),
-        vec![first.space(), MemorySpace::LOCAL_HOST]
+            // A processor that refuses a value outright fails the task with a move error naming the
+            // input, and the context carries on.
+            struct Refuser(parking_lot::Mutex<Vec<MemorySpace>>);
+            impl Processor for Refuser {
+                fn kind(&self) -> ProcessorKind {
+                    ProcessorKind::Custom("refuser")
+                }
+                fn memory_space(&self) -> MemorySpace {
+                    MemorySpace::Custom { process: 1, id: 99 }
+                }
+                fn is_compatible(&self, _: &TaskInfo) -> bool {
+                    true
+                }
+                fn move_in(&self, from: MemorySpace, value: Value) -> Result<Value, MoveError> {
+                    self.0.lock().push(from);
+                    Err(MoveError::Unsupported {
+                        type_name: value.type_name(),
+                        from,
+                        to: self.memory_space(),
+                    })
+                }
+            }
+            let refusing = Arc::new(Refuser(parking_lot::Mutex::new(Vec::new())));
+            let ctx = Context::builder()
+                .threads(1)
+                .gpus(false)
+                .processor(first.clone())
+                .processor(refusing.clone())
+                .build()
+                .unwrap();
+            let p1 = sim_id(&ctx, 0);
+            let refuser = ctx.processors_of_kind(ProcessorKind::Custom("refuser"))[0];
+            let chunk = ctx.to_chunk_on(vec![1.0f32], p1).unwrap();
+            let t = ctx.spawn_with(on(refuser), |v: Vec<f32>| v.len(), (&chunk,));
+            match t.fetch().unwrap_err() {
+                TaskError::Move { index, error, .. } => {
+                    assert_eq!(index, 0);
+                    let msg = error.to_string();
+                    assert!(msg.contains("custom99@1"), "{msg}");
+                }
+                e => panic!("expected a move error, got {e}"),
+            }
+            // Offered from device 1's space first, then from the host.
+            assert_eq!(
+                *refusing.0.lock(),
+                vec![first.space(), MemorySpace::LOCAL_HOST]
+            );
+            assert_eq!(ctx.spawn(|| 7, ()).fetch().unwrap(), 7);
+        },
     );
-    assert_eq!(ctx.spawn(|| 7, ()).fetch().unwrap(), 7);
 }
 
 #[test]
 fn a_thread_reads_a_device_value_only_through_the_device() {
-    let dev = SimDevice::new(5);
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .processor(dev.clone())
-        .build()
-        .unwrap();
-    let sim = sim_id(&ctx, 0);
-    let chunk = ctx.to_chunk_on(vec![1.0f32, 2.0], sim).unwrap();
-    assert_eq!(chunk.memory_space(), dev.space());
-    let n = ctx.spawn(|v: Vec<f32>| v.iter().sum::<f32>(), (&chunk,));
-    assert_eq!(n.fetch().unwrap(), 3.0);
-    assert_eq!(dev.moved_out.load(Ordering::SeqCst), 1);
-    assert_eq!(chunk.collect().unwrap(), vec![1.0, 2.0]);
-    assert_eq!(dev.moved_out.load(Ordering::SeqCst), 2);
+    // Bounded: a lost completion or move fails the test instead of hanging it.
+    common::within(
+        60,
+        "a thread reads a device value only through the device",
+        || {
+            let dev = SimDevice::new(5);
+            let ctx = Context::builder()
+                .threads(1)
+                .gpus(false)
+                .processor(dev.clone())
+                .build()
+                .unwrap();
+            let sim = sim_id(&ctx, 0);
+            let chunk = ctx.to_chunk_on(vec![1.0f32, 2.0], sim).unwrap();
+            assert_eq!(chunk.memory_space(), dev.space());
+            let n = ctx.spawn(|v: Vec<f32>| v.iter().sum::<f32>(), (&chunk,));
+            assert_eq!(n.fetch().unwrap(), 3.0);
+            assert_eq!(dev.moved_out.load(Ordering::SeqCst), 1);
+            assert_eq!(chunk.collect().unwrap(), vec![1.0, 2.0]);
+            assert_eq!(dev.moved_out.load(Ordering::SeqCst), 2);
+        },
+    );
 }
 
 #[test]
 fn a_chunk_for_a_processor_of_another_context_is_an_error_not_a_panic() {
-    let small = Context::builder().threads(1).gpus(false).build().unwrap();
-    let big = Context::builder()
-        .threads(4)
-        .gpus(false)
-        .processor(SimDevice::new(11))
-        .build()
-        .unwrap();
-    let foreign = sim_id(&big, 0);
-    let err = small.to_chunk_on(vec![1u8], foreign).unwrap_err();
-    assert!(
-        err.to_string().contains("could not be moved") || err.to_string().contains("moving"),
-        "{err}"
+    // Bounded: a lost completion or move fails the test instead of hanging it.
+    common::within(
+        60,
+        "a chunk for a processor of another context is an error not a panic",
+        || {
+            let small = Context::builder().threads(1).gpus(false).build().unwrap();
+            let big = Context::builder()
+                .threads(4)
+                .gpus(false)
+                .processor(SimDevice::new(11))
+                .build()
+                .unwrap();
+            let foreign = sim_id(&big, 0);
+            let err = small.to_chunk_on(vec![1u8], foreign).unwrap_err();
+            assert!(
+                err.to_string().contains("could not be moved")
+                    || err.to_string().contains("moving"),
+                "{err}"
+            );
+            let source = std::error::Error::source(&err)
+                .expect("a cause")
+                .to_string();
+            assert!(source.contains(&foreign.to_string()), "{source}");
+            // The context is unaffected.
+            assert_eq!(small.spawn(|| 2, ()).fetch().unwrap(), 2);
+        },
     );
-    let source = std::error::Error::source(&err)
-        .expect("a cause")
-        .to_string();
-    assert!(source.contains(&foreign.to_string()), "{source}");
-    // The context is unaffected.
-    assert_eq!(small.spawn(|| 2, ()).fetch().unwrap(), 2);
 }
 
 /// A processor whose `launch` misbehaves in the ways a device driver might.

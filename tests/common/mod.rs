@@ -11,6 +11,7 @@ fn gpus_required() -> bool {
 
 /// The GPUs of `ctx`. When there are none, prints that `what` is skipped — or, under
 /// `DAGGER_REQUIRE_GPU=1` (as CI sets), fails the test instead.
+#[allow(dead_code)]
 pub fn gpus_or_skip(ctx: &Context, what: &str) -> Vec<GpuInfo> {
     let gpus: Vec<GpuInfo> = ctx
         .processors()
