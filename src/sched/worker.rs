@@ -5,7 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
@@ -86,7 +87,10 @@ impl Runtime {
                 live.live_threads.fetch_sub(1, Ordering::AcqRel);
             });
         match spawned {
-            Ok(_) => Ok(()),
+            Ok(handle) => {
+                exit_guard::track(handle, self);
+                Ok(())
+            }
             Err(e) => {
                 self.live_threads.fetch_sub(1, Ordering::AcqRel);
                 let role = handoff.lock().take().expect("the thread never started");
@@ -517,4 +521,94 @@ pub(crate) fn block_on_until(task: &Job, deadline: Option<Instant>) -> bool {
         }
     }
     task.wait_done_until(deadline)
+}
+
+/// Worker threads and process exit.
+///
+/// A thread that ends while the process exits races the shared libraries' destructors: a
+/// driver that keeps per-thread state (Mesa's EGL does, for the GL adapter) frees it in a
+/// thread-exit destructor while `exit` tears the library down, and the process aborts with a
+/// double free after the program finished correctly. The worker threads of a context end
+/// shortly after its last handle drops, which for a short program is just before `exit`. So
+/// an `atexit` handler joins the threads of contexts that have shut down before `exit` goes
+/// on to the libraries' destructors — waiting at most [`GRACE`] in all, so that exit never
+/// hangs on a task that does not end. Threads of contexts still alive are left running; they
+/// do not exit, so they do not race.
+mod exit_guard {
+    use super::*;
+
+    /// How long exit waits, in all, for the threads of shut-down contexts.
+    const GRACE: Duration = Duration::from_secs(2);
+
+    struct Tracked {
+        handle: JoinHandle<()>,
+        rt: Weak<Runtime>,
+    }
+
+    static THREADS: parking_lot::Mutex<Vec<Tracked>> = parking_lot::Mutex::new(Vec::new());
+    /// Whether the handler is registered, and whether it was registered after a context with
+    /// devices started (so that it runs before the drivers' own exit handlers).
+    static REGISTERED: parking_lot::Mutex<(bool, bool)> = parking_lot::Mutex::new((false, false));
+
+    /// Keeps `handle` of a thread of `rt` for the exit handler.
+    pub(super) fn track(handle: JoinHandle<()>, rt: &Arc<Runtime>) {
+        register(rt);
+        let mut threads = THREADS.lock();
+        // Threads that have ended need no joining: dropping their handles detaches them.
+        threads.retain(|t| !t.handle.is_finished());
+        threads.push(Tracked {
+            handle,
+            rt: Arc::downgrade(rt),
+        });
+    }
+
+    fn register(rt: &Runtime) {
+        let devices = rt.procs.iter().any(|p| p.exec == Exec::Device);
+        let mut r = REGISTERED.lock();
+        // `atexit` handlers run last-registered first: registering again once devices are
+        // open puts the handler ahead of those their drivers registered.
+        if (!r.0 || (devices && !r.1)) && at_exit(join_shut_down_threads) {
+            r.0 = true;
+            r.1 |= devices;
+        }
+    }
+
+    extern "C" fn join_shut_down_threads() {
+        let Some(mut threads) = THREADS.try_lock_for(Duration::from_millis(100)) else {
+            return;
+        };
+        let threads = std::mem::take(&mut *threads);
+        let deadline = Instant::now() + GRACE;
+        for t in threads {
+            let shut_down =
+                t.rt.upgrade()
+                    .is_none_or(|rt| rt.shutdown.load(Ordering::Acquire));
+            if !shut_down {
+                continue;
+            }
+            while !t.handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if t.handle.is_finished() {
+                // Returns once the thread has run its exit destructors.
+                let _ = t.handle.join();
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn at_exit(f: extern "C" fn()) -> bool {
+        extern "C" {
+            fn atexit(f: extern "C" fn()) -> std::os::raw::c_int;
+        }
+        // SAFETY: `atexit` only records the pointer to `f`, a plain function of this program
+        // that lives as long as the process and does not unwind (it contains no panics:
+        // every lock is taken with a timeout or a `try_`, and joins are of finished threads).
+        unsafe { atexit(f) == 0 }
+    }
+
+    #[cfg(not(unix))]
+    fn at_exit(_: extern "C" fn()) -> bool {
+        false
+    }
 }
