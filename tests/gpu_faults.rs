@@ -6,37 +6,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::{chain, increment};
 use dagger::prelude::*;
-use dagger::{Access, ArrayError, Cell, CellsRestored, InOut, WgslKernel};
-
-/// The error and its sources, joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
-
-fn increment() -> WgslKernel<(), f32> {
-    WgslKernel::<(), f32>::builder(
-        "increment",
-        "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-         @compute @workgroup_size(64)
-         fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-             if (id.x < arrayLength(&x)) { x[id.x] = x[id.x] + 1.0; }
-         }",
-        "main",
-    )
-    .inputs([Access::ReadWrite])
-    .workgroups(|_, l| [(l[0] as u32).div_ceil(64).max(1), 1, 1])
-    .cpu(|_, _, out| out.iter_mut().for_each(|v| *v += 1.0))
-    .build()
-    .unwrap()
-}
+use dagger::{ArrayError, Cell, CellsRestored, InOut};
 
 /// Losing GPU 0 while a datadeps region increments cells on it leaves every cell with a
 /// version that can still be read, says which, and afterwards placement avoids the lost
@@ -49,7 +21,7 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
     if gpus.is_empty() {
         return;
     }
-    let inc = increment();
+    let inc = increment("increment", true);
 
     // A result finished on GPU 0 before the loss, never fetched.
     let made_before = ctx.spawn_kernel_with(

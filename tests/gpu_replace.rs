@@ -4,7 +4,6 @@
 mod common;
 
 use dagger::prelude::*;
-use dagger::{Access, WgslKernel};
 
 #[test]
 fn tasks_queued_on_a_lost_gpu_are_placed_again() {
@@ -14,19 +13,7 @@ fn tasks_queued_on_a_lost_gpu_are_placed_again() {
         return;
     }
     // GPU-only, so a task can only go to a GPU.
-    let inc = WgslKernel::<(), f32>::builder(
-        "increment on a GPU",
-        "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-         @compute @workgroup_size(64)
-         fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-             if (id.x < arrayLength(&x)) { x[id.x] = x[id.x] + 1.0; }
-         }",
-        "main",
-    )
-    .inputs([Access::ReadWrite])
-    .workgroups(|_, l| [(l[0] as u32).div_ceil(64).max(1), 1, 1])
-    .build()
-    .unwrap();
+    let inc = common::increment("increment on a GPU", false);
     let on_gpus = Options::new().scope(Scope::gpus(..));
     ctx.enable_logging();
     let tasks: Vec<_> = (0..400)

@@ -2,21 +2,14 @@
 //! cancellations and nested fetches — checked against a sequential model: every task that
 //! depends on no failure has the right value, every other one fails, and nothing hangs.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
 use dagger::prelude::*;
 
-/// A panic payload whose own `Drop` panics.
-struct Bomb;
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            panic!("the payload's drop panics too");
-        }
-    }
-}
+use common::{Bomb, Rng};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -27,28 +20,13 @@ enum Kind {
     Nested,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn run_graph(seed: u64, threads: usize, n: usize) {
     let ctx = Context::builder()
         .threads(threads)
         .gpus(false)
         .build()
         .unwrap();
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let mut tasks: Vec<DTask<u64>> = Vec::with_capacity(n);
     let mut model: Vec<Option<u64>> = Vec::with_capacity(n);
     for i in 0..n {

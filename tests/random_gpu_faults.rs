@@ -12,71 +12,13 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{chain, increment, Bomb, Rng};
 use dagger::prelude::*;
-use dagger::{Access, Cell, InOut, RefMut, WgslKernel};
+use dagger::{Cell, InOut, RefMut};
 
 const SEED_VAR: &str = "DAGGER_TEST_GPU_LOSS_SEED";
 /// Elements per value: every element of a value is equal, so the model tracks one number.
 const LEN: usize = 2048;
-
-/// A panic payload whose own `Drop` panics.
-struct Bomb;
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            panic!("the payload's drop panics too");
-        }
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// The error and its sources, joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
-
-fn increment() -> WgslKernel<(), f32> {
-    WgslKernel::<(), f32>::builder(
-        "increment",
-        "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-         @compute @workgroup_size(64)
-         fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-             if (id.x < arrayLength(&x)) { x[id.x] = x[id.x] + 1.0; }
-         }",
-        "main",
-    )
-    .inputs([Access::ReadWrite])
-    .workgroups(|_, l| [(l[0] as u32).div_ceil(64).max(1), 1, 1])
-    .cpu(|_, _, out| out.iter_mut().for_each(|v| *v += 1.0))
-    .build()
-    .unwrap()
-}
 
 /// The one number every element of `v` equals, or a description of what is wrong.
 fn uniform(v: &[f32]) -> Result<f32, String> {
@@ -136,7 +78,7 @@ fn run_seed(seed: u64, n: usize) {
     if gpus.is_empty() {
         return;
     }
-    let inc = increment();
+    let inc = increment("increment", true);
     let mut rng = Rng::new(seed);
 
     // The region: increments of three cells by kernels on every kind of scope and by CPU

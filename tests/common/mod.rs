@@ -62,3 +62,73 @@ pub fn within<T: Send + 'static>(
         Err(_) => panic!("{what} did not finish within {secs} s: it hangs"),
     }
 }
+
+/// An error and its sources, joined with ": ", as a chain printer shows them.
+#[allow(dead_code)]
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+/// A kernel adding one to every element in place, on a GPU and (with `cpu`) on threads.
+#[cfg(feature = "wgpu")]
+#[allow(dead_code)]
+pub fn increment(name: &str, cpu: bool) -> dagger::WgslKernel<(), f32> {
+    let b = dagger::WgslKernel::<(), f32>::builder(
+        name,
+        "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+         @compute @workgroup_size(64)
+         fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+             if (id.x < arrayLength(&x)) { x[id.x] = x[id.x] + 1.0; }
+         }",
+        "main",
+    )
+    .inputs([dagger::Access::ReadWrite])
+    .workgroups(|_, l| [(l[0] as u32).div_ceil(64).max(1), 1, 1]);
+    let b = if cpu {
+        b.cpu(|_, _, out| out.iter_mut().for_each(|v| *v += 1.0))
+    } else {
+        b
+    };
+    b.build().unwrap()
+}
+
+/// A small xorshift generator: random graphs that are the same for the same seed.
+#[allow(dead_code)]
+pub struct Rng(u64);
+
+#[allow(dead_code)]
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A panic payload whose own `Drop` panics.
+#[allow(dead_code)]
+pub struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("the payload's drop panics too");
+        }
+    }
+}
