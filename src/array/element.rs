@@ -13,7 +13,15 @@ mod sealed {
 /// Integer arithmetic wraps, and integer division by zero gives the dividend, as in WGSL,
 /// so a block computes the same value on a CPU thread and on a GPU.
 pub trait Element:
-    GpuScalar + Copy + PartialOrd + PartialEq + Default + std::fmt::Debug + sealed::Sealed
+    GpuScalar
+    + Copy
+    + PartialOrd
+    + PartialEq
+    + Default
+    + std::fmt::Debug
+    + ndarray_npy::ReadableElement
+    + ndarray_npy::WritableElement
+    + sealed::Sealed
 {
     /// Zero.
     const ZERO: Self;

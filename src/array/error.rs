@@ -114,6 +114,17 @@ pub enum ArrayError {
         /// What to change.
         advice: &'static str,
     },
+    /// Reading or writing a file failed (the cause is the source).
+    #[error("{op} {}", path.display())]
+    File {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `concatenate` of no arrays.
     #[error("concatenate needs at least one array")]
     NothingToConcatenate,

@@ -41,6 +41,7 @@ mod expr;
 mod kernels;
 mod layout;
 mod linalg;
+mod npy;
 mod reduce;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
@@ -49,6 +50,7 @@ pub use element::{Element, Float};
 pub use error::ArrayError;
 pub use expr::ExprError;
 pub use linalg::Gemm;
+pub use npy::Overwrite;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
