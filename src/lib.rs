@@ -58,8 +58,9 @@
 //! 1. values ([`Value`]);
 //! 2. processors, memory spaces and kernels ([`processor`], [`Kernel`]) — the device
 //!    interface is [`Processor`], and wgpu devices ([`WgpuProc`]) are one implementation;
-//! 3. chunks and task errors ([`Chunk`], [`TaskError`]);
-//! 4. scopes, options and the event log ([`Scope`], [`Options`], [`LogEvent`]);
+//! 3. chunks, task errors and scopes ([`Chunk`], [`TaskError`], [`Scope`]) — a chunk may
+//!    be pinned to a scope;
+//! 4. options and the event log ([`Options`], [`LogEvent`]);
 //! 5. the scheduler: the task record, queues, workers, placement (the whole cost model) and
 //!    execution, reaching devices only through [`Processor`];
 //! 6. task handles ([`DTask`], arguments);
@@ -118,6 +119,7 @@ pub use processor::{
     ProcessorKind, TaskCall, TaskFailure, TaskInfo, ThreadProc,
 };
 pub use scope::{IndexRange, Scope, ScopeError};
+pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
