@@ -105,6 +105,7 @@ pub use array::{
     ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float, Gemm,
 };
 pub use chunk::Chunk;
+pub use context::UnknownProcessor;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
 pub use datadeps::{
     AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, RegionTimeoutError, View,
@@ -113,13 +114,14 @@ pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
+pub use processor::task_processor;
 pub use processor::task_threads;
 pub use processor::{
     Completion, MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo,
     ProcessorKind, TaskCall, TaskFailure, TaskInfo, ThreadProc,
 };
-pub use scope::{IndexRange, Scope, ScopeError};
 pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
+pub use scope::{IndexRange, Scope, ScopeError};
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;

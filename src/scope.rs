@@ -182,7 +182,9 @@ pub enum ScopeError {
     #[error("a keyed scope needs at least one key, such as `thread = 0` or `worker = 1`")]
     NoKeys,
     /// A key no one defined.
-    #[error("unknown scope key `{key}`: the keys are {known}, and those added with register_scope_key")]
+    #[error(
+        "unknown scope key `{key}`: the keys are {known}, and those added with register_scope_key"
+    )]
     UnknownKey {
         /// The key.
         key: String,
@@ -307,9 +309,8 @@ impl Scope {
             // processors, it adds no condition (see `constrain`).
             Scope::Intersection(v) => {
                 let named = v.iter().any(|s| !matches!(s, Scope::Any | Scope::Default));
-                v.iter().all(|s| {
-                    (named && matches!(s, Scope::Any | Scope::Default)) || s.contains(p)
-                })
+                v.iter()
+                    .all(|s| (named && matches!(s, Scope::Any | Scope::Default)) || s.contains(p))
             }
             Scope::Empty => false,
         }

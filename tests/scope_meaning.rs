@@ -29,11 +29,7 @@ fn default_constrained_by_exact_is_exact() {
 #[test]
 fn equality_ignores_order_nesting_and_duplicates() {
     let a = Scope::union([Scope::thread(0), Scope::gpu(1), Scope::thread(0)]).unwrap();
-    let b = Scope::union([
-        Scope::gpu(1),
-        Scope::union([Scope::thread(0)]).unwrap(),
-    ])
-    .unwrap();
+    let b = Scope::union([Scope::gpu(1), Scope::union([Scope::thread(0)]).unwrap()]).unwrap();
     assert_eq!(a, b);
     let i1 = Scope::cpu().constrain(&Scope::process(1));
     let i2 = Scope::process(1).constrain(&Scope::cpu());
@@ -51,7 +47,10 @@ fn ranges_merge_and_intersect() {
         Scope::threads(0..4).constrain(&Scope::threads(2..)),
         Scope::threads(2..4)
     );
-    assert_eq!(Scope::threads(..).constrain(&Scope::cpu()), Scope::threads(..));
+    assert_eq!(
+        Scope::threads(..).constrain(&Scope::cpu()),
+        Scope::threads(..)
+    );
     assert_eq!(Scope::gpus(0..2).constrain(&Scope::gpu(1)), Scope::gpu(1));
 }
 
@@ -96,7 +95,9 @@ fn subsets_without_a_context() {
     assert!(Scope::thread(0).is_subset(&u));
     assert!(!u.is_subset(&Scope::cpu()));
     assert!(u.is_subset(&Scope::any()));
-    assert!(Scope::cpu().constrain(&Scope::thread(3)).is_subset(&Scope::thread(3)));
+    assert!(Scope::cpu()
+        .constrain(&Scope::thread(3))
+        .is_subset(&Scope::thread(3)));
     assert!(Scope::Empty.is_subset(&Scope::thread(0)));
 }
 
@@ -110,13 +111,20 @@ fn keyed_scopes_match_their_constructors() {
         scope!(worker = 1, thread = 0).unwrap(),
         Scope::process(1).constrain(&Scope::thread(0))
     );
-    assert_eq!(scope!(gpu = 0, thread = 1).unwrap(), Scope::gpu(0), "gpu wins");
+    assert_eq!(
+        scope!(gpu = 0, thread = 1).unwrap(),
+        Scope::gpu(0),
+        "gpu wins"
+    );
     assert_eq!(
         scope!(backend = "Vulkan").unwrap(),
         Scope::backend("vulkan")
     );
     assert_eq!(
-        ScopeKeys::new().set("threads", vec![2usize, 3]).build().unwrap(),
+        ScopeKeys::new()
+            .set("threads", vec![2usize, 3])
+            .build()
+            .unwrap(),
         Scope::threads(2..4)
     );
     assert_eq!(scope!().unwrap_err(), ScopeError::NoKeys);

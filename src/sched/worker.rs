@@ -248,6 +248,9 @@ impl Runtime {
     /// shared queues.
     fn find_job(&self, s: usize) -> Option<Job> {
         let slot = &self.slots[s];
+        if !self.is_enabled(s) {
+            return None;
+        }
         slot.active.fetch_add(1, Ordering::AcqRel);
         if let Some(j) = steal(&slot.pinned).or_else(|| steal(&slot.shared)) {
             return Some(j);
@@ -267,6 +270,9 @@ impl Runtime {
     }
 
     fn has_work(&self, s: usize) -> bool {
+        if !self.is_enabled(s) {
+            return false;
+        }
         let slot = &self.slots[s];
         if !slot.pinned.is_empty() || !slot.shared.is_empty() {
             return true;

@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 use crate::chunk::{Chunk, Data};
 use crate::processor::TaskFailure;
 use crate::sched::TaskCore;
+use crate::scope::Scope;
 use crate::task::DTask;
 use crate::value::Value;
 
@@ -43,6 +44,9 @@ pub struct Deps {
     /// Tasks that must finish first (and whose failure fails this one) but whose values the
     /// task does not take: datadeps ordering.
     pub(crate) after: SmallVec<[Arc<TaskCore>; 2]>,
+    /// Scopes the arguments pin the task to (chunks with a scope, mutable values), by
+    /// argument position.
+    pub(crate) scopes: Vec<(usize, Scope)>,
 }
 
 impl Deps {
@@ -254,7 +258,11 @@ impl<U: Clone + Send + Sync + 'static> IntoArg for &Chunk<U> {
     type Out = U;
     type Getter = Cloned<U>;
     fn register(self, deps: &mut Deps) -> Cloned<U> {
-        cloned(deps.push(Dep::Data(self.data.clone())))
+        let i = deps.push(Dep::Data(self.data.clone()));
+        if let Some(s) = &self.scope {
+            deps.scopes.push((i, s.clone()));
+        }
+        cloned(i)
     }
 }
 
@@ -286,6 +294,7 @@ impl<U: Clone + Send + Sync + 'static> IntoArg for &Vec<DTask<U>> {
 /// Made by [`DTask::shared`], [`Chunk::shared`] and [`Thunk::shared`](crate::Thunk::shared).
 pub struct Shared<U> {
     dep: Dep,
+    scope: Option<Scope>,
     _t: PhantomData<fn() -> U>,
 }
 
@@ -293,6 +302,7 @@ impl<U> Shared<U> {
     pub(crate) fn new(dep: Dep) -> Self {
         Shared {
             dep,
+            scope: None,
             _t: PhantomData,
         }
     }
@@ -302,8 +312,12 @@ impl<U: Send + Sync + 'static> IntoArg for Shared<U> {
     type Out = Arc<U>;
     type Getter = SharedGetter<U>;
     fn register(self, deps: &mut Deps) -> SharedGetter<U> {
+        let idx = deps.push(self.dep);
+        if let Some(s) = self.scope {
+            deps.scopes.push((idx, s));
+        }
         SharedGetter {
-            idx: deps.push(self.dep),
+            idx,
             _t: PhantomData,
         }
     }
@@ -419,7 +433,11 @@ where
 impl<T: Send + Sync + 'static> Chunk<T> {
     /// Passes this chunk's value to a task as an `Arc<T>` instead of a clone.
     pub fn shared(&self) -> Shared<T> {
-        Shared::new(Dep::Data(self.data.clone()))
+        Shared {
+            dep: Dep::Data(self.data.clone()),
+            scope: self.scope.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -427,6 +445,7 @@ impl<T: Send + Sync + 'static> Chunk<T> {
 #[cfg(feature = "wgpu")]
 pub struct KernelArg<T> {
     pub(crate) dep: Dep,
+    pub(crate) scope: Option<Scope>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -435,6 +454,7 @@ impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
     fn from(t: &DTask<Vec<T>>) -> Self {
         KernelArg {
             dep: Dep::Task(t.core.clone()),
+            scope: None,
             _t: PhantomData,
         }
     }
@@ -445,6 +465,7 @@ impl<T: crate::GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
     fn from(c: &Chunk<Vec<T>>) -> Self {
         KernelArg {
             dep: Dep::Data(c.data.clone()),
+            scope: c.scope.clone(),
             _t: PhantomData,
         }
     }
@@ -455,6 +476,7 @@ impl<T: crate::GpuScalar> From<Vec<T>> for KernelArg<T> {
     fn from(v: Vec<T>) -> Self {
         KernelArg {
             dep: Dep::Data(Data::host(Value::new(v))),
+            scope: None,
             _t: PhantomData,
         }
     }
