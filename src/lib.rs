@@ -110,6 +110,7 @@ pub use context::{global, spawn, BuildError, Context, ContextBuilder};
 pub use datadeps::{
     AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, RegionTimeoutError, View,
 };
+pub use datadeps::{PartMut, PartRef, Partition};
 pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
