@@ -827,6 +827,50 @@ fn effective_options(fn_type: TypeId, call: Options) -> Option<Arc<Options>> {
     Some(Arc::new(o))
 }
 
+/// Runs `f`, making each task it spawns on this thread wait for the one spawned before it
+/// (Dagger.jl's `spawn_sequential`): they run in spawn order, one at a time, on any
+/// context. A failed task fails those after it. Tasks spawned inside those tasks are not
+/// affected.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(4).build()?;
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let last = dagger::spawn_sequential(|| {
+///     (0..20).map(|i| {
+///         let log = log.clone();
+///         ctx.spawn(move || log.lock().unwrap().push(i), ())
+///     }).last()
+/// });
+/// last.unwrap().fetch()?;
+/// assert_eq!(*log.lock().unwrap(), (0..20).collect::<Vec<_>>());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn spawn_sequential<R>(f: impl FnOnce() -> R) -> R {
+    crate::sched::task_queue::sequential(f)
+}
+
+/// Runs `f`, gathering the tasks it spawns on this thread, and submits them together when
+/// it returns (Dagger.jl's `spawn_bulk`): none starts before `f` is done, unless `f` waits
+/// for one of them, which submits those gathered so far.
+///
+/// ```
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(2).build()?;
+/// let tasks = dagger::spawn_bulk(|| {
+///     let ts: Vec<_> = (0..10).map(|i| ctx.spawn(move || i * 2, ())).collect();
+///     assert!(ts.iter().all(|t| !t.is_ready()), "gathered, not started");
+///     ts
+/// });
+/// let sum: i32 = tasks.iter().map(|t| t.fetch().unwrap()).sum();
+/// assert_eq!(sum, 90);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn spawn_bulk<R>(f: impl FnOnce() -> R) -> R {
+    crate::sched::task_queue::bulk(f)
+}
+
 /// The context used by [`spawn`](crate::spawn), [`Thunk::compute`](crate::Thunk::compute)
 /// and friends: created on first use with one thread per core.
 pub fn global() -> &'static Context {

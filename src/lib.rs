@@ -107,6 +107,7 @@ pub use array::{
 pub use chunk::Chunk;
 pub use context::UnknownProcessor;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
+pub use context::{spawn_bulk, spawn_sequential};
 pub use datadeps::{
     AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, RegionTimeoutError, View,
 };

@@ -38,6 +38,7 @@ mod place;
 pub(crate) mod progress;
 mod queue;
 mod task;
+pub(crate) mod task_queue;
 mod worker;
 
 pub(crate) use place::{resolve_candidates, CostKey, TaskKind, THREAD_PRIOR_GFLOPS};
@@ -251,6 +252,19 @@ impl Runtime {
     pub(crate) fn submit(self: &Arc<Self>, task: &Job) {
         task.set_owner(self);
         self.progress.spawned();
+        self.route(task);
+    }
+
+    /// Registers `task` unless an open bulk queue of this thread keeps it for later.
+    pub(crate) fn route(self: &Arc<Self>, task: &Job) {
+        if Runtime::queues_open() && !self.through_queues(task) {
+            return;
+        }
+        self.register(task);
+    }
+
+    /// Registers a task a bulk queue kept, on its inputs, and enqueues it if it is ready.
+    pub(crate) fn register(self: &Arc<Self>, task: &Job) {
         {
             let w = task.work.lock();
             if let Some(w) = w.as_ref() {

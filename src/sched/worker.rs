@@ -510,6 +510,8 @@ pub(crate) fn block_on_until(task: &Job, deadline: Option<Instant>) -> bool {
     if task.is_done() {
         return true;
     }
+    // The task may be among those a bulk queue of this thread keeps.
+    super::task_queue::flush();
     if let Some(l) = local() {
         if l.in_task.get() && l.rt.owns(task) {
             for _ in 0..200 {
