@@ -399,6 +399,25 @@ impl Context {
         self.slot_of(id).is_ok_and(|s| self.rt().is_enabled(s))
     }
 
+    /// The processors of `scope` that take tasks now and run closures.
+    pub(crate) fn closure_processors(&self, scope: &Scope) -> Vec<ProcessorId> {
+        let probe = TaskInfo {
+            id: 0,
+            name: "closure".into(),
+            function: "closure",
+            input_types: Vec::new(),
+            host_closure: true,
+            kernel: None,
+        };
+        self.compatible_processors(scope)
+            .into_iter()
+            .filter(|id| {
+                let p = &self.rt().procs[id.index()];
+                p.exec == Exec::Thread || p.proc.is_compatible(&probe)
+            })
+            .collect()
+    }
+
     fn slot_of(&self, id: ProcessorId) -> Result<usize, UnknownProcessor> {
         let rt = self.rt();
         rt.procs

@@ -65,7 +65,8 @@
 //!    execution, reaching devices only through [`Processor`];
 //! 6. task handles ([`DTask`], arguments);
 //! 7. the context ([`Context`]);
-//! 8. lazy thunks and datadeps ([`Thunk`], [`Context::spawn_datadeps`]);
+//! 8. lazy thunks, datadeps and values living on processors ([`Thunk`],
+//!    [`Context::spawn_datadeps`], [`Mutable`], [`Shard`]);
 //! 9. arrays ([`DArray`]);
 //! 10. visualization ([`viz`]) and, on top, the `dagger` command-line tool.
 //!
@@ -91,6 +92,7 @@ mod datadeps;
 mod error;
 mod kernel;
 mod log;
+mod mutable;
 mod options;
 pub mod processor;
 mod sched;
@@ -115,6 +117,7 @@ pub use datadeps::{PartMut, PartRef, Partition};
 pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
+pub use mutable::{MutGuard, Mutable, Shard};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
 pub use processor::task_processor;
 pub use processor::task_threads;
