@@ -97,6 +97,7 @@ mod options;
 pub mod processor;
 mod sched;
 mod scope;
+mod stream;
 mod task;
 mod thunk;
 mod value;
@@ -127,6 +128,7 @@ pub use processor::{
 };
 pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
 pub use scope::{IndexRange, Scope, ScopeError};
+pub use stream::{Stream, StreamBuilder, DEFAULT_STREAM_BUFFER};
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["sched"],
     &["task"],
     &["context"],
-    &["thunk", "datadeps", "mutable"],
+    &["thunk", "datadeps", "mutable", "stream"],
     &["array"],
     &["viz"],
 ];
