@@ -129,7 +129,9 @@ pub use processor::{
 pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
 pub use scope::{IndexRange, Scope, ScopeError};
 pub use stream::{Stream, StreamBuilder, DEFAULT_STREAM_BUFFER};
+pub use task::AsChunk;
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
+pub use thunk::delayed_cached;
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 

@@ -23,6 +23,7 @@ pub(crate) type Spawn =
     fn(&dyn std::any::Any, &Arc<dyn std::any::Any + Send + Sync>) -> Arc<TaskCore>;
 
 /// A dependency collected while a task is being created.
+#[derive(Clone)]
 pub(crate) enum Dep {
     Task(Arc<TaskCore>),
     Data(Data),
@@ -50,6 +51,21 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// A copy of dependencies without in-place accesses (those of a lazy task), to create
+    /// the same task again.
+    pub(crate) fn copy(&self) -> Deps {
+        debug_assert!(
+            self.accesses.is_empty(),
+            "lazy tasks take no datadeps accesses"
+        );
+        Deps {
+            list: self.list.clone(),
+            accesses: Vec::new(),
+            after: self.after.clone(),
+            scopes: self.scopes.clone(),
+        }
+    }
+
     pub(crate) fn push(&mut self, d: Dep) -> usize {
         self.list.push(d);
         self.list.len() - 1
@@ -93,6 +109,7 @@ pub trait ArgGetter: Send + 'static {
 pub struct Val<T>(pub T);
 
 #[doc(hidden)]
+#[derive(Clone)]
 pub struct Immediate<T>(T);
 
 impl<T: Send + 'static> ArgGetter for Immediate<T> {
@@ -177,6 +194,12 @@ pub struct Cloned<U> {
     _t: PhantomData<fn() -> U>,
 }
 
+impl<U> Clone for Cloned<U> {
+    fn clone(&self) -> Self {
+        cloned(self.idx)
+    }
+}
+
 fn downcast<U: 'static>(v: &Value, arg: usize) -> Result<&U, TaskFailure> {
     v.downcast_ref::<U>().ok_or(TaskFailure::ArgumentType {
         index: arg,
@@ -199,6 +222,15 @@ pub struct SharedGetter<U> {
     _t: PhantomData<fn() -> U>,
 }
 
+impl<U> Clone for SharedGetter<U> {
+    fn clone(&self) -> Self {
+        SharedGetter {
+            idx: self.idx,
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<U: Send + Sync + 'static> ArgGetter for SharedGetter<U> {
     type Out = Arc<U>;
     fn get(self, inputs: &[Value], arg: usize) -> Result<Arc<U>, TaskFailure> {
@@ -219,6 +251,67 @@ pub struct ClonedVec<U> {
     pub(crate) start: usize,
     pub(crate) len: usize,
     pub(crate) _t: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for ClonedVec<U> {
+    fn clone(&self) -> Self {
+        ClonedVec {
+            start: self.start,
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Hands a dependency's value to the function as a [`Chunk`] (Dagger.jl's `meta`): made by
+/// [`DTask::as_chunk`] and [`Thunk::as_chunk`](crate::Thunk::as_chunk).
+pub struct AsChunk<U> {
+    dep: Dep,
+    _t: PhantomData<fn() -> U>,
+}
+
+impl<U> AsChunk<U> {
+    pub(crate) fn new(dep: Dep) -> Self {
+        AsChunk {
+            dep,
+            _t: PhantomData,
+        }
+    }
+}
+
+#[doc(hidden)]
+pub struct ChunkGetter<U> {
+    idx: usize,
+    _t: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for ChunkGetter<U> {
+    fn clone(&self) -> Self {
+        ChunkGetter {
+            idx: self.idx,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<U: Send + Sync + 'static> ArgGetter for ChunkGetter<U> {
+    type Out = Chunk<U>;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<Chunk<U>, TaskFailure> {
+        let v = &inputs[self.idx];
+        downcast::<U>(v, arg)?;
+        Ok(Chunk::from_data(Data::host(v.clone())))
+    }
+}
+
+impl<U: Send + Sync + 'static> IntoArg for AsChunk<U> {
+    type Out = Chunk<U>;
+    type Getter = ChunkGetter<U>;
+    fn register(self, deps: &mut Deps) -> ChunkGetter<U> {
+        ChunkGetter {
+            idx: deps.push(self.dep),
+            _t: PhantomData,
+        }
+    }
 }
 
 impl<U: Clone + Send + Sync + 'static> ArgGetter for ClonedVec<U> {
