@@ -860,9 +860,9 @@ fn effective_options(fn_type: TypeId, call: Options) -> Option<Arc<Options>> {
 ///     (0..20).map(|i| {
 ///         let log = log.clone();
 ///         ctx.spawn(move || log.lock().unwrap().push(i), ())
-///     }).last()
+///     }).collect::<Vec<_>>()
 /// });
-/// last.unwrap().fetch()?;
+/// last.last().unwrap().fetch()?;
 /// assert_eq!(*log.lock().unwrap(), (0..20).collect::<Vec<_>>());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -125,7 +125,8 @@ fn bulk_inside_sequential_keeps_the_order() {
                         let order = order.clone();
                         ctx.spawn(move || order.lock().unwrap().push(i), ())
                     })
-                    .last()
+                    .collect::<Vec<_>>()
+                    .pop()
                     .unwrap()
             })
         });
