@@ -1,5 +1,7 @@
 //! Datadeps: in-place mutation ordered by In, Out and InOut accesses.
 
+mod common;
+
 use std::time::Duration;
 
 use dagger::prelude::*;
@@ -354,8 +356,6 @@ proptest! {
 }
 
 // ----- parts of one cell held at the same time ------------------------------------------
-
-mod common;
 
 #[test]
 fn writers_of_disjoint_rows_run_at_the_same_time() {

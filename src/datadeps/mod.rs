@@ -6,7 +6,10 @@
 //! overlaps; a reader waits for the earlier writer; data that do not overlap never
 //! synchronize. The result equals running the tasks one by one in submission order.
 //!
-//! Closure tasks ([`DataRegion::spawn`]) mutate cells in place on CPU threads. Kernel tasks
+//! Closure tasks ([`DataRegion::spawn`]) mutate cells in place on CPU threads. A task
+//! given a view of a cell (`InOut(cell.rows(0..2))`, `In(cell.strict_upper())`) reaches
+//! that part only ([`PartRef`], [`PartMut`]), so tasks on parts that do not overlap run at
+//! the same time. Kernel tasks
 //! ([`DataRegion::spawn_kernel`]) may run on a GPU: they work on *versions* of whole cells
 //! that the scheduler moves between memory spaces, copying a version to a device only when
 //! it is not there yet, and every written cell holds its latest version on the host when the
@@ -250,7 +253,8 @@ pub(crate) struct AccessSpec {
     lock: Locker,
 }
 
-/// Read access to a cell (or a view of it) inside a datadeps task.
+/// Read access to a whole cell inside a datadeps task (`In(&cell)`); a view of a cell
+/// gives a [`PartRef`] instead.
 pub struct Ref<T> {
     guard: ArcRwLockReadGuard<RawRwLock, T>,
     region: Part,
@@ -271,8 +275,8 @@ impl<T> Ref<T> {
     }
 }
 
-/// Write access to a cell (or a view of it) inside a datadeps task. A task must only
-/// change the part it declared ([`region`](Self::region)).
+/// Write access to a whole cell inside a datadeps task (`Out(&cell)`, `InOut(&cell)`); a
+/// view of a cell gives a [`PartMut`] instead, which reaches only that part.
 pub struct RefMut<T> {
     guard: ArcRwLockWriteGuard<RawRwLock, T>,
     region: Part,
