@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{TaskError, TaskLabel};
 use crate::processor::{MemorySpace, MoveError, Processor};
+use crate::scope::Scope;
 use crate::value::Value;
 
 /// A stored value, the memory space it lives in and the processor that owns that space:
@@ -110,6 +111,12 @@ pub(crate) fn host_value<T: Send + Sync + 'static>(
 /// Chunks are cheap to clone; the value is freed when the last chunk, task handle or
 /// pending task that refers to it is gone.
 ///
+/// A chunk may be pinned to a [`Scope`] (Dagger.jl's `tochunk(x, proc, scope)`):
+/// [`Context::to_chunk_in`](crate::Context::to_chunk_in) or [`Chunk::with_scope`]. A task
+/// taking it then runs only inside that scope, and a task given chunks whose scopes share
+/// no processor able to run it fails at once with
+/// [`ScheduleError::ChunkScopes`](crate::ScheduleError::ChunkScopes).
+///
 /// ```
 /// use dagger::prelude::*;
 /// let ctx = Context::builder().threads(1).build()?;
@@ -121,6 +128,7 @@ pub(crate) fn host_value<T: Send + Sync + 'static>(
 /// ```
 pub struct Chunk<T> {
     pub(crate) data: Data,
+    pub(crate) scope: Option<Scope>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -128,6 +136,7 @@ impl<T> Clone for Chunk<T> {
     fn clone(&self) -> Self {
         Chunk {
             data: self.data.clone(),
+            scope: self.scope.clone(),
             _t: PhantomData,
         }
     }
@@ -138,6 +147,7 @@ impl<T> std::fmt::Debug for Chunk<T> {
         f.debug_struct("Chunk")
             .field("type", &self.data.value.type_name())
             .field("space", &self.data.space())
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -146,8 +156,34 @@ impl<T: Send + Sync + 'static> Chunk<T> {
     pub(crate) fn from_data(data: Data) -> Self {
         Chunk {
             data,
+            scope: None,
             _t: PhantomData,
         }
+    }
+
+    /// This chunk pinned to `scope`: tasks taking it run only there.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let c = ctx.to_chunk(5).with_scope(Scope::thread(1));
+    /// let t1 = ctx.processors_of_kind(dagger::ProcessorKind::Thread)[1];
+    /// let t = ctx.spawn(|x: i32| (x, dagger::task_processor()), (&c,));
+    /// assert_eq!(t.fetch()?, (5, Some(t1)));
+    /// // Pinned to thread 0 and thread 1 at once: no processor can take both.
+    /// let d = ctx.to_chunk(6).with_scope(Scope::thread(0));
+    /// let err = ctx.spawn(|x: i32, y: i32| x + y, (&c, &d)).fetch().unwrap_err();
+    /// assert!(err.to_string().contains("pinned"), "{err}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// The scope the chunk is pinned to, if any.
+    pub fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
     }
 
     /// A chunk of `value` in host memory, outside any context.

@@ -21,6 +21,16 @@ use crate::task::args::{Dep, Deps, TaskArgs, TaskFn};
 use crate::task::DTask;
 use crate::value::Value;
 
+/// A processor identifier that does not name a processor of the context that was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("processor {id} is not one of this context's {count} processors")]
+pub struct UnknownProcessor {
+    /// The identifier given.
+    pub id: ProcessorId,
+    /// How many processors the context has.
+    pub count: usize,
+}
+
 /// Error building a [`Context`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -316,6 +326,109 @@ impl Context {
         self.rt().thread_slots.len()
     }
 
+    /// The processors of `scope` that take tasks now (Dagger.jl's `compatible_processors`):
+    /// ones that run tasks (not the [`OsProc`]), are enabled and are available.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(3).gpus(false).build()?;
+    /// assert_eq!(ctx.num_processors(&Scope::default()), 3);
+    /// assert_eq!(ctx.compatible_processors(&Scope::threads(1..)).len(), 2);
+    /// let t0 = ctx.processors_of_kind(dagger::ProcessorKind::Thread)[0];
+    /// ctx.disable_processor(t0)?;
+    /// assert_eq!(ctx.num_processors(&Scope::cpu()), 2);
+    /// ctx.enable_processor(t0)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compatible_processors(&self, scope: &Scope) -> Vec<ProcessorId> {
+        let rt = self.rt();
+        rt.procs
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                p.exec != Exec::None
+                    && rt.is_enabled(*i)
+                    && (p.exec != Exec::Device || p.proc.is_available())
+                    && scope.contains(&p.view())
+            })
+            .map(|(_, p)| p.id)
+            .collect()
+    }
+
+    /// How many processors of `scope` take tasks now (Dagger.jl's `num_processors`); see
+    /// [`compatible_processors`](Self::compatible_processors).
+    pub fn num_processors(&self, scope: &Scope) -> usize {
+        self.compatible_processors(scope).len()
+    }
+
+    /// Takes processor `id` out of service while the context runs (Dagger.jl's
+    /// `rmprocs!`): the tasks running there finish, and no new task goes there — tasks
+    /// are placed on the other processors of their scope, and a task that can run only
+    /// there waits until it is enabled again. Disabling a disabled processor does nothing.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let [t0, t1] = ctx.processors_of_kind(dagger::ProcessorKind::Thread)[..] else { panic!() };
+    /// ctx.disable_processor(t0)?;
+    /// for _ in 0..20 {
+    ///     assert_eq!(ctx.spawn(dagger::task_processor, ()).fetch()?, Some(t1));
+    /// }
+    /// let err = ctx.spawn_with(Options::new().scope(Scope::thread(0)), || 1, ()).fetch();
+    /// assert!(err.unwrap_err().to_string().contains("disabled"));
+    /// ctx.enable_processor(t0)?;
+    /// assert!(ctx.is_enabled(t0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn disable_processor(&self, id: ProcessorId) -> Result<(), UnknownProcessor> {
+        let s = self.slot_of(id)?;
+        self.rt().set_enabled(s, false);
+        Ok(())
+    }
+
+    /// Puts processor `id` back in service (Dagger.jl's `addprocs!` for a processor the
+    /// context was built with): new tasks may go there again, and tasks waiting for it run.
+    pub fn enable_processor(&self, id: ProcessorId) -> Result<(), UnknownProcessor> {
+        let s = self.slot_of(id)?;
+        self.rt().set_enabled(s, true);
+        Ok(())
+    }
+
+    /// Whether processor `id` takes new tasks (false for unknown ones).
+    pub fn is_enabled(&self, id: ProcessorId) -> bool {
+        self.slot_of(id).is_ok_and(|s| self.rt().is_enabled(s))
+    }
+
+    /// The processors of `scope` that take tasks now and run closures.
+    pub(crate) fn closure_processors(&self, scope: &Scope) -> Vec<ProcessorId> {
+        let probe = TaskInfo {
+            id: 0,
+            name: "closure".into(),
+            function: "closure",
+            input_types: Vec::new(),
+            host_closure: true,
+            kernel: None,
+        };
+        self.compatible_processors(scope)
+            .into_iter()
+            .filter(|id| {
+                let p = &self.rt().procs[id.index()];
+                p.exec == Exec::Thread || p.proc.is_compatible(&probe)
+            })
+            .collect()
+    }
+
+    fn slot_of(&self, id: ProcessorId) -> Result<usize, UnknownProcessor> {
+        let rt = self.rt();
+        rt.procs
+            .iter()
+            .position(|p| p.id == id)
+            .ok_or(UnknownProcessor {
+                id,
+                count: rt.procs.len(),
+            })
+    }
+
     /// The processors a scope resolves to here, or why it resolves to none.
     pub fn resolve_scope(&self, scope: &Scope) -> Result<Vec<ProcessorId>, crate::ScheduleError> {
         let rt = self.rt();
@@ -465,7 +578,17 @@ impl Context {
         }
         let n_args = inputs.len();
         inputs.extend(deps.after.into_iter().map(Input::Task));
-        let scope = opts.as_ref().and_then(|o| o.get_scope());
+        let task_scope = opts.as_ref().and_then(|o| o.get_scope());
+        // Arguments pinned to scopes narrow where the task may run.
+        let pinned = deps.scopes;
+        let combined = (!pinned.is_empty()).then(|| {
+            pinned
+                .iter()
+                .fold(task_scope.cloned().unwrap_or_default(), |s, (_, p)| {
+                    s.constrain(p)
+                })
+        });
+        let scope = combined.as_ref().or(task_scope);
         let kernel = kernel.map(Arc::new);
         let body = body.or_else(|| {
             let k = kernel.as_ref()?;
@@ -491,10 +614,19 @@ impl Context {
         let candidates = match candidates {
             Ok(c) => c,
             Err(error) => {
+                let error = if pinned.is_empty() {
+                    error
+                } else {
+                    crate::ScheduleError::ChunkScopes {
+                        scope: task_scope.cloned().unwrap_or_default().to_string(),
+                        pinned: pinned.iter().map(|(i, s)| (*i, s.to_string())).collect(),
+                        source: Box::new(error),
+                    }
+                };
                 return Arc::new(TaskCore::failed(name, |task| TaskError::Schedule {
                     task,
                     error,
-                }))
+                }));
             }
         };
         let cost_key = match &candidates {
@@ -575,6 +707,9 @@ impl Context {
     {
         let mut deps = Deps::default();
         for a in inputs {
+            if let Some(s) = a.scope {
+                deps.scopes.push((deps.list.len(), s));
+            }
             deps.list.push(a.dep);
         }
         let opts = if opts.get_name().is_none() {
@@ -637,6 +772,28 @@ impl Context {
         Ok(Chunk::from_data(Data::on(v, p.space, &p.proc)))
     }
 
+    /// Places `value` in the memory space of processor `proc` and pins it to `scope`
+    /// (Dagger.jl's `tochunk(x, proc, scope)`): tasks taking it run only inside `scope`.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let t1 = ctx.processors_of_kind(dagger::ProcessorKind::Thread)[1];
+    /// let c = ctx.to_chunk_in(vec![1u8, 2], t1, Scope::exact(t1))?;
+    /// assert_eq!(c.scope(), Some(&Scope::exact(t1)));
+    /// let where_ran = ctx.spawn(|_: Vec<u8>| dagger::task_processor(), (&c,));
+    /// assert_eq!(where_ran.fetch()?, Some(t1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_chunk_in<T: Send + Sync + 'static>(
+        &self,
+        value: T,
+        proc: ProcessorId,
+        scope: Scope,
+    ) -> Result<Chunk<T>, MoveError> {
+        Ok(self.to_chunk_on(value, proc)?.with_scope(scope))
+    }
+
     // ----- logging -------------------------------------------------------------------------------
 
     /// Starts recording an event per task (and per data move) for [`fetch_logs`](Self::fetch_logs).
@@ -687,6 +844,50 @@ fn effective_options(fn_type: TypeId, call: Options) -> Option<Arc<Options>> {
     }
     o = o.merged_with(&call);
     Some(Arc::new(o))
+}
+
+/// Runs `f`, making each task it spawns on this thread wait for the one spawned before it
+/// (Dagger.jl's `spawn_sequential`): they run in spawn order, one at a time, on any
+/// context. A failed task fails those after it. Tasks spawned inside those tasks are not
+/// affected.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(4).build()?;
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let last = dagger::spawn_sequential(|| {
+///     (0..20).map(|i| {
+///         let log = log.clone();
+///         ctx.spawn(move || log.lock().unwrap().push(i), ())
+///     }).collect::<Vec<_>>()
+/// });
+/// last.last().unwrap().fetch()?;
+/// assert_eq!(*log.lock().unwrap(), (0..20).collect::<Vec<_>>());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn spawn_sequential<R>(f: impl FnOnce() -> R) -> R {
+    crate::sched::task_queue::sequential(f)
+}
+
+/// Runs `f`, gathering the tasks it spawns on this thread, and submits them together when
+/// it returns (Dagger.jl's `spawn_bulk`): none starts before `f` is done, unless `f` waits
+/// for one of them, which submits those gathered so far.
+///
+/// ```
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(2).build()?;
+/// let tasks = dagger::spawn_bulk(|| {
+///     let ts: Vec<_> = (0..10).map(|i| ctx.spawn(move || i * 2, ())).collect();
+///     assert!(ts.iter().all(|t| !t.is_ready()), "gathered, not started");
+///     ts
+/// });
+/// let sum: i32 = tasks.iter().map(|t| t.fetch().unwrap()).sum();
+/// assert_eq!(sum, 90);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn spawn_bulk<R>(f: impl FnOnce() -> R) -> R {
+    crate::sched::task_queue::bulk(f)
 }
 
 /// The context used by [`spawn`](crate::spawn), [`Thunk::compute`](crate::Thunk::compute)

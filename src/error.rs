@@ -179,6 +179,29 @@ pub enum ScheduleError {
     /// The context was shut down.
     #[error("the context was shut down")]
     Shutdown,
+    /// Arguments are chunks pinned to scopes that, with the task's own scope, leave no
+    /// processor able to run it.
+    #[error(
+        "its arguments are chunks pinned to scopes that leave no processor to run it: {}; \
+         the task's scope is {scope}",
+        pinned_list(.pinned)
+    )]
+    ChunkScopes {
+        /// The task's own scope, as written.
+        scope: String,
+        /// Each pinned argument (by position) and its scope.
+        pinned: Vec<(usize, String)>,
+        /// Why the combined scope has no processor.
+        #[source]
+        source: Box<ScheduleError>,
+    },
+}
+
+fn pinned_list(p: &[(usize, String)]) -> String {
+    p.iter()
+        .map(|(i, s)| format!("argument {i} pinned to {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn considered_list(c: &[(String, String)]) -> String {

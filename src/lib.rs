@@ -50,6 +50,45 @@
 //! | a function with methods per processor type (multiple dispatch) | [`Kernel`]: a named operation with an implementation per [`Backend`] |
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
 //!
+//! The rest of Dagger.jl's API reference, name by name:
+//!
+//! | Dagger.jl | here |
+//! |---|---|
+//! | `tochunk(x, proc, scope)`, a chunk's processor and scope | [`Context::to_chunk_in`], [`Context::to_chunk_on`], [`Chunk::with_scope`], [`Chunk::scope`]; chunks pinned to scopes no processor shares fail the task with [`ScheduleError::ChunkScopes`] |
+//! | `mutable`, `@mutable` | [`Context::mutable`] → [`Mutable`], passed as `&m` (the task gets a [`MutGuard`]) |
+//! | `shard`, `@shard`, `Shard` (`per_thread`, `procs`, `workers`) | [`Context::shard`] over a [`Scope`] → [`Shard`]; each task gets its processor's piece |
+//! | `task_processor` | [`task_processor`] |
+//! | `num_processors`, `compatible_processors`, `all_processors`, `procs(ctx)` | [`Context::num_processors`], [`Context::compatible_processors`], [`Context::processors`] |
+//! | `addprocs!`, `rmprocs!` | [`Context::enable_processor`], [`Context::disable_processor`] (running tasks finish; new processors are added when the context is built, with [`ContextBuilder::processor`]) |
+//! | `scope(...)` keys, `scope_key_precedence`, `to_scope` | [`scope!`], [`ScopeKeys`], [`ScopeKey::precedence`], [`ScopeKey::to_scope`], [`register_scope_key`] |
+//! | `constraint`, scope equality and subsets | [`Scope::constrain`], [`Scope::simplify`], `==` by meaning, [`Scope::is_subset`], [`Scope::is_disjoint`] |
+//! | `spawn_sequential`, `spawn_bulk` | [`spawn_sequential`], [`spawn_bulk`] |
+//! | `spawn_streaming`, `finish_stream`, stream buffers | [`Context::spawn_streaming`] with a [`StreamBuilder`]: a source returning `None` finishes the stream; [`StreamBuilder::buffer`] |
+//! | `delayed` options `persist`, `get_result` | a thunk keeps its result while it is held (drop it to release, as RAII frees all data); [`Thunk::collect`] returns the value, [`Thunk::compute`] a [`Chunk`] |
+//! | `delayed` option `cache` | [`delayed_cached`] and [`Thunk::evict`]: recomputed after eviction |
+//! | `delayed` option `meta` | [`DTask::as_chunk`], [`Thunk::as_chunk`]: the function receives a [`Chunk`] |
+//! | `delayed` options `processor`, `scope`; `@par`, `@spawn` | [`Options::scope`] with [`delayed_with`], [`Context::spawn_with`]; Rust calls replace the macros |
+//! | `EagerThunk` (older name of `DTask`), `ThunkID`, `ThunkSummary` | [`DTask`], [`DTask::id`]; values are not serialized, so no summary type |
+//! | `spawn_datadeps` `static`/`traversal`; region `try` | tasks are ordered as they are spawned; [`DataRegion::try_spawn`]; views give [`PartRef`]/[`PartMut`] of a [`Partition`] |
+//! | `Options` fields `occupancy`, `time_util`, `alloc_util` | [`Options::occupancy`], [`Options::time_hint`], [`Options::memory_hint`], [`Options::max_threads`] |
+//! | `Options` fields `single`, `proclist` (deprecated there) | [`Options::scope`] |
+//! | `allow_errors` | always on: a failure fails only its dependents |
+//! | `checkpoint`, `restore`, `storage`, `storage_root_tag`, `storage_leaf_tag`, `storage_retain` | not provided: no storage devices or checkpoints yet |
+//! | `File`, `FileReader`, `tofile`, `save`, `load`, `enable_disk_caching!`, `mem_limit` | not provided, except [`array::memory_limit`] and [`array::set_memory_limit`] for arrays; spilling to disk is future work |
+//! | `DArray` fields `domain`, `subdomains`, `chunks`, `concat` | [`DArray::domain`], [`DArray::subdomains`], [`DArray::num_blocks`], [`DArray::concatenate`] |
+//! | `view(::DArray, d)`, `alignfirst`, `UnitDomain`, `domain(x)` | [`DArray::slice`], [`ArrayDomain::start`] and [`ArrayDomain::from_shape`]; a plain value has no domain |
+//! | `stage`, `stage_operand`, making a DArray tree one thunk | not needed: [`DArray`] operations spawn block tasks at once |
+//! | `dsort_chunks`, `recursive_splitters` | not provided yet: no distributed sort |
+//! | `gemm!`, `syrk!` (BLAS) | [`DArray::gemm`], [`DArray::syrk`], [`DArray::matmul`]; tiles by [`Trans`], [`Triangle`] |
+//! | `allowscalar` | not needed: [`DArray`] has no scalar indexing |
+//! | `iscompatible_func`, `iscompatible_arg` | [`Processor::is_compatible`] with [`TaskInfo`] (function and argument types) |
+//! | `default_option`, `@option`, `populate_defaults`, `merge(SchedulerOptions, ThunkOptions)` | [`set_default_options`], [`Options::merged_with`] |
+//! | `get_tls`, `set_tls!` | [`get_options`], [`task_processor`], [`task_threads`] inside a task |
+//! | `lock(f, ctx)`, `Context` fields `log_sink`, `profile` | not needed: the context has no global lock; [`Context::enable_logging`] |
+//! | logging an argument's name | [`Options::name`] names the task in logs |
+//! | scheduler internals: `ComputeState`, `SchedulerOptions`, `ThunkOptions`, `halt!`, `exec!`, `do_task`, `do_tasks`, `estimate_task_costs`, `order`, `dependents`, `noffspring`, `cleanup_syncdeps`, `handle_fault`, `monitor_procs_changed!`, `impute_sum`, `walk_data`, `thunk_yield`, the task-completion condition | private to the scheduler (`sched`); placement is by earliest estimated finish, and a task waiting in `fetch` gives its processor back as `thunk_yield` does |
+//! | `@unimplemented` | not needed: [`Processor`]'s required methods are checked by the compiler |
+//!
 //! ## Layers
 //!
 //! The crate is built in layers; each module uses only those of its own layer or below
@@ -58,13 +97,15 @@
 //! 1. values ([`Value`]);
 //! 2. processors, memory spaces and kernels ([`processor`], [`Kernel`]) — the device
 //!    interface is [`Processor`], and wgpu devices ([`WgpuProc`]) are one implementation;
-//! 3. chunks and task errors ([`Chunk`], [`TaskError`]);
-//! 4. scopes, options and the event log ([`Scope`], [`Options`], [`LogEvent`]);
+//! 3. chunks, task errors and scopes ([`Chunk`], [`TaskError`], [`Scope`]) — a chunk may
+//!    be pinned to a scope;
+//! 4. options and the event log ([`Options`], [`LogEvent`]);
 //! 5. the scheduler: the task record, queues, workers, placement (the whole cost model) and
 //!    execution, reaching devices only through [`Processor`];
 //! 6. task handles ([`DTask`], arguments);
 //! 7. the context ([`Context`]);
-//! 8. lazy thunks and datadeps ([`Thunk`], [`Context::spawn_datadeps`]);
+//! 8. lazy thunks, datadeps and values living on processors ([`Thunk`],
+//!    [`Context::spawn_datadeps`], [`Mutable`], [`Shard`]);
 //! 9. arrays ([`DArray`]);
 //! 10. visualization ([`viz`]) and, on top, the `dagger` command-line tool.
 //!
@@ -90,10 +131,12 @@ mod datadeps;
 mod error;
 mod kernel;
 mod log;
+mod mutable;
 mod options;
 pub mod processor;
 mod sched;
 mod scope;
+mod stream;
 mod task;
 mod thunk;
 mod value;
@@ -104,21 +147,30 @@ pub use array::{
     ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float, Gemm,
 };
 pub use chunk::Chunk;
+pub use context::UnknownProcessor;
 pub use context::{global, spawn, BuildError, Context, ContextBuilder};
+pub use context::{spawn_bulk, spawn_sequential};
 pub use datadeps::{
     AsView, Cell, DataRegion, In, InOut, Out, Part, Ref, RefMut, RegionTimeoutError, View,
 };
+pub use datadeps::{PartMut, PartRef, Partition};
 pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent};
+pub use mutable::{MutGuard, Mutable, Shard};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
+pub use processor::task_processor;
 pub use processor::task_threads;
 pub use processor::{
     Completion, MemorySpace, MoveError, OsProc, Processor, ProcessorId, ProcessorInfo,
     ProcessorKind, TaskCall, TaskFailure, TaskInfo, ThreadProc,
 };
+pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
 pub use scope::{IndexRange, Scope, ScopeError};
+pub use stream::{Stream, StreamBuilder, DEFAULT_STREAM_BUFFER};
+pub use task::AsChunk;
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
+pub use thunk::delayed_cached;
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 

@@ -2,7 +2,7 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -12,7 +12,9 @@ use crate::error::TaskError;
 use crate::options::{current_options, Options};
 use crate::processor::Body;
 use crate::sched::TaskCore;
-use crate::task::args::{cloned, Cloned, ClonedVec, Dep, Deps, IntoArg, Shared, TaskArgs, TaskFn};
+use crate::task::args::{
+    cloned, AsChunk, Cloned, ClonedVec, Dep, Deps, IntoArg, Moved, Shared, TaskArgs, TaskFn,
+};
 use crate::task::DTask;
 
 /// The thunk node behind a lazy dependency, if it is one.
@@ -49,20 +51,36 @@ pub(crate) struct ThunkNode {
     fn_type: TypeId,
     opts: Options,
     pending: Mutex<Option<(Deps, Body)>>,
-    spawned: OnceLock<Arc<TaskCore>>,
+    spawned: Mutex<Option<Arc<TaskCore>>>,
+    /// For a cached thunk: how to make its task again after its result was evicted.
+    recipe: Option<Recipe>,
+}
+
+/// The dependencies and body of a cached thunk's task, made afresh each time it runs.
+struct Recipe {
+    deps: Mutex<Deps>,
+    body: Box<dyn Fn() -> Body + Send + Sync>,
 }
 
 impl ThunkNode {
     fn thunk_deps(&self) -> Vec<Arc<ThunkNode>> {
-        match &*self.pending.lock() {
-            Some((deps, _)) => deps
-                .list
+        let from = |deps: &Deps| {
+            deps.list
                 .iter()
                 .filter_map(as_node)
-                .filter(|n| n.spawned.get().is_none())
-                .collect(),
-            None => Vec::new(),
+                .filter(|n| n.task().is_none())
+                .collect()
+        };
+        match (&*self.pending.lock(), &self.recipe) {
+            (Some((deps, _)), _) => from(deps),
+            (None, Some(r)) => from(&r.deps.lock()),
+            (None, None) => Vec::new(),
         }
+    }
+
+    /// The task this thunk became, unless it has not run (or its result was evicted).
+    fn task(&self) -> Option<Arc<TaskCore>> {
+        self.spawned.lock().clone()
     }
 }
 
@@ -86,12 +104,12 @@ impl Drop for ThunkNode {
 /// Spawns `node` and every unspawned thunk it depends on, inputs first, without recursion.
 /// A thunk shared by several others is spawned once.
 pub(crate) fn spawn_node(ctx: &Context, node: &Arc<ThunkNode>) -> Arc<TaskCore> {
-    if let Some(t) = node.spawned.get() {
-        return t.clone();
+    if let Some(t) = node.task() {
+        return t;
     }
     let mut stack: Vec<(Arc<ThunkNode>, bool)> = vec![(node.clone(), false)];
     while let Some((n, expanded)) = stack.pop() {
-        if n.spawned.get().is_some() {
+        if n.task().is_some() {
             continue;
         }
         if !expanded {
@@ -101,14 +119,19 @@ pub(crate) fn spawn_node(ctx: &Context, node: &Arc<ThunkNode>) -> Arc<TaskCore> 
             continue;
         }
         let mut pending = n.pending.lock();
-        if n.spawned.get().is_some() {
+        let mut spawned = n.spawned.lock();
+        if spawned.is_some() {
             continue;
         }
-        let (deps, body) = pending.take().expect("an unspawned thunk keeps its body");
+        let (deps, body) = match (pending.take(), &n.recipe) {
+            (Some(p), _) => p,
+            (None, Some(r)) => (r.deps.lock().copy(), (r.body)()),
+            (None, None) => unreachable!("an unspawned thunk keeps its body"),
+        };
         let task = ctx.submit(n.fn_name, n.fn_type, n.opts.clone(), deps, body);
-        let _ = n.spawned.set(task);
+        *spawned = Some(task);
     }
-    node.spawned.get().expect("spawned above").clone()
+    node.task().expect("spawned above")
 }
 
 /// A lazily evaluated task: Dagger.jl's `Thunk`, made by [`delayed`].
@@ -148,7 +171,7 @@ impl<T> std::fmt::Debug for Thunk<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Thunk")
             .field("function", &self.node.fn_name)
-            .field("spawned", &self.node.spawned.get().is_some())
+            .field("spawned", &self.node.task().is_some())
             .finish()
     }
 }
@@ -187,7 +210,36 @@ impl<T: Send + Sync + 'static> Thunk<T> {
 
     /// Whether the thunk has been turned into a task.
     pub fn is_spawned(&self) -> bool {
-        self.node.spawned.get().is_some()
+        self.node.task().is_some()
+    }
+
+    /// Drops the result of a thunk made by [`delayed_cached`], so that the next
+    /// `compute` runs it again (and its evicted inputs); true if there was a result to
+    /// drop. Thunks made by [`delayed`] cannot run twice: for them this does nothing and
+    /// returns false.
+    pub fn evict(&self) -> bool {
+        self.node.recipe.is_some() && self.node.spawned.lock().take().is_some()
+    }
+
+    /// Passes this thunk's value to a task as a [`Chunk`] rather than the value (Dagger.jl's
+    /// `meta`).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let a = delayed(|| 41u64, ());
+    /// let b = delayed(|c: Chunk<u64>| c.collect().unwrap() + 1, (a.as_chunk(),));
+    /// assert_eq!(b.collect()?, 42);
+    /// # Ok::<(), dagger::TaskError>(())
+    /// ```
+    pub fn as_chunk(&self) -> AsChunk<T> {
+        AsChunk::new(dep(&self.node))
+    }
+
+    /// Passes this thunk's value to a task as the type `V` it has after the chosen
+    /// processor's [`move_in`](crate::Processor::move_in) converted it (as
+    /// [`DTask::moved`]).
+    pub fn moved<V>(&self) -> Moved<V> {
+        Moved::new(dep(&self.node))
     }
 
     /// Passes this thunk's value to a task as an `Arc<T>` instead of a clone.
@@ -234,7 +286,7 @@ impl<T: Send + Sync + 'static> Thunk<T> {
             });
             let mut label = name.replace('\\', "\\\\").replace('"', "\\\"");
             let mut style = String::new();
-            if let Some(t) = n.spawned.get() {
+            if let Some(t) = n.task() {
                 let p = t.ran_on.load(std::sync::atomic::Ordering::Relaxed);
                 if p != u32::MAX {
                     label.push_str(&format!("\\nran on 1:{p}"));
@@ -283,6 +335,51 @@ where
         opts,
         deps,
         body,
+        None,
+    )
+}
+
+/// [`delayed`] for a thunk whose result can be evicted and made again (Dagger.jl's
+/// `cache`): `compute` reuses the result while the thunk holds it, and after
+/// [`Thunk::evict`] runs the function again. The function and its plain arguments are
+/// kept, so they must be `Clone`.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use dagger::prelude::*;
+/// let runs = Arc::new(AtomicUsize::new(0));
+/// let r = runs.clone();
+/// let t = dagger::delayed_cached(move |x: u32| { r.fetch_add(1, Ordering::SeqCst); x * 2 }, (21,));
+/// assert_eq!(t.collect()?, 42);
+/// assert_eq!(t.collect()?, 42);
+/// assert_eq!(runs.load(Ordering::SeqCst), 1, "cached");
+/// assert!(t.evict());
+/// assert_eq!(t.collect()?, 42);
+/// assert_eq!(runs.load(Ordering::SeqCst), 2, "recomputed after eviction");
+/// # Ok::<(), dagger::TaskError>(())
+/// ```
+pub fn delayed_cached<A, F, R>(f: F, args: A) -> Thunk<R>
+where
+    A: TaskArgs,
+    A::Getters: Clone + Sync,
+    F: TaskFn<A::Outs, R> + Clone + Sync,
+    R: Send + Sync + 'static,
+{
+    let mut deps = Deps::default();
+    let getters = args.register(&mut deps);
+    let body = crate::task::args::body::<A, F, R>(getters.clone(), f.clone());
+    let recipe = Recipe {
+        deps: Mutex::new(deps.copy()),
+        body: Box::new(move || crate::task::args::body::<A, F, R>(getters.clone(), f.clone())),
+    };
+    make(
+        std::any::type_name::<F>(),
+        TypeId::of::<F>(),
+        Options::new(),
+        deps,
+        body,
+        Some(recipe),
     )
 }
 
@@ -303,6 +400,7 @@ where
         Options::new(),
         deps,
         body,
+        None,
     )
 }
 
@@ -312,6 +410,7 @@ fn make<R>(
     opts: Options,
     deps: Deps,
     body: Body,
+    recipe: Option<Recipe>,
 ) -> Thunk<R> {
     let captured = match current_options() {
         Some(cur) => cur.merged_with(&opts),
@@ -332,7 +431,8 @@ fn make<R>(
             fn_type,
             opts: captured,
             pending: Mutex::new(Some((deps, body))),
-            spawned: OnceLock::new(),
+            spawned: Mutex::new(None),
+            recipe,
         }),
         _t: PhantomData,
     }

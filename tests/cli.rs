@@ -185,3 +185,25 @@ fn bench_gemm_runs_both_gpu_kernels() {
         assert!(v["rel_error"].as_f64().unwrap() < 1e-5, "{v}");
     }
 }
+
+#[test]
+fn bench_stream_json_compares_with_crossbeam() {
+    let (ok, out, err) = dagger(&[
+        "bench", "stream", "--items", "20000", "--repeat", "1", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["bench"], "stream");
+    let ours = v["items_per_s"].as_f64().unwrap();
+    let theirs = v["crossbeam_items_per_s"].as_f64().unwrap();
+    assert!(ours > 0.0 && theirs > 0.0, "{v}");
+    let ratio = v["ratio"].as_f64().unwrap();
+    assert!((ratio - ours / theirs).abs() < 1e-9 * ratio.max(1.0), "{v}");
+    assert!(v["us_per_item"].as_f64().unwrap() > 0.0, "{v}");
+    let (ok, out, err) = dagger(&["bench", "stream", "--items", "5000", "--repeat", "1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("crossbeam channels") && out.contains("µs/item"),
+        "{out}"
+    );
+}

@@ -1,9 +1,12 @@
 //! Datadeps: in-place mutation ordered by In, Out and InOut accesses.
 
+mod common;
+
 use std::time::Duration;
 
 use dagger::prelude::*;
-use dagger::{Cell, EventKind, In, InOut, Out, Part, Ref, RefMut};
+use dagger::{Cell, EventKind, In, InOut, Out, Part, PartMut, PartRef, Ref, RefMut};
+use ndarray::Array2;
 use proptest::prelude::*;
 
 fn ctx(threads: usize) -> Context {
@@ -47,12 +50,12 @@ fn overlapping_range_writes_compose() {
     let ctx = ctx(2);
     let v = Cell::new(vec![0.0f64; 3]);
     ctx.spawn_datadeps(|r| {
+        r.spawn(|mut v: PartMut<Vec<f64>>| v.fill(1.0), (Out(v.rows(0..2)),));
         r.spawn(
-            |mut v: RefMut<Vec<f64>>| v[0..2].fill(1.0),
-            (Out(v.rows(0..2)),),
-        );
-        r.spawn(
-            |mut v: RefMut<Vec<f64>>| v[1..3].fill(1.0),
+            |mut v: PartMut<Vec<f64>>| {
+                assert_eq!((v.offset(), v.len()), (1, 2), "rows 1..3 only");
+                v.fill(1.0)
+            },
             (Out(v.rows(1..3)),),
         );
     })
@@ -128,19 +131,13 @@ fn disjoint_writes_do_not_wait_for_each_other() {
     let checker = std::thread::spawn(move || {
         c2.spawn_datadeps(|r| {
             r.spawn(
-                |_: (), mut v: RefMut<Vec<u8>>| v[0..2].fill(1),
+                |_: (), mut v: PartMut<Vec<u8>>| v.fill(1),
                 (&gate, Out(v.rows(0..2))),
             );
-            let b = r.spawn(
-                |mut v: RefMut<Vec<u8>>| v[2..4].fill(2),
-                (Out(v.rows(2..4)),),
-            );
+            let b = r.spawn(|mut v: PartMut<Vec<u8>>| v.fill(2), (Out(v.rows(2..4)),));
             b.wait();
             d2.store(true, std::sync::atomic::Ordering::SeqCst);
-            let c = r.spawn(
-                |mut v: RefMut<Vec<u8>>| v[1..3].fill(3),
-                (Out(v.rows(1..3)),),
-            );
+            let c = r.spawn(|mut v: PartMut<Vec<u8>>| v.fill(3), (Out(v.rows(1..3)),));
             std::thread::sleep(Duration::from_millis(50));
             assert!(
                 !c.is_ready(),
@@ -232,7 +229,7 @@ impl Reg {
             Reg::All => true,
         }
     }
-    fn view<'a>(&self, c: &'a Cell<Vec<i64>>) -> dagger::View<'a, Vec<i64>> {
+    fn view<'a>(&self, c: &'a Cell<Array2<i64>>) -> dagger::View<'a, Array2<i64>> {
         match *self {
             Reg::Rows(a, b) => c.rows(a..b),
             Reg::Cols(a, b) => c.cols(a..b),
@@ -297,6 +294,22 @@ fn apply(op: &Op, dst: &mut [i64], src: Option<&[i64]>) {
     }
 }
 
+/// `apply` on the parts a region task holds: it reads and writes nothing else.
+fn apply_parts(op: &Op, dst: &mut PartMut<Array2<i64>>, src: Option<&PartRef<Array2<i64>>>) {
+    let extra: i64 = src.map_or(0, |s| {
+        s.indices()
+            .map(|(i, j)| *s.get(i, j).expect("in the part"))
+            .fold(0i64, |a, b| a.wrapping_add(b))
+    });
+    dst.for_each_mut(|_, _, d| {
+        *d = if op.write.2 {
+            op.k.wrapping_add(extra)
+        } else {
+            d.wrapping_mul(3).wrapping_add(op.k).wrapping_add(extra)
+        };
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
 
@@ -308,7 +321,10 @@ proptest! {
             let src = o.read.as_ref().map(|(c, _)| seq[*c].clone());
             apply(o, &mut seq[o.write.0], src.as_deref());
         }
-        let cells: Vec<Cell<Vec<i64>>> = init.iter().cloned().map(Cell::new).collect();
+        let cells: Vec<Cell<Array2<i64>>> = init
+            .iter()
+            .map(|v| Cell::new(Array2::from_shape_vec((N, N), v.clone()).unwrap()))
+            .collect();
         let ctx = ctx(threads);
         ctx.spawn_datadeps(|r| {
             for o in &ops {
@@ -318,23 +334,196 @@ proptest! {
                     Some((c, reg)) => {
                         let rd = reg.view(&cells[*c]);
                         if o.write.2 {
-                            r.spawn(move |mut d: RefMut<Vec<i64>>, s: Ref<Vec<i64>>| apply(&o2, &mut d, Some(&s)), (Out(w), In(rd)));
+                            r.spawn(move |mut d: PartMut<Array2<i64>>, s: PartRef<Array2<i64>>| apply_parts(&o2, &mut d, Some(&s)), (Out(w), In(rd)));
                         } else {
-                            r.spawn(move |mut d: RefMut<Vec<i64>>, s: Ref<Vec<i64>>| apply(&o2, &mut d, Some(&s)), (InOut(w), In(rd)));
+                            r.spawn(move |mut d: PartMut<Array2<i64>>, s: PartRef<Array2<i64>>| apply_parts(&o2, &mut d, Some(&s)), (InOut(w), In(rd)));
                         }
                     }
                     None => {
                         if o.write.2 {
-                            r.spawn(move |mut d: RefMut<Vec<i64>>| apply(&o2, &mut d, None), (Out(w),));
+                            r.spawn(move |mut d: PartMut<Array2<i64>>| apply_parts(&o2, &mut d, None), (Out(w),));
                         } else {
-                            r.spawn(move |mut d: RefMut<Vec<i64>>| apply(&o2, &mut d, None), (InOut(w),));
+                            r.spawn(move |mut d: PartMut<Array2<i64>>| apply_parts(&o2, &mut d, None), (InOut(w),));
                         }
                     }
                 }
             }
         }).unwrap();
         for c in 0..3 {
-            prop_assert_eq!(cells[c].get(), seq[c].clone(), "cell {}", c);
+            prop_assert_eq!(cells[c].get().iter().copied().collect::<Vec<_>>(), seq[c].clone(), "cell {}", c);
         }
     }
+}
+
+// ----- parts of one cell held at the same time ------------------------------------------
+
+#[test]
+fn writers_of_disjoint_rows_run_at_the_same_time() {
+    common::within(60, "disjoint rows", || {
+        let ctx = ctx(2);
+        let v = Cell::new(vec![0u32; 2]);
+        // Warm the threads up so the timing measures the region only.
+        ctx.spawn(|| (), ()).fetch().unwrap();
+        let t0 = std::time::Instant::now();
+        ctx.spawn_datadeps(|r| {
+            for k in 0..2usize {
+                r.spawn(
+                    move |mut v: PartMut<Vec<u32>>| {
+                        assert_eq!((v.offset(), v.len()), (k, 1), "its own row only");
+                        std::thread::sleep(Duration::from_millis(300));
+                        v[0] = k as u32 + 1;
+                    },
+                    (InOut(v.rows(k..k + 1)),),
+                );
+            }
+        })
+        .unwrap();
+        let took = t0.elapsed();
+        assert_eq!(v.get(), vec![1, 2]);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(
+            took < Duration::from_millis(500),
+            "they ran one after the other: {took:?}"
+        );
+    });
+}
+
+#[test]
+fn writers_of_strict_triangles_run_at_the_same_time() {
+    common::within(60, "strict triangles", || {
+        let ctx = ctx(2);
+        let m = Cell::new(Array2::<i32>::zeros((4, 4)));
+        ctx.spawn(|| (), ()).fetch().unwrap();
+        let t0 = std::time::Instant::now();
+        ctx.spawn_datadeps(|r| {
+            r.spawn(
+                |mut u: PartMut<Array2<i32>>| {
+                    assert!(u.get_mut(1, 0).is_none() && u.get_mut(2, 2).is_none());
+                    std::thread::sleep(Duration::from_millis(300));
+                    u.for_each_mut(|i, j, x| *x = (10 * i + j) as i32);
+                },
+                (Out(m.strict_upper()),),
+            );
+            r.spawn(
+                |mut l: PartMut<Array2<i32>>| {
+                    assert!(l.get_mut(0, 1).is_none() && l.get(3, 3).is_none());
+                    std::thread::sleep(Duration::from_millis(300));
+                    l.for_each_mut(|_, _, x| *x = -1);
+                },
+                (Out(m.strict_lower()),),
+            );
+        })
+        .unwrap();
+        let took = t0.elapsed();
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        let got = m.get();
+        for i in 0..4 {
+            for j in 0..4 {
+                let want = match j.cmp(&i) {
+                    std::cmp::Ordering::Greater => (10 * i + j) as i32,
+                    std::cmp::Ordering::Less => -1,
+                    std::cmp::Ordering::Equal => 0,
+                };
+                assert_eq!(got[(i, j)], want, "({i}, {j})");
+            }
+        }
+    });
+}
+
+#[test]
+fn writers_of_overlapping_rows_still_take_turns() {
+    common::within(60, "overlapping rows", || {
+        let ctx = ctx(2);
+        let v = Cell::new(vec![0u32; 3]);
+        let t0 = std::time::Instant::now();
+        ctx.spawn_datadeps(|r| {
+            r.spawn(
+                |mut v: PartMut<Vec<u32>>| {
+                    std::thread::sleep(Duration::from_millis(150));
+                    v.fill(1)
+                },
+                (Out(v.rows(0..2)),),
+            );
+            r.spawn(
+                |mut v: PartMut<Vec<u32>>| {
+                    std::thread::sleep(Duration::from_millis(150));
+                    v.iter_mut().for_each(|x| *x += 10)
+                },
+                (InOut(v.rows(1..3)),),
+            );
+        })
+        .unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert_eq!(v.get(), vec![1, 11, 10]);
+    });
+}
+
+#[test]
+fn reading_the_whole_cell_waits_for_a_part_being_written() {
+    common::within(60, "whole read after part write", || {
+        let ctx = ctx(2);
+        let v = Cell::new(vec![0u32; 2]);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let region = {
+            let (ctx, v) = (ctx.clone(), v.clone());
+            std::thread::spawn(move || {
+                ctx.spawn_datadeps(|r| {
+                    r.spawn(
+                        move |mut p: PartMut<Vec<u32>>| {
+                            started_tx.send(()).unwrap();
+                            std::thread::sleep(Duration::from_millis(200));
+                            p[0] = 7;
+                        },
+                        (Out(v.rows(1..2)),),
+                    );
+                })
+                .unwrap()
+            })
+        };
+        started_rx.recv().unwrap();
+        // Outside any region: the read waits for the part to be given back.
+        assert_eq!(v.get(), vec![0, 7]);
+        region.join().unwrap();
+    });
+}
+
+#[test]
+fn try_spawn_fails_the_region_without_a_panic() {
+    let ctx = ctx(2);
+    let x = Cell::new(5i64);
+    let y = Cell::new(0i64);
+    let err = ctx
+        .spawn_datadeps(|r| {
+            r.try_spawn(
+                |x: Ref<i64>| -> Result<i64, String> {
+                    if *x > 3 {
+                        Err(format!("{} is too large", *x))
+                    } else {
+                        Ok(*x)
+                    }
+                },
+                (In(&x),),
+            );
+            let bad = r.try_spawn(
+                |mut x: RefMut<i64>| "nope".parse::<i64>().map(|v| *x = v),
+                (InOut(&x),),
+            );
+            r.spawn(|mut x: RefMut<i64>| *x += 1, (InOut(&x),));
+            let ok = r.try_spawn(
+                |mut y: RefMut<i64>| -> Result<(), std::io::Error> {
+                    *y = 1;
+                    Ok(())
+                },
+                (InOut(&y),),
+            );
+            (bad, ok)
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("5 is too large"),
+        "the first failure: {err}"
+    );
+    assert!(!matches!(err, TaskError::Panicked { .. }), "{err:?}");
+    assert_eq!(x.get(), 5, "the writer after the failing one did not run");
+    assert_eq!(y.get(), 1, "independent tasks ran");
 }

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Mutex;
 
 use dagger::prelude::*;
-use dagger::{Access, Cell, In, InOut, Out, Ref, RefMut, WgslKernel};
+use dagger::{Access, Cell, In, InOut, Out, PartMut, PartRef, Ref, RefMut, WgslKernel};
 use proptest::prelude::*;
 
 /// Device counters are per process: tests that read them run one at a time.
@@ -372,11 +372,10 @@ fn run(ctx: &Context, scope: &Scope, init: &[Vec<i32>], ops: &[Op]) -> Vec<Vec<i
                 }
                 Op::Bump { y, s } => {
                     let rows = s.0 as usize..s.1 as usize;
-                    let r2 = rows.clone();
                     r.spawn(
-                        move |mut v: RefMut<Vec<i32>>| {
-                            for i in r2.clone() {
-                                v[i] = v[i].wrapping_add(1);
+                        move |mut v: PartMut<Vec<i32>>| {
+                            for x in v.iter_mut() {
+                                *x = x.wrapping_add(1);
                             }
                         },
                         (InOut(cells[y].rows(rows)),),
@@ -384,12 +383,11 @@ fn run(ctx: &Context, scope: &Scope, init: &[Vec<i32>], ops: &[Op]) -> Vec<Vec<i
                 }
                 Op::Sum { x, y, s } => {
                     let rows = s.0 as usize..s.1 as usize;
-                    let r2 = rows.clone();
                     let last = LEN as usize - 1;
                     r.spawn(
-                        move |mut out: RefMut<Vec<i32>>, src: Ref<Vec<i32>>| {
-                            let sum = src[r2.clone()].iter().fold(0i32, |a, b| a.wrapping_add(*b));
-                            out[last] = out[last].wrapping_add(sum);
+                        move |mut out: PartMut<Vec<i32>>, src: PartRef<Vec<i32>>| {
+                            let sum = src.iter().fold(0i32, |a, b| a.wrapping_add(*b));
+                            out[0] = out[0].wrapping_add(sum);
                         },
                         (
                             InOut(cells[y].rows(last..last + 1)),

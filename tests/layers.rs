@@ -1,7 +1,7 @@
 //! The crate's layers: each module of `src/` names only modules of its own layer or below.
 //!
 //! Layers, lowest first (also in the crate docs): values; processors, memory spaces and
-//! kernels; chunks and task errors; scopes, options and the event log; the scheduler; task
+//! kernels; chunks, task errors and scopes; options and the event log; the scheduler; task
 //! handles; the context; lazy thunks and datadeps; arrays; visualization. The command-line
 //! tool (`src/bin`) sits on top and may use anything public.
 
@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["value"],
     &["processor", "kernel"],
-    &["chunk", "error"],
-    &["scope", "options", "log"],
+    &["chunk", "error", "scope"],
+    &["options", "log"],
     &["sched"],
     &["task"],
     &["context"],
-    &["thunk", "datadeps"],
+    &["thunk", "datadeps", "mutable", "stream"],
     &["array"],
     &["viz"],
 ];

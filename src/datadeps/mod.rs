@@ -6,7 +6,10 @@
 //! overlaps; a reader waits for the earlier writer; data that do not overlap never
 //! synchronize. The result equals running the tasks one by one in submission order.
 //!
-//! Closure tasks ([`DataRegion::spawn`]) mutate cells in place on CPU threads. Kernel tasks
+//! Closure tasks ([`DataRegion::spawn`]) mutate cells in place on CPU threads. A task
+//! given a view of a cell (`InOut(cell.rows(0..2))`, `In(cell.strict_upper())`) reaches
+//! that part only ([`PartRef`], [`PartMut`]), so tasks on parts that do not overlap run at
+//! the same time. Kernel tasks
 //! ([`DataRegion::spawn_kernel`]) may run on a GPU: they work on *versions* of whole cells
 //! that the scheduler moves between memory spaces, copying a version to a device only when
 //! it is not there yet, and every written cell holds its latest version on the host when the
@@ -52,8 +55,11 @@ use crate::task::args::{ArgGetter, Deps, IntoArg, TaskArgs, TaskFn};
 use crate::task::DTask;
 use crate::value::Value;
 
+mod parts;
 #[cfg(feature = "wgpu")]
 mod versions;
+pub use parts::{PartMut, PartRef, Partition};
+use parts::{PartTable, Registration};
 #[cfg(feature = "wgpu")]
 pub use versions::KernelAccess;
 #[cfg(feature = "wgpu")]
@@ -68,6 +74,8 @@ static NEXT_CELL: AtomicU64 = AtomicU64::new(1);
 pub struct Cell<T> {
     id: u64,
     lock: Arc<RwLock<T>>,
+    /// The parts of the value in use by tasks that declared views.
+    parts: Arc<PartTable>,
 }
 
 impl<T> Clone for Cell<T> {
@@ -75,6 +83,7 @@ impl<T> Clone for Cell<T> {
         Cell {
             id: self.id,
             lock: self.lock.clone(),
+            parts: self.parts.clone(),
         }
     }
 }
@@ -85,20 +94,22 @@ impl<T: Send + Sync + 'static> Cell<T> {
         Cell {
             id: NEXT_CELL.fetch_add(1, Ordering::Relaxed),
             lock: Arc::new(RwLock::new(value)),
+            parts: Arc::default(),
         }
     }
 
-    /// A copy of the value.
+    /// A copy of the value (waiting for tasks writing parts of it).
     pub fn get(&self) -> T
     where
         T: Clone,
     {
-        self.lock.read().clone()
+        self.with(T::clone)
     }
 
-    /// Reads the value in place.
+    /// Reads the value in place (waiting for tasks writing parts of it).
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(&self.lock.read())
+        let r = read_guard(self.lock.clone(), self.parts.clone(), Part::Whole);
+        f(&r)
     }
 
     /// Replaces the value.
@@ -231,7 +242,7 @@ pub struct View<'a, T> {
     region: Part,
 }
 
-/// Takes a cell's lock and returns the guard, type-erased.
+/// Takes a cell's lock (or part) and returns the guard, type-erased.
 type Locker = Box<dyn FnOnce() -> Box<dyn Any> + Send>;
 
 /// One in-place access of a task, as the region sees it.
@@ -242,10 +253,12 @@ pub(crate) struct AccessSpec {
     lock: Locker,
 }
 
-/// Read access to a cell (or a view of it) inside a datadeps task.
+/// Read access to a whole cell inside a datadeps task (`In(&cell)`); a view of a cell
+/// gives a [`PartRef`] instead.
 pub struct Ref<T> {
     guard: ArcRwLockReadGuard<RawRwLock, T>,
     region: Part,
+    _reg: Registration,
 }
 
 impl<T> std::ops::Deref for Ref<T> {
@@ -262,8 +275,8 @@ impl<T> Ref<T> {
     }
 }
 
-/// Write access to a cell (or a view of it) inside a datadeps task. A task must only
-/// change the part it declared ([`region`](Self::region)).
+/// Write access to a whole cell inside a datadeps task (`Out(&cell)`, `InOut(&cell)`); a
+/// view of a cell gives a [`PartMut`] instead, which reaches only that part.
 pub struct RefMut<T> {
     guard: ArcRwLockWriteGuard<RawRwLock, T>,
     region: Part,
@@ -349,7 +362,7 @@ fn register<T: Send + Sync + 'static, G: 'static>(
     deps: &mut Deps,
     (cell, region): (Cell<T>, Part),
     write: bool,
-    make: fn(Arc<RwLock<T>>, Part, bool) -> G,
+    make: fn(Arc<RwLock<T>>, Arc<PartTable>, Part) -> G,
 ) -> GuardGetter<G> {
     let slot = deps.accesses.len();
     let r = region.clone();
@@ -357,7 +370,7 @@ fn register<T: Send + Sync + 'static, G: 'static>(
         cell: cell.id,
         region,
         write,
-        lock: Box::new(move || Box::new(make(cell.lock, r, write)) as Box<dyn Any>),
+        lock: Box::new(move || Box::new(make(cell.lock, cell.parts, r)) as Box<dyn Any>),
     }));
     GuardGetter {
         slot,
@@ -370,15 +383,21 @@ fn register<T: Send + Sync + 'static, G: 'static>(
 // gives the worker's processor back, as a nested `fetch` does, so those nested tasks always
 // find a processor; locks are taken in cell order, so lock waits never form a cycle.
 
-fn read_guard<T>(l: Arc<RwLock<T>>, region: Part, _: bool) -> Ref<T> {
+fn read_guard<T>(l: Arc<RwLock<T>>, table: Arc<PartTable>, region: Part) -> Ref<T> {
     let guard = match l.try_read_arc() {
         Some(g) => g,
         None => crate::sched::blocking(|| l.read_arc()),
     };
-    Ref { guard, region }
+    // Readers of the whole value wait for the writers of its parts.
+    let _reg = table.acquire(Part::Whole, false);
+    Ref {
+        guard,
+        region,
+        _reg,
+    }
 }
 
-fn write_guard<T>(l: Arc<RwLock<T>>, region: Part, _: bool) -> RefMut<T> {
+fn write_guard<T>(l: Arc<RwLock<T>>, _: Arc<PartTable>, region: Part) -> RefMut<T> {
     let guard = match l.try_write_arc() {
         Some(g) => g,
         None => crate::sched::blocking(|| l.write_arc()),
@@ -386,7 +405,7 @@ fn write_guard<T>(l: Arc<RwLock<T>>, region: Part, _: bool) -> RefMut<T> {
     RefMut { guard, region }
 }
 
-impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for In<A> {
+impl<T: Send + Sync + 'static> IntoArg for In<&Cell<T>> {
     type Out = Ref<T>;
     type Getter = GuardGetter<Ref<T>>;
     fn register(self, deps: &mut Deps) -> Self::Getter {
@@ -394,7 +413,7 @@ impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for In<A> {
     }
 }
 
-impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for Out<A> {
+impl<T: Send + Sync + 'static> IntoArg for Out<&Cell<T>> {
     type Out = RefMut<T>;
     type Getter = GuardGetter<RefMut<T>>;
     fn register(self, deps: &mut Deps) -> Self::Getter {
@@ -402,11 +421,35 @@ impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for Out<A> {
     }
 }
 
-impl<T: Send + Sync + 'static, A: AsView<Target = T>> IntoArg for InOut<A> {
+impl<T: Send + Sync + 'static> IntoArg for InOut<&Cell<T>> {
     type Out = RefMut<T>;
     type Getter = GuardGetter<RefMut<T>>;
     fn register(self, deps: &mut Deps) -> Self::Getter {
         register(deps, self.0.as_view(), true, write_guard)
+    }
+}
+
+impl<T: Partition> IntoArg for In<View<'_, T>> {
+    type Out = PartRef<T>;
+    type Getter = GuardGetter<PartRef<T>>;
+    fn register(self, deps: &mut Deps) -> Self::Getter {
+        register(deps, self.0.as_view(), false, parts::part_ref)
+    }
+}
+
+impl<T: Partition> IntoArg for Out<View<'_, T>> {
+    type Out = PartMut<T>;
+    type Getter = GuardGetter<PartMut<T>>;
+    fn register(self, deps: &mut Deps) -> Self::Getter {
+        register(deps, self.0.as_view(), true, parts::part_mut)
+    }
+}
+
+impl<T: Partition> IntoArg for InOut<View<'_, T>> {
+    type Out = PartMut<T>;
+    type Getter = GuardGetter<PartMut<T>>;
+    fn register(self, deps: &mut Deps) -> Self::Getter {
+        register(deps, self.0.as_view(), true, parts::part_mut)
     }
 }
 
@@ -474,6 +517,63 @@ impl DataRegion<'_> {
         F: TaskFn<A::Outs, R>,
         R: Send + Sync + 'static,
     {
+        self.spawn_inner(opts, f, args, |r: R| Ok(Value::new(r)))
+    }
+
+    /// Spawns a fallible function: an `Err` it returns fails the task, and the tasks after
+    /// it that access what it writes, without a panic. The region's error is the first
+    /// failure.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::{Cell, InOut, RefMut};
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let x = Cell::new(1u32);
+    /// let err = ctx.spawn_datadeps(|r| {
+    ///     r.try_spawn(|mut x: RefMut<u32>| x.checked_sub(2).map(|v| *x = v).ok_or("underflow"),
+    ///                 (InOut(&x),));
+    ///     r.spawn(|mut x: RefMut<u32>| *x += 10, (InOut(&x),));
+    /// }).unwrap_err();
+    /// assert!(err.to_string().contains("underflow"), "{err}");
+    /// assert_eq!(x.get(), 1, "the task after it did not run");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_spawn<A, F, R, E>(&mut self, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, Result<R, E>>,
+        R: Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        self.try_spawn_with(Options::new(), f, args)
+    }
+
+    /// [`try_spawn`](Self::try_spawn) with options.
+    pub fn try_spawn_with<A, F, R, E>(&mut self, opts: Options, f: F, args: A) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, Result<R, E>>,
+        R: Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        self.spawn_inner(opts, f, args, |r: Result<R, E>| {
+            r.map(Value::new).map_err(|e| TaskFailure::Error(e.into()))
+        })
+    }
+
+    fn spawn_inner<A, F, O, R>(
+        &mut self,
+        opts: Options,
+        f: F,
+        args: A,
+        finish: fn(O) -> Result<Value, TaskFailure>,
+    ) -> DTask<R>
+    where
+        A: TaskArgs,
+        F: TaskFn<A::Outs, O>,
+        O: 'static,
+        R: Send + Sync + 'static,
+    {
         let mut deps = Deps::default();
         let getters = args.register(&mut deps);
         let accesses: Vec<AccessSpec> = std::mem::take(&mut deps.accesses)
@@ -535,7 +635,7 @@ impl DataRegion<'_> {
             let outs = A::get(getters, inputs);
             let leftover = GUARDS.with(|g| std::mem::replace(&mut *g.borrow_mut(), prev));
             drop(leftover);
-            Ok(Value::new(f.call(outs?)))
+            finish(f.call(outs?))
         });
         let core = self.ctx.submit(
             std::any::type_name::<F>(),

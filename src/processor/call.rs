@@ -209,6 +209,35 @@ pub fn task_threads() -> usize {
     TASK_THREADS.with(std::cell::Cell::get)
 }
 
+thread_local! {
+    /// The processor of the task running on this thread.
+    static TASK_PROCESSOR: std::cell::Cell<Option<super::ProcessorId>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The processor the calling task runs on (Dagger.jl's `task_processor()`); `None`
+/// outside tasks. A task that a processor of yours runs on its own threads sees it only if
+/// the processor runs it on the thread that launched it.
+///
+/// ```
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(2).build()?;
+/// let t1 = ctx.processors_of_kind(dagger::ProcessorKind::Thread)[1];
+/// let t = ctx.spawn_with(Options::new().scope(Scope::exact(t1)), dagger::task_processor, ());
+/// assert_eq!(t.fetch()?, Some(t1));
+/// assert_eq!(dagger::task_processor(), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn task_processor() -> Option<super::ProcessorId> {
+    TASK_PROCESSOR.with(std::cell::Cell::get)
+}
+
+/// Sets what [`task_processor`] answers on this thread; returns the previous value.
+#[inline]
+pub(crate) fn set_task_processor(p: Option<super::ProcessorId>) -> Option<super::ProcessorId> {
+    TASK_PROCESSOR.with(|t| t.replace(p))
+}
+
 /// Sets what [`task_threads`] answers on this thread; returns the previous value.
 #[inline]
 pub(crate) fn set_task_threads(n: usize) -> usize {

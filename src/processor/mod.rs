@@ -16,8 +16,8 @@ mod thread;
 #[cfg(feature = "wgpu")]
 pub(crate) mod wgpu;
 
-pub(crate) use call::{drop_payload, panic_message, set_task_threads, Body};
-pub use call::{task_threads, Completion, TaskCall, TaskFailure, TaskInfo};
+pub(crate) use call::{drop_payload, panic_message, set_task_processor, set_task_threads, Body};
+pub use call::{task_processor, task_threads, Completion, TaskCall, TaskFailure, TaskInfo};
 pub use os::OsProc;
 pub use thread::ThreadProc;
 #[cfg(feature = "wgpu")]

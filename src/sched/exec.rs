@@ -21,8 +21,8 @@ use crate::error::TaskError;
 use crate::log::{EventKind, LogEvent};
 use crate::options::CurrentGuard;
 use crate::processor::{
-    drop_payload, panic_message, Completion, MemorySpace, MoveError, TaskCall, TaskFailure,
-    TaskInfo,
+    drop_payload, panic_message, set_task_processor, Completion, MemorySpace, MoveError, TaskCall,
+    TaskFailure, TaskInfo,
 };
 use crate::value::Value;
 
@@ -162,6 +162,7 @@ impl Runtime {
                 let _opts = CurrentGuard::set(work.opts);
                 let prev_in_task = l.in_task.replace(true);
                 let prev_occ = l.cur_occ.replace(occ);
+                let prev_proc = set_task_processor(Some(entry.id));
                 let body = work.body;
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let _span = tracing::trace_span!(
@@ -173,6 +174,7 @@ impl Runtime {
                     .entered();
                     body(&inputs)
                 }));
+                set_task_processor(prev_proc);
                 l.in_task.set(prev_in_task);
                 l.cur_occ.set(prev_occ);
                 // The last reference to an input may go here: its `Drop` must not take the
@@ -281,6 +283,7 @@ impl Runtime {
         let _opts = CurrentGuard::set(work.opts);
         let prev_in_task = l.in_task.replace(true);
         let prev_occ = l.cur_occ.replace(occ);
+        let prev_proc = set_task_processor(Some(entry.id));
         let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _span = tracing::trace_span!(
                 "task",
@@ -291,6 +294,7 @@ impl Runtime {
             .entered();
             entry.proc.launch(call, done);
         }));
+        set_task_processor(prev_proc);
         l.in_task.set(prev_in_task);
         l.cur_occ.set(prev_occ);
         // A panicking launch dropped its completion, which failed the task.

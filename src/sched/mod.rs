@@ -38,6 +38,7 @@ mod place;
 pub(crate) mod progress;
 mod queue;
 mod task;
+pub(crate) mod task_queue;
 mod worker;
 
 pub(crate) use place::{resolve_candidates, CostKey, TaskKind, THREAD_PRIOR_GFLOPS};
@@ -124,6 +125,11 @@ pub(crate) struct Runtime {
     spare_limit: AtomicUsize,
     total_sleepers: AtomicUsize,
     shutdown: AtomicBool,
+    /// Processors taken out of service while running (by slot): they finish what they run
+    /// and take nothing new.
+    disabled: Vec<AtomicBool>,
+    /// How many are.
+    disabled_count: AtomicUsize,
     pub(crate) epoch: Instant,
 }
 
@@ -162,6 +168,7 @@ impl Runtime {
             .collect();
         let (roles_tx, roles_rx) = crossbeam_channel::unbounded();
         let procs_with_threads = procs.iter().filter(|p| p.exec != Exec::None).count();
+        let n_procs = procs.len();
         let rt = Arc::new(Runtime {
             procs,
             slots,
@@ -179,6 +186,8 @@ impl Runtime {
             spare_limit: AtomicUsize::new(usize::MAX),
             total_sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            disabled: (0..n_procs).map(|_| AtomicBool::new(false)).collect(),
+            disabled_count: AtomicUsize::new(0),
             epoch: Instant::now(),
         });
         for (i, p) in rt.procs.iter().enumerate() {
@@ -197,6 +206,37 @@ impl Runtime {
             .store(limit.unwrap_or(usize::MAX), Ordering::Release);
     }
 
+    /// Whether processor slot `s` takes new tasks.
+    #[inline]
+    pub(crate) fn is_enabled(&self, s: usize) -> bool {
+        self.disabled_count.load(Ordering::Acquire) == 0
+            || !self.disabled[s].load(Ordering::Acquire)
+    }
+
+    /// Takes processor slot `s` out of service or puts it back. Tasks running there finish;
+    /// while disabled it takes no new task, and tasks that can run only there wait.
+    /// Returns whether the state changed.
+    pub(crate) fn set_enabled(&self, s: usize, on: bool) -> bool {
+        let changed = self.disabled[s].swap(!on, Ordering::AcqRel) == on;
+        if changed {
+            if on {
+                self.disabled_count.fetch_sub(1, Ordering::AcqRel);
+                let slot = &self.slots[s];
+                let _g = slot.sleep_lock.lock();
+                slot.sleep_cv.notify_all();
+            } else {
+                self.disabled_count.fetch_add(1, Ordering::AcqRel);
+                // Its shared queue is for the other threads to steal now.
+                for &t in &self.thread_slots {
+                    if t != s {
+                        self.wake_for(t, false);
+                    }
+                }
+            }
+        }
+        changed
+    }
+
     /// Whether `task` was submitted to this runtime.
     pub(crate) fn owns(&self, task: &TaskCore) -> bool {
         task.owner() == self as *const Runtime as usize
@@ -212,6 +252,19 @@ impl Runtime {
     pub(crate) fn submit(self: &Arc<Self>, task: &Job) {
         task.set_owner(self);
         self.progress.spawned();
+        self.route(task);
+    }
+
+    /// Registers `task` unless an open bulk queue of this thread keeps it for later.
+    pub(crate) fn route(self: &Arc<Self>, task: &Job) {
+        if Runtime::queues_open() && !self.through_queues(task) {
+            return;
+        }
+        self.register(task);
+    }
+
+    /// Registers a task a bulk queue kept, on its inputs, and enqueues it if it is ready.
+    pub(crate) fn register(self: &Arc<Self>, task: &Job) {
         {
             let w = task.work.lock();
             if let Some(w) = w.as_ref() {
@@ -365,6 +418,10 @@ impl Runtime {
 
     /// Called when the last context handle is dropped: threads exit once no work is left.
     pub(crate) fn shutdown(&self) {
+        // Tasks waiting for a disabled processor run before the threads exit.
+        for s in 0..self.procs.len() {
+            self.set_enabled(s, true);
+        }
         self.shutdown.store(true, Ordering::SeqCst);
         for s in &self.slots {
             let _g = s.sleep_lock.lock();

@@ -91,7 +91,7 @@ impl Runtime {
         if let Some(l) = local() {
             if std::ptr::eq(Arc::as_ptr(&l.rt), self) && l.primary.get() {
                 let s = l.slot.get();
-                if self.procs[s].exec == Exec::Thread {
+                if self.procs[s].exec == Exec::Thread && self.is_enabled(s) {
                     return s;
                 }
             }
@@ -102,7 +102,10 @@ impl Runtime {
             c.set(v.wrapping_add(1));
             v
         });
-        self.thread_slots[c % n]
+        (0..n)
+            .map(|k| self.thread_slots[(c + k) % n])
+            .find(|&s| self.is_enabled(s))
+            .unwrap_or(self.thread_slots[c % n])
     }
 
     /// The class a processor's run times are learned under: all threads share one.
@@ -129,8 +132,10 @@ impl Runtime {
         let mut best = (usize::MAX, 0);
         let mut best_finish = u64::MAX;
         for i in set.iter() {
-            // A processor lost since the task was spawned is passed over.
-            if self.procs[i].exec == Exec::Device && !self.procs[i].proc.is_available() {
+            // A processor lost or disabled since the task was spawned is passed over.
+            if (self.procs[i].exec == Exec::Device && !self.procs[i].proc.is_available())
+                || !self.is_enabled(i)
+            {
                 continue;
             }
             let s = &self.slots[i];
@@ -177,7 +182,11 @@ pub(crate) fn resolve_candidates(
     kind: &TaskKind<'_>,
     info: impl Fn() -> TaskInfo,
 ) -> Result<Candidates, ScheduleError> {
-    if scope.is_none() && rt.default_closure_all_threads && kind.is_plain_closure() {
+    if scope.is_none()
+        && rt.default_closure_all_threads
+        && kind.is_plain_closure()
+        && rt.disabled_count.load(Ordering::Acquire) == 0
+    {
         if rt.thread_slots.is_empty() {
             return Err(no_processor(rt, "default", |_| "not a CPU thread".into()));
         }
@@ -191,6 +200,7 @@ pub(crate) fn resolve_candidates(
             continue;
         }
         let ok = match p.exec {
+            _ if !rt.is_enabled(i) => false,
             Exec::None => false,
             Exec::Thread => kind.host,
             // A processor that is no longer available (a lost device) takes no new tasks.
@@ -217,6 +227,7 @@ pub(crate) fn resolve_candidates(
             } else {
                 match p.exec {
                     Exec::None => "runs no tasks".into(),
+                    _ if !rt.is_enabled(p.id.index()) => "disabled".into(),
                     Exec::Thread if !kind.host => "the kernel has no CPU implementation".into(),
                     Exec::Thread => "available".into(),
                     Exec::Device if !p.proc.is_available() => {

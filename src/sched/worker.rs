@@ -252,6 +252,9 @@ impl Runtime {
     /// shared queues.
     fn find_job(&self, s: usize) -> Option<Job> {
         let slot = &self.slots[s];
+        if !self.is_enabled(s) {
+            return None;
+        }
         slot.active.fetch_add(1, Ordering::AcqRel);
         if let Some(j) = steal(&slot.pinned).or_else(|| steal(&slot.shared)) {
             return Some(j);
@@ -271,6 +274,9 @@ impl Runtime {
     }
 
     fn has_work(&self, s: usize) -> bool {
+        if !self.is_enabled(s) {
+            return false;
+        }
         let slot = &self.slots[s];
         if !slot.pinned.is_empty() || !slot.shared.is_empty() {
             return true;
@@ -508,6 +514,8 @@ pub(crate) fn block_on_until(task: &Job, deadline: Option<Instant>) -> bool {
     if task.is_done() {
         return true;
     }
+    // The task may be among those a bulk queue of this thread keeps.
+    super::task_queue::flush();
     if let Some(l) = local() {
         if l.in_task.get() && l.rt.owns(task) {
             for _ in 0..200 {

@@ -13,6 +13,7 @@ use smallvec::SmallVec;
 use crate::chunk::{Chunk, Data};
 use crate::processor::TaskFailure;
 use crate::sched::TaskCore;
+use crate::scope::Scope;
 use crate::task::DTask;
 use crate::value::Value;
 
@@ -22,6 +23,7 @@ pub(crate) type Spawn =
     fn(&dyn std::any::Any, &Arc<dyn std::any::Any + Send + Sync>) -> Arc<TaskCore>;
 
 /// A dependency collected while a task is being created.
+#[derive(Clone)]
 pub(crate) enum Dep {
     Task(Arc<TaskCore>),
     Data(Data),
@@ -43,9 +45,27 @@ pub struct Deps {
     /// Tasks that must finish first (and whose failure fails this one) but whose values the
     /// task does not take: datadeps ordering.
     pub(crate) after: SmallVec<[Arc<TaskCore>; 2]>,
+    /// Scopes the arguments pin the task to (chunks with a scope, mutable values), by
+    /// argument position.
+    pub(crate) scopes: Vec<(usize, Scope)>,
 }
 
 impl Deps {
+    /// A copy of dependencies without in-place accesses (those of a lazy task), to create
+    /// the same task again.
+    pub(crate) fn copy(&self) -> Deps {
+        debug_assert!(
+            self.accesses.is_empty(),
+            "lazy tasks take no datadeps accesses"
+        );
+        Deps {
+            list: self.list.clone(),
+            accesses: Vec::new(),
+            after: self.after.clone(),
+            scopes: self.scopes.clone(),
+        }
+    }
+
     pub(crate) fn push(&mut self, d: Dep) -> usize {
         self.list.push(d);
         self.list.len() - 1
@@ -89,6 +109,7 @@ pub trait ArgGetter: Send + 'static {
 pub struct Val<T>(pub T);
 
 #[doc(hidden)]
+#[derive(Clone)]
 pub struct Immediate<T>(T);
 
 impl<T: Send + 'static> ArgGetter for Immediate<T> {
@@ -173,6 +194,12 @@ pub struct Cloned<U> {
     _t: PhantomData<fn() -> U>,
 }
 
+impl<U> Clone for Cloned<U> {
+    fn clone(&self) -> Self {
+        cloned(self.idx)
+    }
+}
+
 fn downcast<U: 'static>(v: &Value, arg: usize) -> Result<&U, TaskFailure> {
     v.downcast_ref::<U>().ok_or(TaskFailure::ArgumentType {
         index: arg,
@@ -195,6 +222,15 @@ pub struct SharedGetter<U> {
     _t: PhantomData<fn() -> U>,
 }
 
+impl<U> Clone for SharedGetter<U> {
+    fn clone(&self) -> Self {
+        SharedGetter {
+            idx: self.idx,
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<U: Send + Sync + 'static> ArgGetter for SharedGetter<U> {
     type Out = Arc<U>;
     fn get(self, inputs: &[Value], arg: usize) -> Result<Arc<U>, TaskFailure> {
@@ -215,6 +251,67 @@ pub struct ClonedVec<U> {
     pub(crate) start: usize,
     pub(crate) len: usize,
     pub(crate) _t: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for ClonedVec<U> {
+    fn clone(&self) -> Self {
+        ClonedVec {
+            start: self.start,
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Hands a dependency's value to the function as a [`Chunk`] (Dagger.jl's `meta`): made by
+/// [`DTask::as_chunk`] and [`Thunk::as_chunk`](crate::Thunk::as_chunk).
+pub struct AsChunk<U> {
+    dep: Dep,
+    _t: PhantomData<fn() -> U>,
+}
+
+impl<U> AsChunk<U> {
+    pub(crate) fn new(dep: Dep) -> Self {
+        AsChunk {
+            dep,
+            _t: PhantomData,
+        }
+    }
+}
+
+#[doc(hidden)]
+pub struct ChunkGetter<U> {
+    idx: usize,
+    _t: PhantomData<fn() -> U>,
+}
+
+impl<U> Clone for ChunkGetter<U> {
+    fn clone(&self) -> Self {
+        ChunkGetter {
+            idx: self.idx,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<U: Send + Sync + 'static> ArgGetter for ChunkGetter<U> {
+    type Out = Chunk<U>;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<Chunk<U>, TaskFailure> {
+        let v = &inputs[self.idx];
+        downcast::<U>(v, arg)?;
+        Ok(Chunk::from_data(Data::host(v.clone())))
+    }
+}
+
+impl<U: Send + Sync + 'static> IntoArg for AsChunk<U> {
+    type Out = Chunk<U>;
+    type Getter = ChunkGetter<U>;
+    fn register(self, deps: &mut Deps) -> ChunkGetter<U> {
+        ChunkGetter {
+            idx: deps.push(self.dep),
+            _t: PhantomData,
+        }
+    }
 }
 
 impl<U: Clone + Send + Sync + 'static> ArgGetter for ClonedVec<U> {
@@ -254,7 +351,11 @@ impl<U: Clone + Send + Sync + 'static> IntoArg for &Chunk<U> {
     type Out = U;
     type Getter = Cloned<U>;
     fn register(self, deps: &mut Deps) -> Cloned<U> {
-        cloned(deps.push(Dep::Data(self.data.clone())))
+        let i = deps.push(Dep::Data(self.data.clone()));
+        if let Some(s) = &self.scope {
+            deps.scopes.push((i, s.clone()));
+        }
+        cloned(i)
     }
 }
 
@@ -286,6 +387,7 @@ impl<U: Clone + Send + Sync + 'static> IntoArg for &Vec<DTask<U>> {
 /// Made by [`DTask::shared`], [`Chunk::shared`] and [`Thunk::shared`](crate::Thunk::shared).
 pub struct Shared<U> {
     dep: Dep,
+    scope: Option<Scope>,
     _t: PhantomData<fn() -> U>,
 }
 
@@ -293,6 +395,7 @@ impl<U> Shared<U> {
     pub(crate) fn new(dep: Dep) -> Self {
         Shared {
             dep,
+            scope: None,
             _t: PhantomData,
         }
     }
@@ -302,8 +405,12 @@ impl<U: Send + Sync + 'static> IntoArg for Shared<U> {
     type Out = Arc<U>;
     type Getter = SharedGetter<U>;
     fn register(self, deps: &mut Deps) -> SharedGetter<U> {
+        let idx = deps.push(self.dep);
+        if let Some(s) = self.scope {
+            deps.scopes.push((idx, s));
+        }
         SharedGetter {
-            idx: deps.push(self.dep),
+            idx,
             _t: PhantomData,
         }
     }
@@ -419,7 +526,11 @@ where
 impl<T: Send + Sync + 'static> Chunk<T> {
     /// Passes this chunk's value to a task as an `Arc<T>` instead of a clone.
     pub fn shared(&self) -> Shared<T> {
-        Shared::new(Dep::Data(self.data.clone()))
+        Shared {
+            dep: Dep::Data(self.data.clone()),
+            scope: self.scope.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -427,6 +538,7 @@ impl<T: Send + Sync + 'static> Chunk<T> {
 #[cfg(feature = "wgpu")]
 pub struct KernelArg<T> {
     pub(crate) dep: Dep,
+    pub(crate) scope: Option<Scope>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -435,6 +547,7 @@ impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
     fn from(t: &DTask<Vec<T>>) -> Self {
         KernelArg {
             dep: Dep::Task(t.core.clone()),
+            scope: None,
             _t: PhantomData,
         }
     }
@@ -445,6 +558,7 @@ impl<T: crate::GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
     fn from(c: &Chunk<Vec<T>>) -> Self {
         KernelArg {
             dep: Dep::Data(c.data.clone()),
+            scope: c.scope.clone(),
             _t: PhantomData,
         }
     }
@@ -455,6 +569,7 @@ impl<T: crate::GpuScalar> From<Vec<T>> for KernelArg<T> {
     fn from(v: Vec<T>) -> Self {
         KernelArg {
             dep: Dep::Data(Data::host(Value::new(v))),
+            scope: None,
             _t: PhantomData,
         }
     }

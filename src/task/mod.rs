@@ -5,7 +5,7 @@ pub(crate) mod args;
 
 #[cfg(feature = "wgpu")]
 pub use args::KernelArg;
-pub use args::{IntoArg, Moved, Plain, Shared, Val};
+pub use args::{AsChunk, IntoArg, Moved, Plain, Shared, Val};
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -176,6 +176,21 @@ impl<T: Send + Sync + 'static> DTask<T> {
     /// Passes this task's value to another task as an `Arc<T>` instead of a clone.
     pub fn shared(&self) -> Shared<T> {
         Shared::new(Dep::Task(self.core.clone()))
+    }
+
+    /// Passes this task's value to another task as a [`Chunk`] rather than the value
+    /// (Dagger.jl's `meta`): the function decides when to read it.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let a = ctx.spawn(|| vec![1u8, 2, 3], ());
+    /// let n = ctx.spawn(|c: Chunk<Vec<u8>>| c.collect_shared().unwrap().len(), (a.as_chunk(),));
+    /// assert_eq!(n.fetch()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn as_chunk(&self) -> AsChunk<T> {
+        AsChunk::new(Dep::Task(self.core.clone()))
     }
 
     /// Passes this task's value to another task as the type `V` it has after the chosen

@@ -12,6 +12,7 @@ mod out_dir;
 mod overhead;
 #[cfg(feature = "wgpu")]
 mod python;
+mod stream_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -79,6 +80,8 @@ enum Traced {
 enum Bench {
     /// Scheduler overhead: µs per task for independent tasks, a chain and a reduction tree.
     Overhead(overhead::Args),
+    /// Items/s through a 3-stage spawn_streaming pipeline, beside crossbeam channels.
+    Stream(stream_bench::Args),
     /// Host to device and back on every GPU: GB/s by size.
     #[cfg(feature = "wgpu")]
     Transfer(gpu_bench::TransferArgs),
@@ -125,6 +128,7 @@ fn build_context(threads: Option<usize>) -> Result<Context, dagger::BuildError> 
 fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
     match which {
         Bench::Overhead(args) => overhead::run(&args),
+        Bench::Stream(args) => stream_bench::run(&args),
         #[cfg(feature = "wgpu")]
         Bench::Transfer(args) => gpu_bench::transfer(&args),
         #[cfg(feature = "wgpu")]
