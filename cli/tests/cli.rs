@@ -1,5 +1,6 @@
 //! The `dagger` tool, run as a user would.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
