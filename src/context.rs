@@ -84,6 +84,20 @@ pub struct ContextBuilder {
     software_gpus: Option<bool>,
 }
 
+impl std::fmt::Debug for ContextBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextBuilder")
+            .field("threads", &self.threads)
+            .field(
+                "processors",
+                &self.custom.iter().map(|p| p.description()).collect::<Vec<_>>(),
+            )
+            .field("gpus", &self.gpus)
+            .field("software_gpus", &self.software_gpus)
+            .finish()
+    }
+}
+
 impl ContextBuilder {
     /// The number of CPU worker threads (default: one per core).
     pub fn threads(mut self, n: usize) -> Self {

@@ -70,6 +70,19 @@ pub struct Cell<T> {
     lock: Arc<RwLock<T>>,
 }
 
+/// Shows the cell's id and, unless a task holds it for writing now, its value.
+impl<T: std::fmt::Debug> std::fmt::Debug for Cell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Cell");
+        d.field("id", &self.id);
+        match self.lock.try_read() {
+            Some(v) => d.field("value", &*v),
+            None => d.field("value", &format_args!("<being written>")),
+        };
+        d.finish()
+    }
+}
+
 impl<T> Clone for Cell<T> {
     fn clone(&self) -> Self {
         Cell {
