@@ -169,6 +169,15 @@ impl ContextBuilder {
             for p in crate::processor::wgpu::discover(software) {
                 let id = ProcessorId::new(process, procs.len() as u32);
                 let info = p.info().clone();
+                tracing::debug!(
+                    processor = %id,
+                    backend = %info.backend,
+                    adapter = %info.name,
+                    software = info.is_software,
+                    default_enabled = p.default_enabled(),
+                    "found GPU {}",
+                    info.index
+                );
                 let mut e = entry(id, Arc::new(p), Exec::Device, Some(os_id));
                 e.gpu = Some(info.index);
                 e.backend = Some(info.backend.clone());
@@ -672,6 +681,29 @@ impl Context {
     /// Takes the events recorded so far, sorted by start time.
     pub fn fetch_logs(&self) -> Vec<LogEvent> {
         self.rt().log.drain()
+    }
+
+    /// How each processor fared in cost-based placement since logging was enabled (or
+    /// since the last call): how often it was a candidate, how often it won, and the mean
+    /// run time the cost model estimated for it. It explains why a processor that was
+    /// offered work got none — typically a software GPU that the model (after measuring
+    /// it) expects to be slower than the CPU threads. Tasks placed without a cost decision
+    /// (closures on CPU threads, which steal from each other) are not counted.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// ctx.enable_logging();
+    /// let a = DArray::<f32>::ones(&ctx, [64, 64], Blocks::new([32, 32]))?;
+    /// a.matmul(&a)?.wait()?;
+    /// for p in ctx.fetch_placements() {
+    ///     assert!(p.chosen <= p.offered);
+    ///     println!("{}: offered {}, chose {}, est. {} ns", p.processor, p.offered, p.chosen, p.mean_estimate_ns);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fetch_placements(&self) -> Vec<crate::log::Placement> {
+        self.rt().take_placements()
     }
 }
 

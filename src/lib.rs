@@ -110,7 +110,7 @@ pub use datadeps::{
 };
 pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
-pub use log::{EventKind, LogEvent};
+pub use log::{EventKind, LogEvent, Placement};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
 pub use processor::task_threads;
 pub use processor::{

@@ -324,6 +324,9 @@ impl Runtime {
 
     /// Records a task's result and releases its dependents, iteratively.
     pub(crate) fn complete(self: &Arc<Self>, task: &Job, result: Result<Data, TaskError>) {
+        if let Err(e) = &result {
+            tracing::debug!(task = task.id, error = %e, "task failed");
+        }
         let mut failed: SmallVec<[(Job, TaskError); 2]> = SmallVec::new();
         self.progress.finished();
         let deps = task.finish(result);
