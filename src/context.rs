@@ -374,6 +374,7 @@ impl Context {
     /// [`IntoArg`](crate::IntoArg)); `f` receives typed values. A panic in `f` fails the
     /// task. Options come from the enclosing [`with_options`](crate::with_options) blocks and
     /// the function's defaults.
+    #[track_caller]
     pub fn spawn<A, F, R>(&self, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -384,6 +385,7 @@ impl Context {
     }
 
     /// [`spawn`](Self::spawn) with options for this call, which override all others.
+    #[track_caller]
     pub fn spawn_with<A, F, R>(&self, opts: Options, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -394,7 +396,10 @@ impl Context {
         let getters = args.register(&mut deps);
         let body = crate::task::args::body::<A, F, R>(getters, f);
         DTask::from_core(self.submit(
-            std::any::type_name::<F>(),
+            crate::sched::fn_or_call_site(
+                std::any::type_name::<F>(),
+                std::panic::Location::caller(),
+            ),
             TypeId::of::<F>(),
             opts,
             deps,
@@ -413,6 +418,7 @@ impl Context {
     /// assert!(err.to_string().contains("invalid digit"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[track_caller]
     pub fn try_spawn<A, F, R, E>(&self, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -424,6 +430,7 @@ impl Context {
     }
 
     /// [`try_spawn`](Self::try_spawn) with options for this call.
+    #[track_caller]
     pub fn try_spawn_with<A, F, R, E>(&self, opts: Options, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -435,7 +442,10 @@ impl Context {
         let getters = args.register(&mut deps);
         let body = crate::task::args::try_body::<A, F, R, E>(getters, f);
         DTask::from_core(self.submit(
-            std::any::type_name::<F>(),
+            crate::sched::fn_or_call_site(
+                std::any::type_name::<F>(),
+                std::panic::Location::caller(),
+            ),
             TypeId::of::<F>(),
             opts,
             deps,
@@ -749,6 +759,7 @@ pub fn global() -> &'static Context {
 /// let b = dagger::spawn(|a: i32| a + 2, (&a,));
 /// assert_eq!(b.fetch().unwrap(), 42);
 /// ```
+#[track_caller]
 pub fn spawn<A, F, R>(f: F, args: A) -> DTask<R>
 where
     A: TaskArgs,

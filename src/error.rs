@@ -10,8 +10,9 @@ use crate::processor::MoveError;
 pub struct TaskLabel {
     /// The task's identifier, unique within a process.
     pub id: u64,
-    /// The task's name: the one given in [`Options::name`](crate::Options::name), or its
-    /// function's path.
+    /// The task's name: the one given in [`Options::name`](crate::Options::name), else its
+    /// function's name (`add1`), or for a closure the place it was spawned from
+    /// (`src/main.rs:12`); library operations name theirs (`sum`, `gemm`).
     pub name: Arc<str>,
 }
 

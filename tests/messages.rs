@@ -142,3 +142,25 @@ fn invalid_wgsl_gives_the_line_and_column_in_the_message() {
     let naga = e.source().expect("naga's diagnostic").to_string();
     assert!(naga.contains("undefined_name"), "{naga}");
 }
+
+#[test]
+fn tasks_are_named_after_their_function_or_where_they_were_spawned() {
+    fn add1(x: i64) -> i64 {
+        x + 1
+    }
+    let ctx = ctx();
+    let f = ctx.spawn(add1, (1,));
+    assert_eq!(f.name(), "add1");
+    let c = ctx.spawn(|x: i64| x * 2, (&f,));
+    assert_eq!(c.name(), format!("tests/messages.rs:{}", line!() - 1));
+    let named = ctx.spawn_with(Options::new().name("double"), |x: i64| x * 2, (&f,));
+    assert_eq!(named.name(), "double");
+    let g = ctx.try_spawn(|| "x".parse::<i32>(), ());
+    let spawned_at = line!() - 1;
+    let e = g.fetch().unwrap_err();
+    let expected = format!("task `tests/messages.rs:{spawned_at}` (task ");
+    assert!(e.to_string().starts_with(&expected), "{e}");
+    // Library operations are named after what they do.
+    let a = DArray::<f32>::ones(&ctx, [4], Blocks::new([2])).unwrap();
+    assert_eq!(a.sum().name(), "sum");
+}

@@ -471,6 +471,7 @@ impl DataRegion<'_> {
 
     /// Spawns `f(args...)` ordered after the earlier tasks whose accesses conflict with
     /// its own. Arguments are as for [`Context::spawn`], plus [`In`], [`Out`] and [`InOut`].
+    #[track_caller]
     pub fn spawn<A, F, R>(&mut self, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -481,12 +482,17 @@ impl DataRegion<'_> {
     }
 
     /// [`spawn`](Self::spawn) with options.
+    #[track_caller]
     pub fn spawn_with<A, F, R>(&mut self, opts: Options, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
         F: TaskFn<A::Outs, R>,
         R: Send + Sync + 'static,
     {
+        let fn_name = crate::sched::fn_or_call_site(
+            std::any::type_name::<F>(),
+            std::panic::Location::caller(),
+        );
         let mut deps = Deps::default();
         let getters = args.register(&mut deps);
         let accesses: Vec<AccessSpec> = std::mem::take(&mut deps.accesses)
@@ -504,7 +510,7 @@ impl DataRegion<'_> {
                 .any(|b| b.cell == a.cell && (a.write || b.write))
             {
                 let core = Arc::new(TaskCore::failed(
-                    crate::sched::TaskName::Static(std::any::type_name::<F>()),
+                    crate::sched::TaskName::Static(fn_name),
                     |task| TaskError::Failed {
                         task,
                         processor: "none".into(),
@@ -551,7 +557,7 @@ impl DataRegion<'_> {
             Ok(Value::new(f.call(outs?)))
         });
         let core = self.ctx.submit(
-            std::any::type_name::<F>(),
+            fn_name,
             std::any::TypeId::of::<F>(),
             opts,
             deps,

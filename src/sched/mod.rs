@@ -41,7 +41,7 @@ mod task;
 mod worker;
 
 pub(crate) use place::{resolve_candidates, CostKey, TaskKind, THREAD_PRIOR_GFLOPS};
-pub(crate) use task::{Input, TaskCore, TaskName, Work, FULL_OCCUPANCY};
+pub(crate) use task::{fn_or_call_site, Input, TaskCore, TaskName, Work, FULL_OCCUPANCY};
 pub(crate) use worker::{block_on, block_on_until, blocking};
 
 use place::CostModel;
