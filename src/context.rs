@@ -90,7 +90,11 @@ impl std::fmt::Debug for ContextBuilder {
             .field("threads", &self.threads)
             .field(
                 "processors",
-                &self.custom.iter().map(|p| p.description()).collect::<Vec<_>>(),
+                &self
+                    .custom
+                    .iter()
+                    .map(|p| p.description())
+                    .collect::<Vec<_>>(),
             )
             .field("gpus", &self.gpus)
             .field("software_gpus", &self.software_gpus)

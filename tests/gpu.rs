@@ -310,8 +310,7 @@ fn invalid_shaders_fail_when_the_kernel_is_built() {
     .inputs([Access::ReadWrite])
     .workgroups(|_, _| [1, 1, 1])
     .build()
-    .err()
-    .expect("invalid shader");
+    .expect_err("invalid shader");
     assert!(matches!(err, KernelError::Shader { .. }));
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(chain.contains("undefined_name"), "{chain}");
@@ -326,8 +325,7 @@ fn invalid_shaders_fail_when_the_kernel_is_built() {
             .output(|_, l| l[0])
             .workgroups(|_, _| [1, 1, 1])
             .build()
-            .err()
-            .expect("binding mismatch");
+            .expect_err("binding mismatch");
     assert!(matches!(err, KernelError::Bindings { .. }), "{err}");
 }
 

@@ -87,11 +87,7 @@ fn a_bad_map_expression_says_where_once() {
 #[test]
 fn a_failed_task_shows_its_cause_once() {
     let ctx = ctx();
-    let t = ctx.try_spawn_with(
-        Options::new().name("parse"),
-        || "12x".parse::<i32>(),
-        (),
-    );
+    let t = ctx.try_spawn_with(Options::new().name("parse"), || "12x".parse::<i32>(), ());
     let next = ctx.spawn_with(Options::new().name("next"), |x: i32| x + 1, (&t,));
     let e = t.fetch().unwrap_err();
     let lines = chain(&e);
@@ -121,7 +117,10 @@ fn an_empty_scope_lists_the_processors_once() {
     let t = ctx.spawn_with(Options::new().scope(Scope::thread(7)), || 1, ());
     let e = t.fetch().unwrap_err();
     let joined = chain(&e).join("\n");
-    assert!(joined.contains("threads(7)") || joined.contains("thread(7)"), "{joined}");
+    assert!(
+        joined.contains("threads(7)") || joined.contains("thread(7)"),
+        "{joined}"
+    );
     assert_eq!(joined.matches("considered:").count(), 1, "{joined}");
 }
 

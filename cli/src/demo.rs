@@ -155,7 +155,9 @@ fn explain_placement(
             _ => {}
         }
     }
-    if in_scope.iter().all(|p| p.kind != ProcessorKind::Wgpu) && procs.iter().any(|p| p.gpu.is_some()) {
+    if in_scope.iter().all(|p| p.kind != ProcessorKind::Wgpu)
+        && procs.iter().any(|p| p.gpu.is_some())
+    {
         println!("  (GPUs were found but not offered: software ones join with --gpu)");
     }
 }

@@ -182,9 +182,7 @@ fn trace(
             dagger::viz::chrome_trace(&events, &procs),
         )?;
         // Named after the benchmark as it was asked for: "bench gemm --n 1024".
-        let asked: Vec<String> = std::env::args()
-            .skip_while(|a| a != "bench")
-            .collect();
+        let asked: Vec<String> = std::env::args().skip_while(|a| a != "bench").collect();
         let title = format!("dagger {} ({} events)", asked.join(" "), events.len());
         dir.write(
             &file("gantt", "svg"),

@@ -133,7 +133,11 @@ fn demo_explains_where_the_tiles_went() {
         .take_while(|l| l.starts_with("  "))
         .collect();
     for g in gpus {
-        let ran = tiles.iter().any(|l| l.trim_start().split_once("  ").is_some_and(|(_, p)| p.trim() == *g));
+        let ran = tiles.iter().any(|l| {
+            l.trim_start()
+                .split_once("  ")
+                .is_some_and(|(_, p)| p.trim() == *g)
+        });
         let why = tiles
             .iter()
             .find(|l| l.trim_start().starts_with(*g) && l.contains("was offered"));
@@ -141,7 +145,8 @@ fn demo_explains_where_the_tiles_went() {
             Some(line) => {
                 assert!(!ran, "{out}");
                 assert!(
-                    line.contains("took none: the cost model estimated") && line.contains(" ms per tile there"),
+                    line.contains("took none: the cost model estimated")
+                        && line.contains(" ms per tile there"),
                     "{line}"
                 );
             }

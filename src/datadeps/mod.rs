@@ -556,13 +556,9 @@ impl DataRegion<'_> {
             drop(leftover);
             Ok(Value::new(f.call(outs?)))
         });
-        let core = self.ctx.submit(
-            fn_name,
-            std::any::TypeId::of::<F>(),
-            opts,
-            deps,
-            body,
-        );
+        let core = self
+            .ctx
+            .submit(fn_name, std::any::TypeId::of::<F>(), opts, deps, body);
         for (cell, region, write) in meta {
             self.record(cell, region, write, &core);
         }

@@ -438,7 +438,9 @@ impl<T> std::fmt::Debug for KernelArg<T> {
             Dep::Data(_) => "a value".to_owned(),
             Dep::Lazy { .. } => "a lazy thunk".to_owned(),
         };
-        f.debug_tuple("KernelArg").field(&format_args!("{what}")).finish()
+        f.debug_tuple("KernelArg")
+            .field(&format_args!("{what}"))
+            .finish()
     }
 }
 
