@@ -72,8 +72,22 @@ pub fn run(
     })
 }
 
+/// Prints an error the way a user reads it: its message, then each cause on a line.
 #[allow(dead_code)]
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = try_main() {
+        eprintln!("error: {e}");
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            eprintln!("  caused by: {c}");
+            cause = c.source();
+        }
+        std::process::exit(1);
+    }
+}
+
+#[allow(dead_code)]
+fn try_main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "cpu".into());
     let n: usize = args.next().map_or(Ok(1024), |s| s.parse())?;

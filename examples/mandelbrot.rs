@@ -102,8 +102,22 @@ pub fn write_png(path: &Path, width: u32, height: u32, pixels: &[u32]) -> std::i
     w.finish().map_err(std::io::Error::other)
 }
 
+/// Prints an error the way a user reads it: its message, then each cause on a line.
 #[allow(dead_code)]
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = try_main() {
+        eprintln!("error: {e}");
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            eprintln!("  caused by: {c}");
+            cause = c.source();
+        }
+        std::process::exit(1);
+    }
+}
+
+#[allow(dead_code)]
+fn try_main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "mandelbrot.png".into());

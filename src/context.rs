@@ -94,6 +94,24 @@ pub struct ContextBuilder {
     software_gpus: Option<bool>,
 }
 
+impl std::fmt::Debug for ContextBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextBuilder")
+            .field("threads", &self.threads)
+            .field(
+                "processors",
+                &self
+                    .custom
+                    .iter()
+                    .map(|p| p.description())
+                    .collect::<Vec<_>>(),
+            )
+            .field("gpus", &self.gpus)
+            .field("software_gpus", &self.software_gpus)
+            .finish()
+    }
+}
+
 impl ContextBuilder {
     /// The number of CPU worker threads (default: one per core).
     pub fn threads(mut self, n: usize) -> Self {
@@ -165,6 +183,15 @@ impl ContextBuilder {
             for p in crate::processor::wgpu::discover(software) {
                 let id = ProcessorId::new(process, procs.len() as u32);
                 let info = p.info().clone();
+                tracing::debug!(
+                    processor = %id,
+                    backend = %info.backend,
+                    adapter = %info.name,
+                    software = info.is_software,
+                    default_enabled = p.default_enabled(),
+                    "found GPU {}",
+                    info.index
+                );
                 let mut e = entry(id, Arc::new(p), Exec::Device, Some(os_id));
                 e.gpu = Some(info.index);
                 e.backend = Some(info.backend.clone());
@@ -464,6 +491,7 @@ impl Context {
     /// [`IntoArg`](crate::IntoArg)); `f` receives typed values. A panic in `f` fails the
     /// task. Options come from the enclosing [`with_options`](crate::with_options) blocks and
     /// the function's defaults.
+    #[track_caller]
     pub fn spawn<A, F, R>(&self, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -474,6 +502,7 @@ impl Context {
     }
 
     /// [`spawn`](Self::spawn) with options for this call, which override all others.
+    #[track_caller]
     pub fn spawn_with<A, F, R>(&self, opts: Options, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -484,7 +513,10 @@ impl Context {
         let getters = args.register(&mut deps);
         let body = crate::task::args::body::<A, F, R>(getters, f);
         DTask::from_core(self.submit(
-            std::any::type_name::<F>(),
+            crate::sched::fn_or_call_site(
+                std::any::type_name::<F>(),
+                std::panic::Location::caller(),
+            ),
             TypeId::of::<F>(),
             opts,
             deps,
@@ -503,6 +535,7 @@ impl Context {
     /// assert!(err.to_string().contains("invalid digit"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[track_caller]
     pub fn try_spawn<A, F, R, E>(&self, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -514,6 +547,7 @@ impl Context {
     }
 
     /// [`try_spawn`](Self::try_spawn) with options for this call.
+    #[track_caller]
     pub fn try_spawn_with<A, F, R, E>(&self, opts: Options, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -525,7 +559,10 @@ impl Context {
         let getters = args.register(&mut deps);
         let body = crate::task::args::try_body::<A, F, R, E>(getters, f);
         DTask::from_core(self.submit(
-            std::any::type_name::<F>(),
+            crate::sched::fn_or_call_site(
+                std::any::type_name::<F>(),
+                std::panic::Location::caller(),
+            ),
             TypeId::of::<F>(),
             opts,
             deps,
@@ -816,6 +853,29 @@ impl Context {
     pub fn fetch_logs(&self) -> Vec<LogEvent> {
         self.rt().log.drain()
     }
+
+    /// How each processor fared in cost-based placement since logging was enabled (or
+    /// since the last call): how often it was a candidate, how often it won, and the mean
+    /// run time the cost model estimated for it. It explains why a processor that was
+    /// offered work got none — typically a software GPU that the model (after measuring
+    /// it) expects to be slower than the CPU threads. Tasks placed without a cost decision
+    /// (closures on CPU threads, which steal from each other) are not counted.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// ctx.enable_logging();
+    /// let a = DArray::<f32>::ones(&ctx, [64, 64], Blocks::new([32, 32]))?;
+    /// a.matmul(&a)?.wait()?;
+    /// for p in ctx.fetch_placements() {
+    ///     assert!(p.chosen <= p.offered);
+    ///     println!("{}: offered {}, chose {}, est. {} ns", p.processor, p.offered, p.chosen, p.mean_estimate_ns);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fetch_placements(&self) -> Vec<crate::log::Placement> {
+        self.rt().take_placements()
+    }
 }
 
 /// The type of an input's value if known yet (a pending task's is not).
@@ -904,6 +964,7 @@ pub fn global() -> &'static Context {
 /// let b = dagger::spawn(|a: i32| a + 2, (&a,));
 /// assert_eq!(b.fetch().unwrap(), 42);
 /// ```
+#[track_caller]
 pub fn spawn<A, F, R>(f: F, args: A) -> DTask<R>
 where
     A: TaskArgs,

@@ -10,8 +10,9 @@ use crate::processor::MoveError;
 pub struct TaskLabel {
     /// The task's identifier, unique within a process.
     pub id: u64,
-    /// The task's name: the one given in [`Options::name`](crate::Options::name), or its
-    /// function's path.
+    /// The task's name: the one given in [`Options::name`](crate::Options::name), else its
+    /// function's name (`add1`), or for a closure the place it was spawned from
+    /// (`src/main.rs:12`); library operations name theirs (`sum`, `gemm`).
     pub name: Arc<str>,
 }
 
@@ -26,22 +27,44 @@ impl fmt::Display for TaskLabel {
 /// Fetching a failed task returns this error; the tasks that depended on it fail with
 /// [`TaskError::Upstream`], which carries the root cause (see [`TaskError::root_cause`]).
 /// The error is cheap to clone: every fetcher of a failed task gets the same error.
-#[derive(Clone, Debug, thiserror::Error)]
+///
+/// Its message names the task, the processor and what went wrong, including the text of the
+/// function's own error; [`source`](std::error::Error::source) then continues with what that
+/// error did not say itself (its own source), so a printer that walks the chain shows each
+/// text once:
+///
+/// ```
+/// use dagger::prelude::*;
+/// use std::error::Error;
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// let opts = Options::new().name("load");
+/// let t = ctx.try_spawn_with(opts, || "x".parse::<i32>(), ());
+/// let e = t.fetch().unwrap_err();
+/// assert!(e.to_string().starts_with("task `load` (task "), "{e}");
+/// assert!(e.to_string().ends_with(": invalid digit found in string"), "{e}");
+/// assert!(e.source().is_none()); // ParseIntError has no source of its own
+///
+/// // Dependents name their failed input, and the root cause as their source.
+/// let next = ctx.spawn(|x: i32| x + 1, (&t,));
+/// let e = next.fetch().unwrap_err();
+/// assert!(e.to_string().contains("did not run because its input `load`"), "{e}");
+/// assert_eq!(e.source().unwrap().to_string(), e.root_cause().to_string());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task's function returned an error.
-    #[error("task {task} failed on {processor}: {cause}")]
     Failed {
         /// The task.
         task: TaskLabel,
         /// The processor it ran on.
         processor: String,
-        /// The error the function returned.
-        #[source]
+        /// The error the function returned (its text is part of this error's message).
         cause: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// The task's function panicked.
-    #[error("task {task} panicked on {processor}: {message}")]
     Panicked {
         /// The task.
         task: TaskLabel,
@@ -51,33 +74,28 @@ pub enum TaskError {
         message: String,
     },
     /// The task did not run because one of its inputs failed.
-    #[error("task {task} did not run because its input {input} failed")]
     Upstream {
         /// The task that did not run.
         task: TaskLabel,
         /// The input that failed (itself possibly failed upstream).
         input: TaskLabel,
-        /// The error of the task where the failure started.
-        #[source]
+        /// The error of the task where the failure started (the
+        /// [`source`](std::error::Error::source)).
         root: Arc<TaskError>,
     },
     /// The task was cancelled before it started.
-    #[error("task {task} was cancelled before it started")]
     Cancelled {
         /// The task.
         task: TaskLabel,
     },
     /// No processor could take the task.
-    #[error("task {task} could not be scheduled: {error}")]
     Schedule {
         /// The task.
         task: TaskLabel,
-        /// Why.
-        #[source]
+        /// Why (its text is part of this error's message).
         error: ScheduleError,
     },
     /// An input could not be moved to the processor chosen for the task.
-    #[error("task {task}: input {index} could not be moved to {processor}")]
     Move {
         /// The task.
         task: TaskLabel,
@@ -85,15 +103,11 @@ pub enum TaskError {
         processor: String,
         /// Which input (0-based, counting dependencies in argument order).
         index: usize,
-        /// What went wrong.
-        #[source]
+        /// What went wrong (the [`source`](std::error::Error::source)).
         error: Arc<MoveError>,
     },
     /// An argument did not have the type the function expects (typically because a
     /// processor's `move_in` changed it; see [`DTask::moved`](crate::DTask::moved)).
-    #[error(
-        "task {task} on {processor}: argument {index} should be `{expected}` but is `{found}`"
-    )]
     ArgumentType {
         /// The task.
         task: TaskLabel,
@@ -106,6 +120,61 @@ pub enum TaskError {
         /// The type it was given.
         found: &'static str,
     },
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Failed {
+                task,
+                processor,
+                cause,
+            } => write!(f, "task {task} failed on {processor}: {cause}"),
+            TaskError::Panicked {
+                task,
+                processor,
+                message,
+            } => write!(f, "task {task} panicked on {processor}: {message}"),
+            TaskError::Upstream { task, input, .. } => {
+                write!(f, "task {task} did not run because its input {input} failed")
+            }
+            TaskError::Cancelled { task } => write!(f, "task {task} was cancelled before it started"),
+            TaskError::Schedule { task, error } => {
+                write!(f, "task {task} could not be scheduled: {error}")
+            }
+            TaskError::Move {
+                task,
+                processor,
+                index,
+                ..
+            } => write!(f, "task {task}: input {index} could not be moved to {processor}"),
+            TaskError::ArgumentType {
+                task,
+                processor,
+                index,
+                expected,
+                found,
+            } => write!(
+                f,
+                "task {task} on {processor}: argument {index} should be `{expected}` but is `{found}`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {
+    /// What the message did not already say: the root cause of an upstream failure, the
+    /// reason a move failed, and the source of a function's error (whose own text is in the
+    /// message).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TaskError::Failed { cause, .. } => cause.source(),
+            TaskError::Upstream { root, .. } => Some(&**root),
+            TaskError::Move { error, .. } => Some(&**error),
+            TaskError::Schedule { error, .. } => std::error::Error::source(error),
+            _ => None,
+        }
+    }
 }
 
 impl TaskError {

@@ -156,7 +156,7 @@ pub use datadeps::{
 pub use datadeps::{PartMut, PartRef, Partition};
 pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel};
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
-pub use log::{EventKind, LogEvent};
+pub use log::{EventKind, LogEvent, Placement};
 pub use mutable::{MutGuard, Mutable, Shard};
 pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
 pub use processor::task_processor;
@@ -190,12 +190,22 @@ pub use processor::{GpuInfo, WgpuProc};
 #[cfg(feature = "wgpu")]
 pub use task::KernelArg;
 
-/// The names most programs need: `use dagger::prelude::*;`.
+/// The names most programs need: `use dagger::prelude::*;` brings everything the README's
+/// programs use — tasks, lazy thunks, options and scopes, datadeps cells and access modes,
+/// arrays, and (with the default `wgpu` feature) WGSL kernels and the GEMM/SYRK parameters.
 pub mod prelude {
     pub use crate::{
-        delayed, get_options, with_options, Chunk, Context, DTask, Options, Scope, TaskError,
-        Thunk, Val,
+        delayed, get_options, try_delayed, with_options, Cell, Chunk, Context, DTask, In, InOut,
+        Options, Out, Ref, RefMut, Scope, TaskError, Thunk, Val,
     };
     #[cfg(feature = "wgpu")]
-    pub use crate::{ArrayDomain, AutoBlocks, Blocks, DArray};
+    pub use crate::{
+        Access, ArrayDomain, ArrayError, AutoBlocks, Blocks, DArray, Trans, Triangle, WgslKernel,
+    };
 }
+
+/// The README's programs, compiled (and, where they need no GPU, run) as doctests so they
+/// stay true.
+#[cfg(all(doctest, feature = "wgpu"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

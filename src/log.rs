@@ -7,8 +7,9 @@ use parking_lot::Mutex;
 
 use crate::processor::ProcessorId;
 
-/// What a [`LogEvent`] records.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+/// What a [`LogEvent`] records (serialized as `"task"` or `"move"`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum EventKind {
     /// A task ran.
@@ -18,13 +19,29 @@ pub enum EventKind {
 }
 
 /// One entry of a context's event log (see [`Context::enable_logging`](crate::Context::enable_logging)).
-#[derive(Clone, Debug, PartialEq)]
+///
+/// It serializes (with `serde`) as an object of the same fields, the processor as
+/// `"process:index"`:
+///
+/// ```
+/// use dagger::prelude::*;
+/// let ctx = Context::builder().threads(1).build()?;
+/// ctx.enable_logging();
+/// ctx.spawn_with(Options::new().name("one"), || 1, ()).fetch()?;
+/// let json = serde_json::to_value(&ctx.fetch_logs()[0])?;
+/// assert_eq!(json["name"], "one");
+/// assert_eq!(json["kind"], "task");
+/// assert_eq!(json["processor"], "1:1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LogEvent {
     /// What happened.
     pub kind: EventKind,
     /// The task that ran, or that the data moved for.
     pub task: u64,
     /// The task's name.
+    #[serde(serialize_with = "str_of")]
     pub name: Arc<str>,
     /// Where it happened.
     pub processor: ProcessorId,
@@ -38,6 +55,29 @@ pub struct LogEvent {
     pub inputs: Vec<u64>,
     /// Whether it succeeded.
     pub ok: bool,
+}
+
+/// How one processor fared in the scheduler's cost-based placement decisions while the
+/// log was on (see [`Context::fetch_placements`](crate::Context::fetch_placements)): how
+/// often it was a candidate, how often it won, and what the cost model estimated a task
+/// would take there. A processor that was offered tasks and took none lost on these
+/// estimates (plus the time its queue needed and the time to move the inputs).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Placement {
+    /// The processor.
+    pub processor: ProcessorId,
+    /// Decisions it was a candidate in.
+    pub offered: u64,
+    /// Decisions it won.
+    pub chosen: u64,
+    /// The mean estimated run time of a task on it over the decisions it was offered, in
+    /// nanoseconds (learned from tasks of the same function and shapes, or before that
+    /// from the task's flops and the processor's prior throughput).
+    pub mean_estimate_ns: u64,
+}
+
+fn str_of<S: serde::Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s)
 }
 
 pub(crate) type Buffer = Arc<Mutex<Vec<LogEvent>>>;

@@ -3,7 +3,7 @@
 //! Layers, lowest first (also in the crate docs): values; processors, memory spaces and
 //! kernels; chunks, task errors and scopes; options and the event log; the scheduler; task
 //! handles; the context; lazy thunks and datadeps; arrays; visualization. The command-line
-//! tool (`src/bin`) sits on top and may use anything public.
+//! tool (package `dagger-cli` in `cli/`) sits on top and may use anything public.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -103,7 +103,7 @@ impl<T: Element> DArray<T> {
     pub fn map<U: Element>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DArray<U> {
         let f = Arc::new(f);
         let ctx = self.context();
-        let opts = host_options(ctx);
+        let opts = host_options(ctx).name("map");
         let blocks = self
             .blocks()
             .iter()

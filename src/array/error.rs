@@ -14,7 +14,13 @@ use super::expr::ExprError;
 #[non_exhaustive]
 pub enum ArrayError {
     /// Two arrays that must have the same shape do not.
-    #[error("{op}: the shapes {left:?} and {right:?} do not match")]
+    ///
+    /// ```
+    /// # use dagger::ArrayError;
+    /// let e = ArrayError::ShapeMismatch { op: "add", left: vec![3, 4], right: vec![3, 5] };
+    /// assert_eq!(e.to_string(), "add: the shapes [3, 4] and [3, 5] differ in dimension 1 (4 vs 5)");
+    /// ```
+    #[error("{op}: the shapes {left:?} and {right:?} {}", shape_difference(.left, .right))]
     ShapeMismatch {
         /// The operation.
         op: &'static str,
@@ -22,6 +28,68 @@ pub enum ArrayError {
         left: Vec<usize>,
         /// The second operand's shape.
         right: Vec<usize>,
+    },
+    /// A matrix product whose inner dimensions differ: the columns of the left factor
+    /// against the rows of the right one (both after any transposition).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let a = DArray::<f32>::ones(&ctx, [3, 4], Blocks::new([2, 2]))?;
+    /// let e = a.matmul(&a).unwrap_err();
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "matmul: inner dimensions differ: a is [3, 4] (4 columns), b is [3, 4] (3 rows)"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[error(
+        "{op}: inner dimensions differ: {left_name} is {left:?} ({} columns), {right_name} is {right:?} ({} rows)",
+        left[1], right[0]
+    )]
+    InnerDimensions {
+        /// The operation.
+        op: &'static str,
+        /// How the message names the left factor (`a`, `op(a)`).
+        left_name: &'static str,
+        /// Its shape, rows and columns.
+        left: Vec<usize>,
+        /// How the message names the right factor.
+        right_name: &'static str,
+        /// Its shape, rows and columns.
+        right: Vec<usize>,
+    },
+    /// An operation on matrices given an array of another shape: not 2-D, or not square
+    /// where a square matrix is needed.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let a = DArray::<f64>::ones(&ctx, [4, 6], Blocks::new([2, 2]))?;
+    /// let e = a.cholesky().unwrap_err();
+    /// assert_eq!(e.to_string(), "cholesky: needs a square matrix; a is [4, 6] (4 rows, 6 columns)");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[error("{op}: needs {needs}; {name} is {}", describe_shape(.shape))]
+    NotAMatrix {
+        /// The operation.
+        op: &'static str,
+        /// What it needs: "a 2-D array" or "a square matrix".
+        needs: &'static str,
+        /// The operand, as the message names it.
+        name: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// A product written into an array of another shape.
+    #[error("{op}: the product is {}, but c is {}", describe_shape(.product), describe_shape(.target))]
+    TargetShape {
+        /// The operation.
+        op: &'static str,
+        /// The product's shape.
+        product: Vec<usize>,
+        /// The shape of the array it would be written into.
+        target: Vec<usize>,
     },
     /// A block shape with a different number of dimensions than the array.
     #[error("the block shape {blocks:?} has {} dimensions but the array {shape:?} has {}", blocks.len(), shape.len())]
@@ -128,8 +196,9 @@ pub enum ArrayError {
     /// `concatenate` of no arrays.
     #[error("concatenate needs at least one array")]
     NothingToConcatenate,
-    /// A WGSL expression outside the supported subset.
-    #[error("invalid map expression")]
+    /// A WGSL expression outside the supported subset; the message is the expression's
+    /// own ([`ExprError`]), which says where and what.
+    #[error(transparent)]
     Expr(#[from] ExprError),
     /// A block kernel failed to build.
     #[error("building the block kernel `{name}`")]
@@ -154,4 +223,27 @@ pub enum ArrayError {
     /// A block task failed.
     #[error("a block of the array could not be computed")]
     Task(#[from] TaskError),
+}
+
+/// Where two shapes differ, for [`ArrayError::ShapeMismatch`].
+fn shape_difference(left: &[usize], right: &[usize]) -> String {
+    if left.len() != right.len() {
+        return format!(
+            "differ in their number of dimensions ({} vs {})",
+            left.len(),
+            right.len()
+        );
+    }
+    match left.iter().zip(right).position(|(l, r)| l != r) {
+        Some(d) => format!("differ in dimension {d} ({} vs {})", left[d], right[d]),
+        None => "do not fit together".into(),
+    }
+}
+
+/// A shape with its rows and columns spelled out when it is a matrix.
+fn describe_shape(shape: &[usize]) -> String {
+    match shape {
+        [r, c] => format!("{shape:?} ({r} rows, {c} columns)"),
+        _ => format!("{shape:?} ({} dimensions)", shape.len()),
+    }
 }

@@ -34,7 +34,7 @@ impl<T: Element> DArray<T> {
 
     fn reduce_all(&self, op: Reduce, finish: impl Fn(T) -> T + Send + 'static) -> DTask<T> {
         let ctx = self.context();
-        let opts = host_options(ctx);
+        let opts = host_options(ctx).name(op.name());
         if self.is_empty() {
             let v = finish(if op == Reduce::Prod { T::ONE } else { T::ZERO });
             return ctx.spawn_with(opts, move || v, ());

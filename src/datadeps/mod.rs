@@ -78,6 +78,19 @@ pub struct Cell<T> {
     parts: Arc<PartTable>,
 }
 
+/// Shows the cell's id and, unless a task holds it for writing now, its value.
+impl<T: std::fmt::Debug> std::fmt::Debug for Cell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Cell");
+        d.field("id", &self.id);
+        match self.lock.try_read() {
+            Some(v) => d.field("value", &*v),
+            None => d.field("value", &format_args!("<being written>")),
+        };
+        d.finish()
+    }
+}
+
 impl<T> Clone for Cell<T> {
     fn clone(&self) -> Self {
         Cell {
@@ -501,6 +514,7 @@ impl DataRegion<'_> {
 
     /// Spawns `f(args...)` ordered after the earlier tasks whose accesses conflict with
     /// its own. Arguments are as for [`Context::spawn`], plus [`In`], [`Out`] and [`InOut`].
+    #[track_caller]
     pub fn spawn<A, F, R>(&mut self, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -511,6 +525,7 @@ impl DataRegion<'_> {
     }
 
     /// [`spawn`](Self::spawn) with options.
+    #[track_caller]
     pub fn spawn_with<A, F, R>(&mut self, opts: Options, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -538,6 +553,7 @@ impl DataRegion<'_> {
     /// assert_eq!(x.get(), 1, "the task after it did not run");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[track_caller]
     pub fn try_spawn<A, F, R, E>(&mut self, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -549,6 +565,7 @@ impl DataRegion<'_> {
     }
 
     /// [`try_spawn`](Self::try_spawn) with options.
+    #[track_caller]
     pub fn try_spawn_with<A, F, R, E>(&mut self, opts: Options, f: F, args: A) -> DTask<R>
     where
         A: TaskArgs,
@@ -561,6 +578,7 @@ impl DataRegion<'_> {
         })
     }
 
+    #[track_caller]
     fn spawn_inner<A, F, O, R>(
         &mut self,
         opts: Options,
@@ -574,6 +592,10 @@ impl DataRegion<'_> {
         O: 'static,
         R: Send + Sync + 'static,
     {
+        let fn_name = crate::sched::fn_or_call_site(
+            std::any::type_name::<F>(),
+            std::panic::Location::caller(),
+        );
         let mut deps = Deps::default();
         let getters = args.register(&mut deps);
         let accesses: Vec<AccessSpec> = std::mem::take(&mut deps.accesses)
@@ -591,7 +613,7 @@ impl DataRegion<'_> {
                 .any(|b| b.cell == a.cell && (a.write || b.write))
             {
                 let core = Arc::new(TaskCore::failed(
-                    crate::sched::TaskName::Static(std::any::type_name::<F>()),
+                    crate::sched::TaskName::Static(fn_name),
                     |task| TaskError::Failed {
                         task,
                         processor: "none".into(),
@@ -637,13 +659,9 @@ impl DataRegion<'_> {
             drop(leftover);
             finish(f.call(outs?))
         });
-        let core = self.ctx.submit(
-            std::any::type_name::<F>(),
-            std::any::TypeId::of::<F>(),
-            opts,
-            deps,
-            body,
-        );
+        let core = self
+            .ctx
+            .submit(fn_name, std::any::TypeId::of::<F>(), opts, deps, body);
         for (cell, region, write) in meta {
             self.record(cell, region, write, &core);
         }

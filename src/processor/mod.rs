@@ -53,6 +53,27 @@ impl ProcessorId {
     }
 }
 
+/// Serialized as its [`Display`](fmt::Display) form, `"process:index"`.
+impl serde::Serialize for ProcessorId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Serialized as [`ProcessorKind::as_str`].
+impl serde::Serialize for ProcessorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Serialized as its [`Display`](fmt::Display) form.
+impl serde::Serialize for MemorySpace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for ProcessorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.process, self.index)
@@ -345,8 +366,10 @@ pub trait Processor: Send + Sync + 'static {
     }
 }
 
-/// What a context knows about one of its processors.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a context knows about one of its processors. It serializes (with `serde`) as an
+/// object of the same fields, identifiers as `"process:index"`, as `dagger info --json`
+/// prints it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessorInfo {
     /// Its identifier.
     pub id: ProcessorId,
@@ -364,5 +387,6 @@ pub struct ProcessorInfo {
     pub default_enabled: bool,
     /// The device, for a GPU processor.
     #[cfg(feature = "wgpu")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuInfo>,
 }

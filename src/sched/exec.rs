@@ -40,6 +40,9 @@ impl Runtime {
         } else {
             0
         };
+        if d.space() != entry.space {
+            tracing::debug!(from = %d.space(), to = %entry.space, processor = %entry.id, "moving an input");
+        }
         match entry.proc.move_in(d.space(), d.value.clone()) {
             Ok(v) => Ok((v, bytes)),
             // Another processor's value that this one does not take directly: through the

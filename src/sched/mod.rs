@@ -42,7 +42,7 @@ pub(crate) mod task_queue;
 mod worker;
 
 pub(crate) use place::{resolve_candidates, CostKey, TaskKind, THREAD_PRIOR_GFLOPS};
-pub(crate) use task::{Input, TaskCore, TaskName, Work, FULL_OCCUPANCY};
+pub(crate) use task::{fn_or_call_site, Input, TaskCore, TaskName, Work, FULL_OCCUPANCY};
 pub(crate) use worker::{block_on, block_on_until, blocking};
 
 use place::CostModel;
@@ -377,6 +377,9 @@ impl Runtime {
 
     /// Records a task's result and releases its dependents, iteratively.
     pub(crate) fn complete(self: &Arc<Self>, task: &Job, result: Result<Data, TaskError>) {
+        if let Err(e) = &result {
+            tracing::debug!(task = task.id, error = %e, "task failed");
+        }
         let mut failed: SmallVec<[(Job, TaskError); 2]> = SmallVec::new();
         self.progress.finished();
         let deps = task.finish(result);

@@ -131,6 +131,7 @@ impl Runtime {
     ) -> (usize, u64) {
         let mut best = (usize::MAX, 0);
         let mut best_finish = u64::MAX;
+        let record = self.log.enabled();
         for i in set.iter() {
             // A processor lost or disabled since the task was spawned is passed over.
             if (self.procs[i].exec == Exec::Device && !self.procs[i].proc.is_available())
@@ -148,6 +149,10 @@ impl Runtime {
                 + (s.queue_len() as u64 + busy) * run.max(1_000);
             let moving = moving(i) as f64 / TRANSFER_BYTES_PER_NS;
             let finish = free_at + moving as u64 + run;
+            if record {
+                s.offered.fetch_add(1, Ordering::Relaxed);
+                s.estimate_sum_ns.fetch_add(run, Ordering::Relaxed);
+            }
             if finish < best_finish {
                 best_finish = finish;
                 best = (i, run);
@@ -156,8 +161,39 @@ impl Runtime {
         if best.0 == usize::MAX {
             // Every candidate is gone: the first one takes the task and fails it, saying why.
             best.0 = set.iter().next().expect("a candidate set is not empty");
+        } else if record {
+            self.slots[best.0].chosen.fetch_add(1, Ordering::Relaxed);
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let p = &self.procs[best.0];
+            tracing::debug!(
+                processor = %p.id,
+                estimate_ns = best.1,
+                finish_ns = best_finish,
+                candidates = set.iter().count(),
+                "placed on {} by cost",
+                p.description
+            );
         }
         best
+    }
+
+    /// The placement record of every processor since the last call, reset to zero.
+    pub(crate) fn take_placements(&self) -> Vec<crate::log::Placement> {
+        self.procs
+            .iter()
+            .zip(&self.slots)
+            .map(|(p, s)| {
+                let offered = s.offered.swap(0, Ordering::Relaxed);
+                let sum = s.estimate_sum_ns.swap(0, Ordering::Relaxed);
+                crate::log::Placement {
+                    processor: p.id,
+                    offered,
+                    chosen: s.chosen.swap(0, Ordering::Relaxed),
+                    mean_estimate_ns: sum.checked_div(offered).unwrap_or(0),
+                }
+            })
+            .collect()
     }
 }
 

@@ -24,6 +24,12 @@ pub(super) struct Slot {
     pub(super) cap_cv: Condvar,
     /// Estimated nanoseconds of queued work placed here by cost (not counting stealable work).
     pub(super) queued_ns: AtomicU64,
+    /// Cost-based decisions this processor was a candidate in, while the log is on.
+    pub(super) offered: AtomicU64,
+    /// Of those, the ones it won.
+    pub(super) chosen: AtomicU64,
+    /// Sum of its estimated run times over the decisions it was offered.
+    pub(super) estimate_sum_ns: AtomicU64,
 }
 
 impl Slot {
@@ -41,6 +47,9 @@ impl Slot {
             cap_lock: Mutex::new(()),
             cap_cv: Condvar::new(),
             queued_ns: AtomicU64::new(0),
+            offered: AtomicU64::new(0),
+            chosen: AtomicU64::new(0),
+            estimate_sum_ns: AtomicU64::new(0),
         }
     }
 

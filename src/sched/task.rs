@@ -47,6 +47,30 @@ impl std::fmt::Display for TaskName {
     }
 }
 
+/// The name a task gets when it is not given one: its function's path for a function
+/// item (`add1`), and for a closure — whose type name says only `main::{{closure}}` — the
+/// place it was spawned from, `src/main.rs:12`. Each call site's name is made once per
+/// thread.
+pub(crate) fn fn_or_call_site(
+    type_name: &'static str,
+    at: &'static std::panic::Location<'static>,
+) -> &'static str {
+    thread_local! {
+        static NAMES: std::cell::RefCell<std::collections::HashMap<(usize, usize), &'static str>> =
+            Default::default();
+    }
+    let key = (type_name.as_ptr() as usize, at as *const _ as usize);
+    NAMES.with(|names| {
+        *names.borrow_mut().entry(key).or_insert_with(|| {
+            if type_name.contains("{{closure}}") {
+                Box::leak(format!("{}:{}", at.file(), at.line()).into_boxed_str())
+            } else {
+                type_name
+            }
+        })
+    })
+}
+
 /// `my_crate::module::add1` → `add1`; closures keep their enclosing function:
 /// `my_crate::main::{{closure}}` → `main::{{closure}}`.
 fn short_fn_name(path: &'static str) -> &'static str {

@@ -543,6 +543,20 @@ pub struct KernelArg<T> {
 }
 
 #[cfg(feature = "wgpu")]
+impl<T> std::fmt::Debug for KernelArg<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.dep {
+            Dep::Task(t) => format!("task {}", t.id),
+            Dep::Data(_) => "a value".to_owned(),
+            Dep::Lazy { .. } => "a lazy thunk".to_owned(),
+        };
+        f.debug_tuple("KernelArg")
+            .field(&format_args!("{what}"))
+            .finish()
+    }
+}
+
+#[cfg(feature = "wgpu")]
 impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
     fn from(t: &DTask<Vec<T>>) -> Self {
         KernelArg {

@@ -116,7 +116,15 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
 /// an index names the same adapter between runs on one machine. Each device gets its adapter's
 /// own limits and `SHADER_F64` / `SHADER_F16` where the adapter has them. An adapter that
 /// fails to open yields an `Err` at its position, never a panic. No adapters: an empty vector.
+///
+/// When `XDG_RUNTIME_DIR` is not set (containers, CI, `sudo`), it is first set to a new
+/// private directory (mode 0700) under the system's temporary directory: the GL backend's
+/// EGL probes for a Wayland display, and without that variable libwayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on every probe. No
+/// display is found there either way; the variable only keeps the probe quiet. The
+/// directory is left in place (empty) when the process ends.
 pub fn open_devices() -> Vec<Result<Device, GpuError>> {
+    quiet_display_probe();
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
     let instance = match catch_unwind(|| {
         wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -718,4 +726,21 @@ impl Device {
     pub fn is_lost(&self) -> bool {
         self.core().lost.get().is_some()
     }
+}
+
+/// Gives the process a private, empty `XDG_RUNTIME_DIR` when it has none (see
+/// [`open_devices`]); once per process, before the first probe.
+fn quiet_display_probe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(unix)]
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            use std::os::unix::fs::DirBuilderExt;
+            let dir = std::env::temp_dir().join(format!("dagger-runtime-{}", std::process::id()));
+            // A directory someone else made is not used: it must be new and ours.
+            if std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() {
+                std::env::set_var("XDG_RUNTIME_DIR", &dir);
+            }
+        }
+    });
 }

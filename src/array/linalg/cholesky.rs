@@ -56,7 +56,7 @@ impl<T: Gemm> DArray<T> {
 
     /// [`cholesky`](Self::cholesky) with a choice of GPU kernel for the GEMM tiles.
     pub fn cholesky_with(&self, kernel: GemmKernel) -> Result<DArray<T>, ArrayError> {
-        let (a, cuts) = self.square_blocks("cholesky: a square matrix")?;
+        let (a, cuts) = self.square_blocks("cholesky", "a")?;
         let nb = cuts.len() - 1;
         let ctx = self.context().clone();
         let w = |i: usize| width(&cuts, i);

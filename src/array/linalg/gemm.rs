@@ -143,7 +143,7 @@ impl<T: Gemm> DArray<T> {
         b: &DArray<T>,
         beta: T,
     ) -> Result<(), ArrayError> {
-        a.matrix_shape("gemm", b)?;
+        a.matrix_shape("gemm", b, "b")?;
         let (sa, sb, sc) = (a.shape(), b.shape(), self.shape());
         let op_shape = |s: &[usize], t: Trans| match t {
             Trans::No => (s[0], s[1]),
@@ -151,17 +151,19 @@ impl<T: Gemm> DArray<T> {
         };
         let ((m, k), (kb, n)) = (op_shape(&sa, op_a), op_shape(&sb, op_b));
         if k != kb {
-            return Err(ArrayError::ShapeMismatch {
-                op: "gemm: the inner dimensions of op(a) and op(b)",
-                left: sa,
-                right: sb,
+            return Err(ArrayError::InnerDimensions {
+                op: "gemm",
+                left_name: "op(a)",
+                left: vec![m, k],
+                right_name: "op(b)",
+                right: vec![kb, n],
             });
         }
         if sc.len() != 2 || (sc[0], sc[1]) != (m, n) {
-            return Err(ArrayError::ShapeMismatch {
-                op: "gemm: op(a)·op(b) into c",
-                left: vec![m, n],
-                right: sc,
+            return Err(ArrayError::TargetShape {
+                op: "gemm",
+                product: vec![m, n],
+                target: sc,
             });
         }
         let grid = self.grid().clone();
@@ -191,10 +193,22 @@ impl<T: Gemm> DArray<T> {
     /// ```
     pub fn matmul(&self, other: &DArray<T>) -> Result<DArray<T>, ArrayError> {
         let (sa, sb) = (self.shape(), other.shape());
-        if sa.len() != 2 || sb.len() != 2 || sa[1] != sb[0] {
-            return Err(ArrayError::ShapeMismatch {
+        for (name, shape) in [("a", &sa), ("b", &sb)] {
+            if shape.len() != 2 {
+                return Err(ArrayError::NotAMatrix {
+                    op: "matmul",
+                    needs: "2-D arrays",
+                    name,
+                    shape: shape.clone(),
+                });
+            }
+        }
+        if sa[1] != sb[0] {
+            return Err(ArrayError::InnerDimensions {
                 op: "matmul",
+                left_name: "a",
                 left: sa,
+                right_name: "b",
                 right: sb,
             });
         }

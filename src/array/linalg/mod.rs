@@ -52,13 +52,18 @@ fn block_of<T: Gemm>(v: Version) -> Block<T> {
 impl<T: Gemm> DArray<T> {
     /// This array re-blocked symmetrically along its row cuts, with those cuts; an error
     /// naming the shape and `op` unless it is a square matrix.
-    fn square_blocks(&self, op: &'static str) -> Result<(DArray<T>, Vec<usize>), ArrayError> {
+    fn square_blocks(
+        &self,
+        op: &'static str,
+        name: &'static str,
+    ) -> Result<(DArray<T>, Vec<usize>), ArrayError> {
         let s = self.shape();
         if s.len() != 2 || s[0] != s[1] {
-            return Err(ArrayError::ShapeMismatch {
+            return Err(ArrayError::NotAMatrix {
                 op,
-                left: s.clone(),
-                right: s,
+                needs: "a square matrix",
+                name,
+                shape: s,
             });
         }
         let cuts = self.grid().cuts[0].clone();
@@ -68,13 +73,23 @@ impl<T: Gemm> DArray<T> {
         Ok((self.aligned_to(&square), cuts))
     }
 
-    fn matrix_shape(&self, op: &'static str, other: &DArray<T>) -> Result<(), ArrayError> {
-        if self.ndim() != 2 || other.ndim() != 2 {
-            return Err(ArrayError::ShapeMismatch {
-                op,
-                left: self.shape(),
-                right: other.shape(),
-            });
+    /// An error naming `op` and the operand unless `self` (called `a` in the message) and
+    /// `other` (called `other_name`) are both 2-D.
+    fn matrix_shape(
+        &self,
+        op: &'static str,
+        other: &DArray<T>,
+        other_name: &'static str,
+    ) -> Result<(), ArrayError> {
+        for (name, a) in [("a", self), (other_name, other)] {
+            if a.ndim() != 2 {
+                return Err(ArrayError::NotAMatrix {
+                    op,
+                    needs: "2-D arrays",
+                    name,
+                    shape: a.shape(),
+                });
+            }
         }
         Ok(())
     }

@@ -59,21 +59,21 @@ impl<T: Gemm> DArray<T> {
         a: &DArray<T>,
         beta: T,
     ) -> Result<(), ArrayError> {
-        a.matrix_shape("syrk", self)?;
+        a.matrix_shape("syrk", self, "c")?;
         let (sa, sc) = (a.shape(), self.shape());
         let (n, k) = match op {
             Trans::No => (sa[0], sa[1]),
             Trans::Yes => (sa[1], sa[0]),
         };
         if sc != [n, n] {
-            return Err(ArrayError::ShapeMismatch {
-                op: "syrk: op(a)·op(a)ᵀ into c",
-                left: vec![n, n],
-                right: sc,
+            return Err(ArrayError::TargetShape {
+                op: "syrk",
+                product: vec![n, n],
+                target: sc,
             });
         }
         let _ = k;
-        let (c, cuts) = self.square_blocks("syrk: c")?;
+        let (c, cuts) = self.square_blocks("syrk", "c")?;
         let k_cuts = a.grid().cuts[if op == Trans::No { 1 } else { 0 }].clone();
         let a = a.aligned_to(&Grid {
             cuts: match op {
@@ -168,7 +168,7 @@ impl<T: Gemm> DArray<T> {
 
     /// Copies the `triangle` of a square matrix onto the other one, making it symmetric.
     pub fn mirror(&mut self, triangle: Triangle) -> Result<(), ArrayError> {
-        let (c, cuts) = self.square_blocks("mirror: a square matrix")?;
+        let (c, cuts) = self.square_blocks("mirror", "a")?;
         let nb = cuts.len() - 1;
         let ctx = self.context().clone();
         let mut blocks = c.blocks().to_vec();

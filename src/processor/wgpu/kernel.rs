@@ -152,8 +152,18 @@ pub enum Access {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KernelError {
-    /// The WGSL did not parse or validate (the message quotes naga, with the line).
-    #[error("kernel `{kernel}`: invalid WGSL")]
+    /// The WGSL did not parse or validate: the message gives the line and column naga
+    /// points at, the source (a [`ShaderError`]) naga's diagnostic.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let src = "@compute @workgroup_size(1)\nfn main() { let x = ; }";
+    /// let e = WgslKernel::<(), f32>::builder("bad", src, "main").build().unwrap_err();
+    /// assert_eq!(e.to_string(), "kernel `bad`: invalid WGSL at line 2:21");
+    /// let naga = std::error::Error::source(&e).unwrap().to_string();
+    /// assert!(naga.contains("expected expression"), "{naga}");
+    /// ```
+    #[error("kernel `{kernel}`: invalid WGSL{}", at(source.location()))]
     Shader {
         /// The kernel.
         kernel: String,
@@ -230,6 +240,31 @@ struct Inner<P, T> {
 pub struct WgslKernel<P, T> {
     inner: Arc<Inner<P, T>>,
     kernel: Kernel,
+}
+
+impl<P, T> std::fmt::Debug for WgslKernel<P, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgslKernel")
+            .field("name", &self.inner.name)
+            .field("entry_point", &self.inner.entry)
+            .field("inputs", &self.inner.inputs)
+            .field("element", &std::any::type_name::<T>())
+            .field("cpu", &self.inner.cpu.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, T> std::fmt::Debug for WgslKernelBuilder<P, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgslKernelBuilder")
+            .field("name", &self.name)
+            .field("entry_point", &self.entry)
+            .field("inputs", &self.inputs)
+            .field("output", &self.output_len.is_some())
+            .field("workgroups", &self.workgroups.is_some())
+            .field("cpu", &self.cpu.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<P, T> Clone for WgslKernel<P, T> {
@@ -532,4 +567,9 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T>
             }))
         })
     }
+}
+
+/// " at line L:C" when naga located the error.
+fn at(location: Option<dagger_wgpu::SourcePosition>) -> String {
+    location.map(|l| format!(" at {l}")).unwrap_or_default()
 }

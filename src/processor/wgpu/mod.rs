@@ -23,7 +23,7 @@ use crate::kernel::Backend;
 use crate::value::Value;
 
 /// What a GPU processor's device is, as `dagger info` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct GpuInfo {
     /// Index among the GPUs (what [`Scope::gpu`](crate::Scope::gpu) takes).
     pub index: usize,

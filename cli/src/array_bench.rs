@@ -7,7 +7,7 @@ use std::time::Instant;
 use dagger::prelude::*;
 
 /// The peer script, embedded so the command works from any directory.
-const PEERS: &str = include_str!("../../../benches/peers/array.py");
+const PEERS: &str = include_str!("../../benches/peers/array.py");
 
 #[derive(clap::Args)]
 pub(crate) struct Args {

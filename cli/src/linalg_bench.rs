@@ -9,7 +9,7 @@ use dagger::{Gemm, GemmKernel, Trans, Triangle};
 use ndarray::Array2;
 
 /// The peer script, embedded so the command works from any directory.
-const PEERS: &str = include_str!("../../../benches/peers/linalg.py");
+const PEERS: &str = include_str!("../../benches/peers/linalg.py");
 
 /// The operation a run measures.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The `dagger` tool, run as a user would.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -92,6 +93,66 @@ fn demo_checks_its_result_and_writes_a_gantt_chart() {
     let svg = std::fs::read_to_string(dir.join("gantt.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("gemm"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With the software GPUs offered, every GPU either ran tiles or the demo says why not, with
+/// the cost model's estimates.
+#[test]
+fn demo_explains_where_the_tiles_went() {
+    let ctx = dagger::Context::builder().threads(1).build().unwrap();
+    if common::gpus_or_skip(&ctx, "the demo's placement explanation").is_empty() {
+        return;
+    }
+    drop(ctx);
+    let dir = std::env::temp_dir().join(format!("dagger-demo-gpu-{}", std::process::id()));
+    let (ok, out, err) = dagger(&[
+        "demo",
+        "--gpu",
+        "--n",
+        "256",
+        "--block",
+        "64",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(ok, "{out}\n{err}");
+    let offered: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains(" processors:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    let gpus: Vec<&&str> = offered.iter().filter(|l| l.starts_with("gpu ")).collect();
+    assert!(!gpus.is_empty(), "--gpu offers the software GPUs:\n{out}");
+    let tiles: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("tiles per processor"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    for g in gpus {
+        let ran = tiles.iter().any(|l| {
+            l.trim_start()
+                .split_once("  ")
+                .is_some_and(|(_, p)| p.trim() == *g)
+        });
+        let why = tiles
+            .iter()
+            .find(|l| l.trim_start().starts_with(*g) && l.contains("was offered"));
+        match why {
+            Some(line) => {
+                assert!(!ran, "{out}");
+                assert!(
+                    line.contains("took none: the cost model estimated")
+                        && line.contains(" ms per tile there"),
+                    "{line}"
+                );
+            }
+            None => assert!(ran, "{g} ran no tile and the demo does not say why:\n{out}"),
+        }
+    }
 }
 
 #[test]

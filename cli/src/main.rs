@@ -56,9 +56,10 @@ enum Command {
     /// Run a benchmark with the event log on, then write trace.json (Perfetto /
     /// chrome://tracing), gantt.svg, graph.dot and summary.txt into --out.
     Trace {
-        /// Where to write the files: a directory, created if missing.
-        #[arg(long, default_value = ".")]
-        out: std::path::PathBuf,
+        /// Where to write the files: a directory, created if missing (default: a new
+        /// directory under the system's temporary directory, whose path is printed).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
         /// Replace output files already in --out (by default that is an error).
         #[arg(long)]
         force: bool,
@@ -184,7 +185,9 @@ fn trace(
             &file("trace", "json"),
             dagger::viz::chrome_trace(&events, &procs),
         )?;
-        let title = format!("dagger trace: {} events", events.len());
+        // Named after the benchmark as it was asked for: "bench gemm --n 1024".
+        let asked: Vec<String> = std::env::args().skip_while(|a| a != "bench").collect();
+        let title = format!("dagger {} ({} events)", asked.join(" "), events.len());
         dir.write(
             &file("gantt", "svg"),
             dagger::viz::gantt_svg(&events, &procs, &title),
@@ -215,7 +218,11 @@ fn main() {
         #[cfg(feature = "wgpu")]
         Command::Demo(args) => demo::run(&args),
         Command::Bench { which } => run_bench(which),
-        Command::Trace { out, force, which } => trace(&out, force, which),
+        Command::Trace { out, force, which } => trace(
+            &out.unwrap_or_else(|| out_dir::new_temp_dir_path("trace")),
+            force,
+            which,
+        ),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use dagger::prelude::*;
-use dagger::{viz, EventKind};
+use dagger::{viz, EventKind, ProcessorId, ProcessorInfo, ProcessorKind};
 
 use super::out_dir::OutDir;
 
@@ -36,12 +36,10 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // Checked before the GEMM runs, not after.
     // Without --out, a directory of its own: the demo never writes into the working tree and
     // can run again.
-    let dir = args.out.clone().unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        std::env::temp_dir().join(format!("dagger-demo-{stamp}-{}", std::process::id()))
-    });
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| super::out_dir::new_temp_dir_path("demo"));
     let out = OutDir::prepare(&dir, args.force, &[("gantt", "svg"), ("trace", "json")])?;
     let mut b = Context::builder().software_gpus(args.gpu);
     if let Some(t) = args.threads {
@@ -93,6 +91,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for (p, k) in &tiles {
         println!("  {k:>5}  {p}");
     }
+    explain_placement(&ctx, &procs, &in_scope, &tiles);
     let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
     println!(
         "time {:.3} s, {gflops:.1} GFLOP/s, relative error vs f64 reference {rel:.2e}",
@@ -107,4 +106,58 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("result differs from the reference: relative error {rel:.2e}").into());
     }
     Ok(())
+}
+
+/// Says, for every processor offered to the demo that ran no tile, why: the cost model's
+/// estimate of a tile there against the processors that took them.
+fn explain_placement(
+    ctx: &Context,
+    procs: &[ProcessorInfo],
+    in_scope: &[&ProcessorInfo],
+    tiles: &BTreeMap<String, usize>,
+) {
+    let placements = ctx.fetch_placements();
+    let label = |id: ProcessorId| {
+        procs
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| format!("{} [{}]", p.description, p.id))
+            .unwrap_or_else(|| id.to_string())
+    };
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let winners: Vec<_> = placements.iter().filter(|p| p.chosen > 0).collect();
+    let best = winners
+        .iter()
+        .map(|p| p.mean_estimate_ns)
+        .filter(|&e| e > 0)
+        .min();
+    for p in in_scope {
+        let name = label(p.id);
+        if tiles.contains_key(&name) {
+            continue;
+        }
+        match placements.iter().find(|x| x.processor == p.id) {
+            Some(x) if x.offered > 0 => {
+                let versus = best.map_or(String::new(), |b| {
+                    format!(" against {:.1} ms on the processors that took tiles", ms(b))
+                });
+                println!(
+                    "  {name} was offered {} tiles and took none: the cost model estimated \
+                     {:.1} ms per tile there{versus}, so they finished earlier elsewhere",
+                    x.offered,
+                    ms(x.mean_estimate_ns)
+                );
+            }
+            _ if p.kind == ProcessorKind::Wgpu => println!(
+                "  {name} took no tiles: it was not among the candidates of any tile \
+                 (its device cannot run them)"
+            ),
+            _ => {}
+        }
+    }
+    if in_scope.iter().all(|p| p.kind != ProcessorKind::Wgpu)
+        && procs.iter().any(|p| p.gpu.is_some())
+    {
+        println!("  (GPUs were found but not offered: software ones join with --gpu)");
+    }
 }

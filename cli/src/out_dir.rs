@@ -172,6 +172,16 @@ fn create_new(path: &Path, contents: &[u8]) -> Result<(), OutError> {
     f.write_all(contents).map_err(err)
 }
 
+/// A path for a new directory of its own under the system's temporary directory, where a
+/// command writes when not told `--out`: never into the working tree, and a second run
+/// does not collide with the first.
+pub(crate) fn new_temp_dir_path(command: &str) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    std::env::temp_dir().join(format!("dagger-{command}-{stamp}-{}", std::process::id()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_output;
