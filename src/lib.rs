@@ -196,7 +196,7 @@ pub use task::KernelArg;
 pub mod prelude {
     pub use crate::{
         delayed, get_options, try_delayed, with_options, Cell, Chunk, Context, DTask, In, InOut,
-        Options, Out, Ref, RefMut, Scope, TaskError, Thunk, Val,
+        Options, Out, PartMut, PartRef, Ref, RefMut, Scope, TaskError, Thunk, Val,
     };
     #[cfg(feature = "wgpu")]
     pub use crate::{

@@ -46,6 +46,12 @@ impl Core {
         })
     }
 
+    /// `e`, unless the device has been lost meanwhile: then the loss, which is the cause
+    /// (a destroyed device destroys its buffers, and wgpu reports those instead).
+    pub(crate) fn or_lost(&self, e: GpuError) -> GpuError {
+        self.lost_error().unwrap_or(e)
+    }
+
     pub(crate) fn check_alive(&self) -> Result<(), GpuError> {
         self.lost_error().map_or(Ok(()), Err)
     }

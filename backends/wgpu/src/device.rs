@@ -330,12 +330,12 @@ impl Device {
                 return Err(core.wgpu_error("creating an upload buffer", size, e));
             }
             {
-                let mut view = staging
-                    .get_mapped_range_mut(..)
-                    .map_err(|e| GpuError::Wgpu {
+                let mut view = staging.get_mapped_range_mut(..).map_err(|e| {
+                    core.or_lost(GpuError::Wgpu {
                         operation: "mapping an upload buffer".to_owned(),
                         message: e.to_string(),
-                    })?;
+                    })
+                })?;
                 view.slice(..bytes.len()).copy_from_slice(bytes);
             }
             staging.unmap();
@@ -381,9 +381,11 @@ impl Device {
             })?;
             let staging = rx.recv().map_err(|_| self.server_gone())??;
             {
-                let view = staging.get_mapped_range(..).map_err(|e| GpuError::Wgpu {
-                    operation: "reading a download buffer".to_owned(),
-                    message: e.to_string(),
+                let view = staging.get_mapped_range(..).map_err(|e| {
+                    core.or_lost(GpuError::Wgpu {
+                        operation: "reading a download buffer".to_owned(),
+                        message: e.to_string(),
+                    })
                 })?;
                 bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&view[..len as usize]);
             }

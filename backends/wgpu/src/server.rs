@@ -370,10 +370,10 @@ impl Server {
                 None if lost => core.lost_error(),
                 None => None,
                 Some(Failure::Lost) => core.lost_error(),
-                Some(Failure::Wgpu(message)) => Some(GpuError::Wgpu {
+                Some(Failure::Wgpu(message)) => Some(core.or_lost(GpuError::Wgpu {
                     operation: what.to_owned(),
                     message: message.clone(),
-                }),
+                })),
             }
         };
         for (on_done, own) in done {
@@ -412,9 +412,11 @@ impl Server {
     fn wait_mapped(&self, slot: &MapSlot) -> Result<(), GpuError> {
         for _ in 0..3 {
             if let Some(r) = slot.lock().take() {
-                return r.map_err(|e| GpuError::Wgpu {
-                    operation: "mapping a download buffer".to_owned(),
-                    message: e.to_string(),
+                return r.map_err(|e| {
+                    self.core.or_lost(GpuError::Wgpu {
+                        operation: "mapping a download buffer".to_owned(),
+                        message: e.to_string(),
+                    })
                 });
             }
             if let Some(lost) = self.core.lost_error() {
