@@ -123,6 +123,10 @@ pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
 #[cfg(feature = "wgpu")]
+pub use array::{Lu, Norm, Solver};
+#[cfg(feature = "wgpu")]
+pub use dagger_cpu::{Diag, Pivoting};
+#[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Trans, Triangle};
 #[cfg(feature = "wgpu")]
 pub use dagger_wgpu::blas::GemmKernel;

@@ -49,6 +49,7 @@ pub use element::{Element, Float};
 pub use error::ArrayError;
 pub use expr::ExprError;
 pub use linalg::Gemm;
+pub use linalg::{Lu, Norm, Solver};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
