@@ -49,6 +49,7 @@
 //! | `execute!` on a device, asynchronously | [`Processor::launch`] with a [`Completion`] |
 //! | a function with methods per processor type (multiple dispatch) | [`Kernel`]: a named operation with an implementation per [`Backend`] |
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
+//! | `lu(A, NoPivot())`, `lu(A)`, `ldiv!`/`A \ B`, `inv`, `norm`/`opnorm` on a `DArray` | [`DArray::lu`] with [`Pivoting`], [`Lu::solve`], [`DArray::solve`], [`DArray::solve_triangular`], [`DArray::inv`], [`DArray::norm`] |
 //!
 //! ## Layers
 //!
@@ -123,7 +124,7 @@ pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
 #[cfg(feature = "wgpu")]
-pub use array::{Lu, Norm, Solver};
+pub use array::{Fused, Lu, Norm, Solver};
 #[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Diag, Pivoting};
 #[cfg(feature = "wgpu")]

@@ -280,6 +280,54 @@ pub(crate) fn unary<T: Float>(op: &Unary) -> Result<WgslKernel<(), T>, ArrayErro
     })
 }
 
+/// The WGSL of a chain of maps, one expression per stage.
+fn stage_sources(stages: &[Arc<Expr>]) -> Vec<String> {
+    stages.iter().map(|e| e.to_wgsl()).collect()
+}
+
+/// `out = s_k(...s_1(a))` for a chain of stages: one pass over the block, one WGSL kernel.
+pub(crate) fn map_chain<T: Float>(stages: &[Arc<Expr>]) -> Result<WgslKernel<(), T>, ArrayError> {
+    let wgsl: Vec<String> = stage_sources(stages);
+    let refs: Vec<&str> = wgsl.iter().map(String::as_str).collect();
+    let source = wgsl::map_chain_source(T::DTYPE.wgsl(), &refs);
+    let label = wgsl.join(" | ");
+    let stages = stages.to_vec();
+    cached("map_chain", label.clone(), move || {
+        WgslKernel::builder(named::<T>(format!("fused map {label}")), source, "main")
+            .inputs([Access::Read])
+            .output(|_, lens| lens[0])
+            .workgroups(|_, lens| groups(lens[0]))
+            .cpu(move |_, ins, out| Expr::eval_chain(&stages, ins[0], out))
+            .build()
+            .map_err(Box::new)
+    })
+}
+
+/// One block mapped through a chain of stages and reduced to one element, in one pass.
+pub(crate) fn map_reduce_all<T: Float>(
+    op: Reduce,
+    stages: &[Arc<Expr>],
+) -> Result<WgslKernel<ReduceShape, T>, ArrayError> {
+    let wgsl: Vec<String> = stage_sources(stages);
+    let refs: Vec<&str> = wgsl.iter().map(String::as_str).collect();
+    let source = wgsl::map_reduce_source(T::DTYPE.wgsl(), &refs, op.combine_op().wgsl(T::DTYPE));
+    let label = wgsl.join(" | ");
+    let stages = stages.to_vec();
+    cached("map_reduce_all", format!("{op:?} {label}"), move || {
+        WgslKernel::builder(
+            named::<T>(format!("fused {} of {label}", op.name())),
+            source,
+            "reduce_all",
+        )
+        .inputs([Access::Read])
+        .output(|_, _| 1)
+        .workgroups(|_, _| [1, 1, 1])
+        .cpu(move |_, ins, out| out[0] = Expr::fold_chain(&stages, ins[0], |a, b| op.apply(a, b)))
+        .build()
+        .map_err(Box::new)
+    })
+}
+
 /// `out = op(a, b)`; an input of length 1 is broadcast.
 pub(crate) fn binary<T: Element>(op: Binary) -> Result<WgslKernel<(), T>, ArrayError> {
     let source = wgsl::zip_source(T::DTYPE.wgsl(), op.wgsl(T::DTYPE));

@@ -38,6 +38,7 @@ mod element;
 mod elementwise;
 mod error;
 mod expr;
+mod fused;
 mod kernels;
 mod layout;
 mod linalg;
@@ -48,6 +49,7 @@ pub use domain::ArrayDomain;
 pub use element::{Element, Float};
 pub use error::ArrayError;
 pub use expr::ExprError;
+pub use fused::Fused;
 pub use linalg::Gemm;
 pub use linalg::{Lu, Norm, Solver};
 

@@ -185,15 +185,15 @@ impl<T: Gemm> DArray<T> {
                             "lu_panel_part_tile",
                             dtype,
                             PanelPartTile::<T> {
-                                first: local(i).0,
-                                height: w(i),
-                                width: w(k),
+                                index: i - k,
                                 _t: PhantomData,
                             },
                         )),
                     );
                 }
-                for j in (0..nb).filter(|&j| j != k) {
+                // The next panel's column first, then the rest of the trailing matrix,
+                // then the columns of L on the left, which nothing waits for.
+                for j in (k + 1..nb).chain(0..k) {
                     let solve = (j > k).then(|| w(k));
                     if pivoting == Pivoting::None {
                         if let Some(s) = solve {
@@ -276,9 +276,9 @@ impl<T: Gemm> DArray<T> {
                     }
                     keys[k * nb + j] = top;
                 }
-                // A_ij -= L_ik U_kj
-                for i in k + 1..nb {
-                    for j in k + 1..nb {
+                // A_ij -= L_ik U_kj, the next panel's column first.
+                for j in k + 1..nb {
+                    for i in k + 1..nb {
                         let tile = GemmTile::<T> {
                             kernel: GemmKernel::Tiled,
                             op_a: Trans::No,

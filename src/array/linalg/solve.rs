@@ -35,7 +35,7 @@ impl<T: Gemm> DArray<T> {
     /// use dagger::prelude::*;
     /// let ctx = Context::builder().threads(2).build()?;
     /// let i = DArray::<f64>::eye(&ctx, 3, Blocks::new([2, 2]))?;
-    /// assert_eq!(i.collect2()?, ndarray::Array2::eye(3));
+    /// assert_eq!(i.collect2()?, ndarray::Array2::<f64>::eye(3));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn eye(ctx: &Context, n: usize, blocks: impl Blocking) -> Result<Self, ArrayError> {
@@ -213,7 +213,7 @@ impl<T: Gemm> DArray<T> {
     /// use dagger::prelude::*;
     /// use dagger::{Pivoting, Solver};
     /// let ctx = Context::builder().threads(2).build()?;
-    /// let a = DArray::distribute(&ctx, &ndarray::arr2(&[[4.0, 2.0], [2.0, 5.0]]), Blocks::new([1, 1]))?;
+    /// let a = DArray::distribute(&ctx, &ndarray::arr2(&[[4.0f64, 2.0], [2.0, 5.0]]), Blocks::new([1, 1]))?;
     /// let b = DArray::distribute(&ctx, &ndarray::arr2(&[[8.0], [13.0]]), Blocks::new([1, 1]))?;
     /// for solver in [Solver::Cholesky, Solver::Lu(Pivoting::Partial), Solver::Lu(Pivoting::None)] {
     ///     let x = a.solve(&b, solver)?.collect2()?;

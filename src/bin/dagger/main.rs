@@ -95,6 +95,10 @@ enum Bench {
     /// Tiled Cholesky on DArrays, beside scipy's (OpenBLAS/LAPACK) potrf.
     #[cfg(feature = "wgpu")]
     Cholesky(linalg_bench::Args),
+    /// Tiled LU (partial pivoting unless --pivoting none) on DArrays, beside scipy's
+    /// lu_factor (OpenBLAS/LAPACK getrf).
+    #[cfg(feature = "wgpu")]
+    Lu(linalg_bench::LuArgs),
     /// DArray elementwise map (y = 2x + 1): GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Map(array_bench::Args),
@@ -135,6 +139,8 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Syrk(args) => linalg_bench::run(linalg_bench::Op::Syrk, &args),
         #[cfg(feature = "wgpu")]
         Bench::Cholesky(args) => linalg_bench::run(linalg_bench::Op::Cholesky, &args),
+        #[cfg(feature = "wgpu")]
+        Bench::Lu(args) => linalg_bench::run_lu(&args),
         #[cfg(feature = "wgpu")]
         Bench::Map(args) => array_bench::map(&args),
         #[cfg(feature = "wgpu")]

@@ -67,11 +67,12 @@ pub(crate) fn cpu_tile_call<P: CpuTile>(name: &str, dtype: &str, tile: P) -> Ker
 /// panel's first row) that row `q` of the permuted panel came from.
 pub(crate) type PanelPerms = Arc<Mutex<Vec<Option<Vec<usize>>>>>;
 
-/// A factored panel: its rows `P [A_kk; ...; A_nk]` as `L` and `U`, and where each row came
-/// from.
+/// A factored panel: its rows `P [A_kk; ...; A_nk]` as `L` and `U`, one block each (shared
+/// with the blocks taken out of it, never copied again), and where each row came from.
 pub(crate) struct Panel<T> {
-    lu: Vec<T>,
+    blocks: Vec<Value>,
     perm: Vec<usize>,
+    _t: PhantomData<fn() -> T>,
 }
 
 /// Factors the panel of step `block`: the blocks of its column from the diagonal down.
@@ -114,7 +115,21 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
             perm.swap(j, p);
         }
         self.perms.lock()[self.block] = Some(perm.clone());
-        Ok(Value::new(Panel { lu, perm }))
+        let mut first = 0;
+        let blocks = self
+            .heights
+            .iter()
+            .map(|&hi| {
+                let b = Value::new(lu[first * w..(first + hi) * w].to_vec());
+                first += hi;
+                b
+            })
+            .collect();
+        Ok(Value::new(Panel::<T> {
+            blocks,
+            perm,
+            _t: PhantomData,
+        }))
     }
 
     fn flops(&self) -> Option<f64> {
@@ -123,12 +138,10 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
     }
 }
 
-/// Rows `first .. first + height` of a factored panel: one block of its column. Inputs: the
-/// panel, then the block replaced (unread).
+/// Block `index` (counted from the diagonal) of a factored panel's column, shared with the
+/// panel. Inputs: the panel, then the block replaced (unread).
 pub(crate) struct PanelPartTile<T> {
-    pub(crate) first: usize,
-    pub(crate) height: usize,
-    pub(crate) width: usize,
+    pub(crate) index: usize,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
 
@@ -143,11 +156,7 @@ fn panel<T: TileScalar>(v: &Value) -> Result<&Panel<T>, TaskFailure> {
 
 impl<T: TileScalar> CpuTile for PanelPartTile<T> {
     fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
-        let p = panel::<T>(&inputs[0])?;
-        let w = self.width;
-        Ok(Value::new(
-            p.lu[self.first * w..(self.first + self.height) * w].to_vec(),
-        ))
+        Ok(panel::<T>(&inputs[0])?.blocks[self.index].clone())
     }
 }
 
@@ -176,21 +185,33 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
         for (i, &part) in self.parts.iter().enumerate() {
             sources.push((part, block::<T>(&inputs[1 + i], 1 + i)?));
         }
-        if let Some(own) = self.own {
-            let last = inputs.len() - 1;
-            sources.push((own, block::<T>(&inputs[last], last)?));
-        }
         let (first, height) = self.out;
-        let mut out = Vec::with_capacity(height * c);
+        let mut out = match self.own {
+            Some(own) => {
+                let last = inputs.len() - 1;
+                if self.solve.is_none() && (first..first + height).all(|q| p.perm[q] == q) {
+                    // No row of this block moves: it stays as it is, shared.
+                    return Ok(inputs[last].clone());
+                }
+                let data = block::<T>(&inputs[last], last)?;
+                sources.push((own, data));
+                data.clone()
+            }
+            None => vec![T::from_f64_rounded(0.0); height * c],
+        };
         for q in first..first + height {
             let src = p.perm[q];
+            if self.own.is_some() && src == q {
+                continue;
+            }
             let ((r0, _), data) = sources
                 .iter()
                 .find(|((r0, h), _)| (*r0..r0 + h).contains(&src))
                 .ok_or_else(|| {
                     TaskFailure::msg(format!("row {src} of the panel is in no input"))
                 })?;
-            out.extend_from_slice(&data[(src - r0) * c..(src - r0 + 1) * c]);
+            let t = q - first;
+            out[t * c..(t + 1) * c].copy_from_slice(&data[(src - r0) * c..(src - r0 + 1) * c]);
         }
         if let Some(w) = self.solve {
             dagger_cpu::trsm(
@@ -199,7 +220,7 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
                 Trans::No,
                 Diag::Unit,
                 T::from_f64_rounded(1.0),
-                MatRef::with_ld(&p.lu, w, w, w),
+                MatRef::new(block::<T>(&p.blocks[0], 0)?, w, w),
                 MatMut::new(&mut out, height, c),
             );
         }
