@@ -356,6 +356,18 @@ impl Expr {
                 e.eval_chunk(x, out, scratch);
                 out.iter_mut().for_each(|o| *o = -*o);
             }
+            Expr::Bin(op, a, b) if matches!((&**a, &**b), (Expr::X, Expr::Num(_))) => {
+                // `x op c`, the most common map, straight from the input.
+                let Expr::Num(c) = **b else { unreachable!() };
+                let c = T::from_f64(c);
+                let it = out.iter_mut().zip(x);
+                match op {
+                    '+' => it.for_each(|(o, &v)| *o = v.add(c)),
+                    '-' => it.for_each(|(o, &v)| *o = v.sub(c)),
+                    '*' => it.for_each(|(o, &v)| *o = v.mul(c)),
+                    _ => it.for_each(|(o, &v)| *o = v.div(c)),
+                }
+            }
             Expr::Bin(op, a, b) => {
                 a.eval_chunk(x, out, scratch);
                 macro_rules! apply {
