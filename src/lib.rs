@@ -124,7 +124,7 @@ pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
 #[cfg(feature = "wgpu")]
-pub use array::{Fused, Lu, Norm, Solver};
+pub use array::{Boundary, Fused, Lu, Norm, Solver, Stencil};
 #[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Diag, Pivoting};
 #[cfg(feature = "wgpu")]

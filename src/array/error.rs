@@ -152,6 +152,13 @@ pub enum ArrayError {
         /// The same pivot as a row of the matrix.
         row: usize,
     },
+    /// A stencil that cannot be applied: no taps, offsets of different lengths, or not one
+    /// entry per dimension of the array.
+    #[error("invalid stencil: {message}")]
+    InvalidStencil {
+        /// What is wrong and what to change.
+        message: String,
+    },
     /// A block task failed.
     #[error("a block of the array could not be computed")]
     Task(#[from] TaskError),

@@ -224,11 +224,11 @@ type Cache = Mutex<HashMap<(TypeId, &'static str, String), Arc<dyn Any + Send + 
 /// The kernel for (`family`, `key`, `T`), built once.
 /// A block kernel's name: what it does and its element type (kernels are registered by
 /// name, one per element type).
-fn named<T: Element>(label: impl std::fmt::Display) -> String {
+pub(crate) fn named<T: Element>(label: impl std::fmt::Display) -> String {
     format!("{label} [{}]", T::DTYPE)
 }
 
-fn cached<P, T>(
+pub(crate) fn cached<P, T>(
     family: &'static str,
     key: String,
     make: impl FnOnce() -> Result<WgslKernel<P, T>, Box<KernelError>>,

@@ -43,6 +43,7 @@ mod kernels;
 mod layout;
 mod linalg;
 mod reduce;
+mod stencil;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
 pub use domain::ArrayDomain;
@@ -52,6 +53,7 @@ pub use expr::ExprError;
 pub use fused::Fused;
 pub use linalg::Gemm;
 pub use linalg::{Lu, Norm, Solver};
+pub use stencil::{Boundary, Stencil};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
