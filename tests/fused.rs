@@ -10,8 +10,17 @@ use dagger::{ArrayError, Float, Fused};
 fn scopes(ctx: &Context) -> Vec<(Scope, bool, bool)> {
     // (scope, runs f64, exact)
     let mut v = vec![(Scope::cpu(), true, true)];
-    for info in common::gpus_or_skip(ctx, "the GPU scopes") {
+    let gpus = common::gpus_or_skip(ctx, "the GPU scopes");
+    for info in &gpus {
         v.push((Scope::gpu(info.index), info.shader_f64, false));
+    }
+    if !gpus.is_empty() {
+        v.push((Scope::default_scope(), true, false));
+        v.push((
+            Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap(),
+            true,
+            false,
+        ));
     }
     v
 }

@@ -10,8 +10,13 @@ use ndarray::{ArrayD, IxDyn};
 
 fn scopes(ctx: &Context) -> Vec<(Scope, bool)> {
     let mut v = vec![(Scope::cpu(), true), (Scope::default_scope(), true)];
-    for info in common::gpus_or_skip(ctx, "the GPU scopes") {
+    let gpus = common::gpus_or_skip(ctx, "the GPU scopes");
+    for info in &gpus {
         v.push((Scope::gpu(info.index), info.shader_f64));
+    }
+    if !gpus.is_empty() {
+        // CPU threads and GPUs together; f64 tiles avoid the GPUs without f64.
+        v.push((Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap(), true));
     }
     v
 }

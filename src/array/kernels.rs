@@ -38,7 +38,7 @@ pub(crate) struct BoxParams {
 
 impl BoxParams {
     /// The box for the CPU loops.
-    fn host(&self) -> BoxMap {
+    pub(crate) fn host(&self) -> BoxMap {
         let nd = self.ndim as usize;
         let widen = |v: &[u32; MAX_DIMS]| v.map(|x| x as usize);
         let (shape, src, dst) = (

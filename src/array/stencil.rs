@@ -9,15 +9,22 @@
 //! computes the block from it. So on a GPU scope an iterated stencil never leaves the
 //! device, and on CPU threads it reads each padded block once.
 
+use std::sync::Arc;
+
+use dagger_cpu::elementwise::BoxMap;
 use dagger_wgpu::array::groups;
 
 use super::domain::{strides, Grid};
 use super::element::Float;
 use super::error::ArrayError;
-use super::kernels::{self, Len, MAX_DIMS};
-use super::{box_params, DArray};
+use super::kernels::{self, BoxParams, Len, MAX_DIMS};
+use super::{box_params, host_options, Block, DArray};
 use crate::processor::wgpu::{Access, WgslKernel};
-use crate::Chunk;
+use crate::processor::Body;
+use crate::processor::TaskFailure;
+use crate::task::args::Deps;
+use crate::value::Value;
+use crate::{Chunk, DTask};
 
 /// What a stencil reads past the edges of the array, per dimension (the modes of numpy's
 /// `pad` and of Dagger.jl's `@stencil`).
@@ -328,6 +335,17 @@ impl<T: Float> DArray<T> {
         let pad = Chunk::new(vec![pad_value]);
         let r = s.radius();
         let ctx = self.context();
+        let taps: Arc<Vec<(Vec<isize>, f64)>> = Arc::new(s.taps.clone());
+        // Where the scope holds a device, every step is a kernel that can run there; on CPU
+        // threads alone, one task per block assembles the halo and applies the stencil.
+        let scope = crate::get_options()
+            .get_scope()
+            .cloned()
+            .unwrap_or_default();
+        let devices = ctx.processors_of_kind(crate::ProcessorKind::Wgpu);
+        let on_devices = ctx
+            .resolve_scope(&scope)
+            .is_ok_and(|ids| ids.iter().any(|id| devices.contains(id)));
         let grid: &Grid = self.grid();
         let blocks = grid
             .domains()
@@ -340,9 +358,9 @@ impl<T: Float> DArray<T> {
                 let per_dim: Vec<Vec<Run>> = (0..nd)
                     .map(|d| runs(&grid.cuts[d], dom.ranges()[d].clone(), r, &boundary))
                     .collect();
-                let mut padded =
-                    DArray::<T>::launch(ctx, &fill, Len::new(plen), vec![(&pad).into()]);
                 let count: usize = per_dim.iter().map(Vec::len).product();
+                // The box copies that assemble the padded block: (source block, box).
+                let mut copies: Vec<(usize, BoxParams)> = Vec::with_capacity(count);
                 for k in 0..count {
                     let mut rem = k;
                     let mut pick: Vec<&Run> = vec![&per_dim[0][0]; nd];
@@ -361,13 +379,7 @@ impl<T: Float> DArray<T> {
                     let soff: usize = (0..nd).map(|d| src[d].1 * sstr[d]).sum();
                     let doff: usize = (0..nd).map(|d| pick[d].0 * pstr[d]).sum();
                     let bshape: Vec<usize> = pick.iter().map(|run| run.1).collect();
-                    let p = box_params(&bshape, soff, &sstr, doff, &pstr, plen);
-                    padded = DArray::<T>::launch(
-                        ctx,
-                        &copy_into,
-                        p,
-                        vec![self.blocks()[b].arg(), padded.arg()],
-                    );
+                    copies.push((b, box_params(&bshape, soff, &sstr, doff, &pstr, plen)));
                 }
                 let mut params = StencilParams {
                     ndim: nd as u32,
@@ -379,10 +391,87 @@ impl<T: Float> DArray<T> {
                     params.shape[d] = shape[d] as u32;
                     params.pstrides[d] = pstr[d] as u32;
                 }
+                if !on_devices {
+                    return self.stencil_on_host(&taps, &copies, plen, pad_value, params);
+                }
+                let mut padded =
+                    DArray::<T>::launch(ctx, &fill, Len::new(plen), vec![(&pad).into()]);
+                for (b, p) in copies {
+                    padded = DArray::<T>::launch(
+                        ctx,
+                        &copy_into,
+                        p,
+                        vec![self.blocks()[b].arg(), padded.arg()],
+                    );
+                }
                 DArray::<T>::launch(ctx, &kernel, params, vec![padded.arg()])
             })
             .collect();
         Ok(DArray::from_parts(ctx, grid.clone(), blocks))
+    }
+
+    /// One block of a stencil on a CPU thread: the padded block assembled from the blocks
+    /// `copies` read and the stencil applied, in one task.
+    fn stencil_on_host(
+        &self,
+        taps: &Arc<Vec<(Vec<isize>, f64)>>,
+        copies: &[(usize, BoxParams)],
+        plen: usize,
+        pad_value: T,
+        params: StencilParams,
+    ) -> Block<T> {
+        let ctx = self.context();
+        let mut sources: Vec<usize> = copies.iter().map(|c| c.0).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let mut deps = Deps::default();
+        for &b in &sources {
+            deps.list.push(self.blocks()[b].arg().dep);
+        }
+        let boxes: Vec<(usize, BoxMap)> = copies
+            .iter()
+            .map(|(b, p)| (sources.binary_search(b).expect("listed"), p.host()))
+            .collect();
+        let taps = taps.clone();
+        // Elements no box covers hold the constant.
+        let fill = boxes.iter().map(|(_, b)| b.len()).sum::<usize>() != plen;
+        let body: Body = Box::new(move |inputs: &[Value]| {
+            // The padded block is scratch of this thread, reused from block to block and
+            // iteration to iteration: no fresh pages to fault in each time.
+            thread_local! {
+                static SCRATCH: std::cell::RefCell<Box<dyn std::any::Any>> =
+                    std::cell::RefCell::new(Box::new(()));
+            }
+            SCRATCH.with(|scratch| {
+                let mut any = scratch.borrow_mut();
+                if !any.is::<Vec<T>>() {
+                    *any = Box::new(Vec::<T>::new());
+                }
+                let padded = any.downcast_mut::<Vec<T>>().expect("made above");
+                padded.resize(plen, pad_value);
+                if fill {
+                    padded.fill(pad_value);
+                }
+                for (i, bx) in &boxes {
+                    let src = inputs[*i]
+                        .downcast_ref::<Vec<T>>()
+                        .ok_or_else(|| TaskFailure::msg("a stencil input is not a block"))?;
+                    dagger_cpu::elementwise::copy_box(bx, src, &mut padded[..plen]);
+                }
+                let mut out = vec![T::ZERO; params.count as usize];
+                stencil_cpu(&taps, &params, &padded[..plen], &mut out);
+                Ok(Value::new(out))
+            })
+        });
+        let task = ctx.submit_kernel(
+            "stencil",
+            std::any::TypeId::of::<StencilParams>(),
+            host_options(ctx).name("stencil"),
+            deps,
+            Some(body),
+            None,
+        );
+        Block::Task(DTask::from_core(task))
     }
 
     /// `iterations` applications of [`stencil`](Self::stencil), each reading the previous

@@ -12,6 +12,8 @@ mod out_dir;
 mod overhead;
 #[cfg(feature = "wgpu")]
 mod python;
+#[cfg(feature = "wgpu")]
+mod stencil_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -95,6 +97,9 @@ enum Bench {
     /// Tiled Cholesky on DArrays, beside scipy's (OpenBLAS/LAPACK) potrf.
     #[cfg(feature = "wgpu")]
     Cholesky(linalg_bench::Args),
+    /// 5-point Jacobi iterations on a DArray (stencil with halo exchange), beside numpy.
+    #[cfg(feature = "wgpu")]
+    Stencil(stencil_bench::Args),
     /// Tiled LU (partial pivoting unless --pivoting none) on DArrays, beside scipy's
     /// lu_factor (OpenBLAS/LAPACK getrf).
     #[cfg(feature = "wgpu")]
@@ -141,6 +146,8 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Cholesky(args) => linalg_bench::run(linalg_bench::Op::Cholesky, &args),
         #[cfg(feature = "wgpu")]
         Bench::Lu(args) => linalg_bench::run_lu(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Stencil(args) => stencil_bench::run(&args),
         #[cfg(feature = "wgpu")]
         Bench::Map(args) => array_bench::map(&args),
         #[cfg(feature = "wgpu")]
