@@ -49,6 +49,7 @@
 //! | `execute!` on a device, asynchronously | [`Processor::launch`] with a [`Completion`] |
 //! | a function with methods per processor type (multiple dispatch) | [`Kernel`]: a named operation with an implementation per [`Backend`] |
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
+//! | `@stencil` with `Wrap`, `Pad`, `Clamp`, `Reflect` | [`DArray::stencil`], [`DArray::stencil_iter`] with a [`Stencil`] and a [`Boundary`] |
 //! | `lu(A, NoPivot())`, `lu(A)`, `ldiv!`/`A \ B`, `inv`, `norm`/`opnorm` on a `DArray` | [`DArray::lu`] with [`Pivoting`], [`Lu::solve`], [`DArray::solve`], [`DArray::solve_triangular`], [`DArray::inv`], [`DArray::norm`] |
 //!
 //! ## Layers

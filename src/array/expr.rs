@@ -314,7 +314,7 @@ impl Expr {
         const L: usize = 8;
         let mut scratch: Vec<Vec<T>> = Vec::new();
         let (mut a, mut b) = (vec![T::ZERO; CHUNK], vec![T::ZERO; CHUNK]);
-        let mut mapped = vec![T::ZERO; CHUNK];
+        let mut mapped = [T::ZERO; CHUNK];
         let n = x.len();
         if n < 2 * L {
             let m = &mut mapped[..n];

@@ -162,9 +162,9 @@ unsafe fn factor<T: Scalar>(
         threads,
     );
     factor(a.sub(n1, n1), m - n1, n2, pivoting, &mut piv[n1..], threads).map_err(|j| j + n1)?;
-    for j in n1..n {
-        piv[j] += n1;
-        a.swap_rows(j, piv[j], 0..n1);
+    for (j, p) in piv.iter_mut().enumerate().skip(n1) {
+        *p += n1;
+        a.swap_rows(j, *p, 0..n1);
     }
     Ok(())
 }
@@ -182,7 +182,7 @@ unsafe fn factor_columns<T: Scalar>(
 ) -> Result<(), usize> {
     let zero = T::from_f64_rounded(0.0);
     let abs = |x: T| if x < zero { zero - x } else { x };
-    for j in 0..n {
+    for (j, pj) in piv.iter_mut().enumerate().take(n) {
         let mut p = j;
         if pivoting == Pivoting::Partial {
             let mut best = abs(*a.at(j, j));
@@ -194,7 +194,7 @@ unsafe fn factor_columns<T: Scalar>(
                 }
             }
         }
-        piv[j] = p;
+        *pj = p;
         let d = *a.at(p, j);
         if d == zero {
             return Err(j);

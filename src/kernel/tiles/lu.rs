@@ -92,8 +92,8 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
         let w = self.width;
         let h: usize = self.heights.iter().sum();
         let mut lu = Vec::with_capacity(h * w);
-        for i in 0..self.heights.len() {
-            lu.extend_from_slice(block::<T>(&inputs[i], i)?);
+        for (i, input) in inputs.iter().enumerate().take(self.heights.len()) {
+            lu.extend_from_slice(block::<T>(input, i)?);
         }
         let mut piv = vec![0; w];
         dagger_cpu::getrf(
