@@ -16,7 +16,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 8192)]
     n: usize,
     /// Block size (blocks of block x block).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 1024)]
     block: usize,
     /// Jacobi iterations.
     #[arg(long, default_value_t = 20)]
