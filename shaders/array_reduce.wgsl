@@ -1,10 +1,13 @@
 // DArray reductions over one block.
 //   reduce_all:  out[0] = a[0] ⊕ a[1] ⊕ ... (one workgroup of 256 invocations)
 //   reduce_axis: the block seen as [outer, len, inner]; out[o * inner + q] = ⊕_k a[(o * len + k) * inner + q]
-// The element type `T` and the body of `combine` are replaced per kernel by
+// Each element of `a` is read through `load` (the identity, or a chain of elementwise maps
+// fused into the reduction).
+// The element type `T` and the bodies of `combine` and `load` are replaced per kernel by
 // backends/wgpu/src/array.rs.
 alias T = f32;
 fn combine(x: T, y: T) -> T { return x + y; }
+fn load(x: T) -> T { return x; }
 
 struct Shape {
     outer: u32,
@@ -26,12 +29,12 @@ fn reduce_all(@builtin(local_invocation_index) l: u32) {
     var v: T = a[0];
     var ok = 0u;
     if (l < n) {
-        v = a[l];
+        v = load(a[l]);
         ok = 1u;
         var i = l + 256u;
         loop {
             if (i >= n) { break; }
-            v = combine(v, a[i]);
+            v = combine(v, load(a[i]));
             i = i + 256u;
         }
     }
@@ -64,9 +67,9 @@ fn reduce_axis(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgr
     let o = j / p.inner;
     let q = j % p.inner;
     let base = o * p.len * p.inner + q;
-    var v = a[base];
+    var v = load(a[base]);
     for (var k = 1u; k < p.len; k = k + 1u) {
-        v = combine(v, a[base + k * p.inner]);
+        v = combine(v, load(a[base + k * p.inner]));
     }
     out[j] = v;
 }

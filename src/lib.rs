@@ -49,6 +49,8 @@
 //! | `execute!` on a device, asynchronously | [`Processor::launch`] with a [`Completion`] |
 //! | a function with methods per processor type (multiple dispatch) | [`Kernel`]: a named operation with an implementation per [`Backend`] |
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
+//! | `@stencil` with `Wrap`, `Pad`, `Clamp`, `Reflect` | [`DArray::stencil`], [`DArray::stencil_iter`] with a [`Stencil`] and a [`Boundary`] |
+//! | `lu(A, NoPivot())`, `lu(A)`, `ldiv!`/`A \ B`, `inv`, `norm`/`opnorm` on a `DArray` | [`DArray::lu`] with [`Pivoting`], [`Lu::solve`], [`DArray::solve`], [`DArray::solve_triangular`], [`DArray::inv`], [`DArray::norm`] |
 //!
 //! The rest of Dagger.jl's API reference, name by name:
 //!
@@ -174,6 +176,10 @@ pub use thunk::delayed_cached;
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
 
+#[cfg(feature = "wgpu")]
+pub use array::{Boundary, Fused, Lu, Norm, Solver, Stencil};
+#[cfg(feature = "wgpu")]
+pub use dagger_cpu::{Diag, Pivoting};
 #[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Trans, Triangle};
 #[cfg(feature = "wgpu")]

@@ -4,19 +4,24 @@ dask.array on the same sizes.
     python3 -I benches/peers/linalg.py --peer openblas --op gemm --n 4096 --dtype f32
     python3 -I benches/peers/linalg.py --peer dask --op gemm --n 4096 --block 1024 --dtype f32
 
-`openblas` times numpy `a @ b` (GEMM), scipy `?syrk` (SYRK) and scipy `cholesky` of
-a aᵀ / n + I (Cholesky); `dask` times dask.array's blocked matmul on the threaded scheduler
+`openblas` times numpy `a @ b` (GEMM), scipy `?syrk` (SYRK), scipy `cholesky` of
+a aᵀ / n + I (Cholesky) and scipy `lu_factor` (LU, partial pivoting: LAPACK `?getrf`); `dask` times dask.array's blocked matmul on the threaded scheduler
 with chunks of --block (GEMM only). Each runs once to warm up, then --repeat times.
 
 Prints one JSON object: peer, op, n, dtype, block (dask), secs (the best run) and gflops
-(GEMM 2n³, SYRK n³, Cholesky n³/3).
+(GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3).
 """
 
 import argparse
 import json
 import time
 
-FLOPS = {"gemm": lambda n: 2 * n**3, "syrk": lambda n: n**3, "cholesky": lambda n: n**3 / 3}
+FLOPS = {
+    "gemm": lambda n: 2 * n**3,
+    "syrk": lambda n: n**3,
+    "cholesky": lambda n: n**3 / 3,
+    "lu": lambda n: 2 * n**3 / 3,
+}
 
 
 def best(f, repeat):
@@ -43,6 +48,8 @@ def openblas(op, n, dtype, repeat):
         return best(lambda: syrk(1.0, a), repeat)
     import scipy.linalg as sl
 
+    if op == "lu":
+        return best(lambda: sl.lu_factor(a, check_finite=False), repeat)
     s = (a @ a.T) / n + np.eye(n, dtype=a.dtype)
     return best(lambda: sl.cholesky(s, lower=True, check_finite=False), repeat)
 

@@ -39,6 +39,11 @@ pub(crate) struct Args {
     /// instead of `collect`.
     #[arg(long)]
     consume: bool,
+    /// For `map`: instead of one map, a chain of this many maps (`x * 0.5 + 0.25`) and a
+    /// sum at the end, as a fused chain (`DArray::fuse`) and as separate maps, beside numpy
+    /// and dask.array doing the same.
+    #[arg(long)]
+    chain: Option<usize>,
     /// One JSON object per result line.
     #[arg(long)]
     json: bool,
@@ -48,6 +53,8 @@ pub(crate) struct Args {
 enum Op {
     Map,
     Reduce,
+    /// `maps` chained maps, then a sum.
+    Chain(usize),
 }
 
 impl Op {
@@ -55,15 +62,23 @@ impl Op {
         match self {
             Op::Map => "map",
             Op::Reduce => "reduce",
+            Op::Chain(_) => "chain",
         }
     }
 }
+
+/// The map of every link of a chain.
+const LINK: &str = "x * 0.5 + 0.25";
 
 pub(crate) fn map(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.memory {
         return memory(args);
     }
-    run(args, Op::Map)
+    match args.chain {
+        Some(0) => Err("--chain needs at least one map".into()),
+        Some(maps) => run(args, Op::Chain(maps)),
+        None => run(args, Op::Map),
+    }
 }
 
 pub(crate) fn reduce(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -74,32 +89,59 @@ fn run(args: &Args, op: Op) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = super::build_context(args.threads)?;
     let threads = ctx.num_threads();
     let bytes = (args.n * 4) as f64;
-    let secs = with_options(Options::new().scope(Scope::cpu()), || {
-        let a = DArray::<f32>::rand(&ctx, [args.n], Blocks::new([args.block]), 1)?;
-        a.wait()?;
-        let mut best = f64::INFINITY;
-        for _ in 0..args.repeat.max(1) {
-            let t = Instant::now();
-            match op {
-                Op::Map => {
-                    let b = a.map_wgsl("x * 2.0 + 1.0")?;
-                    b.wait()?;
+    let time = |fused: bool| {
+        with_options(Options::new().scope(Scope::cpu()), || {
+            let a = DArray::<f32>::rand(&ctx, [args.n], Blocks::new([args.block]), 1)?;
+            a.wait()?;
+            let mut best = f64::INFINITY;
+            for _ in 0..args.repeat.max(1) {
+                let t = Instant::now();
+                match op {
+                    Op::Map => {
+                        let b = a.map_wgsl("x * 2.0 + 1.0")?;
+                        b.wait()?;
+                    }
+                    Op::Reduce => {
+                        a.sum().fetch()?;
+                    }
+                    Op::Chain(maps) if fused => {
+                        let mut f = a.fuse();
+                        for _ in 0..maps {
+                            f = f.map_wgsl(LINK)?;
+                        }
+                        f.sum().fetch()?;
+                    }
+                    Op::Chain(maps) => {
+                        let mut b = a.clone();
+                        for _ in 0..maps {
+                            b = b.map_wgsl(LINK)?;
+                        }
+                        b.sum().fetch()?;
+                    }
                 }
-                Op::Reduce => {
-                    a.sum().fetch()?;
-                }
+                best = best.min(t.elapsed().as_secs_f64());
             }
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        Ok::<f64, Box<dyn std::error::Error>>(best)
-    })?;
+            Ok::<f64, Box<dyn std::error::Error>>(best)
+        })
+    };
+    let secs = time(true)?;
     let mut rows = vec![("dagger".to_string(), secs)];
+    if let Op::Chain(_) = op {
+        rows.push(("unfused".to_string(), time(false)?));
+    }
     if !args.no_peers {
         match peers(args, op, threads) {
             Ok(p) => rows.extend(p),
             Err(e) => eprintln!("warning: peers not run: {e}"),
         }
     }
+    if let (Op::Chain(maps), false) = (op, args.json) {
+        println!(
+            "{maps} chained maps `{LINK}` then a sum; dagger fuses them (one pass per block), \
+             unfused runs them as separate maps"
+        );
+    }
+    let numpy = rows.iter().find(|r| r.0 == "numpy").map(|r| r.1);
     if !args.json {
         println!(
             "bench {}: {} f32 elements ({} MiB), blocks of {}, CPU scope, {} threads, best of {}",
@@ -118,14 +160,19 @@ fn run(args: &Args, op: Op) -> Result<(), Box<dyn std::error::Error>> {
     for (who, s) in &rows {
         let gbps = bytes / s / 1e9;
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "bench": op.name(), "impl": who, "n": args.n, "block": args.block,
-                    "scope": "cpu", "threads": threads, "secs": s, "gbps": gbps,
-                    "dagger_speedup": s / secs,
-                })
-            );
+            let mut v = serde_json::json!({
+                "bench": op.name(), "impl": who, "n": args.n, "block": args.block,
+                "scope": "cpu", "threads": threads, "secs": s, "gbps": gbps,
+                "dagger_speedup": s / secs,
+            });
+            if let Op::Chain(maps) = op {
+                v["maps"] = serde_json::json!(maps);
+            }
+            if let (Some(np), true) = (numpy, who == "dagger") {
+                // Ours over the peer (numpy), higher is better.
+                v["ratio"] = serde_json::json!(np / s);
+            }
+            println!("{v}");
         } else {
             println!(
                 "{:<8} {:>10.2} {:>10.2} {:>15.2}x",
@@ -146,6 +193,10 @@ fn peers(
     threads: usize,
 ) -> Result<Vec<(String, f64)>, Box<dyn std::error::Error>> {
     let python = args.python.interpreter()?;
+    let maps = match op {
+        Op::Chain(m) => m,
+        _ => 0,
+    };
     let argv = [
         "--op",
         op.name(),
@@ -157,6 +208,8 @@ fn peers(
         &threads.to_string(),
         "--repeat",
         &args.repeat.to_string(),
+        "--maps",
+        &maps.to_string(),
     ]
     .map(String::from);
     let out = super::python::run(&python, PEERS, &argv)?;

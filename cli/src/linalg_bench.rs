@@ -1,11 +1,11 @@
-//! `dagger bench gemm|syrk|cholesky`: blocked dense linear algebra on DArrays, GFLOP/s on a
-//! chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array, timed in the same run
-//! by `benches/peers/linalg.py`.
+//! `dagger bench gemm|syrk|cholesky|lu`: blocked dense linear algebra on DArrays, GFLOP/s on
+//! a chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array, timed in the same
+//! run by `benches/peers/linalg.py`.
 
 use std::time::Instant;
 
 use dagger::prelude::*;
-use dagger::{Gemm, GemmKernel, Trans, Triangle};
+use dagger::{Gemm, GemmKernel, Pivoting, Trans, Triangle};
 use ndarray::Array2;
 
 /// The peer script, embedded so the command works from any directory.
@@ -17,6 +17,7 @@ pub(crate) enum Op {
     Gemm,
     Syrk,
     Cholesky,
+    Lu(Pivoting),
 }
 
 impl Op {
@@ -25,16 +26,18 @@ impl Op {
             Op::Gemm => "gemm",
             Op::Syrk => "syrk",
             Op::Cholesky => "cholesky",
+            Op::Lu(_) => "lu",
         }
     }
 
-    /// GEMM 2n³, SYRK n³, Cholesky n³/3.
+    /// GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3.
     fn flops(self, n: usize) -> f64 {
         let n3 = (n as f64).powi(3);
         match self {
             Op::Gemm => 2.0 * n3,
             Op::Syrk => n3,
             Op::Cholesky => n3 / 3.0,
+            Op::Lu(_) => 2.0 * n3 / 3.0,
         }
     }
 }
@@ -75,6 +78,26 @@ pub(crate) struct Args {
     /// One JSON object per result.
     #[arg(long)]
     json: bool,
+}
+
+/// `dagger bench lu`: the common arguments and the pivoting.
+#[derive(clap::Args)]
+pub(crate) struct LuArgs {
+    #[command(flatten)]
+    common: Args,
+    /// partial (P A = L U, as scipy's lu_factor) or none (A = L U; the benchmark's matrix
+    /// gets n added to its diagonal so that it needs no interchanges).
+    #[arg(long, default_value = "partial")]
+    pivoting: String,
+}
+
+pub(crate) fn run_lu(args: &LuArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let pivoting = match args.pivoting.as_str() {
+        "partial" => Pivoting::Partial,
+        "none" => Pivoting::None,
+        other => return Err(format!("unknown pivoting `{other}`: use partial or none").into()),
+    };
+    run(Op::Lu(pivoting), &args.common)
 }
 
 pub(crate) fn run(op: Op, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -159,12 +182,18 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
             s.syrk(Triangle::Lower, Trans::No, scale, &a, one)?;
             s
         }
+        Op::Lu(Pivoting::Partial) => a.clone(),
+        // Diagonally dominant: a + n I.
+        Op::Lu(_) => {
+            let eye = DArray::<T>::eye(&ctx, n, blocks.clone())?;
+            (&a + &(eye * T::from_f64(n as f64)))?
+        }
     };
     // GEMM's C, made outside the timing: with beta = 0 its values are not read, so, as
     // for numpy's `a @ b`, what is timed is the product and the allocation of its result.
     let c0 = match op {
         Op::Gemm => Some(DArray::<T>::zeros(&ctx, [n, n], blocks.clone())?),
-        Op::Syrk | Op::Cholesky => None,
+        Op::Syrk | Op::Cholesky | Op::Lu(_) => None,
     };
     a.wait()?;
     second.wait()?;
@@ -173,6 +202,7 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     }
     let mut best = f64::INFINITY;
     let mut last = None;
+    let mut last_perm: Vec<usize> = Vec::new();
     for _ in 0..args.repeat.max(1) {
         let t = Instant::now();
         let out = with_options(Options::new().scope(scope.clone()), || {
@@ -188,6 +218,11 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
                     c
                 }
                 Op::Cholesky => second.cholesky_with(kernel)?,
+                Op::Lu(pivoting) => {
+                    let lu = second.lu(pivoting)?;
+                    last_perm = lu.permutation().to_vec();
+                    lu.factors().clone()
+                }
             })
         })?;
         out.wait()?;
@@ -230,6 +265,21 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
                     Array2::from_shape_fn((n, n), |(i, j)| if j <= i { m[[i, j]] } else { 0.0 })
                 };
                 rel(&lower(&llt), &lower(&hs))
+            }
+            Op::Lu(_) => {
+                // ‖L U − P A‖ / ‖A‖ from the packed factors.
+                let l = Array2::from_shape_fn((n, n), |(i, j)| match i.cmp(&j) {
+                    std::cmp::Ordering::Greater => out[[i, j]],
+                    std::cmp::Ordering::Equal => 1.0,
+                    std::cmp::Ordering::Less => 0.0,
+                });
+                let u =
+                    Array2::from_shape_fn((n, n), |(i, j)| if i <= j { out[[i, j]] } else { 0.0 });
+                let mut lu = Array2::zeros((n, n));
+                reference(Trans::No, Trans::No, 1.0, &l, &u, 0.0, &mut lu);
+                let hs = f64s(&second)?;
+                let pa = Array2::from_shape_fn((n, n), |(i, j)| hs[[last_perm[i], j]]);
+                rel(&lu, &pa)
             }
         });
     }

@@ -12,6 +12,8 @@ mod out_dir;
 mod overhead;
 #[cfg(feature = "wgpu")]
 mod python;
+#[cfg(feature = "wgpu")]
+mod stencil_bench;
 mod stream_bench;
 
 use clap::{Parser, Subcommand};
@@ -99,6 +101,13 @@ enum Bench {
     /// Tiled Cholesky on DArrays, beside scipy's (OpenBLAS/LAPACK) potrf.
     #[cfg(feature = "wgpu")]
     Cholesky(linalg_bench::Args),
+    /// 5-point Jacobi iterations on a DArray (stencil with halo exchange), beside numpy.
+    #[cfg(feature = "wgpu")]
+    Stencil(stencil_bench::Args),
+    /// Tiled LU (partial pivoting unless --pivoting none) on DArrays, beside scipy's
+    /// lu_factor (OpenBLAS/LAPACK getrf).
+    #[cfg(feature = "wgpu")]
+    Lu(linalg_bench::LuArgs),
     /// DArray elementwise map (y = 2x + 1): GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Map(array_bench::Args),
@@ -140,6 +149,10 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Syrk(args) => linalg_bench::run(linalg_bench::Op::Syrk, &args),
         #[cfg(feature = "wgpu")]
         Bench::Cholesky(args) => linalg_bench::run(linalg_bench::Op::Cholesky, &args),
+        #[cfg(feature = "wgpu")]
+        Bench::Lu(args) => linalg_bench::run_lu(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Stencil(args) => stencil_bench::run(&args),
         #[cfg(feature = "wgpu")]
         Bench::Map(args) => array_bench::map(&args),
         #[cfg(feature = "wgpu")]

@@ -220,6 +220,25 @@ pub enum ArrayError {
         /// The same pivot as a row of the matrix.
         row: usize,
     },
+    /// An LU factorization met an exactly zero pivot, or a triangular solve a zero on the
+    /// diagonal: the matrix is singular there (or, for LU without pivoting, may need row
+    /// interchanges).
+    #[error("the matrix is singular: diagonal block {block} has a zero pivot at {pivot} (row {row} of the matrix); without pivoting a nonsingular matrix can meet one too")]
+    Singular {
+        /// The diagonal block (its block index along either axis).
+        block: usize,
+        /// The pivot within the block, from 0.
+        pivot: usize,
+        /// The same pivot as a row of the matrix.
+        row: usize,
+    },
+    /// A stencil that cannot be applied: no taps, offsets of different lengths, or not one
+    /// entry per dimension of the array.
+    #[error("invalid stencil: {message}")]
+    InvalidStencil {
+        /// What is wrong and what to change.
+        message: String,
+    },
     /// A block task failed.
     #[error("a block of the array could not be computed")]
     Task(#[from] TaskError),

@@ -4,7 +4,12 @@
 //! The subset: numbers, `x`, `+ - * /`, unary `-`, parentheses, and the functions
 //! `abs sqrt exp log sin cos tanh` (one argument) and `pow min max` (two).
 
+use std::sync::Arc;
+
 use super::element::Float;
+
+/// Elements evaluated at a time: small enough that every intermediate stays in L1.
+const CHUNK: usize = 1024;
 
 /// An expression outside the supported subset, with where in it the problem is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -254,11 +259,87 @@ impl Expr {
 
     /// Evaluates the expression for each element of `x` into `out`, a chunk at a time.
     pub(crate) fn eval<T: Float>(&self, x: &[T], out: &mut [T]) {
-        const CHUNK: usize = 1024;
         let mut scratch: Vec<Vec<T>> = Vec::new();
         for (xs, os) in x.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             self.eval_chunk(xs, os, &mut scratch);
         }
+    }
+
+    /// Applies `stages` in order to each element of `x` into `out`, a chunk at a time, with
+    /// no array-sized temporary: a fused chain of maps.
+    pub(crate) fn eval_chain<T: Float>(stages: &[Arc<Expr>], x: &[T], out: &mut [T]) {
+        let mut scratch: Vec<Vec<T>> = Vec::new();
+        let (mut a, mut b) = (vec![T::ZERO; CHUNK], vec![T::ZERO; CHUNK]);
+        for (xs, os) in x.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            Self::chain_chunk(stages, xs, os, (&mut a, &mut b), &mut scratch);
+        }
+    }
+
+    /// `stages` applied to a chunk `x` into `out` (of the same length), through two
+    /// chunk-sized buffers.
+    fn chain_chunk<T: Float>(
+        stages: &[Arc<Expr>],
+        x: &[T],
+        out: &mut [T],
+        (a, b): (&mut [T], &mut [T]),
+        scratch: &mut Vec<Vec<T>>,
+    ) {
+        let n = x.len();
+        let Some((last, rest)) = stages.split_last() else {
+            out.copy_from_slice(x);
+            return;
+        };
+        let (mut cur, mut next) = (&mut a[..n], &mut b[..n]);
+        for (i, s) in rest.iter().enumerate() {
+            if i == 0 {
+                s.eval_chunk(x, cur, scratch);
+            } else {
+                s.eval_chunk(cur, next, scratch);
+                std::mem::swap(&mut cur, &mut next);
+            }
+        }
+        if rest.is_empty() {
+            last.eval_chunk(x, out, scratch);
+        } else {
+            last.eval_chunk(cur, out, scratch);
+        }
+    }
+
+    /// `f`-fold of `stages` applied to each element of the non-empty `x`, a chunk at a
+    /// time: the same values, combined in the same order, as
+    /// `dagger_cpu::elementwise::fold` over the mapped array (eight lanes, element `g >= 8`
+    /// into lane `g % 8`, the lanes combined in order, then the elements past the last whole
+    /// group of eight), so fused and unfused reductions agree to the bit.
+    pub(crate) fn fold_chain<T: Float>(stages: &[Arc<Expr>], x: &[T], f: impl Fn(T, T) -> T) -> T {
+        const L: usize = 8;
+        let mut scratch: Vec<Vec<T>> = Vec::new();
+        let (mut a, mut b) = (vec![T::ZERO; CHUNK], vec![T::ZERO; CHUNK]);
+        let mut mapped = [T::ZERO; CHUNK];
+        let n = x.len();
+        if n < 2 * L {
+            let m = &mut mapped[..n];
+            Self::chain_chunk(stages, x, m, (&mut a, &mut b), &mut scratch);
+            return dagger_cpu::elementwise::fold(m, f);
+        }
+        let whole = L + (n - L) / L * L;
+        let mut lanes = [T::ZERO; L];
+        for (c, xs) in x[..whole].chunks(CHUNK).enumerate() {
+            let m = &mut mapped[..xs.len()];
+            Self::chain_chunk(stages, xs, m, (&mut a, &mut b), &mut scratch);
+            for (i, &v) in m.iter().enumerate() {
+                let g = c * CHUNK + i;
+                lanes[g % L] = if g < L { v } else { f(lanes[g % L], v) };
+            }
+        }
+        let mut acc = lanes[1..].iter().fold(lanes[0], |a, &v| f(a, v));
+        // The elements past the last whole group of eight, onto the combined lanes.
+        let tail = &x[whole..];
+        let m = &mut mapped[..tail.len()];
+        Self::chain_chunk(stages, tail, m, (&mut a, &mut b), &mut scratch);
+        for &v in m.iter() {
+            acc = f(acc, v);
+        }
+        acc
     }
 
     fn eval_chunk<T: Float>(&self, x: &[T], out: &mut [T], scratch: &mut Vec<Vec<T>>) {
@@ -274,6 +355,18 @@ impl Expr {
             Expr::Neg(e) => {
                 e.eval_chunk(x, out, scratch);
                 out.iter_mut().for_each(|o| *o = -*o);
+            }
+            Expr::Bin(op, a, b) if matches!((&**a, &**b), (Expr::X, Expr::Num(_))) => {
+                // `x op c`, the most common map, straight from the input.
+                let Expr::Num(c) = **b else { unreachable!() };
+                let c = T::from_f64(c);
+                let it = out.iter_mut().zip(x);
+                match op {
+                    '+' => it.for_each(|(o, &v)| *o = v.add(c)),
+                    '-' => it.for_each(|(o, &v)| *o = v.sub(c)),
+                    '*' => it.for_each(|(o, &v)| *o = v.mul(c)),
+                    _ => it.for_each(|(o, &v)| *o = v.div(c)),
+                }
             }
             Expr::Bin(op, a, b) => {
                 a.eval_chunk(x, out, scratch);

@@ -38,7 +38,7 @@ pub(crate) struct BoxParams {
 
 impl BoxParams {
     /// The box for the CPU loops.
-    fn host(&self) -> BoxMap {
+    pub(crate) fn host(&self) -> BoxMap {
         let nd = self.ndim as usize;
         let widen = |v: &[u32; MAX_DIMS]| v.map(|x| x as usize);
         let (shape, src, dst) = (
@@ -224,11 +224,11 @@ type Cache = Mutex<HashMap<(TypeId, &'static str, String), Arc<dyn Any + Send + 
 /// The kernel for (`family`, `key`, `T`), built once.
 /// A block kernel's name: what it does and its element type (kernels are registered by
 /// name, one per element type).
-fn named<T: Element>(label: impl std::fmt::Display) -> String {
+pub(crate) fn named<T: Element>(label: impl std::fmt::Display) -> String {
     format!("{label} [{}]", T::DTYPE)
 }
 
-fn cached<P, T>(
+pub(crate) fn cached<P, T>(
     family: &'static str,
     key: String,
     make: impl FnOnce() -> Result<WgslKernel<P, T>, Box<KernelError>>,
@@ -277,6 +277,54 @@ pub(crate) fn unary<T: Float>(op: &Unary) -> Result<WgslKernel<(), T>, ArrayErro
             })
             .build()
             .map_err(Box::new)
+    })
+}
+
+/// The WGSL of a chain of maps, one expression per stage.
+fn stage_sources(stages: &[Arc<Expr>]) -> Vec<String> {
+    stages.iter().map(|e| e.to_wgsl()).collect()
+}
+
+/// `out = s_k(...s_1(a))` for a chain of stages: one pass over the block, one WGSL kernel.
+pub(crate) fn map_chain<T: Float>(stages: &[Arc<Expr>]) -> Result<WgslKernel<(), T>, ArrayError> {
+    let wgsl: Vec<String> = stage_sources(stages);
+    let refs: Vec<&str> = wgsl.iter().map(String::as_str).collect();
+    let source = wgsl::map_chain_source(T::DTYPE.wgsl(), &refs);
+    let label = wgsl.join(" | ");
+    let stages = stages.to_vec();
+    cached("map_chain", label.clone(), move || {
+        WgslKernel::builder(named::<T>(format!("fused map {label}")), source, "main")
+            .inputs([Access::Read])
+            .output(|_, lens| lens[0])
+            .workgroups(|_, lens| groups(lens[0]))
+            .cpu(move |_, ins, out| Expr::eval_chain(&stages, ins[0], out))
+            .build()
+            .map_err(Box::new)
+    })
+}
+
+/// One block mapped through a chain of stages and reduced to one element, in one pass.
+pub(crate) fn map_reduce_all<T: Float>(
+    op: Reduce,
+    stages: &[Arc<Expr>],
+) -> Result<WgslKernel<ReduceShape, T>, ArrayError> {
+    let wgsl: Vec<String> = stage_sources(stages);
+    let refs: Vec<&str> = wgsl.iter().map(String::as_str).collect();
+    let source = wgsl::map_reduce_source(T::DTYPE.wgsl(), &refs, op.combine_op().wgsl(T::DTYPE));
+    let label = wgsl.join(" | ");
+    let stages = stages.to_vec();
+    cached("map_reduce_all", format!("{op:?} {label}"), move || {
+        WgslKernel::builder(
+            named::<T>(format!("fused {} of {label}", op.name())),
+            source,
+            "reduce_all",
+        )
+        .inputs([Access::Read])
+        .output(|_, _| 1)
+        .workgroups(|_, _| [1, 1, 1])
+        .cpu(move |_, ins, out| out[0] = Expr::fold_chain(&stages, ins[0], |a, b| op.apply(a, b)))
+        .build()
+        .map_err(Box::new)
     })
 }
 

@@ -38,19 +38,24 @@ mod element;
 mod elementwise;
 mod error;
 mod expr;
+mod fused;
 mod kernels;
 mod layout;
 mod linalg;
 mod npy;
 mod reduce;
+mod stencil;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
 pub use domain::ArrayDomain;
 pub use element::{Element, Float};
 pub use error::ArrayError;
 pub use expr::ExprError;
+pub use fused::Fused;
 pub use linalg::Gemm;
+pub use linalg::{Lu, Norm, Solver};
 pub use npy::Overwrite;
+pub use stencil::{Boundary, Stencil};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use crate::DTask;
 
 impl<T: Element> DArray<T> {
     /// Combines partial results pairwise, as a tree of elementwise tasks.
-    fn combine(&self, mut parts: Vec<Block<T>>, op: Binary) -> Block<T> {
+    pub(super) fn combine(&self, mut parts: Vec<Block<T>>, op: Binary) -> Block<T> {
         let kernel = kernels::binary::<T>(op).expect("the built-in elementwise kernels build");
         while parts.len() > 1 {
             let mut next = Vec::with_capacity(parts.len().div_ceil(2));

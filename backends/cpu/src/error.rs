@@ -17,3 +17,21 @@ pub enum PotrfError {
         pivot: usize,
     },
 }
+
+/// Why [`crate::getrf`] could not factor a block.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetrfError {
+    /// The pivot at diagonal position `pivot` (0-based; LAPACK's `info` is `pivot + 1`) is
+    /// exactly zero. With partial pivoting the block is singular; without pivoting it may
+    /// also be a nonsingular block that needs row interchanges. The block is left partly
+    /// overwritten.
+    #[error(
+        "pivot {pivot} (0-based) of the LU factorization is zero: the matrix is singular, \
+         or (without pivoting) needs row interchanges"
+    )]
+    ZeroPivot {
+        /// 0-based index of the first zero pivot.
+        pivot: usize,
+    },
+}

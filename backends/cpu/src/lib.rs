@@ -15,6 +15,7 @@
 //! | [`mirror`] | copies one triangle of a square block onto the other | |
 //! | [`potrf`] | Cholesky factor of a block in place, `A = L Lᵀ` or `A = Uᵀ U` | `?potrf` |
 //! | [`trsm`] | `B = alpha op(A)⁻¹ B` or `B = alpha B op(A)⁻¹`, `A` triangular | `?trsm` |
+//! | [`getrf`] | LU factors of a block in place, `P A = L U` (or `A = L U`), recursive | `?getrf` |
 //!
 //! Their parameters are types, not flags ([`Trans`], [`Triangle`], [`Side`], [`Diag`],
 //! [`Accum`], [`Threads`]); they are generic over `f32` and `f64` (the sealed [`Scalar`]
@@ -31,8 +32,9 @@
 //! either.
 //!
 //! A shape mismatch is a bug in the caller, so the kernels panic on it (with
-//! `#[track_caller]` and a message naming both shapes); only [`potrf`] returns an error,
-//! for a block that is not positive definite, which is a property of the data.
+//! `#[track_caller]` and a message naming both shapes); only [`potrf`] and [`getrf`] return
+//! an error, for a block that is not positive definite or meets a zero pivot, which is a
+//! property of the data.
 //!
 //! ```
 //! use dagger_cpu::{gemm, Accum, MatMut, MatRef, Threads, Trans};
@@ -59,6 +61,7 @@
 mod dense;
 pub mod elementwise;
 mod error;
+mod lu;
 mod mat;
 #[cfg(feature = "openblas")]
 mod openblas;
@@ -67,9 +70,10 @@ mod packed;
 mod scalar;
 mod threads;
 
-pub use dagger_params::{Accum, Diag, Side, Trans, Triangle};
+pub use dagger_params::{Accum, Diag, Pivoting, Side, Trans, Triangle};
 pub use dense::{gemm, mirror, potrf, syrk, trsm};
-pub use error::PotrfError;
+pub use error::{GetrfError, PotrfError};
+pub use lu::getrf;
 pub use mat::{MatMut, MatRef};
 pub use scalar::Scalar;
 pub use threads::Threads;

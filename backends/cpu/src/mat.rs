@@ -405,17 +405,14 @@ impl<'a, T> MatMut<'a, T> {
         unsafe { *self.ptr.as_ptr().offset(offset) = value }
     }
 
-    #[cfg(any(feature = "openblas", target_arch = "x86_64"))]
     pub(crate) fn row_stride(&self) -> isize {
         self.row_stride
     }
 
-    #[cfg(any(feature = "openblas", target_arch = "x86_64"))]
     pub(crate) fn col_stride(&self) -> isize {
         self.col_stride
     }
 
-    #[cfg(any(feature = "openblas", target_arch = "x86_64"))]
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
         self.ptr.as_ptr()
     }

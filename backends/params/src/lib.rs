@@ -1,5 +1,5 @@
 //! Kernel parameters as types, shared by every `dagger` backend: [`Trans`], [`Triangle`],
-//! [`Side`], [`Diag`], [`Accum`].
+//! [`Side`], [`Diag`], [`Accum`], [`Pivoting`].
 //!
 //! A `beta: f32` or a `bool` would hide what a GEMM or SYRK argument means; these say it.
 //! The backends re-export them (`dagger_cpu::Trans`, `dagger_wgpu::blas::Trans`), so a
@@ -93,6 +93,22 @@ pub enum Diag {
     NonUnit,
     /// The diagonal is taken to be all ones; the stored diagonal is not read.
     Unit,
+}
+
+/// Which row interchanges an LU factorization may make.
+///
+/// ```
+/// use dagger_params::Pivoting;
+/// assert_ne!(Pivoting::None, Pivoting::Partial);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pivoting {
+    /// None: `A = L U`. Stable for diagonally dominant or symmetric positive definite
+    /// matrices; other nonsingular matrices can meet a zero pivot.
+    None,
+    /// Partial pivoting (LAPACK's `?getrf`): in each column the entry of largest magnitude
+    /// on or below the diagonal becomes the pivot, so `P A = L U`.
+    Partial,
 }
 
 /// What a kernel does with the previous contents of its output `C` (BLAS's `beta`).

@@ -7,9 +7,9 @@
 //!
 //! | function | file | entry points |
 //! |---|---|---|
-//! | [`map_source`] | `array_map.wgsl` | `main` |
+//! | [`map_source`], [`map_chain_source`] | `array_map.wgsl` | `main` |
 //! | [`zip_source`] | `array_zip.wgsl` | `main` |
-//! | [`reduce_source`] | `array_reduce.wgsl` | `reduce_all`, `reduce_axis` |
+//! | [`reduce_source`], [`map_reduce_source`] | `array_reduce.wgsl` | `reduce_all`, `reduce_axis` |
 //! | [`copy_source`] | `array_copy.wgsl` | `gather`, `copy_into` |
 //! | [`fill_source`] | `array_fill.wgsl` | `fill` |
 //! | [`random_source`] | `array_random.wgsl` | `rand`, `randn` |
@@ -62,6 +62,53 @@ pub fn map_source(scalar: &str, body: &str) -> String {
         scalar,
         "fn op(x: T) -> T { return x; }",
         &format!("fn op(x: T) -> T {{ return {body}; }}"),
+    )
+}
+
+/// The body of a function of `x_in` applying `stages` (WGSL expressions in `x`) in order.
+fn chain_body(stages: &[&str]) -> String {
+    let mut body = String::from("var x = x_in; ");
+    for s in stages {
+        body.push_str(&format!("x = {s}; "));
+    }
+    body.push_str("return x;");
+    body
+}
+
+/// `array_map.wgsl` for `scalar` with `op` the composition of `stages`, WGSL expressions in
+/// `x` applied in order (the first to the element): a chain of elementwise maps as one
+/// kernel, each intermediate value kept in a register.
+///
+/// ```
+/// let wgsl = dagger_wgpu::array::map_chain_source("f32", &["x * 2.0", "sqrt(x)"]);
+/// assert!(wgsl.contains("fn op(x_in: T) -> T { var x = x_in; x = x * 2.0; x = sqrt(x); return x; }"));
+/// dagger_wgpu::validate_wgsl(&wgsl).unwrap();
+/// ```
+#[track_caller]
+pub fn map_chain_source(scalar: &str, stages: &[&str]) -> String {
+    specialise(
+        MAP_WGSL,
+        scalar,
+        "fn op(x: T) -> T { return x; }",
+        &format!("fn op(x_in: T) -> T {{ {} }}", chain_body(stages)),
+    )
+}
+
+/// `array_reduce.wgsl` for `scalar` with `combine(x, y) = combine` (associative), each
+/// element first passed through `stages` as in [`map_chain_source`]: a chain of maps and
+/// the reduction at its end in one pass over the block.
+///
+/// ```
+/// let wgsl = dagger_wgpu::array::map_reduce_source("f32", &["x + 1.0"], "x + y");
+/// assert!(wgsl.contains("fn load(x_in: T) -> T { var x = x_in; x = x + 1.0; return x; }"));
+/// dagger_wgpu::validate_wgsl(&wgsl).unwrap();
+/// ```
+#[track_caller]
+pub fn map_reduce_source(scalar: &str, stages: &[&str], combine: &str) -> String {
+    reduce_source(scalar, combine).replacen(
+        "fn load(x: T) -> T { return x; }",
+        &format!("fn load(x_in: T) -> T {{ {} }}", chain_body(stages)),
+        1,
     )
 }
 

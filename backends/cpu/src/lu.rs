@@ -1,0 +1,215 @@
+//! [`getrf`]: LU factorization of a block in place, recursive over columns (Toledo's
+//! algorithm), so that all but a sliver of its work is [`gemm`](crate::gemm) and
+//! [`trsm`](crate::trsm) on large panels.
+
+use crate::{gemm, trsm, Accum, Diag, MatMut, MatRef, Pivoting, Scalar, Side, Threads, Trans};
+use crate::{GetrfError, Triangle};
+
+/// Columns at or below which the recursion stops and factors column by column.
+const BASE: usize = 16;
+
+/// LU factorization in place (LAPACK `?getrf`) of an `m x n` block with `m >= n`:
+/// `P A = L U` with `L` unit lower triangular (`m x n`, its unit diagonal not stored) and
+/// `U` upper triangular (`n x n`), both written over `A`.
+///
+/// With [`Pivoting::Partial`], `pivots[j]` is the row (0-based, `>= j`) that row `j` was
+/// interchanged with at step `j`, as LAPACK's `ipiv` (minus one); applying those
+/// interchanges to the rows of `A` in order gives `P A`. With [`Pivoting::None`],
+/// `pivots[j] = j`.
+///
+/// `threads` is passed to the GEMM updates, which hold almost all of the work.
+///
+/// # Errors
+/// [`GetrfError::ZeroPivot`] at the first exactly zero pivot: with partial pivoting the
+/// block is singular (its column has no nonzero entry left); without, it may also just need
+/// pivoting. `A` is left partly factored.
+///
+/// # Panics
+/// If `m < n` or `pivots` does not have `n` elements.
+///
+/// ```
+/// use dagger_cpu::{getrf, MatMut, Pivoting, Threads};
+///
+/// let mut a = [1.0f64, 2.0, 4.0, 2.0]; // [[1, 2], [4, 2]]
+/// let mut piv = [0; 2];
+/// getrf(Pivoting::Partial, MatMut::new(&mut a, 2, 2), &mut piv, Threads::SEQ)?;
+/// assert_eq!(piv, [1, 1]); // rows 0 and 1 swapped: P A = [[4, 2], [1, 2]]
+/// assert_eq!(a, [4.0, 2.0, 0.25, 1.5]); // L = [[1, 0], [0.25, 1]], U = [[4, 2], [0, 1.5]]
+/// # Ok::<(), dagger_cpu::GetrfError>(())
+/// ```
+#[track_caller]
+pub fn getrf<'a, T: Scalar>(
+    pivoting: Pivoting,
+    a: impl Into<MatMut<'a, T>>,
+    pivots: &mut [usize],
+    threads: Threads,
+) -> Result<(), GetrfError> {
+    let mut a = a.into();
+    let (m, n) = a.shape();
+    assert!(
+        m >= n,
+        "getrf: A is {m}x{n}; it needs at least as many rows as columns"
+    );
+    assert_eq!(
+        pivots.len(),
+        n,
+        "getrf: {} pivots for a matrix of {n} columns",
+        pivots.len()
+    );
+    let raw = Raw {
+        p: a.as_mut_ptr(),
+        rs: a.row_stride(),
+        cs: a.col_stride(),
+    };
+    // SAFETY: `raw` spans exactly the elements of `a`, uniquely borrowed for this call, and
+    // `factor` touches only elements inside its `m x n` range.
+    unsafe { factor(raw, m, n, pivoting, pivots, threads) }
+        .map_err(|pivot| GetrfError::ZeroPivot { pivot })
+}
+
+/// A matrix by pointer and strides, from which disjoint views are cut.
+#[derive(Clone, Copy)]
+struct Raw<T> {
+    p: *mut T,
+    rs: isize,
+    cs: isize,
+}
+
+impl<T: Scalar> Raw<T> {
+    /// # Safety
+    /// `(i, j)` must lie inside the matrix.
+    unsafe fn at(self, i: usize, j: usize) -> *mut T {
+        self.p.offset(i as isize * self.rs + j as isize * self.cs)
+    }
+
+    /// # Safety
+    /// `(i, j)` must lie inside the matrix.
+    unsafe fn sub(self, i: usize, j: usize) -> Raw<T> {
+        Raw {
+            p: self.at(i, j),
+            ..self
+        }
+    }
+
+    /// # Safety
+    /// The `rows x cols` view must lie inside the matrix and nothing may write it while
+    /// the view lives.
+    unsafe fn view<'x>(self, rows: usize, cols: usize) -> MatRef<'x, T> {
+        MatRef::from_raw_parts(self.p, rows, cols, self.rs, self.cs)
+    }
+
+    /// # Safety
+    /// The `rows x cols` view must lie inside the matrix and nothing else may touch it while
+    /// the view lives.
+    unsafe fn view_mut<'x>(self, rows: usize, cols: usize) -> MatMut<'x, T> {
+        MatMut::from_raw_parts(self.p, rows, cols, self.rs, self.cs)
+    }
+
+    /// Interchanges rows `i` and `k` over columns `cols`.
+    ///
+    /// # Safety
+    /// Rows and columns inside the matrix.
+    unsafe fn swap_rows(self, i: usize, k: usize, cols: std::ops::Range<usize>) {
+        if i != k {
+            for c in cols {
+                std::ptr::swap(self.at(i, c), self.at(k, c));
+            }
+        }
+    }
+}
+
+/// Factors the `m x n` matrix at `a`; the first zero pivot's column on failure.
+///
+/// # Safety
+/// `a` spans an `m x n` matrix, `m >= n`, that nothing else touches during the call.
+unsafe fn factor<T: Scalar>(
+    a: Raw<T>,
+    m: usize,
+    n: usize,
+    pivoting: Pivoting,
+    piv: &mut [usize],
+    threads: Threads,
+) -> Result<(), usize> {
+    if n <= BASE {
+        return factor_columns(a, m, n, pivoting, piv);
+    }
+    let n1 = n / 2;
+    let n2 = n - n1;
+    // [A11; A21] = P1 [L11; L21] U11
+    factor(a, m, n1, pivoting, &mut piv[..n1], threads)?;
+    for (j, &p) in piv[..n1].iter().enumerate() {
+        a.swap_rows(j, p, n1..n);
+    }
+    // A12 = L11⁻¹ A12
+    trsm(
+        Side::Left,
+        Triangle::Lower,
+        Trans::No,
+        Diag::Unit,
+        T::from_f64_rounded(1.0),
+        a.view(n1, n1),
+        a.sub(0, n1).view_mut(n1, n2),
+    );
+    // A22 -= L21 A12
+    gemm(
+        Trans::No,
+        Trans::No,
+        T::from_f64_rounded(-1.0),
+        a.sub(n1, 0).view(m - n1, n1),
+        a.sub(0, n1).view(n1, n2),
+        Accum::Add,
+        a.sub(n1, n1).view_mut(m - n1, n2),
+        threads,
+    );
+    factor(a.sub(n1, n1), m - n1, n2, pivoting, &mut piv[n1..], threads).map_err(|j| j + n1)?;
+    for (j, p) in piv.iter_mut().enumerate().skip(n1) {
+        *p += n1;
+        a.swap_rows(j, *p, 0..n1);
+    }
+    Ok(())
+}
+
+/// Column-by-column LU of a narrow `m x n` matrix (right-looking, rank-1 updates).
+///
+/// # Safety
+/// As [`factor`].
+unsafe fn factor_columns<T: Scalar>(
+    a: Raw<T>,
+    m: usize,
+    n: usize,
+    pivoting: Pivoting,
+    piv: &mut [usize],
+) -> Result<(), usize> {
+    let zero = T::from_f64_rounded(0.0);
+    let abs = |x: T| if x < zero { zero - x } else { x };
+    for (j, pj) in piv.iter_mut().enumerate().take(n) {
+        let mut p = j;
+        if pivoting == Pivoting::Partial {
+            let mut best = abs(*a.at(j, j));
+            for i in j + 1..m {
+                let v = abs(*a.at(i, j));
+                if v > best {
+                    best = v;
+                    p = i;
+                }
+            }
+        }
+        *pj = p;
+        let d = *a.at(p, j);
+        if d == zero {
+            return Err(j);
+        }
+        a.swap_rows(j, p, 0..n);
+        let r = T::from_f64_rounded(1.0) / d;
+        for i in j + 1..m {
+            let l = *a.at(i, j) * r;
+            *a.at(i, j) = l;
+            if l != zero {
+                for c in j + 1..n {
+                    *a.at(i, c) -= l * *a.at(j, c);
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! The tiles of LU factorization and triangular solves: the panel factorization (a column
+//! of blocks with partial pivoting, or without), taking the factored blocks out of the
+//! panel, applying a panel's row interchanges to the blocks of another column (with the
+//! triangular solve for `U` where it is needed), triangular solves of one block, row
+//! gathers and triangle extraction. They have CPU implementations only (`dagger-cpu`'s
+//! `getrf` and `trsm`): each is a named kernel (`dagger.lu_panel_tile.f64`, ...) that the
+//! scheduler places on CPU threads, while the GEMM updates between them are GEMM tiles that
+//! GPUs run too.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use dagger_cpu::{Diag, MatMut, MatRef, Pivoting, Side, Threads, Trans, Triangle};
+use parking_lot::Mutex;
+
+use super::{block, TileScalar};
+use crate::kernel::{Kernel, KernelCall};
+use crate::processor::TaskFailure;
+use crate::value::Value;
+
+/// A zero pivot met by an LU factorization or a zero on the diagonal of a triangular solve,
+/// as a task's error.
+#[derive(Debug, thiserror::Error)]
+#[error("diagonal block ({block}, {block}) has a zero pivot at {pivot} (row {row} of the matrix)")]
+pub(crate) struct ZeroPivot {
+    pub(crate) block: usize,
+    pub(crate) pivot: usize,
+    pub(crate) row: usize,
+}
+
+/// A tile that runs on CPU threads only.
+pub(crate) trait CpuTile: Send + Sync + 'static {
+    /// Computes the result from host inputs.
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure>;
+    /// Floating-point operations of one run, if known.
+    fn flops(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// A CPU tile with its parameters, as a call of its named kernel `dagger.<name>.<dtype>`,
+/// registered once per tile type.
+pub(crate) fn cpu_tile_call<P: CpuTile>(name: &str, dtype: &str, tile: P) -> KernelCall {
+    static KERNELS: std::sync::OnceLock<Mutex<std::collections::HashMap<TypeId, Kernel>>> =
+        std::sync::OnceLock::new();
+    let kernel = KERNELS
+        .get_or_init(Default::default)
+        .lock()
+        .entry(TypeId::of::<P>())
+        .or_insert_with(|| {
+            Kernel::builder(format!("dagger.{name}.{dtype}"))
+                .cpu(|params, inputs| {
+                    params
+                        .downcast_ref::<P>()
+                        .ok_or_else(|| TaskFailure::msg("the tile's parameters have another type"))?
+                        .run(inputs)
+                })
+                .flops(|params| params.downcast_ref::<P>().and_then(P::flops))
+                .register()
+        })
+        .clone();
+    kernel.call(Value::new(tile))
+}
+
+/// The row interchanges of each panel, by step: `perm[q]` is the row (counted from the
+/// panel's first row) that row `q` of the permuted panel came from.
+pub(crate) type PanelPerms = Arc<Mutex<Vec<Option<Vec<usize>>>>>;
+
+/// A factored panel: its rows `P [A_kk; ...; A_nk]` as `L` and `U`, one block each (shared
+/// with the blocks taken out of it, never copied again), and where each row came from.
+pub(crate) struct Panel<T> {
+    blocks: Vec<Value>,
+    perm: Vec<usize>,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// Factors the panel of step `block`: the blocks of its column from the diagonal down.
+/// Inputs: those blocks (heights in `heights`), then the value the panel replaces (unread).
+pub(crate) struct PanelTile<T> {
+    pub(crate) pivoting: Pivoting,
+    pub(crate) block: usize,
+    pub(crate) first_row: usize,
+    pub(crate) heights: Vec<usize>,
+    pub(crate) width: usize,
+    pub(crate) perms: PanelPerms,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: TileScalar> CpuTile for PanelTile<T> {
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        let w = self.width;
+        let h: usize = self.heights.iter().sum();
+        let mut lu = Vec::with_capacity(h * w);
+        for (i, input) in inputs.iter().enumerate().take(self.heights.len()) {
+            lu.extend_from_slice(block::<T>(input, i)?);
+        }
+        let mut piv = vec![0; w];
+        dagger_cpu::getrf(
+            self.pivoting,
+            MatMut::new(&mut lu, h, w),
+            &mut piv,
+            Threads(crate::task_threads()),
+        )
+        .map_err(|e| match e {
+            dagger_cpu::GetrfError::ZeroPivot { pivot } => TaskFailure::from(ZeroPivot {
+                block: self.block,
+                pivot,
+                row: self.first_row + pivot,
+            }),
+            other => TaskFailure::from(other),
+        })?;
+        let mut perm: Vec<usize> = (0..h).collect();
+        for (j, &p) in piv.iter().enumerate() {
+            perm.swap(j, p);
+        }
+        self.perms.lock()[self.block] = Some(perm.clone());
+        let mut first = 0;
+        let blocks = self
+            .heights
+            .iter()
+            .map(|&hi| {
+                let b = Value::new(lu[first * w..(first + hi) * w].to_vec());
+                first += hi;
+                b
+            })
+            .collect();
+        Ok(Value::new(Panel::<T> {
+            blocks,
+            perm,
+            _t: PhantomData,
+        }))
+    }
+
+    fn flops(&self) -> Option<f64> {
+        let (h, w) = (self.heights.iter().sum::<usize>() as f64, self.width as f64);
+        Some(h * w * w - w * w * w / 3.0)
+    }
+}
+
+/// Block `index` (counted from the diagonal) of a factored panel's column, shared with the
+/// panel. Inputs: the panel, then the block replaced (unread).
+pub(crate) struct PanelPartTile<T> {
+    pub(crate) index: usize,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+fn panel<T: TileScalar>(v: &Value) -> Result<&Panel<T>, TaskFailure> {
+    v.downcast_ref::<Panel<T>>()
+        .ok_or(TaskFailure::ArgumentType {
+            index: 0,
+            expected: std::any::type_name::<Panel<T>>(),
+            found: v.type_name(),
+        })
+}
+
+impl<T: TileScalar> CpuTile for PanelPartTile<T> {
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        Ok(panel::<T>(&inputs[0])?.blocks[self.index].clone())
+    }
+}
+
+/// One block of another column after a panel's row interchanges: rows `out` (counted from
+/// the panel's first row) of the permuted column, gathered from the blocks `parts`
+/// (`(first row, height)` each, in input order). With `solve`, the result is then the
+/// block of `U` on the panel's rows: `L_kk⁻¹` times it, `L_kk` the unit lower triangle at
+/// the top of the panel.
+///
+/// Inputs: the panel, the parts that are read only, then the block written: when `own` is
+/// set it is the part at `own`, else it is not read.
+pub(crate) struct PanelRowsTile<T> {
+    pub(crate) cols: usize,
+    pub(crate) parts: Vec<(usize, usize)>,
+    pub(crate) own: Option<(usize, usize)>,
+    pub(crate) out: (usize, usize),
+    pub(crate) solve: Option<usize>,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        let p = panel::<T>(&inputs[0])?;
+        let c = self.cols;
+        let mut sources: Vec<((usize, usize), &Vec<T>)> = Vec::new();
+        for (i, &part) in self.parts.iter().enumerate() {
+            sources.push((part, block::<T>(&inputs[1 + i], 1 + i)?));
+        }
+        let (first, height) = self.out;
+        let mut out = match self.own {
+            Some(own) => {
+                let last = inputs.len() - 1;
+                if self.solve.is_none() && (first..first + height).all(|q| p.perm[q] == q) {
+                    // No row of this block moves: it stays as it is, shared.
+                    return Ok(inputs[last].clone());
+                }
+                let data = block::<T>(&inputs[last], last)?;
+                sources.push((own, data));
+                data.clone()
+            }
+            None => vec![T::from_f64_rounded(0.0); height * c],
+        };
+        for q in first..first + height {
+            let src = p.perm[q];
+            if self.own.is_some() && src == q {
+                continue;
+            }
+            let ((r0, _), data) = sources
+                .iter()
+                .find(|((r0, h), _)| (*r0..r0 + h).contains(&src))
+                .ok_or_else(|| {
+                    TaskFailure::msg(format!("row {src} of the panel is in no input"))
+                })?;
+            let t = q - first;
+            out[t * c..(t + 1) * c].copy_from_slice(&data[(src - r0) * c..(src - r0 + 1) * c]);
+        }
+        if let Some(w) = self.solve {
+            dagger_cpu::trsm(
+                Side::Left,
+                Triangle::Lower,
+                Trans::No,
+                Diag::Unit,
+                T::from_f64_rounded(1.0),
+                MatRef::new(block::<T>(&p.blocks[0], 0)?, w, w),
+                MatMut::new(&mut out, height, c),
+            );
+        }
+        Ok(Value::new(out))
+    }
+
+    fn flops(&self) -> Option<f64> {
+        self.solve.map(|w| (w * w) as f64 * self.cols as f64)
+    }
+}
+
+/// `op(A)⁻¹ B` or `B op(A)⁻¹` for a triangular diagonal block `A` (`m x m` or `n x n`) and
+/// a block `B` (`m x n`). Inputs: `A`, `B`. A zero on `A`'s diagonal (unless `Diag::Unit`)
+/// is a [`ZeroPivot`] at block `block`, whose first row is `first_row`.
+pub(crate) struct TriSolveTile<T> {
+    pub(crate) side: Side,
+    pub(crate) triangle: Triangle,
+    pub(crate) trans: Trans,
+    pub(crate) diag: Diag,
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) block: usize,
+    pub(crate) first_row: usize,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: TileScalar> CpuTile for TriSolveTile<T> {
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        let a = block::<T>(&inputs[0], 0)?;
+        let mut b = block::<T>(&inputs[1], 1)?.clone();
+        let k = match self.side {
+            Side::Left => self.m,
+            Side::Right => self.n,
+        };
+        if self.diag == Diag::NonUnit {
+            if let Some(pivot) = (0..k).find(|&i| a[i * k + i] == T::from_f64_rounded(0.0)) {
+                return Err(ZeroPivot {
+                    block: self.block,
+                    pivot,
+                    row: self.first_row + pivot,
+                }
+                .into());
+            }
+        }
+        dagger_cpu::trsm(
+            self.side,
+            self.triangle,
+            self.trans,
+            self.diag,
+            T::from_f64_rounded(1.0),
+            MatRef::new(a, k, k),
+            MatMut::new(&mut b, self.m, self.n),
+        );
+        Ok(Value::new(b))
+    }
+
+    fn flops(&self) -> Option<f64> {
+        let k = match self.side {
+            Side::Left => self.m,
+            Side::Right => self.n,
+        };
+        Some((self.m * self.n * k) as f64)
+    }
+}
+
+/// One block of `P B`: row `q` of the result is row `rows[q]` of `B`'s column of blocks,
+/// gathered from the blocks `parts` (`(first row, height)` each, in input order), all
+/// `cols` wide. Inputs: those blocks.
+pub(crate) struct GatherRowsTile<T> {
+    pub(crate) cols: usize,
+    pub(crate) parts: Vec<(usize, usize)>,
+    pub(crate) rows: Vec<usize>,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: TileScalar> CpuTile for GatherRowsTile<T> {
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        let c = self.cols;
+        let mut out = Vec::with_capacity(self.rows.len() * c);
+        for &src in &self.rows {
+            let i = self
+                .parts
+                .iter()
+                .position(|(r0, h)| (*r0..r0 + h).contains(&src))
+                .ok_or_else(|| TaskFailure::msg(format!("row {src} is in no input")))?;
+            let data = block::<T>(&inputs[i], i)?;
+            let r = src - self.parts[i].0;
+            out.extend_from_slice(&data[r * c..(r + 1) * c]);
+        }
+        Ok(Value::new(out))
+    }
+}
+
+/// Which part of a packed LU a [`TrianglePartTile`] keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LuPart {
+    /// The strict lower triangle, with ones on the diagonal.
+    UnitLower,
+    /// The upper triangle, diagonal included.
+    Upper,
+}
+
+/// A block (`rows x cols`, its first element at `(row0, col0)` of the matrix) of `L` or
+/// `U` from the packed LU. Input: that block of the packed LU.
+pub(crate) struct TrianglePartTile<T> {
+    pub(crate) part: LuPart,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row0: usize,
+    pub(crate) col0: usize,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: TileScalar> CpuTile for TrianglePartTile<T> {
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        let mut out = block::<T>(&inputs[0], 0)?.clone();
+        let (zero, one) = (T::from_f64_rounded(0.0), T::from_f64_rounded(1.0));
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                let (gi, gj) = (self.row0 + i, self.col0 + j);
+                let x = &mut out[i * self.cols + j];
+                match self.part {
+                    LuPart::UnitLower if gi == gj => *x = one,
+                    LuPart::UnitLower if gi < gj => *x = zero,
+                    LuPart::Upper if gi > gj => *x = zero,
+                    _ => {}
+                }
+            }
+        }
+        Ok(Value::new(out))
+    }
+}
