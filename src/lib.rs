@@ -92,6 +92,7 @@ mod kernel;
 mod log;
 mod options;
 pub mod processor;
+pub mod remote;
 mod sched;
 mod scope;
 mod task;
@@ -121,6 +122,9 @@ pub use scope::{IndexRange, Scope, ScopeError};
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
+
+#[doc(hidden)]
+pub use inventory as __inventory;
 
 #[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Trans, Triangle};

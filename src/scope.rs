@@ -47,6 +47,9 @@ pub enum Scope {
     Union(Vec<Scope>),
     /// Processors in every one of the scopes ([`Scope::constrain`]).
     Intersection(Vec<Scope>),
+    /// Any processor of the ranks in the range (rank `r` is process `r + 1`; rank 0 is
+    /// the head): Dagger's `worker=` scopes.
+    Ranks(IndexRange),
 }
 
 /// A half-open range of indices; `end == None` means unbounded.
@@ -168,6 +171,29 @@ impl Scope {
         Scope::Process(process)
     }
 
+    /// Any processor of rank `rank` of a group of processes (0 is the head; see
+    /// [`remote`](crate::remote)). Combine it with threads or GPUs by
+    /// [`constrain`](Self::constrain): `Scope::worker(2).constrain(&Scope::thread(1))` is
+    /// Dagger's `scope(worker=2, thread=1)`.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// // Every processor but the process itself.
+    /// assert_eq!(ctx.resolve_scope(&Scope::worker(0))?.len(), ctx.processors().len() - 1);
+    /// assert!(ctx.resolve_scope(&Scope::worker(1)).is_err(), "a single process has rank 0 only");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn worker(rank: usize) -> Scope {
+        Scope::Ranks(IndexRange::from_bounds(rank..=rank))
+    }
+
+    /// Any processor of the ranks in `range` (e.g. `Scope::workers(1..)`: every rank but
+    /// the head).
+    pub fn workers(range: impl RangeBounds<usize>) -> Scope {
+        Scope::Ranks(IndexRange::from_bounds(range))
+    }
+
     /// Any processor in any of `scopes`. An empty list is an error.
     pub fn union(scopes: impl IntoIterator<Item = Scope>) -> Result<Scope, ScopeError> {
         let scopes: Vec<Scope> = scopes.into_iter().collect();
@@ -209,6 +235,9 @@ impl Scope {
             Scope::Backend(b) => p.backend.is_some_and(|pb| pb.eq_ignore_ascii_case(b)),
             Scope::Union(v) => v.iter().any(|s| s.contains(p)),
             Scope::Intersection(v) => v.iter().all(|s| s.contains(p)),
+            Scope::Ranks(r) => {
+                p.kind != ProcessorKind::Os && r.contains(p.id.process() as usize - 1)
+            }
         }
     }
 }
@@ -236,6 +265,7 @@ impl fmt::Display for Scope {
             Scope::Backend(b) => write!(f, "backend({b})"),
             Scope::Union(v) => list(f, v, " ∪ "),
             Scope::Intersection(v) => list(f, v, " ∩ "),
+            Scope::Ranks(r) => write!(f, "workers({r})"),
         }
     }
 }

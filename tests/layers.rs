@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["sched"],
     &["task"],
     &["context"],
-    &["thunk", "datadeps"],
+    &["thunk", "datadeps", "remote"],
     &["array"],
     &["viz"],
 ];
