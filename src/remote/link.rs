@@ -299,7 +299,10 @@ impl Link {
                 bytes,
             } => match self.take(req) {
                 Some(Pending::Task {
-                    done, keep, on_done, ..
+                    done,
+                    keep,
+                    on_done,
+                    ..
                 }) => {
                     done.complete(Ok(on_done(obj, type_name, bytes)));
                     drop(keep);
@@ -315,9 +318,9 @@ impl Link {
                 if let Some(Pending::Task { done, keep, .. }) = self.take(req) {
                     done.complete(Err(match failure {
                         Failure::Panic { message } => TaskFailure::Panic(message),
-                        Failure::Error { chain } => TaskFailure::Error(Box::new(
-                            RemoteCause::from_chain(from, chain),
-                        )),
+                        Failure::Error { chain } => {
+                            TaskFailure::Error(Box::new(RemoteCause::from_chain(from, chain)))
+                        }
                     }));
                     drop(keep);
                 }

@@ -248,7 +248,8 @@ impl ContextBuilder {
                     reason: "it did not say hello within a minute".into(),
                 });
             }
-            let Some((from, bytes)) = transport.recv_timeout(left.min(Duration::from_millis(100)))?
+            let Some((from, bytes)) =
+                transport.recv_timeout(left.min(Duration::from_millis(100)))?
             else {
                 continue;
             };
@@ -310,7 +311,8 @@ impl ContextBuilder {
             .map(|r| measure(&link, r))
             .collect::<Result<Vec<_>, _>>()?;
         *link.stats.write() = stats;
-        b.attached.push(Box::new(session));
+        // First, so that the link stops before anything attached earlier goes.
+        b.attached.insert(0, Box::new(session));
         Ok(Some(b.build()?))
     }
 }
@@ -326,7 +328,9 @@ fn measure(link: &Link, rank: usize) -> Result<LinkStats, RemoteError> {
         })?;
         Ok(t0.elapsed().as_secs_f64())
     };
-    let small = (0..20).map(|_| rtt(&[0u8; 8])).collect::<Result<Vec<_>, _>>()?;
+    let small = (0..20)
+        .map(|_| rtt(&[0u8; 8]))
+        .collect::<Result<Vec<_>, _>>()?;
     let big = vec![0u8; 4 << 20];
     let large = (0..3).map(|_| rtt(&big)).collect::<Result<Vec<_>, _>>()?;
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -377,8 +381,7 @@ impl Context {
 
     /// How many ranks this context spans (1 for a single process).
     pub fn ranks(&self) -> usize {
-        self.attachment::<Session>()
-            .map_or(1, |s| s.link.t.size())
+        self.attachment::<Session>().map_or(1, |s| s.link.t.size())
     }
 
     /// Spawns `f(args...)`, a function registered with [`remote_fn!`](crate::remote_fn), as

@@ -217,8 +217,7 @@ impl Processor for RemoteProc {
     }
 
     fn incompatibility(&self, task: &TaskInfo) -> String {
-        self.why_not(task)
-            .unwrap_or_else(|| "compatible".into())
+        self.why_not(task).unwrap_or_else(|| "compatible".into())
     }
 
     fn move_in(&self, from: MemorySpace, value: Value) -> Result<Value, MoveError> {

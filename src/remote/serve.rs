@@ -170,7 +170,8 @@ pub(crate) fn serve(
                         Arg::Here { obj } => match shared.store.lock().get(&obj) {
                             Some(d) => w.args.push(Some(d.clone())),
                             None => {
-                                failed = Some(format!("input {i} (object {obj}) is not on rank {me}"));
+                                failed =
+                                    Some(format!("input {i} (object {obj}) is not on rank {me}"));
                                 break;
                             }
                         },
@@ -204,10 +205,12 @@ pub(crate) fn serve(
                 let Some((req, i)) = pulls.remove(&p) else {
                     continue;
                 };
-                let decoded = value.map_err(|e| format!("fetching input {i}: {e}")).and_then(|b| {
-                    wire::decode_value(&b.type_name, &b.bytes.0)
-                        .map_err(|e| format!("input {i} could not be decoded: {e}"))
-                });
+                let decoded = value
+                    .map_err(|e| format!("fetching input {i}: {e}"))
+                    .and_then(|b| {
+                        wire::decode_value(&b.type_name, &b.bytes.0)
+                            .map_err(|e| format!("input {i} could not be decoded: {e}"))
+                    });
                 match decoded {
                     Ok(v) => {
                         let ready = match waiting.get_mut(&req) {
@@ -280,7 +283,15 @@ fn fail(shared: &Shared, req: u64, chain: Vec<String>) {
 fn start(ctx: &Context, shared: &Arc<Shared>, req: u64, w: Waiting) {
     let rt = ctx.rt();
     let Some(p) = rt.procs.get(w.proc as usize) else {
-        return fail(shared, req, vec![format!("rank {} has no processor {}", shared.t.rank(), w.proc)]);
+        return fail(
+            shared,
+            req,
+            vec![format!(
+                "rank {} has no processor {}",
+                shared.t.rank(),
+                w.proc
+            )],
+        );
     };
     let local: ProcessorId = p.id;
     let mut deps = Deps::default();
@@ -316,7 +327,10 @@ fn start(ctx: &Context, shared: &Arc<Shared>, req: u64, w: Waiting) {
                 return fail(
                     shared,
                     req,
-                    vec![format!("kernel `{name}` is not registered on rank {}", shared.t.rank())],
+                    vec![format!(
+                        "kernel `{name}` is not registered on rank {}",
+                        shared.t.rank()
+                    )],
                 );
             };
             let params = match wire::decode_value(&params.type_name, &params.bytes.0) {
