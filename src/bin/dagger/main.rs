@@ -106,12 +106,37 @@ enum Bench {
 /// Contexts made while tracing, whose logs `dagger trace` renders.
 static TRACED: std::sync::Mutex<Option<Vec<Context>>> = std::sync::Mutex::new(None);
 
-fn build_context(threads: Option<usize>) -> Result<Context, dagger::BuildError> {
+/// Whether `mpirun`/`srun` started this process.
+fn under_mpi_launcher() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// The context the tool's commands run on: every rank's processors when started by
+/// `mpirun` (with the `mpi` feature; the other ranks serve rank 0 and exit), else this
+/// process's.
+fn build_context(threads: Option<usize>) -> Result<Context, Box<dyn std::error::Error>> {
     let mut b = Context::builder();
     if let Some(t) = threads {
         b = b.threads(t);
     }
-    let ctx = b.build()?;
+    #[cfg(feature = "mpi")]
+    let ctx = if under_mpi_launcher() {
+        b.mpi()?
+    } else {
+        b.build()?
+    };
+    #[cfg(not(feature = "mpi"))]
+    let ctx = {
+        if under_mpi_launcher() {
+            eprintln!(
+                "warning: started by an MPI launcher, but this dagger was built without the \
+                 `mpi` feature: every rank runs alone"
+            );
+        }
+        b.build()?
+    };
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         ctx.progress(true);
     }
