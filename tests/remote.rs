@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::within;
 use dagger::prelude::*;
 use dagger::remote::{Fallible, InProcessTransport, Transport, TransportError};
-use dagger::{ProcessorKind, TaskError};
+use dagger::{ProcessorKind, TaskError, WgslKernel};
 
 fn add1(x: i64) -> i64 {
     x + 1
@@ -394,5 +394,99 @@ fn a_rank_that_dies_fails_what_waits_on_it_within_seconds() {
         // Its objects are gone with it.
         let e = ctx.spawn(|x: i64| x, (&held,)).fetch();
         assert!(e.is_ok() || e.unwrap_err().to_string().contains("rank 2"));
+    });
+}
+
+fn ones32(n: usize) -> Vec<f32> {
+    vec![1.0; n]
+}
+dagger::remote_fn!(ones32);
+
+fn total32(v: Vec<f32>) -> f32 {
+    v.iter().sum()
+}
+dagger::remote_fn!(total32);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Scale {
+    a: f32,
+}
+
+/// `b = a * x`, on a GPU or a CPU thread, registered by name on every rank.
+fn scale_kernel() -> WgslKernel<Scale, f32> {
+    dagger::remote::register_pod::<Scale>();
+    WgslKernel::<Scale, f32>::builder(
+        "test.remote.scale",
+        "struct Scale { a: f32 }
+         @group(0) @binding(0) var<uniform> p: Scale;
+         @group(0) @binding(1) var<storage, read> x: array<f32>;
+         @group(0) @binding(2) var<storage, read_write> b: array<f32>;
+         @compute @workgroup_size(64)
+         fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+             if (id.x < arrayLength(&x)) { b[id.x] = p.a * x[id.x]; }
+         }",
+        "main",
+    )
+    .inputs([dagger::Access::Read])
+    .output(|_, lens| lens[0])
+    .workgroups(|_, lens| [(lens[0] as u32).div_ceil(64).max(1), 1, 1])
+    .cpu(|p: &Scale, ins, out| {
+        for (o, x) in out.iter_mut().zip(ins[0]) {
+            *o = p.a * x;
+        }
+    })
+    .build()
+    .expect("the kernel builds")
+}
+
+#[test]
+fn kernels_run_on_other_ranks_by_name() {
+    within(120, "remote kernels", || {
+        let k = scale_kernel();
+        let ctx = dagger::remote::in_process(2, |_| Context::builder().threads(1))
+            .expect("the group forms");
+        ctx.enable_logging();
+        let x = ctx.spawn_remote_with(on(1), ones32, (1000usize,));
+        let cpu1 = Scope::worker(1).constrain(&Scope::cpu());
+        let y = ctx.spawn_kernel_with(
+            Options::new().scope(cpu1),
+            &k,
+            Scale { a: 3.0 },
+            [(&x).into()],
+        );
+        let s = ctx.spawn_remote_with(on(2), total32, (&y,));
+        assert_eq!(s.fetch().unwrap(), 3000.0);
+        let logs = ctx.fetch_logs();
+        let e = logs
+            .iter()
+            .find(|e| e.task == y.id() && e.kind == dagger::EventKind::Task)
+            .unwrap();
+        assert_eq!(e.processor.process(), 2, "the kernel ran on rank 1");
+        if common::gpus_or_skip(&ctx, "the remote GPU part").is_empty() {
+            return;
+        }
+        let gpu1 = Scope::worker(1).constrain(&Scope::gpu(0));
+        let z = ctx.spawn_kernel_with(
+            Options::new().scope(gpu1),
+            &k,
+            Scale { a: 0.5 },
+            [(&x).into()],
+        );
+        let s = ctx.spawn_remote_with(on(2), total32, (&z,));
+        assert_eq!(s.fetch().unwrap(), 500.0, "read off rank 1's GPU by rank 2");
+        let logs = ctx.fetch_logs();
+        let e = logs
+            .iter()
+            .find(|e| e.task == z.id() && e.kind == dagger::EventKind::Task)
+            .unwrap();
+        let p = ctx
+            .processors()
+            .into_iter()
+            .find(|p| p.id == e.processor)
+            .unwrap();
+        assert_eq!(p.kind, ProcessorKind::Wgpu, "{p:?}");
+        assert_eq!(p.memory_space.to_string(), "gpu0@2");
+        assert_eq!(z.fetch().unwrap(), vec![0.5f32; 1000]);
     });
 }

@@ -65,7 +65,7 @@ pub use registry::{registered, Fallible, RemoteCallable};
 #[doc(hidden)]
 pub use registry::{Registration, RemoteFnEntry};
 pub use transport::{InProcessTransport, Transport, TransportError};
-pub use wire::{register_type, Wire, WireError};
+pub use wire::{register_pod, register_type, Wire, WireError};
 
 use std::any::TypeId;
 use std::sync::Arc;

@@ -252,6 +252,45 @@ pub fn register_type<T: Wire>() {
     codecs().write().add(id, Codec::of::<T>());
 }
 
+/// Lets values of a plain-old-data type `T` (such as a kernel's parameters) cross
+/// processes as their raw bytes.
+///
+/// ```
+/// #[repr(C)]
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// struct Params { a: f32, n: u32 }
+/// dagger::remote::register_pod::<Params>();
+/// ```
+pub fn register_pod<T: bytemuck::Pod + Send + Sync>() {
+    let id = TypeId::of::<T>();
+    if codecs().read().by_id.contains_key(&id) {
+        return;
+    }
+    let codec = Codec {
+        type_name: std::any::type_name::<T>(),
+        encode: |v, out| match v.downcast_ref::<T>() {
+            Some(x) => {
+                out.extend_from_slice(bytemuck::bytes_of(x));
+                Ok(())
+            }
+            None => Err(WireError::Mismatch {
+                expected: std::any::type_name::<T>(),
+                found: v.type_name(),
+            }),
+        },
+        decode: |b| {
+            bytemuck::try_pod_read_unaligned::<T>(b)
+                .map(Value::new)
+                .map_err(|_| WireError::Length {
+                    type_name: std::any::type_name::<T>(),
+                    len: b.len(),
+                })
+        },
+        len: |_| std::mem::size_of::<T>() as u64,
+    };
+    codecs().write().add(id, codec);
+}
+
 pub(crate) fn codec_of(id: TypeId) -> Option<Codec> {
     codecs().read().by_id.get(&id).copied()
 }
