@@ -3,6 +3,7 @@
 //! MPI is initialized with `MPI_THREAD_MULTIPLE`: any thread sends (a blocking standard
 //! send, which the receiving rank always matches), and one thread per rank receives every
 //! message by probing for any source, so no send can wait on a rank that is itself sending.
+//! The protocol uses one tag; [`MpiTransport::ping_pong`] measures raw MPI on another.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,11 @@ use mpi::Threading;
 use parking_lot::Mutex;
 
 use super::transport::{Transport, TransportError};
+
+/// The tag of protocol messages.
+const PROTOCOL: i32 = 0;
+/// The tag of raw ping-pongs.
+const RAW: i32 = 1;
 use super::RemoteError;
 use crate::context::{Context, ContextBuilder};
 
@@ -68,7 +74,10 @@ impl MpiTransport {
                     let world = SimpleCommunicator::world();
                     let mut idle = 0u32;
                     while !stop.load(Ordering::Acquire) {
-                        match world.any_process().immediate_matched_probe() {
+                        match world
+                            .any_process()
+                            .immediate_matched_probe_with_tag(PROTOCOL)
+                        {
                             Some(probed) => {
                                 idle = 0;
                                 let (bytes, status) = probed.matched_receive_vec::<u8>();
@@ -104,6 +113,37 @@ impl MpiTransport {
         }))
     }
 
+    /// A raw MPI ping-pong of `bytes`-byte messages between rank 0 and `peer`, `reps` round
+    /// trips, beside the protocol (on a tag of its own): rank 0 and `peer` must both call it;
+    /// other ranks return at once. Returns, on rank 0, the fastest and the mean round trip
+    /// in seconds.
+    pub fn ping_pong(&self, peer: usize, bytes: usize, reps: usize) -> Option<(f64, f64)> {
+        let world = SimpleCommunicator::world();
+        let buf = vec![0u8; bytes];
+        if self.rank == 0 {
+            let p = world.process_at_rank(peer as i32);
+            let (mut best, mut sum) = (f64::INFINITY, 0.0);
+            for _ in 0..reps {
+                let t0 = std::time::Instant::now();
+                p.send_with_tag(&buf[..], RAW);
+                let _ = p.receive_vec_with_tag::<u8>(RAW);
+                let rtt = t0.elapsed().as_secs_f64();
+                best = best.min(rtt);
+                sum += rtt;
+            }
+            Some((best, sum / reps.max(1) as f64))
+        } else {
+            if self.rank == peer {
+                let head = world.process_at_rank(0);
+                for _ in 0..reps {
+                    let (m, _) = head.receive_vec_with_tag::<u8>(RAW);
+                    head.send_with_tag(&m[..], RAW);
+                }
+            }
+            None
+        }
+    }
+
     /// Stops receiving and finalizes MPI. Nothing can be sent or received afterwards.
     pub fn finalize(&self) {
         self.stop.store(true, Ordering::Release);
@@ -137,7 +177,7 @@ impl Transport for MpiTransport {
         // Errors abort the job under MPI's default error handler.
         SimpleCommunicator::world()
             .process_at_rank(to as i32)
-            .send(&bytes[..]);
+            .send_with_tag(&bytes[..], PROTOCOL);
         Ok(())
     }
 
@@ -181,7 +221,12 @@ impl ContextBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn mpi(self) -> Result<Context, RemoteError> {
-        let t = MpiTransport::init()?;
+        self.mpi_over(MpiTransport::init()?)
+    }
+
+    /// [`mpi`](Self::mpi) over a transport made already (to measure raw MPI with
+    /// [`MpiTransport::ping_pong`] first, say).
+    pub fn mpi_over(self, t: Arc<MpiTransport>) -> Result<Context, RemoteError> {
         let rank = t.rank();
         let mut b = self;
         // Dropped after the link to the other ranks (see `join`).

@@ -12,6 +12,7 @@ mod out_dir;
 mod overhead;
 #[cfg(feature = "wgpu")]
 mod python;
+mod remote_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -79,6 +80,9 @@ enum Traced {
 enum Bench {
     /// Scheduler overhead: µs per task for independent tasks, a chain and a reduction tree.
     Overhead(overhead::Args),
+    /// Tasks on another rank: µs one at a time, tasks/s in flight, GB/s moving a block,
+    /// beside raw MPI (run under `mpirun -n 2`; otherwise over threads of one process).
+    Remote(remote_bench::Args),
     /// Host to device and back on every GPU: GB/s by size.
     #[cfg(feature = "wgpu")]
     Transfer(gpu_bench::TransferArgs),
@@ -150,6 +154,7 @@ fn build_context(threads: Option<usize>) -> Result<Context, Box<dyn std::error::
 fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
     match which {
         Bench::Overhead(args) => overhead::run(&args),
+        Bench::Remote(args) => remote_bench::run(&args),
         #[cfg(feature = "wgpu")]
         Bench::Transfer(args) => gpu_bench::transfer(&args),
         #[cfg(feature = "wgpu")]
