@@ -49,6 +49,9 @@
 //! | `execute!` on a device, asynchronously | [`Processor::launch`] with a [`Completion`] |
 //! | a function with methods per processor type (multiple dispatch) | [`Kernel`]: a named operation with an implementation per [`Backend`] |
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
+//! | worker processes, Dagger's MPI mode, one `OSProc` per worker | [`remote`]: rank 0 is the head, the others serve it ([`ContextBuilder::join`], `Context::mpi` with the `mpi` feature) |
+//! | `scope(worker=2, thread=1)` | `Scope::worker(2).constrain(&Scope::thread(1))` ([`Scope::worker`], [`Scope::workers`]) |
+//! | a function every worker has loaded (`@everywhere`) | [`remote_fn!`] and [`Context::spawn_remote`] |
 //!
 //! ## Layers
 //!
@@ -64,13 +67,14 @@
 //!    execution, reaching devices only through [`Processor`];
 //! 6. task handles ([`DTask`], arguments);
 //! 7. the context ([`Context`]);
-//! 8. lazy thunks and datadeps ([`Thunk`], [`Context::spawn_datadeps`]);
+//! 8. lazy thunks, datadeps and other processes ([`Thunk`], [`Context::spawn_datadeps`],
+//!    [`remote`]: worker ranks, whose processors the head drives through [`Processor`]);
 //! 9. arrays ([`DArray`]);
 //! 10. visualization ([`viz`]) and, on top, the `dagger` command-line tool.
 //!
 //! A new kind of processor — a device with its own memory, a remote worker — is a type
 //! implementing [`Processor`], added with [`ContextBuilder::processor`]; nothing in the
-//! scheduler changes. It runs closures, kernels it has an implementation for (see
+//! scheduler changes (the processors of other ranks in [`remote`] are such types). It runs closures, kernels it has an implementation for (see
 //! [`TaskInfo::has_implementation`]), or both.
 //!
 //! Differences worth knowing: arguments are typed — a `&DTask<U>` argument gives the

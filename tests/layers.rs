@@ -2,8 +2,8 @@
 //!
 //! Layers, lowest first (also in the crate docs): values; processors, memory spaces and
 //! kernels; chunks and task errors; scopes, options and the event log; the scheduler; task
-//! handles; the context; lazy thunks and datadeps; arrays; visualization. The command-line
-//! tool (`src/bin`) sits on top and may use anything public.
+//! handles; the context; lazy thunks, datadeps and other processes (remote); arrays;
+//! visualization. The command-line tool (`src/bin`) sits on top and may use anything public.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
