@@ -23,7 +23,7 @@
 //! - **Failures**: a task failing or panicking on a worker fails with a
 //!   [`TaskError`](crate::TaskError) naming the rank, the processor and the cause;
 //!   dependents fail, the rest carries on. A worker that cannot be reached or sends
-//!   nothing (not even its heartbeat, every 100 ms) for the link timeout (3 s by default,
+//!   nothing (not even its heartbeat, every 100 ms) for the link timeout (10 s by default,
 //!   `DAGGER_REMOTE_TIMEOUT_MS`) is declared lost: its processors leave placement, the
 //!   tasks running there and every fetch from it fail with [`RemoteError::RankLost`], and
 //!   the objects it held are gone (tasks depending on them fail; nothing is recomputed).
@@ -198,7 +198,7 @@ fn link_timeout() -> Duration {
     let ms = std::env::var("DAGGER_REMOTE_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(3000);
+        .unwrap_or(10_000);
     Duration::from_millis(ms.max(200))
 }
 

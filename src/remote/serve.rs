@@ -30,10 +30,15 @@ struct Shared {
     t: Arc<dyn Transport>,
     store: Mutex<HashMap<u64, Data>>,
     next_obj: AtomicU64,
+    /// Set once serving has ended: tasks still finishing report to no one.
+    closed: AtomicBool,
 }
 
 impl Shared {
     fn send(&self, to: usize, m: &Msg) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         if let Err(e) = self.t.send(to, m.encode()) {
             tracing::warn!("rank {} could not send to rank {to}: {e}", self.t.rank());
         }
@@ -91,6 +96,7 @@ pub(crate) fn serve(
         t: t.clone(),
         store: Mutex::new(HashMap::new()),
         next_obj: AtomicU64::new(1),
+        closed: AtomicBool::new(false),
     });
     shared.t.send(
         0,
@@ -262,6 +268,7 @@ pub(crate) fn serve(
         }
     };
     stop.store(true, Ordering::Release);
+    shared.closed.store(true, Ordering::Release);
     let _ = beat.join();
     shared.store.lock().clear();
     drop(ctx);

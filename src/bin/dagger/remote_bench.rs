@@ -44,9 +44,9 @@ dagger::remote_fn!(block);
 type Raw = Option<(f64, f64)>;
 
 fn context(args: &Args) -> Result<(Context, Raw, &'static str), Box<dyn std::error::Error>> {
-    let b = Context::builder().threads(args.threads).gpus(false);
     #[cfg(feature = "mpi")]
     if super::under_mpi_launcher() {
+        let b = Context::builder().threads(args.threads).gpus(false);
         let t = dagger::remote::MpiTransport::init()?;
         // Every rank takes part: rank 0 with rank 1, the others return at once.
         let small = t.ping_pong(1, 8, 2_000);
