@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
-use super::protocol::{Blob, Failure, Msg};
+use super::protocol::{Failure, Msg};
+
+/// A reply: its message, the frame it came in, and where the frame's payload starts.
+pub(crate) type Reply = (Msg, Vec<u8>, usize);
 use super::transport::{Transport, TransportError};
 use super::{RemoteCause, RemoteError};
 use crate::processor::{Completion, TaskFailure};
@@ -28,7 +31,7 @@ pub(crate) enum Pending {
     /// A reply (`Value` or `Pong`) from `rank`.
     Reply {
         rank: usize,
-        tx: Sender<Result<Msg, RemoteError>>,
+        tx: Sender<Result<Reply, RemoteError>>,
     },
 }
 
@@ -157,7 +160,7 @@ impl Link {
         &self,
         rank: usize,
         make: impl FnOnce(u64) -> Msg,
-    ) -> Result<Msg, RemoteError> {
+    ) -> Result<Reply, RemoteError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let req = self.register(Pending::Reply { rank, tx });
         if let Err(e) = self.send(rank, &make(req)) {
@@ -176,16 +179,21 @@ impl Link {
         }
     }
 
-    /// Fetches the value of object `obj` from `rank`.
-    pub(crate) fn fetch(&self, rank: usize, obj: u64) -> Result<Blob, RemoteError> {
+    /// Fetches the value of object `obj` from `rank`: its type's name, and the frame
+    /// whose payload from the offset is its encoding.
+    pub(crate) fn fetch(
+        &self,
+        rank: usize,
+        obj: u64,
+    ) -> Result<(String, Vec<u8>, usize), RemoteError> {
         match self.request(rank, |req| Msg::Fetch { req, obj })? {
-            Msg::Value { value: Ok(b), .. } => Ok(b),
-            Msg::Value { value: Err(e), .. } => Err(RemoteError::Fetch {
+            (Msg::Value { value: Ok(t), .. }, frame, at) => Ok((t, frame, at)),
+            (Msg::Value { value: Err(e), .. }, ..) => Err(RemoteError::Fetch {
                 rank,
                 obj,
                 message: e,
             }),
-            other => Err(RemoteError::Protocol {
+            (other, ..) => Err(RemoteError::Protocol {
                 rank,
                 message: format!("expected a value, got {other:?}"),
             }),
@@ -251,7 +259,7 @@ impl Link {
                         .last_seen_ms
                         .store(self.now_ms(), Ordering::Relaxed);
                     match Msg::decode(&bytes) {
-                        Ok(m) => self.dispatch(from, m),
+                        Ok((m, at)) => self.dispatch(from, m, bytes, at),
                         Err(e) => self.lose(from, format!("it sent an undecodable message: {e}")),
                     }
                 }
@@ -290,7 +298,7 @@ impl Link {
         self.pending.lock().remove(&req)
     }
 
-    fn dispatch(&self, from: usize, m: Msg) {
+    fn dispatch(&self, from: usize, m: Msg, frame: Vec<u8>, at: usize) {
         match m {
             Msg::Done {
                 req,
@@ -327,7 +335,7 @@ impl Link {
             }
             Msg::Value { req, .. } | Msg::Pong { req, .. } => {
                 if let Some(Pending::Reply { tx, .. }) = self.take(req) {
-                    let _ = tx.send(Ok(m));
+                    let _ = tx.send(Ok((m, frame, at)));
                 }
             }
             Msg::Heartbeat | Msg::Hello { .. } => {}

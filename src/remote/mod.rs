@@ -254,12 +254,12 @@ impl ContextBuilder {
                 continue;
             };
             match Msg::decode(&bytes) {
-                Ok(Msg::Hello { host, pid, procs }) if hellos[from].is_none() => {
+                Ok((Msg::Hello { host, pid, procs }, _)) if hellos[from].is_none() => {
                     hellos[from] = Some((host, pid, procs));
                     missing -= 1;
                 }
-                Ok(Msg::Heartbeat) => {}
-                Ok(other) => {
+                Ok((Msg::Heartbeat, _)) => {}
+                Ok((other, _)) => {
                     return Err(RemoteError::Handshake {
                         rank: from,
                         reason: format!("it sent {other:?} before saying hello"),

@@ -37,8 +37,8 @@ impl RemoteObj {
         if let Some(v) = self.host.get() {
             return Ok(v.clone());
         }
-        let blob = self.link.fetch(self.rank, self.obj)?;
-        let v = wire::decode_value(&blob.type_name, &blob.bytes.0)?;
+        let (type_name, frame, at) = self.link.fetch(self.rank, self.obj)?;
+        let v = wire::decode_value(&type_name, &frame[at..])?;
         Ok(self.host.get_or_init(|| v).clone())
     }
 }

@@ -1,5 +1,8 @@
-//! The messages ranks exchange, encoded with postcard. Values travel inside them as
-//! [`Bytes`] (raw for numeric vectors); everything else is a few integers and names.
+//! The messages ranks exchange, encoded with postcard. A frame is the length of the
+//! encoded message (4 bytes, little-endian), the message, then a payload: the encoded
+//! value a `Value` reply carries, written and read in place so that a large block is not
+//! copied again on its way. Smaller values travel inside messages as [`Bytes`] (raw for
+//! numeric vectors); everything else is a few integers and names.
 //!
 //! Head → worker: `Run` (a task on one of the worker's processors), `Free` (objects whose
 //! last handle dropped), `Shutdown`. Worker → head: `Hello` (its processors), `Done` /
@@ -97,9 +100,11 @@ pub(crate) enum Msg {
         req: u64,
         obj: u64,
     },
+    /// The value of a fetched object: its type's name, the encoding in the frame's
+    /// payload.
     Value {
         req: u64,
-        value: Result<Blob, String>,
+        value: Result<String, String>,
     },
     Ping {
         req: u64,
@@ -114,12 +119,35 @@ pub(crate) enum Msg {
 }
 
 impl Msg {
+    /// The frame of a message without payload.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("messages always encode")
+        self.encode_with(|_| Ok::<(), std::convert::Infallible>(()))
+            .unwrap_or_else(|e| match e {})
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Msg, postcard::Error> {
-        postcard::from_bytes(bytes)
+    /// The frame of a message whose payload `payload` appends.
+    pub(crate) fn encode_with<E>(
+        &self,
+        payload: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Vec<u8>, E> {
+        let mut out = postcard::to_extend(self, vec![0u8; 4]).expect("messages always encode");
+        let n = (out.len() - 4) as u32;
+        out[..4].copy_from_slice(&n.to_le_bytes());
+        payload(&mut out)?;
+        Ok(out)
+    }
+
+    /// A frame's message, and where its payload starts.
+    pub(crate) fn decode(frame: &[u8]) -> Result<(Msg, usize), postcard::Error> {
+        let head: [u8; 4] = frame
+            .get(..4)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        let end = 4 + u32::from_le_bytes(head) as usize;
+        let body = frame
+            .get(4..end)
+            .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        Ok((postcard::from_bytes(body)?, end))
     }
 }
 
@@ -130,22 +158,45 @@ mod tests {
     #[test]
     fn messages_round_trip_and_bulk_bytes_are_not_inflated() {
         let payload = vec![7u8; 1 << 16];
-        let m = Msg::Value {
+        let m = Msg::Ping {
             req: 3,
-            value: Ok(Blob {
-                type_name: "alloc::vec::Vec<f64>".into(),
-                bytes: Bytes(payload.clone()),
-            }),
+            payload: Bytes(payload.clone()),
         };
         let enc = m.encode();
         assert!(enc.len() < payload.len() + 64, "{}", enc.len());
         match Msg::decode(&enc).unwrap() {
-            Msg::Value {
-                req: 3,
-                value: Ok(b),
-            } => assert_eq!(b.bytes.0, payload),
+            (Msg::Ping { req: 3, payload: p }, end) => {
+                assert_eq!(p.0, payload);
+                assert_eq!(end, enc.len(), "no payload after the message");
+            }
             other => panic!("{other:?}"),
         }
+        // A value reply carries its encoding after the message, as is.
+        let frame = Msg::Value {
+            req: 4,
+            value: Ok("alloc::vec::Vec<u8>".into()),
+        }
+        .encode_with(|out| {
+            out.extend_from_slice(&payload);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let (m, at) = Msg::decode(&frame).unwrap();
+        assert!(
+            matches!(
+                m,
+                Msg::Value {
+                    req: 4,
+                    value: Ok(_)
+                }
+            ),
+            "{m:?}"
+        );
+        assert_eq!(&frame[at..], &payload[..]);
         assert!(Msg::decode(&[250, 1, 2]).is_err());
+        assert!(
+            Msg::decode(&[200, 0, 0, 0, 1]).is_err(),
+            "a truncated frame"
+        );
     }
 }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::protocol::{Arg, Blob, Failure, Msg, ProcDesc, Work};
+use super::protocol::{Arg, Failure, Msg, ProcDesc, Work};
 use super::transport::{Transport, TransportError};
-use super::wire::{self, Bytes};
+use super::wire::{self, WireError};
 use super::{registry, RemoteError};
 use crate::chunk::Data;
 use crate::context::Context;
@@ -148,7 +148,7 @@ pub(crate) fn serve(
         if from == 0 {
             head_seen = Instant::now();
         }
-        let msg = match Msg::decode(&bytes) {
+        let (msg, at) = match Msg::decode(&bytes) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("rank {me}: undecodable message from rank {from}: {e}");
@@ -213,8 +213,8 @@ pub(crate) fn serve(
                 };
                 let decoded = value
                     .map_err(|e| format!("fetching input {i}: {e}"))
-                    .and_then(|b| {
-                        wire::decode_value(&b.type_name, &b.bytes.0)
+                    .and_then(|type_name| {
+                        wire::decode_value(&type_name, &bytes[at..])
                             .map_err(|e| format!("input {i} could not be decoded: {e}"))
                     });
                 match decoded {
@@ -242,18 +242,33 @@ pub(crate) fn serve(
             }
             Msg::Fetch { req, obj } => {
                 let data = shared.store.lock().get(&obj).cloned();
-                let value = match data {
+                let host = match data {
                     None => Err(format!("object {obj} is not on rank {me} (freed already?)")),
-                    Some(d) => d
-                        .to_host()
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| wire::encode_value(&v).map_err(|e| e.to_string()))
-                        .map(|(type_name, bytes)| Blob {
-                            type_name: type_name.to_owned(),
-                            bytes: Bytes(bytes),
-                        }),
+                    Some(d) => d.to_host().map_err(|e| e.to_string()),
                 };
-                shared.send(from, &Msg::Value { req, value });
+                // The encoding goes straight into the frame, after the message.
+                let frame = host.and_then(|v| {
+                    let type_name = wire::codec_of(v.type_id_of_value())
+                        .map(|c| c.type_name.to_owned())
+                        .ok_or_else(|| {
+                            WireError::Unregistered {
+                                type_name: v.type_name().to_owned(),
+                            }
+                            .to_string()
+                        })?;
+                    Msg::Value {
+                        req,
+                        value: Ok(type_name),
+                    }
+                    .encode_with(|out| wire::encode_value_into(&v, out).map(|_| ()))
+                    .map_err(|e| e.to_string())
+                });
+                let frame = frame.unwrap_or_else(|e| Msg::Value { req, value: Err(e) }.encode());
+                if !shared.closed.load(Ordering::Acquire) {
+                    if let Err(e) = shared.t.send(from, frame) {
+                        tracing::warn!("rank {me} could not send to rank {from}: {e}");
+                    }
+                }
             }
             Msg::Free { objs } => {
                 let mut s = shared.store.lock();

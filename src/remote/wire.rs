@@ -309,6 +309,16 @@ pub(crate) fn encode_value(v: &Value) -> Result<(&'static str, Vec<u8>), WireErr
     Ok((codec.type_name, out))
 }
 
+/// Appends the encoding of a type-erased value to `out`; returns its type's name.
+pub(crate) fn encode_value_into(v: &Value, out: &mut Vec<u8>) -> Result<&'static str, WireError> {
+    let codec = codec_of(v.type_id_of_value()).ok_or_else(|| WireError::Unregistered {
+        type_name: v.type_name().to_owned(),
+    })?;
+    out.reserve(codec.len(v) as usize);
+    codec.encode(v, out)?;
+    Ok(codec.type_name)
+}
+
 /// The value of type `type_name` that `bytes` encode.
 pub(crate) fn decode_value(type_name: &str, bytes: &[u8]) -> Result<Value, WireError> {
     codec_named(type_name)
