@@ -66,6 +66,9 @@ pub struct Context {
 
 struct ContextInner {
     rt: Arc<Runtime>,
+    /// Kept alive as long as the context, dropped after its workers stop (the link to
+    /// other processes).
+    _attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
     /// The device of each GPU processor, by processor index.
     #[cfg(feature = "wgpu")]
     gpus: Vec<Option<crate::processor::GpuInfo>>,
@@ -92,6 +95,24 @@ pub struct ContextBuilder {
     custom: Vec<Arc<dyn Processor>>,
     gpus: bool,
     software_gpus: Option<bool>,
+    pub(crate) processes: Vec<ProcessSpec>,
+    pub(crate) attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+/// Another process's processors, as this context drives them: its process processor and
+/// the processors under it.
+pub(crate) struct ProcessSpec {
+    pub(crate) process: u32,
+    pub(crate) os: Arc<dyn Processor>,
+    pub(crate) procs: Vec<RemoteProcSpec>,
+}
+
+/// One processor of another process, with what scopes select it by.
+pub(crate) struct RemoteProcSpec {
+    pub(crate) proc: Arc<dyn Processor>,
+    pub(crate) thread: Option<usize>,
+    pub(crate) gpu: Option<usize>,
+    pub(crate) backend: Option<String>,
 }
 
 impl std::fmt::Debug for ContextBuilder {
@@ -205,11 +226,24 @@ impl ContextBuilder {
             let id = ProcessorId::new(process, procs.len() as u32);
             procs.push(entry(id, p, Exec::Device, Some(os_id)));
         }
+        for spec in self.processes {
+            let os = ProcessorId::new(spec.process, procs.len() as u32);
+            procs.push(entry(os, spec.os, Exec::None, None));
+            for p in spec.procs {
+                let id = ProcessorId::new(spec.process, procs.len() as u32);
+                let mut e = entry(id, p.proc, Exec::Device, Some(os));
+                e.thread = p.thread;
+                e.gpu = p.gpu;
+                e.backend = p.backend;
+                procs.push(e);
+            }
+        }
         #[cfg(feature = "wgpu")]
         gpus.resize(procs.len(), None);
         Ok(Context {
             inner: Arc::new(ContextInner {
                 rt: Runtime::new(procs),
+                _attached: self.attached,
                 #[cfg(feature = "wgpu")]
                 gpus,
             }),
@@ -253,6 +287,8 @@ impl Context {
             custom: Vec::new(),
             gpus: true,
             software_gpus: None,
+            processes: Vec::new(),
+            attached: Vec::new(),
         }
     }
 
@@ -278,6 +314,14 @@ impl Context {
 
     pub(crate) fn rt(&self) -> &Arc<Runtime> {
         &self.inner.rt
+    }
+
+    /// What was attached to the context when it was built, of type `T`.
+    pub(crate) fn attachment<T: 'static>(&self) -> Option<&T> {
+        self.inner
+            ._attached
+            .iter()
+            .find_map(|a| a.downcast_ref::<T>())
     }
 
     // ----- processors ---------------------------------------------------------------------
@@ -313,7 +357,7 @@ impl Context {
         self.rt()
             .procs
             .iter()
-            .find(|p| p.gpu == Some(index))
+            .find(|p| p.gpu == Some(index) && p.id.process() == 1)
             .map(|_| {
                 crate::processor::wgpu::devices().devices[index]
                     .device
@@ -435,6 +479,7 @@ impl Context {
             input_types: Vec::new(),
             host_closure: true,
             kernel: None,
+            portable: false,
         };
         self.compatible_processors(scope)
             .into_iter()
@@ -593,6 +638,24 @@ impl Context {
         body: Option<Body>,
         kernel: Option<KernelCall>,
     ) -> Arc<TaskCore> {
+        let portable = kernel.is_some();
+        self.submit_task(fn_name, fn_type, call_opts, deps, body, kernel, portable)
+    }
+
+    /// [`submit_kernel`](Self::submit_kernel), saying whether the task may run in another
+    /// process (`portable`: all its arguments are inputs and `fn_name` names a function
+    /// registered there).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit_task(
+        &self,
+        fn_name: &'static str,
+        fn_type: TypeId,
+        call_opts: Options,
+        deps: Deps,
+        body: Option<Body>,
+        kernel: Option<KernelCall>,
+        portable: bool,
+    ) -> Arc<TaskCore> {
         let rt = self.rt();
         let opts = effective_options(fn_type, call_opts);
         debug_assert!(deps.accesses.is_empty(), "accesses are taken by the region");
@@ -639,6 +702,7 @@ impl Context {
         let kind = TaskKind {
             host,
             kernel: kernel.as_deref(),
+            portable,
         };
         let candidates = resolve_candidates(rt, scope, &kind, || TaskInfo {
             id: 0,
@@ -647,6 +711,7 @@ impl Context {
             input_types: inputs[..n_args].iter().map(input_type_name).collect(),
             host_closure: host,
             kernel: kernel.clone(),
+            portable,
         });
         let candidates = match candidates {
             Ok(c) => c,
@@ -700,6 +765,7 @@ impl Context {
                 fn_name,
                 host,
                 kernel,
+                portable,
                 cost_key,
                 time_hint_ns,
                 placed_est_ns: None,

@@ -76,7 +76,7 @@
 //! | `Options` fields `single`, `proclist` (deprecated there) | [`Options::scope`] |
 //! | `allow_errors` | always on: a failure fails only its dependents |
 //! | `checkpoint`, `restore`, `storage`, `storage_root_tag`, `storage_leaf_tag`, `storage_retain` | not provided: no storage devices or checkpoints yet |
-//! | `File`, `FileReader`, `tofile`, `save`, `load`, `enable_disk_caching!`, `mem_limit` | not provided, except [`array::memory_limit`] and [`array::set_memory_limit`] for arrays; spilling to disk is future work |
+//! | `File`, `FileReader`, `tofile`, `save`, `load`, `enable_disk_caching!`, `mem_limit` | not provided, except [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, and [`array::memory_limit`] and [`array::set_memory_limit`] for arrays; spilling to disk is future work |
 //! | `DArray` fields `domain`, `subdomains`, `chunks`, `concat` | [`DArray::domain`], [`DArray::subdomains`], [`DArray::num_blocks`], [`DArray::concatenate`] |
 //! | `view(::DArray, d)`, `alignfirst`, `UnitDomain`, `domain(x)` | [`DArray::slice`], [`ArrayDomain::start`] and [`ArrayDomain::from_shape`]; a plain value has no domain |
 //! | `stage`, `stage_operand`, making a DArray tree one thunk | not needed: [`DArray`] operations spawn block tasks at once |
@@ -90,6 +90,9 @@
 //! | logging an argument's name | [`Options::name`] names the task in logs |
 //! | scheduler internals: `ComputeState`, `SchedulerOptions`, `ThunkOptions`, `halt!`, `exec!`, `do_task`, `do_tasks`, `estimate_task_costs`, `order`, `dependents`, `noffspring`, `cleanup_syncdeps`, `handle_fault`, `monitor_procs_changed!`, `impute_sum`, `walk_data`, `thunk_yield`, the task-completion condition | private to the scheduler (`sched`); placement is by earliest estimated finish, and a task waiting in `fetch` gives its processor back as `thunk_yield` does |
 //! | `@unimplemented` | not needed: [`Processor`]'s required methods are checked by the compiler |
+//! | worker processes, Dagger's MPI mode, one `OSProc` per worker | [`remote`]: rank 0 is the head, the others serve it ([`ContextBuilder::join`], `Context::mpi` with the `mpi` feature) |
+//! | `scope(worker=2, thread=1)` | `Scope::worker(2).constrain(&Scope::thread(1))` ([`Scope::worker`], [`Scope::workers`]) |
+//! | a function every worker has loaded (`@everywhere`) | [`remote_fn!`] and [`Context::spawn_remote`] |
 //!
 //! ## Layers
 //!
@@ -106,14 +109,15 @@
 //!    execution, reaching devices only through [`Processor`];
 //! 6. task handles ([`DTask`], arguments);
 //! 7. the context ([`Context`]);
-//! 8. lazy thunks, datadeps and values living on processors ([`Thunk`],
-//!    [`Context::spawn_datadeps`], [`Mutable`], [`Shard`]);
+//! 8. lazy thunks, datadeps, values living on processors, and other processes ([`Thunk`],
+//!    [`Context::spawn_datadeps`], [`Mutable`], [`Shard`]; [`remote`]: worker ranks, whose
+//!    processors the head drives through [`Processor`]);
 //! 9. arrays ([`DArray`]);
 //! 10. visualization ([`viz`]) and, on top, the `dagger` command-line tool.
 //!
 //! A new kind of processor — a device with its own memory, a remote worker — is a type
 //! implementing [`Processor`], added with [`ContextBuilder::processor`]; nothing in the
-//! scheduler changes. It runs closures, kernels it has an implementation for (see
+//! scheduler changes (the processors of other ranks in [`remote`] are such types). It runs closures, kernels it has an implementation for (see
 //! [`TaskInfo::has_implementation`]), or both.
 //!
 //! Differences worth knowing: arguments are typed — a `&DTask<U>` argument gives the
@@ -136,6 +140,7 @@ mod log;
 mod mutable;
 mod options;
 pub mod processor;
+pub mod remote;
 mod sched;
 mod scope;
 mod stream;
@@ -175,6 +180,9 @@ pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
 pub use thunk::delayed_cached;
 pub use thunk::{delayed, delayed_with, try_delayed, Thunk};
 pub use value::Value;
+
+#[doc(hidden)]
+pub use inventory as __inventory;
 
 #[cfg(feature = "wgpu")]
 pub use array::{Boundary, Fused, Lu, Norm, Solver, Stencil};

@@ -64,6 +64,9 @@ pub enum Scope {
     Intersection(Vec<Scope>),
     /// No processor: what an intersection of scopes that share none simplifies to.
     Empty,
+    /// Any processor of the ranks in the range (rank `r` is process `r + 1`; rank 0 is
+    /// the head): Dagger's `worker=` scopes.
+    Ranks(IndexRange),
 }
 
 /// A half-open range of indices; `end == None` means unbounded.
@@ -259,6 +262,29 @@ impl Scope {
         Scope::Process(process)
     }
 
+    /// Any processor of rank `rank` of a group of processes (0 is the head; see
+    /// [`remote`](crate::remote)). Combine it with threads or GPUs by
+    /// [`constrain`](Self::constrain): `Scope::worker(2).constrain(&Scope::thread(1))` is
+    /// Dagger's `scope(worker=2, thread=1)`.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// // Every processor but the process itself.
+    /// assert_eq!(ctx.resolve_scope(&Scope::worker(0))?.len(), ctx.processors().len() - 1);
+    /// assert!(ctx.resolve_scope(&Scope::worker(1)).is_err(), "a single process has rank 0 only");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn worker(rank: usize) -> Scope {
+        Scope::Ranks(IndexRange::from_bounds(rank..=rank))
+    }
+
+    /// Any processor of the ranks in `range` (e.g. `Scope::workers(1..)`: every rank but
+    /// the head).
+    pub fn workers(range: impl RangeBounds<usize>) -> Scope {
+        Scope::Ranks(IndexRange::from_bounds(range))
+    }
+
     /// Any processor in any of `scopes`. An empty list is an error.
     pub fn union(scopes: impl IntoIterator<Item = Scope>) -> Result<Scope, ScopeError> {
         let scopes: Vec<Scope> = scopes.into_iter().collect();
@@ -313,6 +339,9 @@ impl Scope {
                     .all(|s| (named && matches!(s, Scope::Any | Scope::Default)) || s.contains(p))
             }
             Scope::Empty => false,
+            Scope::Ranks(r) => {
+                p.kind != ProcessorKind::Os && r.contains(p.id.process() as usize - 1)
+            }
         }
     }
 }
@@ -341,6 +370,7 @@ impl fmt::Display for Scope {
             Scope::Union(v) => list(f, v, " ∪ "),
             Scope::Intersection(v) => list(f, v, " ∩ "),
             Scope::Empty => f.write_str("none"),
+            Scope::Ranks(r) => write!(f, "workers({r})"),
         }
     }
 }
@@ -409,6 +439,7 @@ fn rank(s: &Scope) -> (u8, String) {
         Scope::Union(_) => 8,
         Scope::Intersection(_) => 9,
         Scope::Empty => 10,
+        Scope::Ranks(_) => 11,
     };
     (r, format!("{s:?}"))
 }
@@ -421,7 +452,7 @@ fn same_form(a: &Scope, b: &Scope) -> bool {
         (Process(x), Process(y)) => x == y,
         (Exact(x), Exact(y)) => x == y,
         (Kind(x), Kind(y)) => x == y,
-        (Threads(x), Threads(y)) | (Gpus(x), Gpus(y)) => x == y,
+        (Threads(x), Threads(y)) | (Gpus(x), Gpus(y)) | (Ranks(x), Ranks(y)) => x == y,
         (Backend(x), Backend(y)) => x.eq_ignore_ascii_case(y),
         (Union(x), Union(y)) | (Intersection(x), Intersection(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_form(a, b))
@@ -442,7 +473,10 @@ fn provably_within(a: &Scope, b: &Scope) -> bool {
         (Intersection(v), _) => v.iter().any(|s| provably_within(s, b)),
         (_, Union(v)) => v.iter().any(|s| provably_within(a, s)),
         _ if same_form(a, b) => true,
-        (Threads(x), Threads(y)) | (Gpus(x), Gpus(y)) => y.covers(x),
+        (Threads(x), Threads(y)) | (Gpus(x), Gpus(y)) | (Ranks(x), Ranks(y)) => y.covers(x),
+        // Rank r is process r + 1.
+        (Process(p), Ranks(r)) => *p >= 1 && r.contains(*p as usize - 1),
+        (Exact(id), Ranks(r)) => id.process() >= 1 && r.contains(id.process() as usize - 1),
         (Threads(_), Kind(ProcessorKind::Thread)) => true,
         (Kind(ProcessorKind::Thread) | Threads(_), Default) => true,
         (Gpus(_) | Backend(_), Kind(ProcessorKind::Wgpu)) => true,
@@ -471,7 +505,10 @@ fn provably_disjoint(a: &Scope, b: &Scope) -> bool {
         (Exact(x), Exact(y)) => x != y,
         (Exact(id), Process(p)) | (Process(p), Exact(id)) => id.process() != *p,
         (Backend(x), Backend(y)) => !x.eq_ignore_ascii_case(y),
-        (Threads(x), Threads(y)) | (Gpus(x), Gpus(y)) => x.intersect(y).is_empty(),
+        (Threads(x), Threads(y)) | (Gpus(x), Gpus(y)) | (Ranks(x), Ranks(y)) => {
+            x.intersect(y).is_empty()
+        }
+        (Process(p), Ranks(r)) | (Ranks(r), Process(p)) => *p == 0 || !r.contains(*p as usize - 1),
         _ => false,
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Layers, lowest first (also in the crate docs): values; processors, memory spaces and
 //! kernels; chunks, task errors and scopes; options and the event log; the scheduler; task
-//! handles; the context; lazy thunks and datadeps; arrays; visualization. The command-line
-//! tool (package `dagger-cli` in `cli/`) sits on top and may use anything public.
+//! handles; the context; lazy thunks, datadeps and other processes (remote); arrays;
+//! visualization. The command-line tool (package `dagger-cli` in `cli/`) sits on top and may
+//! use anything public.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["sched"],
     &["task"],
     &["context"],
-    &["thunk", "datadeps", "mutable", "stream"],
+    &["thunk", "datadeps", "mutable", "stream", "remote"],
     &["array"],
     &["viz"],
 ];

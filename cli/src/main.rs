@@ -12,6 +12,7 @@ mod out_dir;
 mod overhead;
 #[cfg(feature = "wgpu")]
 mod python;
+mod remote_bench;
 #[cfg(feature = "wgpu")]
 mod stencil_bench;
 mod stream_bench;
@@ -85,6 +86,9 @@ enum Bench {
     Overhead(overhead::Args),
     /// Items/s through a 3-stage spawn_streaming pipeline, beside crossbeam channels.
     Stream(stream_bench::Args),
+    /// Tasks on another rank: µs one at a time, tasks/s in flight, GB/s moving a block,
+    /// beside raw MPI (run under `mpirun -n 2`; otherwise over threads of one process).
+    Remote(remote_bench::Args),
     /// Host to device and back on every GPU: GB/s by size.
     #[cfg(feature = "wgpu")]
     Transfer(gpu_bench::TransferArgs),
@@ -119,12 +123,37 @@ enum Bench {
 /// Contexts made while tracing, whose logs `dagger trace` renders.
 static TRACED: std::sync::Mutex<Option<Vec<Context>>> = std::sync::Mutex::new(None);
 
-fn build_context(threads: Option<usize>) -> Result<Context, dagger::BuildError> {
+/// Whether `mpirun`/`srun` started this process.
+fn under_mpi_launcher() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// The context the tool's commands run on: every rank's processors when started by
+/// `mpirun` (with the `mpi` feature; the other ranks serve rank 0 and exit), else this
+/// process's.
+fn build_context(threads: Option<usize>) -> Result<Context, Box<dyn std::error::Error>> {
     let mut b = Context::builder();
     if let Some(t) = threads {
         b = b.threads(t);
     }
-    let ctx = b.build()?;
+    #[cfg(feature = "mpi")]
+    let ctx = if under_mpi_launcher() {
+        b.mpi()?
+    } else {
+        b.build()?
+    };
+    #[cfg(not(feature = "mpi"))]
+    let ctx = {
+        if under_mpi_launcher() {
+            eprintln!(
+                "warning: started by an MPI launcher, but this dagger was built without the \
+                 `mpi` feature: every rank runs alone"
+            );
+        }
+        b.build()?
+    };
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         ctx.progress(true);
     }
@@ -139,6 +168,7 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
     match which {
         Bench::Overhead(args) => overhead::run(&args),
         Bench::Stream(args) => stream_bench::run(&args),
+        Bench::Remote(args) => remote_bench::run(&args),
         #[cfg(feature = "wgpu")]
         Bench::Transfer(args) => gpu_bench::transfer(&args),
         #[cfg(feature = "wgpu")]

@@ -53,6 +53,9 @@ pub struct TaskInfo {
     pub(crate) input_types: Vec<&'static str>,
     pub(crate) host_closure: bool,
     pub(crate) kernel: Option<Arc<KernelCall>>,
+    /// Whether every argument is among the inputs and the function has a name another
+    /// process knows it by (`function`).
+    pub(crate) portable: bool,
 }
 
 impl TaskInfo {
@@ -80,6 +83,14 @@ impl TaskInfo {
     /// implementation).
     pub fn runs_on_host(&self) -> bool {
         self.host_closure
+    }
+
+    /// Whether the task can run in another process running the same program: a kernel, or
+    /// a function registered by name (see [`remote_fn!`](crate::remote_fn)) spawned with
+    /// [`Context::spawn_remote`](crate::Context::spawn_remote), whose arguments are all
+    /// among the task's inputs. Closures are not: they run where they were made.
+    pub fn is_portable(&self) -> bool {
+        self.portable
     }
 
     /// The kernel's name, for a kernel task.

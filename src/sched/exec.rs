@@ -47,7 +47,10 @@ impl Runtime {
             Ok(v) => Ok((v, bytes)),
             // Another processor's value that this one does not take directly: through the
             // host, moved out by the processor that holds it.
-            Err(MoveError::Unsupported { .. }) if !d.space().is_host() && d.home.is_some() => {
+            // (Host memory of another process counts: its processor fetches it.)
+            Err(MoveError::Unsupported { .. })
+                if d.space() != MemorySpace::LOCAL_HOST && d.home.is_some() =>
+            {
                 let out = if count { d.bytes_to_host() } else { 0 };
                 let host = d.to_host()?;
                 let bytes = if count {
@@ -251,6 +254,7 @@ impl Runtime {
             input_types: inputs.iter().map(|v| v.type_name()).collect(),
             host_closure: work.host,
             kernel: work.kernel.clone(),
+            portable: work.portable,
         };
         let call = TaskCall {
             info,

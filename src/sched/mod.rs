@@ -446,5 +446,6 @@ fn closure_probe() -> crate::processor::TaskInfo {
         input_types: Vec::new(),
         host_closure: true,
         kernel: None,
+        portable: false,
     }
 }

@@ -203,11 +203,13 @@ pub(crate) struct TaskKind<'a> {
     pub(crate) host: bool,
     /// The kernel it runs, if it is a kernel task.
     pub(crate) kernel: Option<&'a KernelCall>,
+    /// It can run in another process (a function registered by name).
+    pub(crate) portable: bool,
 }
 
 impl TaskKind<'_> {
     fn is_plain_closure(&self) -> bool {
-        self.host && self.kernel.is_none()
+        self.host && self.kernel.is_none() && !self.portable
     }
 }
 

@@ -123,6 +123,8 @@ pub(crate) struct Work {
     pub(crate) host: bool,
     /// The kernel, for a kernel task.
     pub(crate) kernel: Option<Arc<KernelCall>>,
+    /// Whether the task can run in another process (see `TaskInfo::is_portable`).
+    pub(crate) portable: bool,
     /// What run time is learned under, for tasks placed by cost.
     pub(crate) cost_key: Option<CostKey>,
     /// The time hint, in ns (0 when none).
@@ -160,9 +162,15 @@ impl Input {
     }
 }
 
+/// Called once with a task's result when it finishes.
+pub(crate) type OnDone = Box<dyn FnOnce(&Result<Data, TaskError>) + Send>;
+
 struct Links {
     done: bool,
     dependents: SmallVec<[Arc<TaskCore>; 2]>,
+    /// Told the result when the task finishes (a process serving another's tasks reports
+    /// them so).
+    on_done: Option<OnDone>,
 }
 
 /// The shared state of one task.
@@ -215,6 +223,7 @@ impl TaskCore {
             links: Mutex::new(Links {
                 done: false,
                 dependents: SmallVec::new(),
+                on_done: None,
             }),
             work: Mutex::new(Some(work)),
             result: OnceLock::new(),
@@ -234,6 +243,7 @@ impl TaskCore {
             links: Mutex::new(Links {
                 done: true,
                 dependents: SmallVec::new(),
+                on_done: None,
             }),
             work: Mutex::new(None),
             result: OnceLock::new(),
@@ -348,10 +358,10 @@ impl TaskCore {
     /// Records the result, wakes waiters, and returns the dependents to notify.
     pub(crate) fn finish(&self, result: Result<Data, TaskError>) -> SmallVec<[Arc<TaskCore>; 2]> {
         let _ = self.result.set(result);
-        let deps = {
+        let (deps, on_done) = {
             let mut l = self.links.lock();
             l.done = true;
-            std::mem::take(&mut l.dependents)
+            (std::mem::take(&mut l.dependents), l.on_done.take())
         };
         let old = self.state.fetch_or(DONE, Ordering::AcqRel);
         if old & WAITERS != 0 {
@@ -359,7 +369,25 @@ impl TaskCore {
             let _g = s.lock.lock();
             s.cv.notify_all();
         }
+        if let (Some(f), Some(r)) = (on_done, self.result.get()) {
+            f(r);
+        }
         deps
+    }
+
+    /// Calls `f` with the task's result when it finishes (at once if it has). One callback
+    /// per task; a second replaces the first.
+    pub(crate) fn on_done(&self, f: OnDone) {
+        {
+            let mut l = self.links.lock();
+            if !l.done {
+                l.on_done = Some(f);
+                return;
+            }
+        }
+        if let Some(r) = self.result.get() {
+            f(r);
+        }
     }
 
     /// Blocks the calling thread until the task is done (without giving back a worker slot;

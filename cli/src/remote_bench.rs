@@ -1,0 +1,156 @@
+//! `dagger bench remote`: the cost of a task on another rank — one at a time (latency) and
+//! many in flight (throughput) — and of moving a large block from a worker, beside a raw
+//! ping-pong of the transport measured in the same run. Under `mpirun` (with the `mpi`
+//! feature) the ranks are MPI processes; otherwise workers are threads of this process
+//! over the in-process transport.
+
+use std::time::Instant;
+
+use dagger::prelude::*;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Remote tasks run one after another for the latency.
+    #[arg(long, default_value_t = 2_000)]
+    latency_tasks: usize,
+    /// Remote tasks in flight at once for the throughput.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: usize,
+    /// Size of the block moved from a worker to the head, in MiB.
+    #[arg(long, default_value_t = 64)]
+    move_mib: usize,
+    /// CPU threads per rank.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Worker ranks when not started by mpirun (threads of this process).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn next(x: u64) -> u64 {
+    x + 1
+}
+dagger::remote_fn!(next);
+
+fn block(bytes: usize) -> Vec<u8> {
+    vec![7u8; bytes]
+}
+dagger::remote_fn!(block);
+
+/// Raw transport figures: (one-way latency in µs, GB/s), when measured.
+type Raw = Option<(f64, f64)>;
+
+fn context(args: &Args) -> Result<(Context, Raw, &'static str), Box<dyn std::error::Error>> {
+    #[cfg(feature = "mpi")]
+    if super::under_mpi_launcher() {
+        let b = Context::builder().threads(args.threads).gpus(false);
+        let t = dagger::remote::MpiTransport::init()?;
+        // Every rank takes part: rank 0 with rank 1, the others return at once.
+        let small = t.ping_pong(1, 8, 2_000);
+        let big = t.ping_pong(1, args.move_mib << 20, 3);
+        let raw = small.zip(big).map(|((_, mean_small), (best_big, _))| {
+            let lat = mean_small / 2.0;
+            (
+                lat * 1e6,
+                2.0 * (args.move_mib << 20) as f64 / best_big / 1e9,
+            )
+        });
+        return Ok((b.mpi_over(t)?, raw, "mpi"));
+    }
+    let ctx = dagger::remote::in_process(args.workers.max(1), |_| {
+        Context::builder().threads(args.threads).gpus(false)
+    })?;
+    Ok((ctx, None, "in-process"))
+}
+
+pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let (ctx, raw, transport) = context(args)?;
+    if ctx.ranks() < 2 {
+        return Err("bench remote needs at least 2 ranks (mpirun -n 2 dagger bench remote)".into());
+    }
+    let on1 = Options::new().scope(Scope::worker(1));
+    // Warm up (run times and the first allocations).
+    for i in 0..100 {
+        ctx.spawn_remote_with(on1.clone(), next, (i,)).fetch()?;
+    }
+    let t0 = Instant::now();
+    for i in 0..args.latency_tasks as u64 {
+        let r = ctx.spawn_remote_with(on1.clone(), next, (i,)).fetch()?;
+        assert_eq!(r, i + 1);
+    }
+    let latency_us = t0.elapsed().as_secs_f64() / args.latency_tasks.max(1) as f64 * 1e6;
+
+    let workers = Options::new().scope(Scope::workers(1..));
+    let t0 = Instant::now();
+    let tasks: Vec<DTask<u64>> = (0..args.tasks as u64)
+        .map(|i| ctx.spawn_remote_with(workers.clone(), next, (i,)))
+        .collect();
+    let mut sum = 0u64;
+    for t in &tasks {
+        sum += t.fetch()?;
+    }
+    let tasks_per_s = args.tasks as f64 / t0.elapsed().as_secs_f64();
+    let n = args.tasks as u64;
+    assert_eq!(sum, n * (n + 1) / 2);
+    drop(tasks);
+
+    let bytes = args.move_mib << 20;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let b = ctx.spawn_remote_with(on1.clone(), block, (bytes,));
+        b.wait();
+        let t0 = Instant::now();
+        let v = b.fetch_shared()?;
+        best = best.min(t0.elapsed().as_secs_f64());
+        assert_eq!(v.len(), bytes);
+    }
+    let move_gbps = bytes as f64 / best / 1e9;
+    let links = ctx.links();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "remote",
+                "transport": transport,
+                "ranks": ctx.ranks(),
+                "threads_per_rank": args.threads,
+                "latency_us": latency_us,
+                "tasks_per_s": tasks_per_s,
+                "move_mib": args.move_mib,
+                "move_gbps": move_gbps,
+                "mpi_latency_us": raw.map(|r| r.0),
+                "mpi_gbps": raw.map(|r| r.1),
+                "link_latency_us": links.first().map(|l| l.latency_us),
+                "link_gbps": links.first().map(|l| l.gbps),
+            })
+        );
+    } else {
+        println!(
+            "remote tasks over {transport}, {} ranks x {} thread(s)",
+            ctx.ranks(),
+            args.threads
+        );
+        println!("latency      {latency_us:>10.1} µs per task, one at a time");
+        println!(
+            "throughput   {tasks_per_s:>10.0} tasks/s, {} in flight",
+            args.tasks
+        );
+        println!(
+            "move         {move_gbps:>10.2} GB/s, {} MiB worker → head",
+            args.move_mib
+        );
+        match raw {
+            Some((lat, gbps)) => {
+                println!(
+                    "raw MPI      {lat:>10.1} µs one way (8 B), {gbps:.2} GB/s ({} MiB)",
+                    args.move_mib
+                )
+            }
+            None => println!("raw MPI      not measured (not under mpirun)"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! A worker rank: serves the head's tasks on its own processors until told to stop.
+//!
+//! One thread receives every message. A task's inputs are objects this rank holds, values
+//! sent along, or objects of other ranks, which it fetches from their owners directly;
+//! once all are here the task goes to this rank's own scheduler, pinned to the processor
+//! the head chose, and its result stays here as a numbered object until the head frees it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::protocol::{Arg, Failure, Msg, ProcDesc, Work};
+use super::transport::{Transport, TransportError};
+use super::wire::{self, WireError};
+use super::{registry, RemoteError};
+use crate::chunk::Data;
+use crate::context::Context;
+use crate::error::TaskError;
+use crate::kernel::Kernel;
+use crate::options::Options;
+use crate::processor::{ProcessorId, ProcessorKind};
+use crate::scope::Scope;
+use crate::task::args::{Dep, Deps};
+
+/// What a worker shares with the callbacks of the tasks it runs.
+struct Shared {
+    t: Arc<dyn Transport>,
+    store: Mutex<HashMap<u64, Data>>,
+    next_obj: AtomicU64,
+    /// Set once serving has ended: tasks still finishing report to no one.
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn send(&self, to: usize, m: &Msg) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.t.send(to, m.encode()) {
+            tracing::warn!("rank {} could not send to rank {to}: {e}", self.t.rank());
+        }
+    }
+}
+
+/// A task waiting for inputs from other ranks.
+struct Waiting {
+    proc: u32,
+    name: String,
+    work: Work,
+    args: Vec<Option<Data>>,
+    missing: usize,
+}
+
+/// This rank's processors, as the head learns them.
+pub(crate) fn describe(ctx: &Context) -> Vec<ProcDesc> {
+    ctx.rt()
+        .procs
+        .iter()
+        .filter(|p| p.kind != ProcessorKind::Os)
+        .map(|p| ProcDesc {
+            index: p.id.index() as u32,
+            kind: p.kind.as_str().to_owned(),
+            description: p.description.clone(),
+            default_enabled: p.default_enabled,
+            thread: p.thread.map(|t| t as u32),
+            gpu: p.gpu.map(|g| g as u32),
+            backend: p.backend.clone(),
+            device: match p.space {
+                crate::processor::MemorySpace::Device { device, .. } => Some(device),
+                _ => None,
+            },
+            capacity: p.capacity,
+            prior_gflops: p.prior_gflops,
+        })
+        .collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Serves the head over `t` with the processors of `ctx` until the head says stop, goes
+/// silent for `timeout`, or the transport closes.
+pub(crate) fn serve(
+    t: Arc<dyn Transport>,
+    ctx: Context,
+    timeout: Duration,
+) -> Result<(), RemoteError> {
+    let me = t.rank();
+    let shared = Arc::new(Shared {
+        t: t.clone(),
+        store: Mutex::new(HashMap::new()),
+        next_obj: AtomicU64::new(1),
+        closed: AtomicBool::new(false),
+    });
+    shared.t.send(
+        0,
+        Msg::Hello {
+            host: hostname(),
+            pid: std::process::id(),
+            procs: describe(&ctx),
+        }
+        .encode(),
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let beat = {
+        let (t, stop) = (t.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("dagger-rank{me}-heartbeat"))
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    if t.send(0, Msg::Heartbeat.encode()).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+            .map_err(|e| RemoteError::Handshake {
+                rank: me,
+                reason: format!("could not start the heartbeat thread: {e}"),
+            })?
+    };
+    let mut waiting: HashMap<u64, Waiting> = HashMap::new();
+    // Fetches of inputs from other ranks: our request number → (task request, argument).
+    let mut pulls: HashMap<u64, (u64, usize)> = HashMap::new();
+    let mut next_pull = 1u64;
+    let mut head_seen = Instant::now();
+    let outcome = loop {
+        let (from, bytes) = match t.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                if head_seen.elapsed() > timeout {
+                    break Err(RemoteError::RankLost {
+                        rank: 0,
+                        reason: format!("the head sent nothing for {timeout:?}"),
+                    });
+                }
+                continue;
+            }
+            Err(TransportError::Closed) => break Ok(()),
+            Err(e) => break Err(e.into()),
+        };
+        if from == 0 {
+            head_seen = Instant::now();
+        }
+        let (msg, at) = match Msg::decode(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("rank {me}: undecodable message from rank {from}: {e}");
+                continue;
+            }
+        };
+        match msg {
+            Msg::Run {
+                req,
+                proc,
+                name,
+                work,
+                args,
+            } => {
+                let mut w = Waiting {
+                    proc,
+                    name,
+                    work,
+                    args: Vec::with_capacity(args.len()),
+                    missing: 0,
+                };
+                let mut failed = None;
+                for (i, a) in args.into_iter().enumerate() {
+                    match a {
+                        Arg::Here { obj } => match shared.store.lock().get(&obj) {
+                            Some(d) => w.args.push(Some(d.clone())),
+                            None => {
+                                failed =
+                                    Some(format!("input {i} (object {obj}) is not on rank {me}"));
+                                break;
+                            }
+                        },
+                        Arg::Inline(b) => match wire::decode_value(&b.type_name, &b.bytes.0) {
+                            Ok(v) => w.args.push(Some(Data::host(v))),
+                            Err(e) => {
+                                failed = Some(format!("input {i} could not be decoded: {e}"));
+                                break;
+                            }
+                        },
+                        Arg::At { rank, obj } => {
+                            let p = next_pull;
+                            next_pull += 1;
+                            pulls.insert(p, (req, i));
+                            w.args.push(None);
+                            w.missing += 1;
+                            shared.send(rank as usize, &Msg::Fetch { req: p, obj });
+                        }
+                    }
+                }
+                if let Some(why) = failed {
+                    pulls.retain(|_, (r, _)| *r != req);
+                    fail(&shared, req, vec![why]);
+                } else if w.missing == 0 {
+                    start(&ctx, &shared, req, w);
+                } else {
+                    waiting.insert(req, w);
+                }
+            }
+            Msg::Value { req: p, value } => {
+                let Some((req, i)) = pulls.remove(&p) else {
+                    continue;
+                };
+                let decoded = value
+                    .map_err(|e| format!("fetching input {i}: {e}"))
+                    .and_then(|type_name| {
+                        wire::decode_value(&type_name, &bytes[at..])
+                            .map_err(|e| format!("input {i} could not be decoded: {e}"))
+                    });
+                match decoded {
+                    Ok(v) => {
+                        let ready = match waiting.get_mut(&req) {
+                            Some(w) => {
+                                w.args[i] = Some(Data::host(v));
+                                w.missing -= 1;
+                                w.missing == 0
+                            }
+                            None => false,
+                        };
+                        if ready {
+                            let w = waiting.remove(&req).expect("waiting");
+                            start(&ctx, &shared, req, w);
+                        }
+                    }
+                    Err(why) => {
+                        if waiting.remove(&req).is_some() {
+                            pulls.retain(|_, (r, _)| *r != req);
+                            fail(&shared, req, vec![why]);
+                        }
+                    }
+                }
+            }
+            Msg::Fetch { req, obj } => {
+                let data = shared.store.lock().get(&obj).cloned();
+                let host = match data {
+                    None => Err(format!("object {obj} is not on rank {me} (freed already?)")),
+                    Some(d) => d.to_host().map_err(|e| e.to_string()),
+                };
+                // The encoding goes straight into the frame, after the message.
+                let frame = host.and_then(|v| {
+                    let type_name = wire::codec_of(v.type_id_of_value())
+                        .map(|c| c.type_name.to_owned())
+                        .ok_or_else(|| {
+                            WireError::Unregistered {
+                                type_name: v.type_name().to_owned(),
+                            }
+                            .to_string()
+                        })?;
+                    Msg::Value {
+                        req,
+                        value: Ok(type_name),
+                    }
+                    .encode_with(|out| wire::encode_value_into(&v, out).map(|_| ()))
+                    .map_err(|e| e.to_string())
+                });
+                let frame = frame.unwrap_or_else(|e| Msg::Value { req, value: Err(e) }.encode());
+                if !shared.closed.load(Ordering::Acquire) {
+                    if let Err(e) = shared.t.send(from, frame) {
+                        tracing::warn!("rank {me} could not send to rank {from}: {e}");
+                    }
+                }
+            }
+            Msg::Free { objs } => {
+                let mut s = shared.store.lock();
+                for o in objs {
+                    s.remove(&o);
+                }
+            }
+            Msg::Ping { req, payload } => shared.send(from, &Msg::Pong { req, payload }),
+            Msg::Shutdown => break Ok(()),
+            Msg::Heartbeat => {}
+            other => tracing::warn!("rank {me}: unexpected message from rank {from}: {other:?}"),
+        }
+    };
+    stop.store(true, Ordering::Release);
+    shared.closed.store(true, Ordering::Release);
+    let _ = beat.join();
+    shared.store.lock().clear();
+    drop(ctx);
+    outcome
+}
+
+fn fail(shared: &Shared, req: u64, chain: Vec<String>) {
+    shared.send(
+        0,
+        &Msg::Failed {
+            req,
+            failure: Failure::Error { chain },
+        },
+    );
+}
+
+/// Submits a task whose inputs are all here to this rank's scheduler; its outcome goes to
+/// the head when it finishes.
+fn start(ctx: &Context, shared: &Arc<Shared>, req: u64, w: Waiting) {
+    let rt = ctx.rt();
+    let Some(p) = rt.procs.get(w.proc as usize) else {
+        return fail(
+            shared,
+            req,
+            vec![format!(
+                "rank {} has no processor {}",
+                shared.t.rank(),
+                w.proc
+            )],
+        );
+    };
+    let local: ProcessorId = p.id;
+    let mut deps = Deps::default();
+    for d in w.args.into_iter().flatten() {
+        deps.push(Dep::Data(d));
+    }
+    let opts = Options::new().scope(Scope::exact(local)).name(w.name);
+    let core = match w.work {
+        Work::Function { name } => {
+            let Some((name, call)) = registry::lookup(&name) else {
+                return fail(
+                    shared,
+                    req,
+                    vec![format!(
+                        "function `{name}` is not registered on rank {}",
+                        shared.t.rank()
+                    )],
+                );
+            };
+            let body: crate::processor::Body = Box::new(move |inputs| call(inputs));
+            ctx.submit_task(
+                name,
+                std::any::TypeId::of::<registry::Registration>(),
+                opts,
+                deps,
+                Some(body),
+                None,
+                true,
+            )
+        }
+        Work::Kernel { name, params } => {
+            let Some(k) = Kernel::lookup(&name) else {
+                return fail(
+                    shared,
+                    req,
+                    vec![format!(
+                        "kernel `{name}` is not registered on rank {}",
+                        shared.t.rank()
+                    )],
+                );
+            };
+            let params = match wire::decode_value(&params.type_name, &params.bytes.0) {
+                Ok(p) => p,
+                Err(e) => return fail(shared, req, vec![format!("kernel parameters: {e}")]),
+            };
+            ctx.submit_kernel(
+                "remote kernel",
+                std::any::TypeId::of::<Kernel>(),
+                opts,
+                deps,
+                None,
+                Some(k.call(params)),
+            )
+        }
+    };
+    let shared = shared.clone();
+    core.on_done(Box::new(move |r: &Result<Data, TaskError>| match r {
+        Ok(d) => {
+            let obj = shared.next_obj.fetch_add(1, Ordering::Relaxed);
+            let bytes = wire::encoded_len(&d.value).unwrap_or_else(|| d.bytes_to_host());
+            let type_name = d.value.type_name().to_owned();
+            shared.store.lock().insert(obj, d.clone());
+            shared.send(
+                0,
+                &Msg::Done {
+                    req,
+                    obj,
+                    type_name,
+                    bytes,
+                },
+            );
+        }
+        Err(e) => shared.send(
+            0,
+            &Msg::Failed {
+                req,
+                failure: failure_of(e),
+            },
+        ),
+    }));
+}
+
+/// A task error as the head is told it: the root cause, with its source chain.
+fn failure_of(e: &TaskError) -> Failure {
+    match e.root_cause() {
+        TaskError::Panicked { message, .. } => Failure::Panic {
+            message: message.clone(),
+        },
+        TaskError::Failed { cause, .. } => {
+            let mut chain = vec![cause.to_string()];
+            let mut src = cause.source();
+            while let Some(s) = src {
+                chain.push(s.to_string());
+                src = s.source();
+            }
+            Failure::Error { chain }
+        }
+        other => Failure::Error {
+            chain: vec![other.to_string()],
+        },
+    }
+}

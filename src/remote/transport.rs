@@ -1,0 +1,177 @@
+//! Transports: how encoded messages get from one rank to another.
+//!
+//! [`Transport`] is the whole seam: a rank sends bytes to a rank and receives bytes from
+//! any. [`InProcessTransport`] connects "ranks" that are threads of one process through
+//! channels — the same encoded messages as between processes, so the protocol is tested
+//! by plain `cargo test` — and the `mpi` feature adds one over MPI.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+/// A transport failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The rank cannot be reached any more (its process ended, or its endpoint closed).
+    #[error("rank {rank} cannot be reached: {reason}")]
+    Unreachable {
+        /// The rank.
+        rank: usize,
+        /// Why.
+        reason: String,
+    },
+    /// There is no such rank.
+    #[error("rank {rank} does not exist: the group has {size} ranks")]
+    NoSuchRank {
+        /// The rank asked for.
+        rank: usize,
+        /// How many ranks there are.
+        size: usize,
+    },
+    /// This endpoint was closed: nothing more can be received.
+    #[error("this rank's endpoint is closed")]
+    Closed,
+}
+
+/// Moves encoded messages between the ranks of a group (rank 0 is the head).
+///
+/// Messages between two ranks arrive in the order they were sent. `send` does not wait for
+/// the receiver.
+///
+/// ```
+/// use dagger::remote::{InProcessTransport, Transport};
+/// use std::time::Duration;
+/// let ranks = InProcessTransport::group(2);
+/// ranks[0].send(1, b"hello".to_vec())?;
+/// let (from, bytes) = ranks[1].recv_timeout(Duration::from_secs(5))?.expect("a message");
+/// assert_eq!((from, bytes.as_slice()), (0, &b"hello"[..]));
+/// # Ok::<(), dagger::remote::TransportError>(())
+/// ```
+pub trait Transport: Send + Sync + 'static {
+    /// This endpoint's rank.
+    fn rank(&self) -> usize;
+    /// How many ranks the group has.
+    fn size(&self) -> usize;
+    /// Sends `bytes` to rank `to`.
+    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError>;
+    /// The next message from any rank, with its sender, or `None` if none came within
+    /// `timeout`.
+    fn recv_timeout(&self, timeout: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError>;
+    /// A short name for logs and `dagger info` (`"in-process"`, `"mpi"`).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+}
+
+type Envelope = (usize, Vec<u8>);
+
+/// Ranks that are threads of one process, connected by channels.
+///
+/// [`kill`](Self::kill) makes a rank vanish as a crashed process would: messages to it
+/// fail and it sends and receives nothing more.
+pub struct InProcessTransport {
+    rank: usize,
+    peers: Vec<Sender<Envelope>>,
+    inbox: Receiver<Envelope>,
+    alive: Vec<Arc<AtomicBool>>,
+}
+
+impl std::fmt::Debug for InProcessTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessTransport")
+            .field("rank", &self.rank)
+            .field("size", &self.peers.len())
+            .finish()
+    }
+}
+
+impl InProcessTransport {
+    /// `n` connected endpoints, rank 0 first.
+    pub fn group(n: usize) -> Vec<Arc<InProcessTransport>> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| crossbeam_channel::unbounded()).unzip();
+        let alive: Vec<Arc<AtomicBool>> = (0..n).map(|_| Arc::new(AtomicBool::new(true))).collect();
+        rxs.into_iter()
+            .enumerate()
+            .map(|(rank, inbox)| {
+                Arc::new(InProcessTransport {
+                    rank,
+                    peers: txs.clone(),
+                    inbox,
+                    alive: alive.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Makes this rank vanish: it receives nothing more, its sends fail, and sends to it
+    /// fail as to a process that has ended.
+    pub fn kill(&self) {
+        self.alive[self.rank].store(false, Ordering::SeqCst);
+    }
+
+    fn check(&self, rank: usize) -> Result<(), TransportError> {
+        if self.alive[rank].load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(TransportError::Unreachable {
+                rank,
+                reason: "its endpoint was killed".into(),
+            })
+        }
+    }
+}
+
+impl Transport for InProcessTransport {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
+        if !self.alive[self.rank].load(Ordering::SeqCst) {
+            return Err(TransportError::Closed);
+        }
+        let peer = self.peers.get(to).ok_or(TransportError::NoSuchRank {
+            rank: to,
+            size: self.peers.len(),
+        })?;
+        self.check(to)?;
+        peer.send((self.rank, bytes))
+            .map_err(|_| TransportError::Unreachable {
+                rank: to,
+                reason: "its endpoint was dropped".into(),
+            })
+    }
+
+    fn recv_timeout(&self, timeout: Duration) -> Result<Option<Envelope>, TransportError> {
+        if !self.alive[self.rank].load(Ordering::SeqCst) {
+            return Err(TransportError::Closed);
+        }
+        loop {
+            match self.inbox.recv_timeout(timeout) {
+                Ok((from, bytes)) => {
+                    // A dead rank's messages still in flight are lost with it.
+                    if !self.alive[from].load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if !self.alive[self.rank].load(Ordering::SeqCst) {
+                        return Err(TransportError::Closed);
+                    }
+                    return Ok(Some((from, bytes)));
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(TransportError::Closed),
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+}

@@ -1,0 +1,492 @@
+//! Worker processes over the in-process transport: the same encoded messages as between
+//! MPI ranks, with every rank a thread of this test.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::within;
+use dagger::prelude::*;
+use dagger::remote::{Fallible, InProcessTransport, Transport, TransportError};
+use dagger::{ProcessorKind, TaskError, WgslKernel};
+
+fn add1(x: i64) -> i64 {
+    x + 1
+}
+dagger::remote_fn!(add1);
+
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+dagger::remote_fn!(add);
+
+fn ones(n: usize) -> Vec<f64> {
+    vec![1.0; n]
+}
+dagger::remote_fn!(ones);
+
+fn total(v: Vec<f64>) -> f64 {
+    v.iter().sum()
+}
+dagger::remote_fn!(total);
+
+fn boom(x: i64) -> i64 {
+    if x > 0 {
+        panic!("boom at {x}");
+    }
+    x
+}
+dagger::remote_fn!(boom);
+
+fn parse(s: String) -> Result<i64, std::num::ParseIntError> {
+    s.parse()
+}
+dagger::remote_fn!(Fallible(parse));
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+dagger::remote_fn!(nap);
+
+fn unregistered(x: i64) -> i64 {
+    x * 10
+}
+
+/// Live `Tracked` values made by tasks (not by decoding on the head).
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Tracked {
+    data: Vec<f64>,
+    /// Copies (arguments, decoded values) are not counted.
+    #[serde(skip)]
+    counted: bool,
+}
+
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        Tracked {
+            data: self.data.clone(),
+            counted: false,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.counted {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn make_tracked(n: usize) -> Tracked {
+    LIVE.fetch_add(1, Ordering::SeqCst);
+    Tracked {
+        data: vec![0.5; n],
+        counted: true,
+    }
+}
+dagger::remote_fn!(make_tracked);
+
+fn step_tracked(t: Tracked) -> Tracked {
+    LIVE.fetch_add(1, Ordering::SeqCst);
+    Tracked {
+        data: t.data.iter().map(|x| x + 1.0).collect(),
+        counted: true,
+    }
+}
+dagger::remote_fn!(step_tracked);
+
+fn cluster(workers: usize) -> Context {
+    dagger::remote::in_process(workers, |_| Context::builder().threads(2).gpus(false))
+        .expect("the group forms")
+}
+
+fn on(rank: usize) -> Options {
+    Options::new().scope(Scope::worker(rank))
+}
+
+#[test]
+fn one_processor_tree_across_ranks() {
+    within(60, "the tree", || {
+        let ctx = cluster(2);
+        assert_eq!(ctx.ranks(), 3);
+        let procs = ctx.processors();
+        let os: Vec<_> = procs
+            .iter()
+            .filter(|p| p.kind == ProcessorKind::Os)
+            .collect();
+        assert_eq!(os.len(), 3, "one process processor per rank: {procs:#?}");
+        for (rank, o) in os.iter().enumerate() {
+            assert_eq!(o.id.process() as usize, rank + 1);
+            assert_eq!(o.children.len(), 2, "two threads under rank {rank}");
+            for c in &o.children {
+                let c = procs.iter().find(|p| p.id == *c).unwrap();
+                assert_eq!(c.kind, ProcessorKind::Thread);
+                assert_eq!(c.memory_space.to_string(), format!("host@{}", rank + 1));
+                if rank > 0 {
+                    assert!(
+                        c.description.contains(&format!("on rank {rank}")),
+                        "{}",
+                        c.description
+                    );
+                }
+            }
+        }
+        let one = ctx
+            .resolve_scope(&Scope::worker(2).constrain(&Scope::thread(1)))
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].process(), 3);
+        assert_eq!(ctx.resolve_scope(&Scope::workers(1..)).unwrap().len(), 4);
+        let links = ctx.links();
+        assert_eq!(links.len(), 2);
+        assert!(
+            links.iter().all(|l| l.latency_us > 0.0 && l.gbps > 0.0),
+            "{links:?}"
+        );
+    });
+}
+
+#[test]
+fn registered_functions_run_on_the_rank_their_scope_names() {
+    within(60, "remote values", || {
+        let ctx = cluster(2);
+        ctx.enable_logging();
+        let a = ctx.spawn_remote_with(on(1), add1, (41,));
+        let b = ctx.spawn_remote_with(on(2), add, (&a, 100));
+        let c = ctx.spawn(|b: i64| b * 2, (&b,));
+        assert_eq!(c.fetch().unwrap(), 284);
+        assert_eq!(a.fetch().unwrap(), 42);
+        let logs = ctx.fetch_logs();
+        let ran = |id: u64| {
+            logs.iter()
+                .find(|e| e.task == id && e.kind == dagger::EventKind::Task)
+                .map(|e| e.processor.process())
+        };
+        assert_eq!(ran(a.id()), Some(2), "rank 1 is process 2");
+        assert_eq!(ran(b.id()), Some(3));
+        assert_eq!(ran(c.id()), Some(1), "the closure ran on the head");
+        // A thread of one rank.
+        let t = Scope::worker(1).constrain(&Scope::thread(1));
+        let d = ctx.spawn_remote_with(Options::new().scope(t), add1, (1,));
+        assert_eq!(d.fetch().unwrap(), 2);
+    });
+}
+
+#[test]
+fn closures_and_unregistered_functions_stay_on_the_head() {
+    within(60, "closures", || {
+        let ctx = cluster(1);
+        let err = ctx
+            .spawn_with(on(1), |x: i64| x + 1, (1,))
+            .fetch()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("no processor"), "{msg}");
+        let detail = format!("{:?}", err);
+        assert!(
+            detail.contains("remote_fn"),
+            "the reason says what to do: {detail}"
+        );
+        // Unregistered, through spawn_remote: runs on the head by default.
+        ctx.enable_logging();
+        let t = ctx.spawn_remote(unregistered, (4,));
+        assert_eq!(t.fetch().unwrap(), 40);
+        let logs = ctx.fetch_logs();
+        let e = logs.iter().find(|e| e.task == t.id()).unwrap();
+        assert_eq!(e.processor.process(), 1);
+    });
+}
+
+#[test]
+fn failures_on_a_worker_name_the_rank_the_processor_and_the_cause() {
+    within(60, "remote errors", || {
+        let ctx = cluster(2);
+        let p = ctx.spawn_remote_with(on(2), boom, (3,));
+        let dep = ctx.spawn_remote_with(on(1), add1, (&p,));
+        let err = p.fetch().unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, TaskError::Panicked { .. }), "{msg}");
+        assert!(msg.contains("boom at 3"), "{msg}");
+        assert!(msg.contains("on rank 2"), "{msg}");
+        assert!(msg.contains("cpu thread"), "{msg}");
+        let derr = dep.fetch().unwrap_err();
+        assert!(
+            derr.root_cause().to_string().contains("boom at 3"),
+            "{derr}"
+        );
+        // An Err, with its source chain.
+        let e = ctx
+            .spawn_remote_with(on(1), Fallible(parse), ("4x".to_string(),))
+            .fetch()
+            .unwrap_err();
+        assert!(e.to_string().contains("on rank 1"), "{e}");
+        assert!(e.to_string().contains("invalid digit"), "{e}");
+        let src = std::error::Error::source(&e).expect("a cause");
+        assert!(src.to_string().contains("invalid digit"));
+        // The rest carries on.
+        let ok = ctx.spawn_remote_with(on(2), add1, (1,));
+        assert_eq!(ok.fetch().unwrap(), 2);
+        assert_eq!(
+            ctx.spawn_remote_with(on(1), Fallible(parse), ("12".to_string(),))
+                .fetch()
+                .unwrap(),
+            12
+        );
+    });
+}
+
+/// Counts the bytes a rank receives.
+struct Counting {
+    inner: Arc<InProcessTransport>,
+    received: Arc<AtomicUsize>,
+}
+
+impl Transport for Counting {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
+        self.inner.send(to, bytes)
+    }
+    fn recv_timeout(&self, t: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
+        let r = self.inner.recv_timeout(t)?;
+        if let Some((_, b)) = &r {
+            self.received.fetch_add(b.len(), Ordering::Relaxed);
+        }
+        Ok(r)
+    }
+}
+
+/// A group whose head counts what it receives; the worker transports are returned too.
+fn counted_group(workers: usize) -> (Context, Arc<AtomicUsize>, Vec<Arc<InProcessTransport>>) {
+    let mut ranks = InProcessTransport::group(workers + 1);
+    let head = ranks.remove(0);
+    for t in &ranks {
+        let t: Arc<dyn Transport> = t.clone();
+        std::thread::spawn(move || Context::builder().threads(1).gpus(false).join(t));
+    }
+    let received = Arc::new(AtomicUsize::new(0));
+    let counting = Arc::new(Counting {
+        inner: head,
+        received: received.clone(),
+    });
+    let ctx = Context::builder()
+        .threads(1)
+        .gpus(false)
+        .join(counting)
+        .unwrap()
+        .unwrap();
+    (ctx, received, ranks)
+}
+
+#[test]
+fn data_moves_rank_to_rank_without_the_head() {
+    within(60, "owner to owner", || {
+        let (ctx, received, _ranks) = counted_group(2);
+        let n = 1 << 20; // 8 MiB of f64
+        let before = received.load(Ordering::Relaxed);
+        let v = ctx.spawn_remote_with(on(1), ones, (n,));
+        let s = ctx.spawn_remote_with(on(2), total, (&v,));
+        s.wait();
+        let through_head = received.load(Ordering::Relaxed) - before;
+        assert_eq!(s.fetch().unwrap(), n as f64);
+        assert!(
+            through_head < 64 * 1024,
+            "the head received {through_head} bytes while 8 MiB moved from rank 1 to rank 2"
+        );
+        // Placement sends a task to its data when the scope allows both ranks.
+        ctx.enable_logging();
+        let s2 = ctx.spawn_remote_with(Options::new().scope(Scope::workers(1..)), total, (&v,));
+        assert_eq!(s2.fetch().unwrap(), n as f64);
+        let logs = ctx.fetch_logs();
+        let e = logs
+            .iter()
+            .find(|e| e.task == s2.id() && e.kind == dagger::EventKind::Task)
+            .unwrap();
+        assert_eq!(e.processor.process(), 2, "ran where its 8 MiB input lives");
+        // fetch brings the value to the caller.
+        let host = v.fetch().unwrap();
+        assert_eq!(host.len(), n);
+        assert!(received.load(Ordering::Relaxed) - before >= n * 8);
+    });
+}
+
+#[test]
+fn objects_are_freed_on_their_owner_when_the_last_handle_drops() {
+    within(60, "freeing", || {
+        let ctx = cluster(2);
+        let base = LIVE.load(Ordering::SeqCst);
+        let mut handles = Vec::new();
+        for i in 0..40 {
+            handles.push(ctx.spawn_remote_with(on(1 + i % 2), make_tracked, (1000usize,)));
+        }
+        for h in &handles {
+            h.wait();
+        }
+        assert!(LIVE.load(Ordering::SeqCst) - base >= 40);
+        drop(handles);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while LIVE.load(Ordering::SeqCst) > base && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            LIVE.load(Ordering::SeqCst),
+            base,
+            "every object was freed on its worker"
+        );
+        // A chain on one worker whose handles are dropped holds O(1) objects there.
+        let mut t = ctx.spawn_remote_with(on(2), make_tracked, (100usize,));
+        let mut peak = 0;
+        for _ in 0..300 {
+            t = ctx.spawn_remote_with(on(2), step_tracked, (&t,));
+            peak = peak.max(LIVE.load(Ordering::SeqCst) - base);
+        }
+        t.wait();
+        drop(t);
+        assert!(peak < 100, "a chain of 300 held {peak} objects at once");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while LIVE.load(Ordering::SeqCst) > base && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(LIVE.load(Ordering::SeqCst), base);
+    });
+}
+
+#[test]
+fn a_rank_that_dies_fails_what_waits_on_it_within_seconds() {
+    within(60, "a dead rank", || {
+        let (ctx, _received, ranks) = counted_group(2);
+        let held = ctx.spawn_remote_with(on(2), add1, (1,));
+        assert_eq!(held.fetch().unwrap(), 2);
+        let long = ctx.spawn_remote_with(on(2), nap, (30_000u64,));
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        ranks[1].kill();
+        let err = long.fetch().unwrap_err();
+        let waited = t0.elapsed();
+        assert!(waited < Duration::from_secs(8), "noticed after {waited:?}");
+        let msg = format!("{err}: {}", err.root_cause());
+        assert!(msg.contains("rank 2"), "{msg}");
+        let chain = std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        assert!(chain.contains("rank 2 was lost"), "{chain}");
+        // Its processors leave placement; work elsewhere carries on.
+        let e = ctx
+            .spawn_remote_with(on(2), add1, (1,))
+            .fetch()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("no processor") || e.to_string().contains("lost"),
+            "{e}"
+        );
+        assert_eq!(ctx.spawn_remote_with(on(1), add1, (1,)).fetch().unwrap(), 2);
+        assert_eq!(ctx.spawn_remote(add1, (5,)).fetch().unwrap(), 6);
+        // Its objects are gone with it.
+        let e = ctx.spawn(|x: i64| x, (&held,)).fetch();
+        assert!(e.is_ok() || e.unwrap_err().to_string().contains("rank 2"));
+    });
+}
+
+fn ones32(n: usize) -> Vec<f32> {
+    vec![1.0; n]
+}
+dagger::remote_fn!(ones32);
+
+fn total32(v: Vec<f32>) -> f32 {
+    v.iter().sum()
+}
+dagger::remote_fn!(total32);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Scale {
+    a: f32,
+}
+
+/// `b = a * x`, on a GPU or a CPU thread, registered by name on every rank.
+fn scale_kernel() -> WgslKernel<Scale, f32> {
+    dagger::remote::register_pod::<Scale>();
+    WgslKernel::<Scale, f32>::builder(
+        "test.remote.scale",
+        "struct Scale { a: f32 }
+         @group(0) @binding(0) var<uniform> p: Scale;
+         @group(0) @binding(1) var<storage, read> x: array<f32>;
+         @group(0) @binding(2) var<storage, read_write> b: array<f32>;
+         @compute @workgroup_size(64)
+         fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+             if (id.x < arrayLength(&x)) { b[id.x] = p.a * x[id.x]; }
+         }",
+        "main",
+    )
+    .inputs([dagger::Access::Read])
+    .output(|_, lens| lens[0])
+    .workgroups(|_, lens| [(lens[0] as u32).div_ceil(64).max(1), 1, 1])
+    .cpu(|p: &Scale, ins, out| {
+        for (o, x) in out.iter_mut().zip(ins[0]) {
+            *o = p.a * x;
+        }
+    })
+    .build()
+    .expect("the kernel builds")
+}
+
+#[test]
+fn kernels_run_on_other_ranks_by_name() {
+    within(120, "remote kernels", || {
+        let k = scale_kernel();
+        let ctx = dagger::remote::in_process(2, |_| Context::builder().threads(1))
+            .expect("the group forms");
+        ctx.enable_logging();
+        let x = ctx.spawn_remote_with(on(1), ones32, (1000usize,));
+        let cpu1 = Scope::worker(1).constrain(&Scope::cpu());
+        let y = ctx.spawn_kernel_with(
+            Options::new().scope(cpu1),
+            &k,
+            Scale { a: 3.0 },
+            [(&x).into()],
+        );
+        let s = ctx.spawn_remote_with(on(2), total32, (&y,));
+        assert_eq!(s.fetch().unwrap(), 3000.0);
+        let logs = ctx.fetch_logs();
+        let e = logs
+            .iter()
+            .find(|e| e.task == y.id() && e.kind == dagger::EventKind::Task)
+            .unwrap();
+        assert_eq!(e.processor.process(), 2, "the kernel ran on rank 1");
+        if common::gpus_or_skip(&ctx, "the remote GPU part").is_empty() {
+            return;
+        }
+        let gpu1 = Scope::worker(1).constrain(&Scope::gpu(0));
+        let z = ctx.spawn_kernel_with(
+            Options::new().scope(gpu1),
+            &k,
+            Scale { a: 0.5 },
+            [(&x).into()],
+        );
+        let s = ctx.spawn_remote_with(on(2), total32, (&z,));
+        assert_eq!(s.fetch().unwrap(), 500.0, "read off rank 1's GPU by rank 2");
+        let logs = ctx.fetch_logs();
+        let e = logs
+            .iter()
+            .find(|e| e.task == z.id() && e.kind == dagger::EventKind::Task)
+            .unwrap();
+        let p = ctx
+            .processors()
+            .into_iter()
+            .find(|p| p.id == e.processor)
+            .unwrap();
+        assert_eq!(p.kind, ProcessorKind::Wgpu, "{p:?}");
+        assert_eq!(p.memory_space.to_string(), "gpu0@2");
+        assert_eq!(z.fetch().unwrap(), vec![0.5f32; 1000]);
+    });
+}
