@@ -117,12 +117,13 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
 /// own limits and `SHADER_F64` / `SHADER_F16` where the adapter has them. An adapter that
 /// fails to open yields an `Err` at its position, never a panic. No adapters: an empty vector.
 ///
-/// When `XDG_RUNTIME_DIR` is not set (containers, CI, `sudo`), it is first set to a new
-/// private directory (mode 0700) under the system's temporary directory: the GL backend's
-/// EGL probes for a Wayland display, and without that variable libwayland prints
-/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on every probe. No
-/// display is found there either way; the variable only keeps the probe quiet. The
-/// directory is left in place (empty) when the process ends.
+/// When `XDG_RUNTIME_DIR` is not set (containers, CI, `sudo`), it is first set to a private
+/// directory of the user's (`dagger-runtime-<uid>`, mode 0700, under the system's temporary
+/// directory, made once and shared by the user's processes): the GL backend's EGL probes
+/// for a Wayland display, and without that variable libwayland prints `error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment.` on every probe. No display is
+/// found there either way; the variable only keeps the probe quiet. A directory of that name
+/// that is a link, is another user's, or is open to others is not used.
 pub fn open_devices() -> Vec<Result<Device, GpuError>> {
     quiet_display_probe();
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
@@ -737,12 +738,24 @@ fn quiet_display_probe() {
     ONCE.call_once(|| {
         #[cfg(unix)]
         if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            use std::os::unix::fs::DirBuilderExt;
-            let dir = std::env::temp_dir().join(format!("dagger-runtime-{}", std::process::id()));
-            // A directory someone else made is not used: it must be new and ours.
-            if std::fs::DirBuilder::new().mode(0o700).create(&dir).is_ok() {
+            if let Some(dir) = private_runtime_dir() {
                 std::env::set_var("XDG_RUNTIME_DIR", &dir);
             }
         }
     });
+}
+
+/// `dagger-runtime-<uid>` under the temporary directory, shared by this user's processes so
+/// that none leaves a directory behind: made with mode 0700 if it is not there, and used only
+/// if it is a real directory (not a link) that this user owns and no one else may enter.
+#[cfg(unix)]
+fn private_runtime_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    // The user this process runs as owns its own /proc entry.
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let dir = std::env::temp_dir().join(format!("dagger-runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    let private = meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o077 == 0;
+    private.then_some(dir)
 }
