@@ -193,6 +193,19 @@ pub enum ArrayError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Reading or writing a Zarr store failed; the source ([`ZarrError`](super::ZarrError))
+    /// says why and what to change.
+    #[cfg(feature = "zarr")]
+    #[error("{op} {}", path.display())]
+    Zarr {
+        /// What was being done.
+        op: &'static str,
+        /// The store's directory.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        #[source]
+        source: super::zarr::ZarrError,
+    },
     /// `concatenate` of no arrays.
     #[error("concatenate needs at least one array")]
     NothingToConcatenate,

@@ -45,6 +45,8 @@ mod linalg;
 mod npy;
 mod reduce;
 mod stencil;
+#[cfg(feature = "zarr")]
+mod zarr;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
 pub use domain::ArrayDomain;
@@ -56,6 +58,8 @@ pub use linalg::Gemm;
 pub use linalg::{Lu, Norm, Solver};
 pub use npy::Overwrite;
 pub use stencil::{Boundary, Stencil};
+#[cfg(feature = "zarr")]
+pub use zarr::{Compression, ZarrError, ZarrOptions};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -193,7 +193,7 @@ impl<T: Element> DArray<T> {
 }
 
 /// A new file name beside `path`, for writing before a rename over it.
-fn sibling(path: &Path) -> PathBuf {
+pub(super) fn sibling(path: &Path) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
