@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use zarrs::array::codec::{CodecOptions, ZstdCodec};
-use zarrs::array::{Array, ArrayBuilder, ArrayBytes, DataType};
+use zarrs::array::{Array, ArrayBuilder, ArrayBytes, DataType, FillValue};
 use zarrs::array_subset::ArraySubset;
 use zarrs::filesystem::FilesystemStore;
 
@@ -446,7 +446,7 @@ impl<T: Element> DArray<T> {
             shape,
             chunk.to_vec(),
             zarr_data_type(T::DTYPE),
-            vec![0u8; T::DTYPE.size()],
+            FillValue::from(vec![0u8; T::DTYPE.size()]),
         );
         if let Compression::Zstd { level } = compression {
             builder.bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(level, false))]);
@@ -580,7 +580,10 @@ mod tests {
             cuts: vec![vec![0, 2, 5, 6]],
         };
         let e = chunk_shape(&g).unwrap_err();
-        assert!(matches!(e, ZarrError::IrregularBlocks { dim: 0, .. }), "{e}");
+        assert!(
+            matches!(e, ZarrError::IrregularBlocks { dim: 0, .. }),
+            "{e}"
+        );
         // A last block larger than the others is not a clipped chunk either.
         let g = Grid {
             cuts: vec![vec![0, 2], vec![0, 2, 5]],
