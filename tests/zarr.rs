@@ -235,6 +235,14 @@ fn stores_zarr_python_wrote_are_read() {
         );
     }
 
+    // Sharded: a block per shard.
+    let f = DArray::<i32>::from_zarr(&ctx, fixture("i32_8x6_sharded.zarr")).unwrap();
+    assert_eq!(f.block_counts(), vec![2, 1]);
+    assert_eq!(
+        f.collect2().unwrap(),
+        ndarray::Array2::from_shape_fn((8, 6), |(i, j)| (6 * i + j) as i32)
+    );
+
     // Chunks that were never written read as the fill value.
     let e = DArray::<u32>::from_zarr(&ctx, fixture("u32_4x4_fill.zarr"))
         .unwrap()
