@@ -17,6 +17,7 @@ use crate::sched::{
     TaskName, Work, FULL_OCCUPANCY,
 };
 use crate::scope::Scope;
+use crate::storage::Store;
 use crate::task::args::{Dep, Deps, TaskArgs, TaskFn};
 use crate::task::DTask;
 use crate::value::Value;
@@ -38,6 +39,9 @@ pub enum BuildError {
     /// A context needs at least one CPU thread.
     #[error("a context needs at least one CPU thread; got threads(0)")]
     NoThreads,
+    /// The memory limit in the environment is not a size.
+    #[error("the memory limit is not valid: {0}; set it as 4GiB, 512MiB or none")]
+    MemoryLimit(String),
 }
 
 /// A handle to processors and the scheduler that places tasks on them.
@@ -76,6 +80,7 @@ struct ContextInner {
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
+        self.rt.store.context_ended();
         self.rt.shutdown();
     }
 }
@@ -95,6 +100,8 @@ pub struct ContextBuilder {
     custom: Vec<Arc<dyn Processor>>,
     gpus: bool,
     software_gpus: Option<bool>,
+    memory_limit: Option<Option<u64>>,
+    spill_dir: Option<std::path::PathBuf>,
     pub(crate) processes: Vec<ProcessSpec>,
     pub(crate) attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -129,6 +136,8 @@ impl std::fmt::Debug for ContextBuilder {
             )
             .field("gpus", &self.gpus)
             .field("software_gpus", &self.software_gpus)
+            .field("memory_limit", &self.memory_limit)
+            .field("spill_dir", &self.spill_dir)
             .finish()
     }
 }
@@ -155,6 +164,37 @@ impl ContextBuilder {
         self
     }
 
+    /// The most host memory, in bytes, that the values the context manages may take before
+    /// the least recently used are spilled to disk (see [`storage`](crate::storage)).
+    ///
+    /// Default: `DAGGER_MEMORY_LIMIT` (such as `4GiB` or `none`) when set, else 60% of the
+    /// machine's memory (or of its cgroup's limit, when lower).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).memory_limit(256 << 20).build()?;
+    /// assert_eq!(ctx.memory_stats().limit_bytes, Some(256 << 20));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(Some(bytes));
+        self
+    }
+
+    /// No memory limit: every value stays in host memory and nothing is counted.
+    pub fn no_memory_limit(mut self) -> Self {
+        self.memory_limit = Some(None);
+        self
+    }
+
+    /// The directory in which the context creates its spill directory (default: the
+    /// system's temporary directory). The spill directory is new, private to the user, and
+    /// removed once the context and its chunks are gone.
+    pub fn spill_dir(mut self, parent: impl Into<std::path::PathBuf>) -> Self {
+        self.spill_dir = Some(parent.into());
+        self
+    }
+
     /// Adds a user-defined processor, parented by this process's [`OsProc`].
     pub fn processor(mut self, p: Arc<dyn Processor>) -> Self {
         self.custom.push(p);
@@ -171,6 +211,11 @@ impl ContextBuilder {
         if threads == 0 {
             return Err(BuildError::NoThreads);
         }
+        let limit = match self.memory_limit {
+            Some(l) => l,
+            None => crate::storage::default_limit().map_err(BuildError::MemoryLimit)?,
+        };
+        let store = Store::new(limit, self.spill_dir);
         let process = 1;
         let os_id = ProcessorId::new(process, 0);
         let mut procs = vec![entry(
@@ -242,7 +287,7 @@ impl ContextBuilder {
         gpus.resize(procs.len(), None);
         Ok(Context {
             inner: Arc::new(ContextInner {
-                rt: Runtime::new(procs),
+                rt: Runtime::new(procs, store),
                 _attached: self.attached,
                 #[cfg(feature = "wgpu")]
                 gpus,
@@ -287,6 +332,8 @@ impl Context {
             custom: Vec::new(),
             gpus: true,
             software_gpus: None,
+            memory_limit: None,
+            spill_dir: None,
             processes: Vec::new(),
             attached: Vec::new(),
         }
@@ -847,8 +894,30 @@ impl Context {
     // ----- data --------------------------------------------------------------------------------
 
     /// Places `value` in host memory as a [`Chunk`].
+    ///
+    /// Under the context's memory limit, a large value of a registered type may be spilled
+    /// to disk while no task uses it (see [`storage`](crate::storage)).
     pub fn to_chunk<T: Send + Sync + 'static>(&self, value: T) -> Chunk<T> {
-        Chunk::new(value)
+        Chunk::from_data(Data::stored(Value::new(value), &self.rt().store))
+    }
+
+    /// How the context's host memory fared: its limit, what managed values hold now and at
+    /// most, and what was spilled to disk and read back (see [`storage`](crate::storage)).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).memory_limit(1 << 20).build()?;
+    /// let a = ctx.to_chunk(vec![0u8; 600 << 10]);
+    /// let b = ctx.to_chunk(vec![1u8; 600 << 10]); // a goes to disk to make room
+    /// let s = ctx.memory_stats();
+    /// assert_eq!((s.spills, s.resident_bytes), (1, 600 << 10));
+    /// assert_eq!(a.collect()?[0], 0); // read back, b goes to disk
+    /// assert_eq!(ctx.memory_stats().reloads, 1);
+    /// # drop(b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_stats(&self) -> crate::storage::MemoryStats {
+        self.rt().store.stats()
     }
 
     /// Places `value` in the memory space of processor `proc`, through its
@@ -951,9 +1020,9 @@ fn input_type_name(i: &Input) -> &'static str {
             .result
             .get()
             .and_then(|r| r.as_ref().ok())
-            .map(|d| d.value.type_name())
+            .map(|d| d.type_name())
             .unwrap_or("pending"),
-        Input::Data(d) => d.value.type_name(),
+        Input::Data(d) => d.type_name(),
     }
 }
 

@@ -102,8 +102,9 @@
 //! 1. values ([`Value`]);
 //! 2. processors, memory spaces and kernels ([`processor`], [`Kernel`]) — the device
 //!    interface is [`Processor`], and wgpu devices ([`WgpuProc`]) are one implementation;
-//! 3. chunks, task errors and scopes ([`Chunk`], [`TaskError`], [`Scope`]) — a chunk may
-//!    be pinned to a scope;
+//! 3. chunks, task errors, scopes and storage ([`Chunk`], [`TaskError`], [`Scope`],
+//!    [`storage`]) — a chunk may be pinned to a scope, and a value in host memory may be
+//!    spilled to disk under the context's memory limit;
 //! 4. options and the event log ([`Options`], [`LogEvent`]);
 //! 5. the scheduler: the task record, queues, workers, placement (the whole cost model) and
 //!    execution, reaching devices only through [`Processor`];
@@ -143,6 +144,7 @@ pub mod processor;
 pub mod remote;
 mod sched;
 mod scope;
+pub mod storage;
 mod stream;
 mod task;
 mod thunk;

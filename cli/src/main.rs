@@ -8,6 +8,8 @@ mod demo;
 mod gpu_bench;
 #[cfg(feature = "wgpu")]
 mod linalg_bench;
+#[cfg(feature = "wgpu")]
+mod ooc_bench;
 mod out_dir;
 mod overhead;
 #[cfg(feature = "wgpu")]
@@ -118,6 +120,10 @@ enum Bench {
     /// DArray sum of all elements: GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Reduce(array_bench::Args),
+    /// Out of core: map and sum over an array larger than the memory limit, spilling to
+    /// disk, beside a plain write and read of the same bytes and numpy's memmap.
+    #[cfg(feature = "wgpu")]
+    Ooc(ooc_bench::Args),
 }
 
 /// Contexts made while tracing, whose logs `dagger trace` renders.
@@ -187,6 +193,8 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Map(args) => array_bench::map(&args),
         #[cfg(feature = "wgpu")]
         Bench::Reduce(args) => array_bench::reduce(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Ooc(args) => ooc_bench::run(&args),
     }
 }
 
