@@ -70,6 +70,8 @@ pub struct Context {
 
 struct ContextInner {
     rt: Arc<Runtime>,
+    /// Tasks spawned with a checkpoint, by directory and name: the keys already given.
+    checkpoints: parking_lot::Mutex<std::collections::HashMap<(Arc<std::path::Path>, String), u32>>,
     /// Kept alive as long as the context, dropped after its workers stop (the link to
     /// other processes).
     _attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
@@ -288,6 +290,7 @@ impl ContextBuilder {
         Ok(Context {
             inner: Arc::new(ContextInner {
                 rt: Runtime::new(procs, store),
+                checkpoints: Default::default(),
                 _attached: self.attached,
                 #[cfg(feature = "wgpu")]
                 gpus,
@@ -716,7 +719,18 @@ impl Context {
             .map(|o| (o * FULL_OCCUPANCY as f64).round() as u32)
             .unwrap_or(FULL_OCCUPANCY);
         let mut inputs = smallvec::SmallVec::with_capacity(deps.list.len());
-        for d in deps.list {
+        let mut body = body;
+        let restored = match opts.as_ref().and_then(|o| o.get_checkpoint()) {
+            Some(dir) if kernel.is_none() => self.checkpointed(dir, name.as_str(), &mut body),
+            _ => false,
+        };
+        // A task restored from its checkpoint waits for nothing.
+        let deps_list = if restored {
+            Default::default()
+        } else {
+            deps.list
+        };
+        for d in deps_list {
             inputs.push(match d {
                 Dep::Task(t) => Input::Task(t),
                 Dep::Data(d) => Input::Data(d),
@@ -724,7 +738,9 @@ impl Context {
             });
         }
         let n_args = inputs.len();
-        inputs.extend(deps.after.into_iter().map(Input::Task));
+        if !restored {
+            inputs.extend(deps.after.into_iter().map(Input::Task));
+        }
         let task_scope = opts.as_ref().and_then(|o| o.get_scope());
         // Arguments pinned to scopes narrow where the task may run.
         let pinned = deps.scopes;
@@ -901,6 +917,77 @@ impl Context {
         Chunk::from_data(Data::stored(Value::new(value), &self.rt().store))
     }
 
+    /// Writes `task`'s result to a new file at `path` when it is ready (Dagger.jl's
+    /// `tofile`), in the format of [`Chunk::save`], and gives a [`File`](crate::File) that
+    /// reads it back: pass it to later tasks, which read the file when they run. The file is
+    /// created new: an existing file (or link) at `path` fails the task, nothing is written
+    /// over. The type must be registered ([`storage::register`](crate::storage::register);
+    /// numeric vectors and arrays are); [`tofile_with`](Self::tofile_with) takes a writer
+    /// and reader of one's own.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let path = std::env::temp_dir().join(format!("dagger-tofile-doc-{}", std::process::id()));
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let squares = ctx.spawn(|| (0..1000u32).map(|i| i * i).collect::<Vec<_>>(), ());
+    /// let file = ctx.tofile(&squares, &path);
+    /// let sum = ctx.spawn(|v: Vec<u32>| v.iter().map(|&x| x as u64).sum::<u64>(), (file.fetch()?,));
+    /// assert_eq!(sum.fetch()?, 332_833_500);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn tofile<T: Send + Sync + 'static>(
+        &self,
+        task: &DTask<T>,
+        path: impl AsRef<std::path::Path>,
+    ) -> DTask<crate::File<T>> {
+        let path = path.as_ref().to_path_buf();
+        self.try_spawn_with(
+            Options::new().name("tofile"),
+            move |v: Arc<T>| -> Result<crate::File<T>, crate::storage::StorageError> {
+                crate::storage::save_value(&Value::from_arc(v), &path)?;
+                Ok(crate::File::saved(&path))
+            },
+            (task.shared(),),
+        )
+    }
+
+    /// [`tofile`](Self::tofile) with a writer of one's own, and the reader that the
+    /// returned [`File`](crate::File) reads it back with.
+    #[track_caller]
+    pub fn tofile_with<T: Send + Sync + 'static>(
+        &self,
+        task: &DTask<T>,
+        path: impl AsRef<std::path::Path>,
+        writer: impl Fn(&T, &mut dyn std::io::Write) -> std::io::Result<()> + Send + Sync + 'static,
+        reader: impl Fn(&std::path::Path) -> std::io::Result<T> + Send + Sync + 'static,
+    ) -> DTask<crate::File<T>> {
+        let path = path.as_ref().to_path_buf();
+        let reader = Arc::new(reader);
+        self.try_spawn_with(
+            Options::new().name("tofile"),
+            move |v: Arc<T>| -> Result<crate::File<T>, crate::storage::StorageError> {
+                let err = |what| {
+                    let path = path.clone();
+                    move |source| crate::storage::StorageError::Io { what, path, source }
+                };
+                let f = std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(err("creating (files are never written over)"))?;
+                let mut w = std::io::BufWriter::new(f);
+                writer(&v, &mut w)
+                    .and_then(|_| std::io::Write::flush(&mut w))
+                    .map_err(err("writing"))?;
+                let reader = reader.clone();
+                Ok(crate::File::open(&path, move |p| reader(p)))
+            },
+            (task.shared(),),
+        )
+    }
+
     /// How the context's host memory fared: its limit, what managed values hold now and at
     /// most, and what was spilled to disk and read back (see [`storage`](crate::storage)).
     ///
@@ -1023,6 +1110,56 @@ fn input_type_name(i: &Input) -> &'static str {
             .map(|d| d.type_name())
             .unwrap_or("pending"),
         Input::Data(d) => d.type_name(),
+    }
+}
+
+impl Context {
+    /// Applies a checkpoint in `dir` to a task named `name` with host body `body`: a body
+    /// loading the saved result when there is one (returns true), else one saving it.
+    fn checkpointed(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        body: &mut Option<crate::processor::Body>,
+    ) -> bool {
+        let Some(run) = body.take() else {
+            return false;
+        };
+        let key = {
+            let mut seen = self.inner.checkpoints.lock();
+            let n = seen.entry((Arc::from(dir), name.to_owned())).or_insert(0);
+            *n += 1;
+            match *n {
+                1 => name.to_owned(),
+                k => format!("{name}.{}", k - 1),
+            }
+        };
+        let file: String = key
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{file}.ckpt"));
+        let fail = |e: crate::storage::StorageError| TaskFailure::Error(Box::new(e));
+        if path.is_file() {
+            tracing::debug!(task = %key, path = %path.display(), "restoring from a checkpoint");
+            *body = Some(Box::new(move |_: &[Value]| {
+                crate::storage::load_value(&path, None).map_err(fail)
+            }));
+            true
+        } else {
+            *body = Some(Box::new(move |inputs: &[Value]| {
+                let v = run(inputs)?;
+                crate::storage::save_value_replacing(&v, &path).map_err(fail)?;
+                Ok(v)
+            }));
+            false
+        }
     }
 }
 

@@ -176,6 +176,7 @@ pub use processor::{
 };
 pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
 pub use scope::{IndexRange, Scope, ScopeError};
+pub use storage::File;
 pub use stream::{Stream, StreamBuilder, DEFAULT_STREAM_BUFFER};
 pub use task::AsChunk;
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};

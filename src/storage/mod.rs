@@ -49,11 +49,13 @@
 //! ```
 
 mod codec;
+mod file;
 
 pub use codec::{is_spillable, register, register_serde, register_size, Spill};
+pub(crate) use file::{load_value, save_value, save_value_replacing};
+pub use file::{File, FileReadError, StorageError};
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -548,7 +550,10 @@ impl Store {
 
     fn write_file(&self, slot: &Slot, value: &Value) -> io::Result<u64> {
         let path = self.dir()?.join(slot.file_name());
-        let f = File::options().write(true).create_new(true).open(&path)?;
+        let f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         let mut w = Counting {
             inner: BufWriter::with_capacity(1 << 16, f),
             n: 0,
@@ -834,7 +839,7 @@ impl Slot {
             .clone()
             .unwrap_or_default()
             .join(self.file_name());
-        let read = File::open(&path).and_then(|f| {
+        let read = std::fs::File::open(&path).and_then(|f| {
             let mut r = BufReader::with_capacity(1 << 16, f);
             self.codec.read(&mut r)
         });
