@@ -1007,6 +1007,12 @@ impl Context {
         self.rt().store.stats()
     }
 
+    /// Free disk space where the context spills, or `None` when it does not spill (no
+    /// memory limit).
+    pub(crate) fn spill_room(&self) -> Option<u64> {
+        self.rt().store.spill_room()
+    }
+
     /// Places `value` in the memory space of processor `proc`, through its
     /// [`move_in`](Processor::move_in).
     pub fn to_chunk_on<T: Send + Sync + 'static>(

@@ -76,7 +76,7 @@
 //! | `Options` fields `single`, `proclist` (deprecated there) | [`Options::scope`] |
 //! | `allow_errors` | always on: a failure fails only its dependents |
 //! | `checkpoint`, `restore`, `storage`, `storage_root_tag`, `storage_leaf_tag`, `storage_retain` | not provided: no storage devices or checkpoints yet |
-//! | `File`, `FileReader`, `tofile`, `save`, `load`, `enable_disk_caching!`, `mem_limit` | not provided, except [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, and [`array::memory_limit`] and [`array::set_memory_limit`] for arrays; spilling to disk is future work |
+//! | `File`, `tofile`, `save`, `load`, `mem_limit`, `checkpoint`/`restore` options | [`File::open`] (a task argument read inside the task), [`Context::tofile`], [`Chunk::save`], [`Chunk::load`], [`ContextBuilder::memory_limit`] (spilling to disk; see [`storage`]), [`Options::checkpoint`]; [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format |
 //! | `DArray` fields `domain`, `subdomains`, `chunks`, `concat` | [`DArray::domain`], [`DArray::subdomains`], [`DArray::num_blocks`], [`DArray::concatenate`] |
 //! | `view(::DArray, d)`, `alignfirst`, `UnitDomain`, `domain(x)` | [`DArray::slice`], [`ArrayDomain::start`] and [`ArrayDomain::from_shape`]; a plain value has no domain |
 //! | `stage`, `stage_operand`, making a DArray tree one thunk | not needed: [`DArray`] operations spawn block tasks at once |

@@ -212,8 +212,9 @@ pub(crate) fn default_limit() -> Result<Option<u64>, String> {
     }
 }
 
-/// Parses a memory limit: a byte count with an optional unit (`4GiB`, `512MiB`, `1.5GB`,
-/// `100000`), or `none`/`off` for no limit.
+/// Parses a memory limit: a byte count with an optional unit — `KiB`, `MiB`, `GiB`, `TiB`
+/// or just `K`, `M`, `G`, `T` for powers of 1024; `kB`, `MB`, `GB`, `TB` for powers of
+/// 1000 — (`4GiB`, `512M`, `1.5GB`, `100000`), or `none`/`off` for no limit.
 ///
 /// ```
 /// use dagger::storage::parse_limit;
@@ -237,14 +238,14 @@ pub fn parse_limit(s: &str) -> Result<Option<u64>, String> {
         .map_err(|_| format!("`{t}` is not a size such as 4GiB, 512MiB or none"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0f64.powi(4),
         u => {
             return Err(format!(
                 "unknown unit `{u}` in `{t}`: use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB"
@@ -700,6 +701,38 @@ fn create_private_dir(parent: &Path) -> io::Result<PathBuf> {
                 ))
             }
         }
+    }
+}
+
+/// Free bytes on the file system of `dir` (for an unprivileged user), if known.
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `c` is a valid NUL-terminated path and `s` points to writable memory of
+        // the size statvfs fills; it is read only after statvfs reports success.
+        let ok = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) } == 0;
+        if !ok {
+            return None;
+        }
+        // SAFETY: statvfs succeeded, so it initialized `s`.
+        let s = unsafe { s.assume_init() };
+        Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+impl Store {
+    /// Free disk space where the store spills (0 when unknown), or `None` without a limit.
+    pub(crate) fn spill_room(&self) -> Option<u64> {
+        self.limited()
+            .then(|| free_space(&self.parent).unwrap_or(0))
     }
 }
 
