@@ -719,6 +719,8 @@ pub(crate) fn free_space(dir: &Path) -> Option<u64> {
         }
         // SAFETY: statvfs succeeded, so it initialized `s`.
         let s = unsafe { s.assume_init() };
+        // The field types differ between platforms (u32 on some 32-bit ones).
+        #[allow(clippy::unnecessary_cast)]
         Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
     }
     #[cfg(not(unix))]
