@@ -6,19 +6,28 @@ use std::sync::Arc;
 use crate::error::{TaskError, TaskLabel};
 use crate::processor::{MemorySpace, MoveError, Processor};
 use crate::scope::Scope;
+use crate::storage::{Slot, StorageError, Store};
 use crate::value::Value;
 
 /// A stored value, the memory space it lives in and the processor that owns that space:
-/// what a task produces and a chunk refers to. Storage sits behind this one type so that
-/// other payloads (spilled to disk, in a file) can be added without touching the scheduler.
+/// what a task produces and a chunk refers to. Storage sits behind this one type: a value
+/// in host memory is either held as it is or managed by the context's [`Store`], which may
+/// spill it to disk and read it back when asked for it.
 ///
 /// Kept small (a value and one thin pointer): every task record holds its inputs' and its
 /// result's.
 #[derive(Clone)]
 pub(crate) struct Data {
-    pub(crate) value: Value,
+    payload: Payload,
     /// Where the value lives when that is not this process's host memory.
     pub(crate) home: Option<Arc<Home>>,
+}
+
+#[derive(Clone)]
+enum Payload {
+    Value(Value),
+    /// Host memory under a limit: in memory or spilled.
+    Managed(Arc<Slot>),
 }
 
 /// A memory space other than this process's host memory, and the processor that owns it:
@@ -31,8 +40,9 @@ pub(crate) struct Home {
 impl std::fmt::Debug for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Data")
-            .field("value", &self.value)
+            .field("type", &self.type_name())
             .field("space", &self.space())
+            .field("on_disk", &self.is_on_disk())
             .finish()
     }
 }
@@ -40,7 +50,23 @@ impl std::fmt::Debug for Data {
 impl Data {
     #[inline]
     pub(crate) fn host(value: Value) -> Self {
-        Data { value, home: None }
+        Data {
+            payload: Payload::Value(value),
+            home: None,
+        }
+    }
+
+    /// A value in host memory, managed by `store` when it manages values of its kind.
+    #[inline]
+    pub(crate) fn stored(value: Value, store: &Arc<Store>) -> Self {
+        let payload = match store.manage(value) {
+            Ok(slot) => Payload::Managed(slot),
+            Err(v) => Payload::Value(v),
+        };
+        Data {
+            payload,
+            home: None,
+        }
     }
 
     /// A value made by (or moved into the space of) `proc`, in `space`.
@@ -52,10 +78,14 @@ impl Data {
                 proc: proc.clone(),
             })
         });
-        Data { value, home }
+        Data {
+            payload: Payload::Value(value),
+            home,
+        }
     }
 
-    /// The memory space the value lives in.
+    /// The memory space the value lives in (a spilled value counts as in host memory: it is
+    /// read back there).
     #[inline]
     pub(crate) fn space(&self) -> MemorySpace {
         self.home
@@ -63,20 +93,74 @@ impl Data {
             .map_or(MemorySpace::LOCAL_HOST, |h| h.space)
     }
 
-    /// The value in host memory: as it is, or moved out by the processor that holds it.
+    /// The name of the value's type.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match &self.payload {
+            Payload::Value(v) => v.type_name(),
+            Payload::Managed(s) => s.type_name(),
+        }
+    }
+
+    /// The value where it lives, read back from disk if it was spilled.
+    #[inline]
+    pub(crate) fn value(&self) -> Result<Value, MoveError> {
+        match &self.payload {
+            Payload::Value(v) => Ok(v.clone()),
+            Payload::Managed(s) => s.get().map_err(|e| MoveError::Failed {
+                type_name: s.type_name(),
+                from: MemorySpace::LOCAL_HOST,
+                to: MemorySpace::LOCAL_HOST,
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// The value where it lives if that is memory (not read back from disk).
+    pub(crate) fn peek(&self) -> Option<Value> {
+        match &self.payload {
+            Payload::Value(v) => Some(v.clone()),
+            Payload::Managed(s) => s.peek(),
+        }
+    }
+
+    /// Whether the value's only copy is on disk.
+    pub(crate) fn is_on_disk(&self) -> bool {
+        matches!(&self.payload, Payload::Managed(s) if s.is_on_disk())
+    }
+
+    /// The bytes a managed value occupies in memory (0 for values not managed).
+    #[inline]
+    pub(crate) fn managed_bytes(&self) -> u64 {
+        match &self.payload {
+            Payload::Value(_) => 0,
+            Payload::Managed(s) => s.bytes(),
+        }
+    }
+
+    /// Starts reading the value back ahead of use if it is spilled.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        if let Payload::Managed(s) = &self.payload {
+            s.prefetch();
+        }
+    }
+
+    /// The value in host memory: as it is, read back from disk, or moved out by the
+    /// processor that holds it.
     #[inline]
     pub(crate) fn to_host(&self) -> Result<Value, MoveError> {
         match &self.home {
-            None => Ok(self.value.clone()),
-            Some(h) => h.proc.move_out(self.value.clone()),
+            None => self.value(),
+            Some(h) => h.proc.move_out(self.value()?),
         }
     }
 
     /// Bytes moving it to host memory would transfer.
     pub(crate) fn bytes_to_host(&self) -> u64 {
-        match &self.home {
-            None => 0,
-            Some(h) => h.proc.bytes_to_move_out(&self.value),
+        match (&self.home, &self.payload) {
+            (None, _) => 0,
+            (Some(h), Payload::Value(v)) => h.proc.bytes_to_move_out(v),
+            (Some(_), Payload::Managed(s)) => s.bytes(),
         }
     }
 }
@@ -145,7 +229,7 @@ impl<T> Clone for Chunk<T> {
 impl<T> std::fmt::Debug for Chunk<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Chunk")
-            .field("type", &self.data.value.type_name())
+            .field("type", &self.data.type_name())
             .field("space", &self.data.space())
             .field("scope", &self.scope)
             .finish()
@@ -213,5 +297,43 @@ impl<T: Send + Sync + 'static> Chunk<T> {
                 name: "collect".into(),
             },
         )
+    }
+
+    /// Whether the value's only copy is on disk now (spilled under the context's memory
+    /// limit; reading it reads it back).
+    pub fn is_on_disk(&self) -> bool {
+        self.data.is_on_disk()
+    }
+
+    /// Saves the value to a new file at `path` (Dagger.jl's `save`): a header naming its
+    /// type, then the value as its [`Spill`](crate::storage::Spill) codec writes it (raw
+    /// bytes for numbers). Never writes over a file or through a link.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let path = std::env::temp_dir().join(format!("dagger-save-doc-{}", std::process::id()));
+    /// let c = Chunk::new(vec![1.5f64, -0.0, f64::NAN]);
+    /// c.save(&path)?;
+    /// assert!(c.save(&path).is_err(), "an existing file is never written over");
+    /// let back = Chunk::<Vec<f64>>::load(&path)?.collect()?;
+    /// assert_eq!(back[0], 1.5);
+    /// assert!(back[1].is_sign_negative() && back[2].is_nan());
+    /// assert!(Chunk::<Vec<f32>>::load(&path).is_err(), "another type");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<(), StorageError> {
+        let v = self.data.to_host().map_err(|e| StorageError::Io {
+            what: "bringing the value to host memory to save it to",
+            path: path.as_ref().to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+        crate::storage::save_value(&v, path.as_ref()).map(drop)
+    }
+
+    /// A chunk of the value saved at `path` by [`save`](Self::save) (Dagger.jl's `load`).
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Chunk<T>, StorageError> {
+        let v = crate::storage::load_value(path.as_ref(), Some(std::any::type_name::<T>()))?;
+        Ok(Chunk::from_data(Data::host(v)))
     }
 }

@@ -17,6 +17,7 @@ use crate::sched::{
     TaskName, Work, FULL_OCCUPANCY,
 };
 use crate::scope::Scope;
+use crate::storage::Store;
 use crate::task::args::{Dep, Deps, TaskArgs, TaskFn};
 use crate::task::DTask;
 use crate::value::Value;
@@ -38,6 +39,9 @@ pub enum BuildError {
     /// A context needs at least one CPU thread.
     #[error("a context needs at least one CPU thread; got threads(0)")]
     NoThreads,
+    /// The memory limit in the environment is not a size.
+    #[error("the memory limit is not valid: {0}; set it as 4GiB, 512MiB or none")]
+    MemoryLimit(String),
 }
 
 /// A handle to processors and the scheduler that places tasks on them.
@@ -66,6 +70,8 @@ pub struct Context {
 
 struct ContextInner {
     rt: Arc<Runtime>,
+    /// Tasks spawned with a checkpoint, by directory and name: the keys already given.
+    checkpoints: parking_lot::Mutex<std::collections::HashMap<(Arc<std::path::Path>, String), u32>>,
     /// Kept alive as long as the context, dropped after its workers stop (the link to
     /// other processes).
     _attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
@@ -76,6 +82,7 @@ struct ContextInner {
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
+        self.rt.store.context_ended();
         self.rt.shutdown();
     }
 }
@@ -95,6 +102,8 @@ pub struct ContextBuilder {
     custom: Vec<Arc<dyn Processor>>,
     gpus: bool,
     software_gpus: Option<bool>,
+    memory_limit: Option<Option<u64>>,
+    spill_dir: Option<std::path::PathBuf>,
     pub(crate) processes: Vec<ProcessSpec>,
     pub(crate) attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -129,6 +138,8 @@ impl std::fmt::Debug for ContextBuilder {
             )
             .field("gpus", &self.gpus)
             .field("software_gpus", &self.software_gpus)
+            .field("memory_limit", &self.memory_limit)
+            .field("spill_dir", &self.spill_dir)
             .finish()
     }
 }
@@ -155,6 +166,37 @@ impl ContextBuilder {
         self
     }
 
+    /// The most host memory, in bytes, that the values the context manages may take before
+    /// the least recently used are spilled to disk (see [`storage`](crate::storage)).
+    ///
+    /// Default: `DAGGER_MEMORY_LIMIT` (such as `4GiB` or `none`) when set, else 60% of the
+    /// machine's memory (or of its cgroup's limit, when lower).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).memory_limit(256 << 20).build()?;
+    /// assert_eq!(ctx.memory_stats().limit_bytes, Some(256 << 20));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(Some(bytes));
+        self
+    }
+
+    /// No memory limit: every value stays in host memory and nothing is counted.
+    pub fn no_memory_limit(mut self) -> Self {
+        self.memory_limit = Some(None);
+        self
+    }
+
+    /// The directory in which the context creates its spill directory (default: the
+    /// system's temporary directory). The spill directory is new, private to the user, and
+    /// removed once the context and its chunks are gone.
+    pub fn spill_dir(mut self, parent: impl Into<std::path::PathBuf>) -> Self {
+        self.spill_dir = Some(parent.into());
+        self
+    }
+
     /// Adds a user-defined processor, parented by this process's [`OsProc`].
     pub fn processor(mut self, p: Arc<dyn Processor>) -> Self {
         self.custom.push(p);
@@ -171,6 +213,11 @@ impl ContextBuilder {
         if threads == 0 {
             return Err(BuildError::NoThreads);
         }
+        let limit = match self.memory_limit {
+            Some(l) => l,
+            None => crate::storage::default_limit().map_err(BuildError::MemoryLimit)?,
+        };
+        let store = Store::new(limit, self.spill_dir);
         let process = 1;
         let os_id = ProcessorId::new(process, 0);
         let mut procs = vec![entry(
@@ -242,7 +289,8 @@ impl ContextBuilder {
         gpus.resize(procs.len(), None);
         Ok(Context {
             inner: Arc::new(ContextInner {
-                rt: Runtime::new(procs),
+                rt: Runtime::new(procs, store),
+                checkpoints: Default::default(),
                 _attached: self.attached,
                 #[cfg(feature = "wgpu")]
                 gpus,
@@ -287,6 +335,8 @@ impl Context {
             custom: Vec::new(),
             gpus: true,
             software_gpus: None,
+            memory_limit: None,
+            spill_dir: None,
             processes: Vec::new(),
             attached: Vec::new(),
         }
@@ -669,7 +719,18 @@ impl Context {
             .map(|o| (o * FULL_OCCUPANCY as f64).round() as u32)
             .unwrap_or(FULL_OCCUPANCY);
         let mut inputs = smallvec::SmallVec::with_capacity(deps.list.len());
-        for d in deps.list {
+        let mut body = body;
+        let restored = match opts.as_ref().and_then(|o| o.get_checkpoint()) {
+            Some(dir) if kernel.is_none() => self.checkpointed(dir, name.as_str(), &mut body),
+            _ => false,
+        };
+        // A task restored from its checkpoint waits for nothing.
+        let deps_list = if restored {
+            Default::default()
+        } else {
+            deps.list
+        };
+        for d in deps_list {
             inputs.push(match d {
                 Dep::Task(t) => Input::Task(t),
                 Dep::Data(d) => Input::Data(d),
@@ -677,7 +738,9 @@ impl Context {
             });
         }
         let n_args = inputs.len();
-        inputs.extend(deps.after.into_iter().map(Input::Task));
+        if !restored {
+            inputs.extend(deps.after.into_iter().map(Input::Task));
+        }
         let task_scope = opts.as_ref().and_then(|o| o.get_scope());
         // Arguments pinned to scopes narrow where the task may run.
         let pinned = deps.scopes;
@@ -847,8 +910,107 @@ impl Context {
     // ----- data --------------------------------------------------------------------------------
 
     /// Places `value` in host memory as a [`Chunk`].
+    ///
+    /// Under the context's memory limit, a large value of a registered type may be spilled
+    /// to disk while no task uses it (see [`storage`](crate::storage)).
     pub fn to_chunk<T: Send + Sync + 'static>(&self, value: T) -> Chunk<T> {
-        Chunk::new(value)
+        Chunk::from_data(Data::stored(Value::new(value), &self.rt().store))
+    }
+
+    /// Writes `task`'s result to a new file at `path` when it is ready (Dagger.jl's
+    /// `tofile`), in the format of [`Chunk::save`], and gives a [`File`](crate::File) that
+    /// reads it back: pass it to later tasks, which read the file when they run. The file is
+    /// created new: an existing file (or link) at `path` fails the task, nothing is written
+    /// over. The type must be registered ([`storage::register`](crate::storage::register);
+    /// numeric vectors and arrays are); [`tofile_with`](Self::tofile_with) takes a writer
+    /// and reader of one's own.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let path = std::env::temp_dir().join(format!("dagger-tofile-doc-{}", std::process::id()));
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let squares = ctx.spawn(|| (0..1000u32).map(|i| i * i).collect::<Vec<_>>(), ());
+    /// let file = ctx.tofile(&squares, &path);
+    /// let sum = ctx.spawn(|v: Vec<u32>| v.iter().map(|&x| x as u64).sum::<u64>(), (file.fetch()?,));
+    /// assert_eq!(sum.fetch()?, 332_833_500);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn tofile<T: Send + Sync + 'static>(
+        &self,
+        task: &DTask<T>,
+        path: impl AsRef<std::path::Path>,
+    ) -> DTask<crate::File<T>> {
+        let path = path.as_ref().to_path_buf();
+        self.try_spawn_with(
+            Options::new().name("tofile"),
+            move |v: Arc<T>| -> Result<crate::File<T>, crate::storage::StorageError> {
+                crate::storage::save_value(&Value::from_arc(v), &path)?;
+                Ok(crate::File::saved(&path))
+            },
+            (task.shared(),),
+        )
+    }
+
+    /// [`tofile`](Self::tofile) with a writer of one's own, and the reader that the
+    /// returned [`File`](crate::File) reads it back with.
+    #[track_caller]
+    pub fn tofile_with<T: Send + Sync + 'static>(
+        &self,
+        task: &DTask<T>,
+        path: impl AsRef<std::path::Path>,
+        writer: impl Fn(&T, &mut dyn std::io::Write) -> std::io::Result<()> + Send + Sync + 'static,
+        reader: impl Fn(&std::path::Path) -> std::io::Result<T> + Send + Sync + 'static,
+    ) -> DTask<crate::File<T>> {
+        let path = path.as_ref().to_path_buf();
+        let reader = Arc::new(reader);
+        self.try_spawn_with(
+            Options::new().name("tofile"),
+            move |v: Arc<T>| -> Result<crate::File<T>, crate::storage::StorageError> {
+                let err = |what| {
+                    let path = path.clone();
+                    move |source| crate::storage::StorageError::Io { what, path, source }
+                };
+                let f = std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(err("creating (files are never written over)"))?;
+                let mut w = std::io::BufWriter::new(f);
+                writer(&v, &mut w)
+                    .and_then(|_| std::io::Write::flush(&mut w))
+                    .map_err(err("writing"))?;
+                let reader = reader.clone();
+                Ok(crate::File::open(&path, move |p| reader(p)))
+            },
+            (task.shared(),),
+        )
+    }
+
+    /// How the context's host memory fared: its limit, what managed values hold now and at
+    /// most, and what was spilled to disk and read back (see [`storage`](crate::storage)).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).memory_limit(1 << 20).build()?;
+    /// let a = ctx.to_chunk(vec![0u8; 600 << 10]);
+    /// let b = ctx.to_chunk(vec![1u8; 600 << 10]); // a goes to disk to make room
+    /// let s = ctx.memory_stats();
+    /// assert_eq!((s.spills, s.resident_bytes), (1, 600 << 10));
+    /// assert_eq!(a.collect()?[0], 0); // read back, b goes to disk
+    /// assert_eq!(ctx.memory_stats().reloads, 1);
+    /// # drop(b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_stats(&self) -> crate::storage::MemoryStats {
+        self.rt().store.stats()
+    }
+
+    /// Free disk space where the context spills, or `None` when it does not spill (no
+    /// memory limit).
+    pub(crate) fn spill_room(&self) -> Option<u64> {
+        self.rt().store.spill_room()
     }
 
     /// Places `value` in the memory space of processor `proc`, through its
@@ -951,9 +1113,59 @@ fn input_type_name(i: &Input) -> &'static str {
             .result
             .get()
             .and_then(|r| r.as_ref().ok())
-            .map(|d| d.value.type_name())
+            .map(|d| d.type_name())
             .unwrap_or("pending"),
-        Input::Data(d) => d.value.type_name(),
+        Input::Data(d) => d.type_name(),
+    }
+}
+
+impl Context {
+    /// Applies a checkpoint in `dir` to a task named `name` with host body `body`: a body
+    /// loading the saved result when there is one (returns true), else one saving it.
+    fn checkpointed(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        body: &mut Option<crate::processor::Body>,
+    ) -> bool {
+        let Some(run) = body.take() else {
+            return false;
+        };
+        let key = {
+            let mut seen = self.inner.checkpoints.lock();
+            let n = seen.entry((Arc::from(dir), name.to_owned())).or_insert(0);
+            *n += 1;
+            match *n {
+                1 => name.to_owned(),
+                k => format!("{name}.{}", k - 1),
+            }
+        };
+        let file: String = key
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{file}.ckpt"));
+        let fail = |e: crate::storage::StorageError| TaskFailure::Error(Box::new(e));
+        if path.is_file() {
+            tracing::debug!(task = %key, path = %path.display(), "restoring from a checkpoint");
+            *body = Some(Box::new(move |_: &[Value]| {
+                crate::storage::load_value(&path, None).map_err(fail)
+            }));
+            true
+        } else {
+            *body = Some(Box::new(move |inputs: &[Value]| {
+                let v = run(inputs)?;
+                crate::storage::save_value_replacing(&v, &path).map_err(fail)?;
+                Ok(v)
+            }));
+            false
+        }
     }
 }
 

@@ -76,7 +76,7 @@
 //! | `Options` fields `single`, `proclist` (deprecated there) | [`Options::scope`] |
 //! | `allow_errors` | always on: a failure fails only its dependents |
 //! | `checkpoint`, `restore`, `storage`, `storage_root_tag`, `storage_leaf_tag`, `storage_retain` | not provided: no storage devices or checkpoints yet |
-//! | `File`, `FileReader`, `tofile`, `save`, `load`, `enable_disk_caching!`, `mem_limit` | not provided, except [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, `DArray::from_zarr` and `DArray::to_zarr` (the `zarr` feature) for Zarr stores read and written one task per block, and [`array::memory_limit`] and [`array::set_memory_limit`] for arrays; spilling to disk is future work |
+//! | `File`, `tofile`, `save`, `load`, `mem_limit`, `checkpoint`/`restore` options | [`File::open`] (a task argument read inside the task), [`Context::tofile`], [`Chunk::save`], [`Chunk::load`], [`ContextBuilder::memory_limit`] (spilling to disk; see [`storage`]), [`Options::checkpoint`]; [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, `DArray::from_zarr` and `DArray::to_zarr` (the `zarr` feature) for Zarr stores read and written one task per block |
 //! | `DArray` fields `domain`, `subdomains`, `chunks`, `concat` | [`DArray::domain`], [`DArray::subdomains`], [`DArray::num_blocks`], [`DArray::concatenate`] |
 //! | `view(::DArray, d)`, `alignfirst`, `UnitDomain`, `domain(x)` | [`DArray::slice`], [`ArrayDomain::start`] and [`ArrayDomain::from_shape`]; a plain value has no domain |
 //! | `stage`, `stage_operand`, making a DArray tree one thunk | not needed: [`DArray`] operations spawn block tasks at once |
@@ -102,8 +102,9 @@
 //! 1. values ([`Value`]);
 //! 2. processors, memory spaces and kernels ([`processor`], [`Kernel`]) — the device
 //!    interface is [`Processor`], and wgpu devices ([`WgpuProc`]) are one implementation;
-//! 3. chunks, task errors and scopes ([`Chunk`], [`TaskError`], [`Scope`]) — a chunk may
-//!    be pinned to a scope;
+//! 3. chunks, task errors, scopes and storage ([`Chunk`], [`TaskError`], [`Scope`],
+//!    [`storage`]) — a chunk may be pinned to a scope, and a value in host memory may be
+//!    spilled to disk under the context's memory limit;
 //! 4. options and the event log ([`Options`], [`LogEvent`]);
 //! 5. the scheduler: the task record, queues, workers, placement (the whole cost model) and
 //!    execution, reaching devices only through [`Processor`];
@@ -143,6 +144,7 @@ pub mod processor;
 pub mod remote;
 mod sched;
 mod scope;
+pub mod storage;
 mod stream;
 mod task;
 mod thunk;
@@ -174,6 +176,7 @@ pub use processor::{
 };
 pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
 pub use scope::{IndexRange, Scope, ScopeError};
+pub use storage::File;
 pub use stream::{Stream, StreamBuilder, DEFAULT_STREAM_BUFFER};
 pub use task::AsChunk;
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};

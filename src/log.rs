@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use crate::processor::ProcessorId;
 
-/// What a [`LogEvent`] records (serialized as `"task"` or `"move"`).
+/// What a [`LogEvent`] records (serialized as `"task"`, `"move"`, `"spill"` or `"reload"`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -16,6 +16,11 @@ pub enum EventKind {
     Task,
     /// Data moved between memory spaces for a task.
     Move,
+    /// A value was written to disk to stay under the memory limit (`name` is its type,
+    /// `bytes_moved` the bytes written).
+    Spill,
+    /// A spilled value was read back from disk (`bytes_moved` the bytes read).
+    Reload,
 }
 
 /// One entry of a context's event log (see [`Context::enable_logging`](crate::Context::enable_logging)).

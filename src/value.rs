@@ -74,6 +74,11 @@ impl Value {
         Arc::downgrade(&self.inner)
     }
 
+    /// Whether another clone of this value is alive (someone besides this handle holds it).
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.inner) > 1
+    }
+
     /// The `TypeId` of the wrapped value.
     pub fn type_id_of_value(&self) -> std::any::TypeId {
         (*self.inner).type_id()

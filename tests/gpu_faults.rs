@@ -154,7 +154,12 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
 /// anything is allocated, with advice.
 #[test]
 fn arrays_beyond_memory_are_errors_at_the_call() {
-    let ctx = Context::builder().threads(2).build().unwrap();
+    // Without a memory limit nothing spills: arrays must fit in memory.
+    let ctx = Context::builder()
+        .threads(2)
+        .no_memory_limit()
+        .build()
+        .unwrap();
     let huge = common::within(60, "a 10^12-element array", {
         let ctx = ctx.clone();
         move || DArray::<f32>::zeros(&ctx, [1_000_000, 1_000_000], AutoBlocks::new()).map(|_| ())
@@ -186,7 +191,19 @@ fn arrays_beyond_memory_are_errors_at_the_call() {
         move || a.sum().fetch().unwrap()
     });
     let collected = a.collect().map(|c| c.len());
+    // A context that spills takes the array all the same: its blocks go to disk.
+    let spilling = Context::builder()
+        .threads(2)
+        .gpus(false)
+        .memory_limit(512 << 10)
+        .build()
+        .unwrap();
+    let big = DArray::<f32>::ones(&spilling, [2048, 256], Blocks::new([256, 256]))
+        .and_then(|b| Ok(b.sum().fetch()?));
+    let spilled = spilling.memory_stats().spills;
     dagger::array::set_memory_limit(None);
+    assert_eq!(big.unwrap(), (2048 * 256) as f32);
+    assert!(spilled > 0);
     assert!(
         matches!(
             refused,

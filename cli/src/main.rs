@@ -8,6 +8,8 @@ mod demo;
 mod gpu_bench;
 #[cfg(feature = "wgpu")]
 mod linalg_bench;
+#[cfg(feature = "wgpu")]
+mod ooc_bench;
 mod out_dir;
 mod overhead;
 #[cfg(feature = "wgpu")]
@@ -118,6 +120,10 @@ enum Bench {
     /// DArray sum of all elements: GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Reduce(array_bench::Args),
+    /// Out of core: map and sum over an array larger than the memory limit, spilling to
+    /// disk, beside a plain write and read of the same bytes and numpy's memmap.
+    #[cfg(feature = "wgpu")]
+    Ooc(ooc_bench::Args),
 }
 
 /// Contexts made while tracing, whose logs `dagger trace` renders.
@@ -187,6 +193,8 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Map(args) => array_bench::map(&args),
         #[cfg(feature = "wgpu")]
         Bench::Reduce(args) => array_bench::reduce(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Ooc(args) => ooc_bench::run(&args),
     }
 }
 
@@ -281,6 +289,7 @@ fn main() {
 fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = build_context(threads)?;
     let procs = ctx.processors();
+    let memory = ctx.memory_stats();
     if json {
         for p in &procs {
             #[cfg_attr(not(feature = "wgpu"), allow(unused_mut))]
@@ -293,6 +302,10 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 "memory_space": p.memory_space.to_string(),
                 "default_enabled": p.default_enabled,
             });
+            // Host memory belongs to the process: its limit is on the process's entry.
+            if p.kind == dagger::ProcessorKind::Os && p.id.process() == 1 {
+                v["memory_limit_bytes"] = serde_json::json!(memory.limit_bytes);
+            }
             #[cfg(feature = "wgpu")]
             if let Some(g) = &p.gpu {
                 v["gpu"] = serde_json::json!({
@@ -342,6 +355,20 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                     g.max_storage_binding_size >> 20
                 );
             }
+        }
+        match memory.limit_bytes {
+            Some(l) => println!(
+                "host memory: values beyond {:.2} GiB spill to disk ({}); set DAGGER_MEMORY_LIMIT (such as 4GiB or none) to change it",
+                l as f64 / (1u64 << 30) as f64,
+                if std::env::var_os("DAGGER_MEMORY_LIMIT").is_some() {
+                    "from DAGGER_MEMORY_LIMIT"
+                } else {
+                    "the default: 60% of this machine's memory"
+                }
+            ),
+            None => println!(
+                "host memory: no limit (DAGGER_MEMORY_LIMIT=none); nothing spills to disk"
+            ),
         }
     }
     for e in ctx.gpu_errors() {

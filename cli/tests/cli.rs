@@ -46,6 +46,46 @@ fn info_json_lists_every_processor() {
 }
 
 #[test]
+fn info_shows_the_memory_limit_from_the_environment() {
+    let run = |limit: &str, json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"));
+        c.args(["info", "--threads", "1"])
+            .env("DAGGER_MEMORY_LIMIT", limit);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run("3GiB", false);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("beyond 3.00 GiB spill to disk (from DAGGER_MEMORY_LIMIT)"),
+        "{out}"
+    );
+    let (ok, out, err) = run("3GiB", true);
+    assert!(ok, "{err}");
+    let os: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|p| p["kind"] == "os")
+        .collect();
+    assert_eq!(os[0]["memory_limit_bytes"], 3u64 << 30, "{out}");
+    let (ok, out, _) = run("none", false);
+    assert!(ok && out.contains("host memory: no limit"), "{out}");
+    let (ok, _, err) = run("lots", false);
+    assert!(!ok, "an invalid limit is an error");
+    assert!(
+        err.contains("DAGGER_MEMORY_LIMIT") && err.contains("4GiB"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bench_overhead_json_has_three_shapes() {
     let (ok, out, err) = dagger(&[
         "bench",

@@ -373,8 +373,11 @@ fn start(ctx: &Context, shared: &Arc<Shared>, req: u64, w: Waiting) {
     core.on_done(Box::new(move |r: &Result<Data, TaskError>| match r {
         Ok(d) => {
             let obj = shared.next_obj.fetch_add(1, Ordering::Relaxed);
-            let bytes = wire::encoded_len(&d.value).unwrap_or_else(|| d.bytes_to_host());
-            let type_name = d.value.type_name().to_owned();
+            let bytes = d
+                .peek()
+                .and_then(|v| wire::encoded_len(&v))
+                .unwrap_or_else(|| d.bytes_to_host().max(d.managed_bytes()));
+            let type_name = d.type_name().to_owned();
             shared.store.lock().insert(obj, d.clone());
             shared.send(
                 0,

@@ -36,14 +36,17 @@ impl Runtime {
             return d.to_host().map(|v| (v, bytes));
         }
         let bytes = if count && d.space() != entry.space {
-            entry.proc.bytes_to_move_in(d.space(), &d.value)
+            match d.peek() {
+                Some(v) => entry.proc.bytes_to_move_in(d.space(), &v),
+                None => d.managed_bytes(),
+            }
         } else {
             0
         };
         if d.space() != entry.space {
             tracing::debug!(from = %d.space(), to = %entry.space, processor = %entry.id, "moving an input");
         }
-        match entry.proc.move_in(d.space(), d.value.clone()) {
+        match entry.proc.move_in(d.space(), d.value()?) {
             Ok(v) => Ok((v, bytes)),
             // Another processor's value that this one does not take directly: through the
             // host, moved out by the processor that holds it.
@@ -151,6 +154,7 @@ impl Runtime {
         };
         let entry = &self.procs[s];
         job.ran_on.store(s as u32, Ordering::Relaxed);
+        let held = self.admit(&work, l);
         let logging = self.log.enabled();
         let moved = self.move_inputs(job, s, &work, logging);
         let start = if logging { self.now_ns() } else { 0 };
@@ -208,7 +212,36 @@ impl Runtime {
                 ok: result.is_ok(),
             });
         }
+        // The result is stored (and counted) by now: what the task held is free.
+        drop(held);
         self.complete(job, result);
+    }
+
+    /// Waits until the memory the task's managed inputs and its output (estimated as large
+    /// as its largest input) need fits beside what running tasks hold; holds it meanwhile.
+    fn admit<'a>(&'a self, work: &Work, l: &'a WorkerLocal) -> Held<'a> {
+        let mut h = Held {
+            store: &self.store,
+            l,
+            n: 0,
+        };
+        if !self.store.limited() {
+            return h;
+        }
+        let (mut sum, mut max) = (0u64, 0u64);
+        for i in &work.inputs[..work.n_args] {
+            if let Ok(d) = i.data() {
+                let b = d.managed_bytes();
+                sum += b;
+                max = max.max(b);
+            }
+        }
+        if sum == 0 {
+            return h;
+        }
+        h.n = self.store.admit(sum + max);
+        l.held.set(l.held.get() + h.n);
+        h
     }
 
     /// Runs a job on a processor reached through the trait (slot `s`, `occ` units of its
@@ -361,6 +394,7 @@ impl Runtime {
     ) -> Result<Data, TaskError> {
         let entry = &self.procs[s];
         match out {
+            Ok(Ok(v)) if entry.space == MemorySpace::LOCAL_HOST => Ok(Data::stored(v, &self.store)),
             Ok(Ok(v)) => Ok(Data::on(v, entry.space, &entry.proc)),
             Ok(Err(TaskFailure::Error(e))) => Err(TaskError::Failed {
                 task: job.label(),
@@ -392,6 +426,22 @@ impl Runtime {
                     message,
                 })
             }
+        }
+    }
+}
+
+/// Memory a running task holds under the context's limit; given back when dropped.
+struct Held<'a> {
+    store: &'a crate::storage::Store,
+    l: &'a WorkerLocal,
+    n: u64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.l.held.set(self.l.held.get() - self.n);
+            self.store.release(self.n);
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::error::TaskError;
 use crate::log::Logger;
 use crate::processor::{MemorySpace, Processor, ProcessorId, ProcessorKind};
 use crate::scope::ProcSet;
+use crate::storage::Store;
 
 mod exec;
 mod place;
@@ -131,6 +132,8 @@ pub(crate) struct Runtime {
     /// How many are.
     disabled_count: AtomicUsize,
     pub(crate) epoch: Instant,
+    /// Host memory under the context's limit.
+    pub(crate) store: Arc<Store>,
 }
 
 /// Outcome of checking a task that became ready.
@@ -141,7 +144,7 @@ enum Prep {
 }
 
 impl Runtime {
-    pub(crate) fn new(procs: Vec<ProcEntry>) -> Arc<Runtime> {
+    pub(crate) fn new(procs: Vec<ProcEntry>, store: Arc<Store>) -> Arc<Runtime> {
         let mut thread_set = ProcSet::default();
         let mut default_set = ProcSet::default();
         let mut any_set = ProcSet::default();
@@ -189,7 +192,14 @@ impl Runtime {
             disabled: (0..n_procs).map(|_| AtomicBool::new(false)).collect(),
             disabled_count: AtomicUsize::new(0),
             epoch: Instant::now(),
+            store,
         });
+        let weak = Arc::downgrade(&rt);
+        rt.store.set_recorder(Box::new(move |r| {
+            if let Some(rt) = weak.upgrade() {
+                rt.record_io(r);
+            }
+        }));
         for (i, p) in rt.procs.iter().enumerate() {
             if p.exec != Exec::None {
                 if let Err((_, why)) = rt.spawn_thread(Role::Primary(i)) {
@@ -244,6 +254,32 @@ impl Runtime {
 
     pub(crate) fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Logs a spill or a reload, on the processor of the worker that did it (the process
+    /// when it was another thread).
+    fn record_io(&self, r: crate::storage::IoRecord) {
+        if !self.log.enabled() {
+            return;
+        }
+        let processor = worker::local()
+            .filter(|l| std::ptr::eq(Arc::as_ptr(&l.rt), self))
+            .map_or(self.procs[0].id, |l| self.procs[l.slot.get()].id);
+        let ns = |t: Instant| t.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.log.record(crate::log::LogEvent {
+            kind: match r.kind {
+                crate::storage::IoKind::Spill => crate::log::EventKind::Spill,
+                crate::storage::IoKind::Reload => crate::log::EventKind::Reload,
+            },
+            task: 0,
+            name: r.type_name.into(),
+            processor,
+            start_ns: ns(r.start),
+            end_ns: ns(r.end),
+            bytes_moved: r.bytes,
+            inputs: Vec::new(),
+            ok: true,
+        });
     }
 
     // ----- submission -------------------------------------------------------------------
@@ -301,6 +337,13 @@ impl Runtime {
         for i in &w.inputs {
             if let Some(e) = i.error() {
                 return Prep::Fail(e.upstream(task.label()));
+            }
+        }
+        if self.store.may_prefetch() {
+            for i in &w.inputs[..w.n_args] {
+                if let Ok(d) = i.data() {
+                    d.prefetch();
+                }
             }
         }
         let (slot, shared) = match &w.candidates {

@@ -79,7 +79,10 @@ impl Runtime {
                     } else if d.space() == p.space {
                         0
                     } else {
-                        p.proc.bytes_to_move_in(d.space(), &d.value)
+                        match d.peek() {
+                            Some(v) => p.proc.bytes_to_move_in(d.space(), &v),
+                            None => d.managed_bytes(),
+                        }
                     }
                 })
                 .sum()

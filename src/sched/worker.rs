@@ -33,6 +33,8 @@ pub(super) struct WorkerLocal {
     pub(super) primary: Cell<bool>,
     pub(super) in_task: Cell<bool>,
     pub(super) cur_occ: Cell<u32>,
+    /// Bytes the tasks running on this thread hold under the memory limit.
+    pub(super) held: Cell<u64>,
     pub(super) next: Cell<Option<Job>>,
     pub(super) log: Buffer,
     /// An address near the base of the thread's stack.
@@ -131,6 +133,7 @@ impl Runtime {
             primary: Cell::new(false),
             in_task: Cell::new(false),
             cur_occ: Cell::new(0),
+            held: Cell::new(0),
             next: Cell::new(None),
             log: self.log.register(),
             stack_base: stack_addr(),
@@ -386,6 +389,9 @@ impl Runtime {
     fn begin_block(self: &Arc<Self>, l: &WorkerLocal) -> Result<(), String> {
         let s = l.slot.get();
         let slot = &self.slots[s];
+        // What its tasks hold under the memory limit is given back too: tasks it waits for
+        // may need it.
+        let held = l.held.get();
         if l.primary.get() {
             if let Err((_, why)) = self.activate(Role::Primary(s)) {
                 return Err(why);
@@ -399,11 +405,13 @@ impl Runtime {
             slot.release(l.cur_occ.get());
             self.wake_for(s, false);
         }
+        self.store.release(held);
         Ok(())
     }
 
     /// Takes the calling worker's occupancy back after a block.
     fn end_block(&self, l: &WorkerLocal) {
+        self.store.rehold(l.held.get());
         self.slots[l.slot.get()]
             .used
             .fetch_add(l.cur_occ.get(), Ordering::AcqRel);

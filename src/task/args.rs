@@ -127,6 +127,33 @@ impl<T: Send + 'static> IntoArg for Val<T> {
     }
 }
 
+/// Reads a [`File`](crate::File) argument when the task runs.
+#[doc(hidden)]
+pub struct FileGetter<T>(crate::storage::File<T>);
+
+impl<T: Send + Sync + 'static> ArgGetter for FileGetter<T> {
+    type Out = T;
+    fn get(self, _: &[Value], _: usize) -> Result<T, TaskFailure> {
+        self.0.read().map_err(|e| TaskFailure::Error(Box::new(e)))
+    }
+}
+
+impl<T: Send + Sync + 'static> IntoArg for crate::storage::File<T> {
+    type Out = T;
+    type Getter = FileGetter<T>;
+    fn register(self, _: &mut Deps) -> FileGetter<T> {
+        FileGetter(self)
+    }
+}
+
+impl<T: Send + Sync + 'static> IntoArg for &crate::storage::File<T> {
+    type Out = T;
+    type Getter = FileGetter<T>;
+    fn register(self, _: &mut Deps) -> FileGetter<T> {
+        FileGetter(self.clone())
+    }
+}
+
 /// A type passed to tasks by value, as is: implement it for your own types to pass them
 /// without wrapping them in [`Val`].
 ///

@@ -98,6 +98,16 @@ pub fn chrome_trace(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
                         "ts": ts, "dur": dur,
                         "args": {"task": e.task, "for": &*e.name, "bytes": e.bytes_moved}})
                 }
+                EventKind::Spill | EventKind::Reload => {
+                    let name = if e.kind == EventKind::Spill {
+                        "spill"
+                    } else {
+                        "reload"
+                    };
+                    json!({"name": name, "cat": "disk", "ph": "X", "pid": pid, "tid": tid,
+                        "ts": ts, "dur": dur,
+                        "args": {"type": &*e.name, "bytes": e.bytes_moved}})
+                }
             });
         }
     }

@@ -45,6 +45,8 @@ pub fn run_dot(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
                 }
             }
             EventKind::Move => moves.entry(e.task).or_default().push(e),
+            // Disk traffic is not part of the graph.
+            EventKind::Spill | EventKind::Reload => {}
         }
     }
 

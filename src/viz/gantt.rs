@@ -402,6 +402,16 @@ fn bar(
             e.name,
             e.task
         ),
+        EventKind::Spill => format!(
+            "spill of {} ({}) to disk",
+            super::fmt_bytes(e.bytes_moved),
+            e.name
+        ),
+        EventKind::Reload => format!(
+            "reload of {} ({}) from disk",
+            super::fmt_bytes(e.bytes_moved),
+            e.name
+        ),
     };
     let _ = writeln!(
         out,
