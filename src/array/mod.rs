@@ -240,7 +240,8 @@ pub fn memory_limit() -> u64 {
 /// ```
 /// use dagger::prelude::*;
 /// use dagger::ArrayError;
-/// let ctx = Context::builder().threads(1).build()?;
+/// // Without a memory limit of its own a context does not spill: arrays must fit.
+/// let ctx = Context::builder().threads(1).no_memory_limit().build()?;
 /// dagger::array::set_memory_limit(Some(1 << 20));
 /// let e = DArray::<f32>::zeros(&ctx, [1024, 1024], AutoBlocks::new()).unwrap_err();
 /// dagger::array::set_memory_limit(None);
