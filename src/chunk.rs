@@ -69,6 +69,14 @@ impl Data {
         }
     }
 
+    /// A value the store manages (one in a file, say).
+    pub(crate) fn managed(slot: Arc<Slot>) -> Self {
+        Data {
+            payload: Payload::Managed(slot),
+            home: None,
+        }
+    }
+
     /// A value made by (or moved into the space of) `proc`, in `space`.
     #[inline]
     pub(crate) fn on(value: Value, space: MemorySpace, proc: &Arc<dyn Processor>) -> Self {

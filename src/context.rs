@@ -988,6 +988,41 @@ impl Context {
         )
     }
 
+    /// A chunk whose value stays in the file saved at `path` (by [`Chunk::save`] or
+    /// [`tofile`](Self::tofile)) until something reads it, and is read from there again
+    /// whenever the memory limit dropped it: a chunk that lives in a file. The header is
+    /// checked now (the file must hold a `T`); the file is never modified or removed.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let path = std::env::temp_dir().join(format!("dagger-open-doc-{}", std::process::id()));
+    /// Chunk::new(vec![2.0f32; 1 << 16]).save(&path)?;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let c = ctx.open_chunk::<Vec<f32>>(&path)?;
+    /// assert!(c.is_on_disk());
+    /// let sum = ctx.spawn(|v: std::sync::Arc<Vec<f32>>| v.iter().sum::<f32>(), (c.shared(),));
+    /// assert_eq!(sum.fetch()?, 131072.0);
+    /// assert!(ctx.open_chunk::<Vec<u8>>(&path).is_err(), "it holds f32s");
+    /// # drop(c);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_chunk<T: Send + Sync + 'static>(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Chunk<T>, crate::storage::StorageError> {
+        let path = path.as_ref();
+        let saved = crate::storage::open_saved(path, std::any::type_name::<T>())?;
+        let slot = self.rt().store.open_file(
+            path.to_path_buf(),
+            saved.offset,
+            saved.len,
+            std::any::type_name::<T>(),
+            saved.codec,
+        );
+        Ok(Chunk::from_data(Data::managed(slot)))
+    }
+
     /// How the context's host memory fared: its limit, what managed values hold now and at
     /// most, and what was spilled to disk and read back (see [`storage`](crate::storage)).
     ///

@@ -337,3 +337,45 @@ fn a_checkpoint_of_a_type_that_cannot_be_saved_fails_the_task_saying_so() {
     let _ = Arc::new(());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_chunk_opened_from_a_file_is_read_from_it_and_never_changes_it() {
+    let dir = scratch("open");
+    let path = dir.join("ramp.bin");
+    let ramp: Vec<f64> = (0..100_000).map(|i| i as f64 * 0.5).collect();
+    Chunk::new(ramp.clone()).save(&path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let ctx = Context::builder()
+        .threads(2)
+        .gpus(false)
+        .memory_limit(1 << 20)
+        .spill_dir(&dir)
+        .build()
+        .unwrap();
+    let c = ctx.open_chunk::<Vec<f64>>(&path).unwrap();
+    assert!(c.is_on_disk(), "nothing is read at the call");
+    assert_eq!(ctx.memory_stats().reloads, 0);
+    let sum =
+        |c: &Chunk<Vec<f64>>| ctx.spawn(|v: Arc<Vec<f64>>| v.iter().sum::<f64>(), (c.shared(),));
+    assert_eq!(sum(&c).fetch().unwrap(), ramp.iter().sum::<f64>());
+    // Pushed out by other values, it is dropped from memory without being written...
+    let others: Vec<_> = (0..3)
+        .map(|i| ctx.to_chunk(vec![i as f64; 100_000]))
+        .collect();
+    let s = ctx.memory_stats();
+    assert!(c.is_on_disk(), "{s:?}");
+    assert!(s.clean_evictions >= 1, "{s:?}");
+    // ...and read from its file again.
+    assert_eq!(c.collect().unwrap(), ramp);
+    assert!(matches!(
+        ctx.open_chunk::<Vec<f32>>(&path),
+        Err(StorageError::Type { .. })
+    ));
+    drop((c, others, ctx));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file is never changed or removed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -140,6 +140,36 @@ pub(crate) fn load_value(
 ) -> Result<Value, StorageError> {
     let f = std::fs::File::open(path).map_err(io_err("opening", path))?;
     let mut r = BufReader::with_capacity(1 << 16, f);
+    let codec = read_header(&mut r, path, expected)?;
+    codec.read(&mut r).map_err(io_err("reading", path))
+}
+
+/// What a saved value's file holds: its codec, where the value starts, and its size.
+pub(crate) struct Saved {
+    pub(crate) codec: Arc<dyn codec::Codec>,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// Reads the header of a value saved at `path`, checking it holds an `expected`.
+pub(crate) fn open_saved(path: &Path, expected: &'static str) -> Result<Saved, StorageError> {
+    let f = std::fs::File::open(path).map_err(io_err("opening", path))?;
+    let total = f.metadata().map_err(io_err("reading", path))?.len();
+    let mut r = BufReader::with_capacity(4096, f);
+    let codec = read_header(&mut r, path, Some(expected))?;
+    let offset = io::Seek::stream_position(&mut r).map_err(io_err("reading", path))?;
+    Ok(Saved {
+        codec,
+        offset,
+        len: total.saturating_sub(offset),
+    })
+}
+
+fn read_header(
+    r: &mut dyn Read,
+    path: &Path,
+    expected: Option<&'static str>,
+) -> Result<Arc<dyn codec::Codec>, StorageError> {
     let format = |reason: String| StorageError::Format {
         path: path.to_path_buf(),
         reason,
@@ -170,12 +200,11 @@ pub(crate) fn load_value(
             });
         }
     }
-    let codec = codec::codec_by_name(&name).ok_or_else(|| {
+    codec::codec_by_name(&name).ok_or_else(|| {
         format(format!(
             "its type `{name}` is not registered in this program (dagger::storage::register)"
         ))
-    })?;
-    codec.read(&mut r).map_err(io_err("reading", path))
+    })
 }
 
 type Reader<T> = dyn Fn(&Path) -> io::Result<T> + Send + Sync;

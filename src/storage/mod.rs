@@ -52,7 +52,7 @@ mod codec;
 mod file;
 
 pub use codec::{is_spillable, register, register_serde, register_size, Spill};
-pub(crate) use file::{load_value, save_value, save_value_replacing};
+pub(crate) use file::{load_value, open_saved, save_value, save_value_replacing};
 pub use file::{File, FileReadError, StorageError};
 
 use std::collections::{BTreeMap, VecDeque};
@@ -193,6 +193,9 @@ pub(crate) struct Slot {
     spillable: AtomicBool,
     /// Read ahead for a ready task and not used yet: not evicted meanwhile.
     pinned: AtomicBool,
+    /// A file of the user's holding the value (from this offset), instead of one in the
+    /// spill directory: read from, never written or removed.
+    external: Option<(PathBuf, u64)>,
 }
 
 enum State {
@@ -381,11 +384,40 @@ impl Store {
             on_file: AtomicBool::new(false),
             spillable: AtomicBool::new(spillable),
             pinned: AtomicBool::new(false),
+            external: None,
         });
         if spillable {
             self.insert(&slot);
         }
         Ok(slot)
+    }
+
+    /// A value that stays in the file at `path` (from `offset`) until it is read, and is
+    /// read from there again whenever it was dropped from memory.
+    pub(crate) fn open_file(
+        self: &Arc<Self>,
+        path: PathBuf,
+        offset: u64,
+        bytes: u64,
+        type_name: &'static str,
+        codec: Arc<dyn Codec>,
+    ) -> Arc<Slot> {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        self.stats.on_disk_only.fetch_add(bytes, Ordering::Relaxed);
+        Arc::new(Slot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            bytes,
+            type_name,
+            codec,
+            store: self.clone(),
+            state: Mutex::new(State::Disk),
+            cv: Condvar::new(),
+            tick: AtomicU64::new(0),
+            on_file: AtomicBool::new(true),
+            spillable: AtomicBool::new(true),
+            pinned: AtomicBool::new(false),
+            external: Some((path, offset)),
+        })
     }
 
     /// Puts `slot` (in memory, its bytes already counted) at the recent end of the order.
@@ -868,13 +900,20 @@ impl Slot {
         let store = &self.store;
         let start = Instant::now();
         store.make_room(self.bytes);
-        let path = store
-            .dir
-            .lock()
-            .clone()
-            .unwrap_or_default()
-            .join(self.file_name());
-        let read = std::fs::File::open(&path).and_then(|f| {
+        let (path, offset) = match &self.external {
+            Some((p, o)) => (p.clone(), *o),
+            None => (
+                store
+                    .dir
+                    .lock()
+                    .clone()
+                    .unwrap_or_default()
+                    .join(self.file_name()),
+                0,
+            ),
+        };
+        let read = std::fs::File::open(&path).and_then(|mut f| {
+            io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
             let mut r = BufReader::with_capacity(1 << 16, f);
             self.codec.read(&mut r)
         });
@@ -895,7 +934,7 @@ impl Slot {
                     .on_disk_only
                     .fetch_sub(self.bytes, Ordering::Relaxed);
                 store.stats.reloads.fetch_add(1, Ordering::Relaxed);
-                let n = std::fs::metadata(&path).map_or(self.bytes, |m| m.len());
+                let n = std::fs::metadata(&path).map_or(self.bytes, |m| m.len() - offset);
                 store.stats.bytes_read.fetch_add(n, Ordering::Relaxed);
                 store.insert(self);
                 store.record(IoKind::Reload, n, start, self.type_name);
@@ -949,7 +988,7 @@ impl Drop for Slot {
                 .on_disk_only
                 .fetch_sub(self.bytes, Ordering::Relaxed);
         }
-        if *self.on_file.get_mut() {
+        if *self.on_file.get_mut() && self.external.is_none() {
             if let Some(d) = &*store.dir.lock() {
                 let _ = std::fs::remove_file(d.join(self.file_name()));
             }
