@@ -31,10 +31,12 @@
 //! use dagger::prelude::*;
 //!
 //! let ctx = Context::builder().threads(2).memory_limit(1 << 20).build()?;
-//! // Eight blocks of 512 KiB through a 1 MiB limit.
+//! // Eight blocks of 512 KiB through a 1 MiB limit: all but two go to disk...
 //! let blocks: Vec<_> = (0..8u32)
-//!     .map(|i| ctx.spawn(move || vec![i as f32; 128 * 1024], ()))
+//!     .map(|i| ctx.to_chunk(vec![i as f32; 128 * 1024]))
 //!     .collect();
+//! assert_eq!(ctx.memory_stats().spills, 6);
+//! // ...and tasks read them back.
 //! let sums: Vec<_> = blocks
 //!     .iter()
 //!     .map(|b| ctx.spawn(|v: std::sync::Arc<Vec<f32>>| v.iter().sum::<f32>(), (b.shared(),)))
