@@ -137,6 +137,25 @@ fn lanes<'a>(events: &'a [LogEvent], procs: &'a [ProcessorInfo]) -> Vec<Lane<'a>
     out
 }
 
+/// [`lanes`], plus an empty lane for every processor of `procs` that runs tasks (one
+/// without children) but has no events: the processors offered that got no work.
+fn lanes_with_idle<'a>(events: &'a [LogEvent], procs: &'a [ProcessorInfo]) -> Vec<Lane<'a>> {
+    let mut out = lanes(events, procs);
+    for p in procs.iter().filter(|p| p.children.is_empty()) {
+        if !out.iter().any(|l| l.id == p.id) {
+            out.push(Lane {
+                id: p.id,
+                info: Some(p),
+                tasks: Vec::new(),
+                moves: Vec::new(),
+            });
+        }
+    }
+    let position = |l: &Lane<'_>| procs.iter().position(|p| p.id == l.id);
+    out.sort_by_key(|l| (position(l).is_none(), position(l), l.id));
+    out
+}
+
 /// Length of the union of intervals given as `(start, end)`.
 fn union_ns(intervals: impl Iterator<Item = (u64, u64)>) -> u64 {
     let mut v: Vec<(u64, u64)> = intervals.collect();
