@@ -6,7 +6,9 @@
 //! - [`chrome_trace`]: Chrome trace-event JSON, to open in Perfetto or `chrome://tracing`
 //!   (one track per processor, data moves, arrows from producers to consumers);
 //! - [`gantt_svg`]: a Gantt chart as an SVG image, one lane per processor;
-//! - [`run_dot`]: the task graph as it ran, in Graphviz DOT;
+//! - [`run_dot`]: the task graph as it ran, in Graphviz DOT: one node per task for small
+//!   runs ([`run_dot_tasks`]), one per task name with counts above [`DOT_TASKS_MAX`] tasks
+//!   ([`run_dot_grouped`]);
 //! - [`summarize`]: per-processor counts, busy time and utilization, printable as a table.
 //!
 //! This is what Dagger.jl's `render_logs` does with its `:chrome_trace`, `:plots_gantt` and
@@ -50,7 +52,7 @@ mod gantt;
 mod summary;
 
 pub use chrome::chrome_trace;
-pub use dot::run_dot;
+pub use dot::{run_dot, run_dot_grouped, run_dot_tasks, DOT_TASKS_MAX};
 pub use gantt::gantt_svg;
 pub use summary::{summarize, Summary, SummaryRow};
 
