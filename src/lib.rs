@@ -198,7 +198,9 @@ pub use datadeps::KernelAccess;
 #[doc(hidden)]
 pub use kernel::tiles::TileScalar;
 #[cfg(feature = "wgpu")]
-pub use processor::wgpu::{Access, DType, GpuScalar, KernelError, WgslKernel, WgslKernelBuilder};
+pub use processor::wgpu::{
+    Access, DType, GpuScalar, KernelArgsError, KernelError, WgslKernel, WgslKernelBuilder,
+};
 #[cfg(feature = "wgpu")]
 pub use processor::{GpuInfo, WgpuProc};
 #[cfg(feature = "wgpu")]

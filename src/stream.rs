@@ -241,8 +241,8 @@ impl StreamBuilder<'_> {
         let kernel_opts = opts.clone();
         let host_opts = Options::new().name(format!("stream kernel stage {}", self.stages.len()));
         self.try_stage_with(host_opts, input, move |item: Vec<T>| {
-            ctx.spawn_kernel_with(kernel_opts.clone(), &kernel, params, [item.into()])
-                .fetch()
+            let task = ctx.spawn_kernel_with(kernel_opts.clone(), &kernel, params, [item.into()]);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(task?.fetch()?)
         })
     }
 

@@ -181,6 +181,88 @@ pub enum KernelError {
     },
 }
 
+/// Arguments that do not fit a kernel's declared inputs, found when the task is spawned
+/// ([`Context::spawn_kernel`](crate::Context::spawn_kernel),
+/// [`DataRegion::spawn_kernel`](crate::DataRegion::spawn_kernel)): nothing was spawned.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::{Access, KernelArgsError, WgslKernel};
+///
+/// let double = WgslKernel::<(), f32>::builder("double", "
+///     @group(0) @binding(0) var<storage, read_write> x: array<f32>;
+///     @compute @workgroup_size(64)
+///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+///         if (id.x < arrayLength(&x)) { x[id.x] *= 2.0; }
+///     }", "main")
+///     .inputs([Access::ReadWrite])
+///     .workgroups(|_, lens| [(lens[0] as u32).div_ceil(64), 1, 1])
+///     .cpu(|_, _, x| x.iter_mut().for_each(|v| *v *= 2.0))
+///     .build()?;
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// let err = ctx
+///     .spawn_kernel(&double, (), [vec![1.0f32].into(), vec![2.0f32].into()])
+///     .unwrap_err();
+/// assert!(matches!(err, KernelArgsError::Count { expected: 1, given: 2, .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "kernel `double` takes 1 input array (as declared by `inputs`) but was given 2: \
+///      pass one argument per declared input, in binding order"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KernelArgsError {
+    /// A number of arguments other than the kernel's declared inputs.
+    #[error(
+        "kernel `{kernel}` takes {expected} input array{} (as declared by `inputs`) but was \
+         given {given}: pass one argument per declared input, in binding order",
+        if *expected == 1 { "" } else { "s" }
+    )]
+    Count {
+        /// The kernel.
+        kernel: String,
+        /// How many inputs the kernel declares.
+        expected: usize,
+        /// How many arguments the call gave.
+        given: usize,
+    },
+    /// In a datadeps region, an argument whose access mode differs from the binding's: a
+    /// `read_write` input needs [`Out`](crate::Out) or [`InOut`](crate::InOut), a read-only
+    /// one [`In`](crate::In).
+    #[error(
+        "kernel `{kernel}` binds input {index} {}, so pass it as {}",
+        if *read_write { "read_write" } else { "read-only" },
+        if *read_write { "Out or InOut" } else { "In" }
+    )]
+    Access {
+        /// The kernel.
+        kernel: String,
+        /// The input, counted from 0 in binding order.
+        index: usize,
+        /// Whether the kernel binds it `read_write`.
+        read_write: bool,
+    },
+}
+
+impl<P, T> WgslKernel<P, T> {
+    /// [`KernelArgsError::Count`] unless `given` is the number of declared inputs.
+    pub(crate) fn check_count(&self, given: usize) -> Result<(), KernelArgsError> {
+        let expected = self.inner.inputs.len();
+        if given == expected {
+            Ok(())
+        } else {
+            Err(KernelArgsError::Count {
+                kernel: self.inner.name.clone(),
+                expected,
+                given,
+            })
+        }
+    }
+}
+
 type Workgroups<P> = dyn Fn(&P, &[usize]) -> [u32; 3] + Send + Sync;
 type OutputLen<P> = dyn Fn(&P, &[usize]) -> usize + Send + Sync;
 type CpuImpl<P, T> = dyn Fn(&P, &[&[T]], &mut [T]) + Send + Sync;
@@ -233,7 +315,7 @@ struct Inner<P, T> {
 /// let ctx = Context::builder().threads(1).build()?;
 /// let x = ctx.to_chunk(vec![1.0f32, 2.0, 3.0]);
 /// // No GPU in scope here: the CPU implementation runs.
-/// let y = ctx.spawn_kernel(&scale, Scale { factor: 2.0, n: 3 }, [(&x).into()]);
+/// let y = ctx.spawn_kernel(&scale, Scale { factor: 2.0, n: 3 }, [(&x).into()])?;
 /// assert_eq!(y.fetch()?, vec![2.0, 4.0, 6.0]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -13,7 +13,7 @@
 pub(crate) mod kernel;
 pub(crate) mod memory;
 
-pub use kernel::{Access, KernelError, WgslKernel, WgslKernelBuilder};
+pub use kernel::{Access, KernelArgsError, KernelError, WgslKernel, WgslKernelBuilder};
 pub(crate) use kernel::{DeviceInput, GpuLaunch, LaunchDone, WgslImpl};
 pub(crate) use memory::{devices, GpuArray};
 pub use memory::{DType, GpuScalar};
