@@ -803,7 +803,6 @@ impl Context {
     ///
     /// A number of inputs other than the kernel declares is a
     /// [`KernelArgsError`](crate::KernelArgsError) here, at the call; nothing is spawned.
-    #[cfg(feature = "wgpu")]
     pub fn spawn_kernel<P, T>(
         &self,
         kernel: &crate::WgslKernel<P, T>,
@@ -818,7 +817,6 @@ impl Context {
     }
 
     /// [`spawn_kernel`](Self::spawn_kernel) with options for this call.
-    #[cfg(feature = "wgpu")]
     pub fn spawn_kernel_with<P, T>(
         &self,
         opts: Options,

@@ -224,7 +224,6 @@ impl StreamBuilder<'_> {
     /// A stage that launches `kernel` with `params` on each item, on a processor its
     /// options' scope allows (a GPU, say), and passes the kernel's output on. The stage
     /// itself waits on a host thread, giving it back while each kernel runs.
-    #[cfg(feature = "wgpu")]
     pub fn kernel_stage<P, T>(
         &mut self,
         opts: Options,

@@ -56,13 +56,10 @@ use crate::task::DTask;
 use crate::value::Value;
 
 mod parts;
-#[cfg(feature = "wgpu")]
 mod versions;
 pub use parts::{PartMut, PartRef, Partition};
 use parts::{PartTable, Registration};
-#[cfg(feature = "wgpu")]
 pub use versions::KernelAccess;
-#[cfg(feature = "wgpu")]
 pub(crate) use versions::Version;
 
 static NEXT_CELL: AtomicU64 = AtomicU64::new(1);
@@ -541,10 +538,8 @@ pub struct DataRegion<'c> {
     /// The region's own tasks (moving versions in and out of cells).
     internal: Vec<Arc<TaskCore>>,
     /// Values tracked by versions (see [`versions`]).
-    #[cfg(feature = "wgpu")]
     versions: versions::Versions,
     /// Versions put back into their cells by check-in tasks.
-    #[cfg(feature = "wgpu")]
     checked_in: versions::CheckedIn,
 }
 
@@ -691,7 +686,6 @@ impl DataRegion<'_> {
             }
         }
         // Cells whose latest version a kernel task made go back into the cell first.
-        #[cfg(feature = "wgpu")]
         for a in &accesses {
             self.check_in(a.cell);
         }
@@ -791,9 +785,7 @@ impl Context {
             history: HashMap::new(),
             tasks: Vec::new(),
             internal: Vec::new(),
-            #[cfg(feature = "wgpu")]
             versions: Default::default(),
-            #[cfg(feature = "wgpu")]
             checked_in: Vec::new(),
         };
         let out = f(&mut region);
@@ -820,7 +812,6 @@ impl Context {
                 break;
             }
         }
-        #[cfg(feature = "wgpu")]
         if let Err(e) = region.restore_cells() {
             // Values lost with a device say more than the first task failure, which they
             // carry as their source; otherwise the first failure is the region's error.

@@ -13,7 +13,6 @@
 mod call;
 mod os;
 mod thread;
-#[cfg(feature = "wgpu")]
 pub(crate) mod wgpu;
 
 pub(crate) use call::{drop_payload, panic_message, set_task_processor, set_task_threads, Body};

@@ -3,7 +3,6 @@
 
 pub(crate) mod args;
 
-#[cfg(feature = "wgpu")]
 pub use args::KernelArg;
 pub use args::{AsChunk, IntoArg, Moved, Plain, Shared, Val};
 
