@@ -23,6 +23,19 @@ use crate::task::DTask;
 use crate::value::Value;
 
 /// A processor identifier that does not name a processor of the context that was asked.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let small = Context::builder().threads(1).build()?;
+/// let big = Context::builder().threads(8).build()?;
+/// // The last processor of the bigger context is past the end of the smaller one's list.
+/// let far = big.processors().last().unwrap().id;
+/// let err = small.disable_processor(far).unwrap_err();
+/// assert_eq!(err.id, far);
+/// assert!(err.to_string().contains("is not one of this context's"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("processor {id} is not one of this context's {count} processors")]
 pub struct UnknownProcessor {
@@ -33,6 +46,14 @@ pub struct UnknownProcessor {
 }
 
 /// Error building a [`Context`].
+///
+/// ```
+/// use dagger::{BuildError, Context};
+///
+/// let err = Context::builder().threads(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::NoThreads));
+/// assert_eq!(err.to_string(), "a context needs at least one CPU thread; got threads(0)");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -843,14 +864,14 @@ impl Context {
     /// CPU implementations, whichever the scope allows and the cost model prefers. The
     /// result stays on the device it was computed on until something else needs it.
     ///
-    /// Giving a number of inputs other than the kernel binds fails the task at once.
-    #[cfg(feature = "wgpu")]
+    /// A number of inputs other than the kernel declares is a
+    /// [`KernelArgsError`](crate::KernelArgsError) here, at the call; nothing is spawned.
     pub fn spawn_kernel<P, T>(
         &self,
         kernel: &crate::WgslKernel<P, T>,
         params: P,
         inputs: impl IntoIterator<Item = crate::KernelArg<T>>,
-    ) -> DTask<Vec<T>>
+    ) -> Result<DTask<Vec<T>>, crate::KernelArgsError>
     where
         P: bytemuck::Pod + Send + Sync,
         T: crate::GpuScalar,
@@ -859,14 +880,13 @@ impl Context {
     }
 
     /// [`spawn_kernel`](Self::spawn_kernel) with options for this call.
-    #[cfg(feature = "wgpu")]
     pub fn spawn_kernel_with<P, T>(
         &self,
         opts: Options,
         kernel: &crate::WgslKernel<P, T>,
         params: P,
         inputs: impl IntoIterator<Item = crate::KernelArg<T>>,
-    ) -> DTask<Vec<T>>
+    ) -> Result<DTask<Vec<T>>, crate::KernelArgsError>
     where
         P: bytemuck::Pod + Send + Sync,
         T: crate::GpuScalar,
@@ -883,28 +903,15 @@ impl Context {
         } else {
             opts
         };
-        if deps.list.len() != kernel.num_inputs() {
-            let (n, k) = (deps.list.len(), kernel.num_inputs());
-            let kname = kernel.name().to_owned();
-            return DTask::from_core(Arc::new(TaskCore::failed(
-                TaskName::Shared(kname.clone().into()),
-                |task| TaskError::Failed {
-                    task,
-                    processor: "none".into(),
-                    cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
-                        "kernel `{kname}` takes {k} input arrays but was given {n}"
-                    ))),
-                },
-            )));
-        }
-        DTask::from_core(self.submit_kernel(
+        kernel.check_count(deps.list.len())?;
+        Ok(DTask::from_core(self.submit_kernel(
             std::any::type_name::<crate::WgslKernel<P, T>>(),
             TypeId::of::<crate::WgslKernel<P, T>>(),
             opts,
             deps,
             None,
             Some(kernel.kernel().call(Value::new(params))),
-        ))
+        )))
     }
 
     // ----- data --------------------------------------------------------------------------------

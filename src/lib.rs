@@ -130,7 +130,6 @@
 
 // Layers, lowest first: each module imports only those above it in this list (checked by
 // `tests/layers.rs`). See "Layers" in the crate docs.
-#[cfg(feature = "wgpu")]
 pub mod array;
 mod chunk;
 mod context;
@@ -151,7 +150,6 @@ mod thunk;
 mod value;
 pub mod viz;
 
-#[cfg(feature = "wgpu")]
 pub use array::{
     ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float, Gemm,
 };
@@ -187,35 +185,29 @@ pub use value::Value;
 #[doc(hidden)]
 pub use inventory as __inventory;
 
-#[cfg(feature = "wgpu")]
 pub use array::{Boundary, Fused, Lu, Norm, Solver, Stencil};
-#[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Diag, Pivoting};
-#[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Trans, Triangle};
-#[cfg(feature = "wgpu")]
 pub use dagger_wgpu::blas::GemmKernel;
-#[cfg(feature = "wgpu")]
 pub use datadeps::KernelAccess;
-#[cfg(feature = "wgpu")]
 #[doc(hidden)]
 pub use kernel::tiles::TileScalar;
-#[cfg(feature = "wgpu")]
-pub use processor::wgpu::{Access, DType, GpuScalar, KernelError, WgslKernel, WgslKernelBuilder};
+pub use processor::wgpu::{
+    Access, DType, GpuScalar, KernelArgsError, KernelError, WgslKernel, WgslKernelBuilder,
+};
 #[cfg(feature = "wgpu")]
 pub use processor::{GpuInfo, WgpuProc};
-#[cfg(feature = "wgpu")]
 pub use task::KernelArg;
 
 /// The names most programs need: `use dagger::prelude::*;` brings everything the README's
 /// programs use — tasks, lazy thunks, options and scopes, datadeps cells and access modes,
-/// arrays, and (with the default `wgpu` feature) WGSL kernels and the GEMM/SYRK parameters.
+/// arrays, kernels and the GEMM/SYRK parameters. Without the default `wgpu` feature they are
+/// all there, running on CPU threads.
 pub mod prelude {
     pub use crate::{
         delayed, get_options, try_delayed, with_options, Cell, Chunk, Context, DTask, In, InOut,
         Options, Out, PartMut, PartRef, Ref, RefMut, Scope, TaskError, Thunk, Val,
     };
-    #[cfg(feature = "wgpu")]
     pub use crate::{
         Access, ArrayDomain, ArrayError, AutoBlocks, Blocks, DArray, Trans, Triangle, WgslKernel,
     };

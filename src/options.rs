@@ -194,6 +194,28 @@ thread_local! {
 
 /// Runs `f` with `opts` applied to every task spawned inside it, including tasks spawned by
 /// those tasks. Nested calls merge, the inner call winning where both set an option.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// let t = with_options(Options::new().name("answer").scope(Scope::cpu()), || {
+///     // Inside, the options are in effect for every spawn, and can be read back.
+///     assert_eq!(get_options().get_name(), Some("answer"));
+///     ctx.spawn(|| 42, ())
+/// });
+/// assert_eq!(t.fetch()?, 42);
+/// // Nested blocks merge: the inner name wins, the outer scope stays.
+/// with_options(Options::new().name("outer").scope(Scope::cpu()), || {
+///     with_options(Options::new().name("inner"), || {
+///         let o = get_options();
+///         assert_eq!(o.get_name(), Some("inner"));
+///         assert!(o.get_scope().is_some());
+///     })
+/// });
+/// assert_eq!(get_options().get_name(), None, "nothing in effect outside");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn with_options<R>(opts: Options, f: impl FnOnce() -> R) -> R {
     let merged = CURRENT.with(|c| match &*c.borrow() {
         Some(outer) => outer.merged_with(&opts),

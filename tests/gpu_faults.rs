@@ -24,12 +24,14 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
     let inc = increment("increment", true);
 
     // A result finished on GPU 0 before the loss, never fetched.
-    let made_before = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(0)),
-        &inc,
-        (),
-        [vec![1.0f32; 1024].into()],
-    );
+    let made_before = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::gpu(0)),
+            &inc,
+            (),
+            [vec![1.0f32; 1024].into()],
+        )
+        .unwrap();
     made_before.wait();
     assert!(made_before.is_ready());
 
@@ -53,7 +55,8 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
                             &inc,
                             (),
                             [InOut(c).into()],
-                        );
+                        )
+                        .unwrap();
                     }
                 }
             })
@@ -104,6 +107,7 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
                     (),
                     [vec![i as f32; 256].into()],
                 )
+                .unwrap()
             })
             .collect();
         let results = common::within(300, "200 kernels on the GPUs", move || {
@@ -124,12 +128,14 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
         }
     }
     // Only the lost device may take the task: it fails at once, saying why.
-    let only_lost = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(0)),
-        &inc,
-        (),
-        [vec![1.0f32; 4].into()],
-    );
+    let only_lost = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::gpu(0)),
+            &inc,
+            (),
+            [vec![1.0f32; 4].into()],
+        )
+        .unwrap();
     let e = common::within(60, "a task for the lost device", move || {
         only_lost.fetch().unwrap_err()
     });

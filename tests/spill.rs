@@ -226,7 +226,6 @@ fn the_limit_can_be_read_from_the_environment_form() {
     assert!(e.contains("unknown unit"), "{e}");
 }
 
-#[cfg(feature = "wgpu")]
 mod arrays {
     use super::*;
     use dagger::DArray;

@@ -416,7 +416,10 @@ impl<T: Element> DArray<T> {
         params: P,
         args: Vec<KernelArg<T>>,
     ) -> Block<T> {
-        Block::Task(ctx.spawn_kernel(kernel, params, args))
+        Block::Task(
+            ctx.spawn_kernel(kernel, params, args)
+                .expect("block kernels are given their declared inputs"),
+        )
     }
 
     /// [`launch`](Self::launch), on CPU threads when `host_only`: for `f64` functions
@@ -429,7 +432,10 @@ impl<T: Element> DArray<T> {
         args: Vec<KernelArg<T>>,
     ) -> Block<T> {
         if host_only {
-            Block::Task(ctx.spawn_kernel_with(host_options(ctx), kernel, params, args))
+            Block::Task(
+                ctx.spawn_kernel_with(host_options(ctx), kernel, params, args)
+                    .expect("block kernels are given their declared inputs"),
+            )
         } else {
             Self::launch(ctx, kernel, params, args)
         }

@@ -562,14 +562,12 @@ impl<T: Send + Sync + 'static> Chunk<T> {
 }
 
 /// An array input of a kernel task: a task, a chunk, or a value.
-#[cfg(feature = "wgpu")]
 pub struct KernelArg<T> {
     pub(crate) dep: Dep,
     pub(crate) scope: Option<Scope>,
     _t: PhantomData<fn() -> T>,
 }
 
-#[cfg(feature = "wgpu")]
 impl<T> std::fmt::Debug for KernelArg<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match &self.dep {
@@ -583,7 +581,6 @@ impl<T> std::fmt::Debug for KernelArg<T> {
     }
 }
 
-#[cfg(feature = "wgpu")]
 impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
     fn from(t: &DTask<Vec<T>>) -> Self {
         KernelArg {
@@ -594,7 +591,6 @@ impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
     }
 }
 
-#[cfg(feature = "wgpu")]
 impl<T: crate::GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
     fn from(c: &Chunk<Vec<T>>) -> Self {
         KernelArg {
@@ -605,7 +601,6 @@ impl<T: crate::GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
     }
 }
 
-#[cfg(feature = "wgpu")]
 impl<T: crate::GpuScalar> From<Vec<T>> for KernelArg<T> {
     fn from(v: Vec<T>) -> Self {
         KernelArg {

@@ -22,19 +22,25 @@ pub(crate) use lu::{
 pub(crate) use syrk::SyrkTile;
 
 use std::any::TypeId;
+#[cfg(feature = "wgpu")]
 use std::sync::Arc;
 
 use dagger_cpu::Accum;
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::blas;
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::{GpuBuffer, GpuError};
 use parking_lot::Mutex;
 
 use crate::kernel::{Kernel, KernelCall};
 use crate::processor::wgpu::kernel::{params_kernel, CpuRun};
-use crate::processor::wgpu::{GpuArray, GpuLaunch, GpuScalar, LaunchDone};
+#[cfg(feature = "wgpu")]
+use crate::processor::wgpu::{GpuArray, LaunchDone};
+use crate::processor::wgpu::{GpuLaunch, GpuScalar};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
+#[cfg(feature = "wgpu")]
 /// Whether a GPU runs a GEMM or SYRK tile of `depth` blocks: one of depth 0 only scales C,
 /// which CPU threads do.
 fn supports_depth<T: TileScalar>(
@@ -53,14 +59,17 @@ pub trait TileScalar:
     GpuScalar + dagger_cpu::Scalar + PartialEq + Copy + std::ops::MulAssign
 {
     /// The element type as `dagger-wgpu`'s BLAS kernels name it.
+    #[cfg(feature = "wgpu")]
     const BLAS: blas::Dtype;
 }
 
 impl TileScalar for f32 {
+    #[cfg(feature = "wgpu")]
     const BLAS: blas::Dtype = blas::Dtype::F32;
 }
 
 impl TileScalar for f64 {
+    #[cfg(feature = "wgpu")]
     const BLAS: blas::Dtype = blas::Dtype::F64;
 }
 
@@ -75,6 +84,7 @@ pub(crate) fn accum_of<T: TileScalar>(beta: T) -> Accum<T> {
     }
 }
 
+#[cfg(feature = "wgpu")]
 fn as_gpu(e: blas::BlasError) -> GpuError {
     match e {
         blas::BlasError::Gpu(g) => g,
@@ -93,12 +103,14 @@ fn block<T: TileScalar>(v: &Value, index: usize) -> Result<&Vec<T>, TaskFailure>
     })
 }
 
+#[cfg(feature = "wgpu")]
 /// Runs a sequence of launches on one output buffer and calls `done` once, after the last
 /// one (or with the first error).
 pub(crate) struct Sequence {
     failed: Arc<Mutex<Option<GpuError>>>,
 }
 
+#[cfg(feature = "wgpu")]
 impl Sequence {
     fn new() -> Self {
         Sequence {
