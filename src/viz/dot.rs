@@ -213,6 +213,8 @@ pub fn run_dot_grouped(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
                 tasks.insert(e.task, e);
             }
             EventKind::Move => *moved.entry(e.task).or_default() += e.bytes_moved,
+            // Disk traffic is not part of the graph.
+            EventKind::Spill | EventKind::Reload => {}
         }
     }
     let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
