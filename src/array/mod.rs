@@ -53,7 +53,7 @@ pub use error::ArrayError;
 pub use expr::ExprError;
 pub use fused::Fused;
 pub use linalg::Gemm;
-pub use linalg::{Lu, Norm, Solver};
+pub use linalg::{Lu, Norm, Qr, Solver};
 pub use npy::Overwrite;
 pub use stencil::{Boundary, Stencil};
 

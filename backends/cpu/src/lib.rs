@@ -64,11 +64,11 @@ pub mod elementwise;
 mod error;
 mod lu;
 mod mat;
-mod qr;
 #[cfg(feature = "openblas")]
 mod openblas;
 #[cfg(target_arch = "x86_64")]
 mod packed;
+mod qr;
 mod scalar;
 mod threads;
 

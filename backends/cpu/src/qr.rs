@@ -226,7 +226,9 @@ mod tests {
         let mut s = seed;
         (0..len)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
             })
             .collect()
@@ -238,7 +240,11 @@ mod tests {
             let a0 = pseudo_random(m * n, (m * 31 + n) as u64);
             let mut a = a0.clone();
             let mut t = vec![0.0; n * n];
-            geqrt(MatMut::new(&mut a, m, n), MatMut::new(&mut t, n, n), Threads::SEQ);
+            geqrt(
+                MatMut::new(&mut a, m, n),
+                MatMut::new(&mut t, n, n),
+                Threads::SEQ,
+            );
             let (e_qr, e_orth) = errors(&a0, &a, &t, m, n);
             assert!(e_qr < 1e-12 && e_orth < 1e-12, "{m}x{n}: {e_qr} {e_orth}");
         }
@@ -255,7 +261,11 @@ mod tests {
         a0[5 * n + 5] = 0.0;
         let mut a = a0.clone();
         let mut t = vec![0.0; n * n];
-        geqrt(MatMut::new(&mut a, m, n), MatMut::new(&mut t, n, n), Threads::SEQ);
+        geqrt(
+            MatMut::new(&mut a, m, n),
+            MatMut::new(&mut t, n, n),
+            Threads::SEQ,
+        );
         let (e_qr, e_orth) = errors(&a0, &a, &t, m, n);
         assert!(e_qr < 1e-12 && e_orth < 1e-12, "{e_qr} {e_orth}");
     }
@@ -266,7 +276,11 @@ mod tests {
         let a64 = pseudo_random(m * n, 3);
         let mut a: Vec<f32> = a64.iter().map(|&x| x as f32).collect();
         let mut t = vec![0.0f32; n * n];
-        geqrt(MatMut::new(&mut a, m, n), MatMut::new(&mut t, n, n), Threads::SEQ);
+        geqrt(
+            MatMut::new(&mut a, m, n),
+            MatMut::new(&mut t, n, n),
+            Threads::SEQ,
+        );
         let a0: Vec<f64> = a64.iter().map(|&x| x as f32 as f64).collect();
         let qr: Vec<f64> = a.iter().map(|&x| x as f64).collect();
         let tt: Vec<f64> = t.iter().map(|&x| x as f64).collect();
