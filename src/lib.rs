@@ -186,7 +186,7 @@ pub use value::Value;
 pub use inventory as __inventory;
 
 #[cfg(feature = "wgpu")]
-pub use array::{Boundary, Fused, Lu, Norm, Qr, Solver, Stencil};
+pub use array::{Boundary, Fused, Lu, Norm, Qr, Solver, SortOrder, Stencil};
 #[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Diag, Pivoting};
 #[cfg(feature = "wgpu")]

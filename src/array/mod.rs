@@ -44,6 +44,7 @@ mod layout;
 mod linalg;
 mod npy;
 mod reduce;
+mod sort;
 mod stencil;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
@@ -55,6 +56,7 @@ pub use fused::Fused;
 pub use linalg::Gemm;
 pub use linalg::{Lu, Norm, Qr, Solver};
 pub use npy::Overwrite;
+pub use sort::SortOrder;
 pub use stencil::{Boundary, Stencil};
 
 use std::sync::atomic::{AtomicU64, Ordering};
