@@ -168,7 +168,7 @@ fn permuted_axes_of_nd_arrays_match_ndarray() {
     for scope in scopes(&ctx) {
         for (shape, block, axes) in cases {
             let host = random_nd(&mut rng, shape);
-            let d = DArray::distribute(&ctx, &host, Blocks::new(block.to_vec())).unwrap();
+            let d = DArray::distribute(&ctx, &host, Blocks::new(block)).unwrap();
             let p = on(&scope, || d.permuted_axes(axes)).unwrap();
             let want = host.clone().permuted_axes(IxDyn(axes));
             assert_eq!(p.shape(), want.shape());
@@ -300,5 +300,6 @@ fn copy_into_aligned_blocks_and_errors() {
     );
     let e = src.copy_into(&mut dst, &[4..8, 0..3]).unwrap_err();
     assert!(matches!(e, ArrayError::SliceOutOfBounds { .. }), "{e}");
-    assert!(src.copy_into(&mut dst, &[0..4]).is_err());
+    let one_range: Vec<std::ops::Range<usize>> = std::iter::once(0..4).collect();
+    assert!(src.copy_into(&mut dst, &one_range).is_err());
 }

@@ -306,16 +306,16 @@ impl<T: Gemm> DArray<T> {
     /// ```
     /// use dagger::prelude::*;
     /// let ctx = Context::builder().threads(2).build()?;
-    /// let host = ndarray::arr2(&[[3.0, 1.0], [4.0, 2.0], [0.0, 2.0]]);
+    /// let host = ndarray::arr2(&[[3.0f64, 1.0], [4.0, 2.0], [0.0, 2.0]]);
     /// let a = DArray::distribute(&ctx, &host, Blocks::new([2, 1]))?;
     /// let qr = a.qr()?;
     /// let (q, r) = (qr.q()?.collect2()?, qr.r().collect2()?);
-    /// assert!((q.dot(&r) - &host).iter().all(|e| e.abs() < 1e-12));
+    /// assert!((q.dot(&r) - &host).iter().all(|e: &f64| e.abs() < 1e-12));
     /// assert!((q.t().dot(&q) - ndarray::Array2::<f64>::eye(2)).iter().all(|e| e.abs() < 1e-12));
     /// assert_eq!(r[[1, 0]], 0.0);
     /// // Least squares: the line through (0, 1), (1, 3), (2, 5).
-    /// let x = DArray::distribute(&ctx, &ndarray::arr2(&[[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]]), Blocks::new([2, 2]))?;
-    /// let y = DArray::distribute(&ctx, &ndarray::arr2(&[[1.0], [3.0], [5.0]]), Blocks::new([2, 1]))?;
+    /// let x = DArray::distribute(&ctx, &ndarray::arr2(&[[1.0f64, 0.0], [1.0, 1.0], [1.0, 2.0]]), Blocks::new([2, 2]))?;
+    /// let y = DArray::distribute(&ctx, &ndarray::arr2(&[[1.0f64], [3.0], [5.0]]), Blocks::new([2, 1]))?;
     /// let c = x.qr()?.solve(&y)?.collect2()?;
     /// assert!((c[[0, 0]] - 1.0).abs() < 1e-12 && (c[[1, 0]] - 2.0).abs() < 1e-12);
     /// assert!(a.t().qr().is_err()); // 2 x 3: wider than tall
