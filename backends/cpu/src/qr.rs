@@ -77,19 +77,29 @@ fn faer_qr<T: Scalar>(mut a: MatMut<'_, T>, mut t: MatMut<'_, T>, threads: Threa
         params,
     );
     let zero = T::from_f64_rounded(0.0);
+    // A column already zero below the diagonal gets the identity reflector, which faer
+    // marks with an infinite diagonal entry of its factor; a zero one is no reflector.
+    let identity: Vec<bool> = (0..n)
+        .map(|i| coeff[(i, i)].to_f64_exact().is_infinite())
+        .collect();
     let usable = info.rank == n
         && (0..n).all(|i| {
             let d = coeff[(i, i)].to_f64_exact();
-            d.is_finite() && d != 0.0
+            identity[i] || (d.is_finite() && d != 0.0)
         });
     if !usable {
         return false;
     }
-    // faer's factor F has Q = I - V F⁻¹ Vᵀ; LAPACK's T is F⁻¹ (upper triangular too).
+    // faer's factor F has Q = I - V F⁻¹ Vᵀ; LAPACK's T is F⁻¹ (upper triangular too). F is
+    // diag(τ) plus the strict upper triangle of Vᵀ V, so leaving an identity reflector out
+    // is leaving out its row and column: they become those of the identity for the
+    // inversion, and zeros in T.
     let f: Vec<T> = (0..n * n)
         .map(|k| {
             let (i, j) = (k / n, k % n);
-            if i <= j {
+            if identity[i] || identity[j] {
+                T::from_f64_rounded(if i == j { 1.0 } else { 0.0 })
+            } else if i <= j {
                 coeff[(i, j)]
             } else {
                 zero
@@ -110,7 +120,8 @@ fn faer_qr<T: Scalar>(mut a: MatMut<'_, T>, mut t: MatMut<'_, T>, threads: Threa
     );
     for i in 0..n {
         for j in 0..n {
-            t.set(i, j, if i <= j { inv[i * n + j] } else { zero });
+            let keep = i <= j && !identity[i] && !identity[j];
+            t.set(i, j, if keep { inv[i * n + j] } else { zero });
         }
     }
     for i in 0..m {
@@ -121,17 +132,23 @@ fn faer_qr<T: Scalar>(mut a: MatMut<'_, T>, mut t: MatMut<'_, T>, threads: Threa
     true
 }
 
-/// Column-by-column Householder QR (LAPACK `?geqr2`, then `?larft` for `T`), in `f64`.
+/// Column-by-column Householder QR (LAPACK `?geqr2`, then `?larft` for `T`), in `f64`
+/// on a column-major copy.
 fn householder_columns<T: Scalar>(mut a: MatMut<'_, T>, mut t: MatMut<'_, T>) {
     let (m, n) = a.shape();
-    let mut x: Vec<f64> = (0..m * n)
-        .map(|k| a.get(k / n, k % n).to_f64_exact())
-        .collect();
-    let at = |i: usize, j: usize| i * n + j;
+    // x[j * m + i] is element (i, j).
+    let mut x = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            x[j * m + i] = a.get(i, j).to_f64_exact();
+        }
+    }
     let mut tau = vec![0.0f64; n];
     for j in 0..n {
-        let alpha = x[at(j, j)];
-        let sigma: f64 = (j + 1..m).map(|i| x[at(i, j)] * x[at(i, j)]).sum();
+        let (done, rest) = x.split_at_mut((j + 1) * m);
+        let col = &mut done[j * m..];
+        let alpha = col[j];
+        let sigma: f64 = col[j + 1..].iter().map(|v| v * v).sum();
         if sigma == 0.0 {
             continue; // H_j = I
         }
@@ -139,32 +156,38 @@ fn householder_columns<T: Scalar>(mut a: MatMut<'_, T>, mut t: MatMut<'_, T>) {
         let beta = if alpha >= 0.0 { -norm } else { norm };
         tau[j] = (beta - alpha) / beta;
         let scale = 1.0 / (alpha - beta);
-        for i in j + 1..m {
-            x[at(i, j)] *= scale;
-        }
-        x[at(j, j)] = beta;
-        for c in j + 1..n {
-            let s = x[at(j, c)] + (j + 1..m).map(|i| x[at(i, j)] * x[at(i, c)]).sum::<f64>();
+        col[j + 1..].iter_mut().for_each(|v| *v *= scale);
+        col[j] = beta;
+        let v = &col[j + 1..];
+        for c in rest.chunks_exact_mut(m) {
+            let s = c[j] + v.iter().zip(&c[j + 1..]).map(|(a, b)| a * b).sum::<f64>();
             let s = tau[j] * s;
-            x[at(j, c)] -= s;
-            for i in j + 1..m {
-                x[at(i, c)] -= s * x[at(i, j)];
-            }
+            c[j] -= s;
+            c[j + 1..]
+                .iter_mut()
+                .zip(v)
+                .for_each(|(y, vi)| *y -= s * vi);
         }
     }
-    // T[j][j] = tau_j; T[..j][j] = -tau_j T[..j][..j] Vᵀ[..j] v_j.
-    let v = |i: usize, j: usize| -> f64 {
-        match i.cmp(&j) {
-            std::cmp::Ordering::Less => 0.0,
-            std::cmp::Ordering::Equal => 1.0,
-            std::cmp::Ordering::Greater => x[at(i, j)],
-        }
-    };
+    // T[j][j] = tau_j; T[..j][j] = -tau_j T[..j][..j] (Vᵀ v_j)[..j].
     let mut tt = vec![0.0f64; n * n];
     for j in 0..n {
         tt[j * n + j] = tau[j];
+        if tau[j] == 0.0 {
+            continue;
+        }
+        let vj = &x[j * m..(j + 1) * m];
+        // (Vᵀ v_j)[p] = v_p[j] + Σ_{i>j} v_p[i] v_j[i], v_p unit at p < j.
         let w: Vec<f64> = (0..j)
-            .map(|p| (j..m).map(|i| v(i, p) * v(i, j)).sum())
+            .map(|p| {
+                let vp = &x[p * m..(p + 1) * m];
+                vp[j]
+                    + vp[j + 1..]
+                        .iter()
+                        .zip(&vj[j + 1..])
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>()
+            })
             .collect();
         for p in 0..j {
             tt[p * n + j] = -tau[j] * (p..j).map(|q| tt[p * n + q] * w[q]).sum::<f64>();
@@ -172,7 +195,7 @@ fn householder_columns<T: Scalar>(mut a: MatMut<'_, T>, mut t: MatMut<'_, T>) {
     }
     for i in 0..m {
         for j in 0..n {
-            a.set(i, j, T::from_f64_rounded(x[at(i, j)]));
+            a.set(i, j, T::from_f64_rounded(x[j * m + i]));
         }
     }
     for i in 0..n {
@@ -251,6 +274,27 @@ mod tests {
     }
 
     #[test]
+    fn square_and_partly_triangular_blocks_take_the_blocked_path() {
+        // The last column of a square block, and a column already zero below the
+        // diagonal, have identity reflectors, which the blocked path handles itself.
+        for &(m, n) in &[(1, 1), (64, 64), (200, 150)] {
+            let mut a = pseudo_random(m * n, 4);
+            for i in 1..m {
+                a[i * n] = 0.0;
+            }
+            let a0 = a.clone();
+            let mut t = vec![0.0; n * n];
+            assert!(faer_qr(
+                MatMut::new(&mut a, m, n),
+                MatMut::new(&mut t, n, n),
+                Threads::SEQ
+            ));
+            let (e_qr, e_orth) = errors(&a0, &a, &t, m, n);
+            assert!(e_qr < 1e-12 && e_orth < 1e-12, "{m}x{n}: {e_qr} {e_orth}");
+        }
+    }
+
+    #[test]
     fn rank_deficient_blocks_factor_too() {
         let (m, n) = (12, 6);
         let mut a0 = pseudo_random(m * n, 9);
@@ -261,6 +305,12 @@ mod tests {
         a0[5 * n + 5] = 0.0;
         let mut a = a0.clone();
         let mut t = vec![0.0; n * n];
+        // The blocked path declines the zero column, so this is the column-by-column one.
+        assert!(!faer_qr(
+            MatMut::new(&mut a.clone(), m, n),
+            MatMut::new(&mut t.clone(), n, n),
+            Threads::SEQ
+        ));
         geqrt(
             MatMut::new(&mut a, m, n),
             MatMut::new(&mut t, n, n),

@@ -362,7 +362,8 @@ impl<T: Gemm> DArray<T> {
                 r.submit_versioned(
                     "qr_panel".into(),
                     TypeId::of::<QrPanelTile<T>>(),
-                    host.clone().name("qr_panel"),
+                    // The panel is the critical path: it may use threads nothing else needs.
+                    host.clone().name("qr_panel").max_threads(usize::MAX),
                     &args,
                     None,
                     Some(cpu_tile_call(
