@@ -51,6 +51,7 @@
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
 //! | `@stencil` with `Wrap`, `Pad`, `Clamp`, `Reflect` | [`DArray::stencil`], [`DArray::stencil_iter`] with a [`Stencil`] and a [`Boundary`] |
 //! | `lu(A, NoPivot())`, `lu(A)`, `ldiv!`/`A \ B`, `inv`, `norm`/`opnorm` on a `DArray` | [`DArray::lu`] with [`Pivoting`], [`Lu::solve`], [`DArray::solve`], [`DArray::solve_triangular`], [`DArray::inv`], [`DArray::norm`] |
+//! | `qr(A)` on a `DArray` (tiled Householder), `A \ B` for a tall `A` (least squares) | [`DArray::qr`] → [`Qr`] with [`Qr::q`], [`Qr::r`], [`Qr::solve`] |
 //!
 //! The rest of Dagger.jl's API reference, name by name:
 //!
@@ -185,7 +186,7 @@ pub use value::Value;
 #[doc(hidden)]
 pub use inventory as __inventory;
 
-pub use array::{Boundary, Fused, Lu, Norm, Solver, Stencil};
+pub use array::{Boundary, Fused, Lu, Norm, Qr, Solver, SortOrder, Stencil};
 pub use dagger_cpu::{Diag, Pivoting};
 pub use dagger_cpu::{Trans, Triangle};
 pub use dagger_wgpu::blas::GemmKernel;

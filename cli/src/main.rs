@@ -114,6 +114,10 @@ enum Bench {
     /// lu_factor (OpenBLAS/LAPACK getrf).
     #[cfg(feature = "wgpu")]
     Lu(linalg_bench::LuArgs),
+    /// Tiled Householder QR on DArrays, beside numpy's qr (mode="raw": OpenBLAS/LAPACK
+    /// geqrf, the factorization alone, as timed here).
+    #[cfg(feature = "wgpu")]
+    Qr(linalg_bench::Args),
     /// DArray elementwise map (y = 2x + 1): GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Map(array_bench::Args),
@@ -187,6 +191,8 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Cholesky(args) => linalg_bench::run(linalg_bench::Op::Cholesky, &args),
         #[cfg(feature = "wgpu")]
         Bench::Lu(args) => linalg_bench::run_lu(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Qr(args) => linalg_bench::run(linalg_bench::Op::Qr, &args),
         #[cfg(feature = "wgpu")]
         Bench::Stencil(args) => stencil_bench::run(&args),
         #[cfg(feature = "wgpu")]

@@ -44,6 +44,7 @@ mod layout;
 mod linalg;
 mod npy;
 mod reduce;
+mod sort;
 mod stencil;
 #[cfg(feature = "zarr")]
 mod zarr;
@@ -55,8 +56,9 @@ pub use error::ArrayError;
 pub use expr::ExprError;
 pub use fused::Fused;
 pub use linalg::Gemm;
-pub use linalg::{Lu, Norm, Solver};
+pub use linalg::{Lu, Norm, Qr, Solver};
 pub use npy::Overwrite;
+pub use sort::SortOrder;
 pub use stencil::{Boundary, Stencil};
 #[cfg(feature = "zarr")]
 pub use zarr::{Compression, ZarrError, ZarrOptions};

@@ -443,6 +443,33 @@ impl<U: Send + Sync + 'static> IntoArg for Shared<U> {
     }
 }
 
+/// Several dependencies handed to the function as a `Vec<Arc<U>>`, in order, without
+/// copying their values: for tasks that read a number of inputs known only at run time.
+pub(crate) struct SharedList<U>(pub(crate) Vec<Shared<U>>);
+
+/// Shares a list of dependencies' values without copying them.
+#[doc(hidden)]
+pub(crate) struct SharedListGetter<U> {
+    idx: Vec<SharedGetter<U>>,
+}
+
+impl<U: Send + Sync + 'static> ArgGetter for SharedListGetter<U> {
+    type Out = Vec<Arc<U>>;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<Vec<Arc<U>>, TaskFailure> {
+        self.idx.into_iter().map(|g| g.get(inputs, arg)).collect()
+    }
+}
+
+impl<U: Send + Sync + 'static> IntoArg for SharedList<U> {
+    type Out = Vec<Arc<U>>;
+    type Getter = SharedListGetter<U>;
+    fn register(self, deps: &mut Deps) -> SharedListGetter<U> {
+        SharedListGetter {
+            idx: self.0.into_iter().map(|s| s.register(deps)).collect(),
+        }
+    }
+}
+
 /// A dependency whose value the function receives as `V`: the type it has after the chosen
 /// processor's [`move_in`](crate::Processor::move_in) converted it. Made by
 /// [`DTask::moved`].

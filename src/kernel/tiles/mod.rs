@@ -1,24 +1,27 @@
 //! The built-in tile kernels of dense linear algebra: GEMM, SYRK, POTRF and TRSM on one
 //! tile each, every one a named kernel (`dagger.gemm_tile.f32`, ...) with a CPU
 //! implementation (`dagger-cpu`, single-threaded unless the scheduler lends the task
-//! threads) and a WGSL one (`dagger-wgpu`'s BLAS launchers); and, in `lu`, the tiles of LU
-//! factorization and triangular solves, which have a CPU implementation only. The tiles'
+//! threads) and a WGSL one (`dagger-wgpu`'s BLAS launchers); and, in `lu` and `qr`, the tiles of LU
+//! and QR factorization and triangular solves, which have a CPU implementation only. The tiles'
 //! parameters are the kernel call's parameters. DArray's `gemm`, `syrk`, `cholesky`, `lu`
 //! and the solves spawn them.
 
 mod cholesky;
 mod gemm;
 mod lu;
+mod qr;
 mod syrk;
 
 pub(crate) use cholesky::{
     first_gpu_pivot, NotPositiveDefinite, PivotReports, PotrfTile, TrsmTile,
 };
 pub(crate) use gemm::GemmTile;
+pub(crate) use lu::CpuTile;
 pub(crate) use lu::{
     cpu_tile_call, GatherRowsTile, LuPart, PanelPartTile, PanelPerms, PanelRowsTile, PanelTile,
     TriSolveTile, TrianglePartTile, ZeroPivot,
 };
+pub(crate) use qr::{QrPanelTile, QrPart, QrPartTile};
 pub(crate) use syrk::SyrkTile;
 
 use std::any::TypeId;
