@@ -81,18 +81,27 @@ fn a_real_run_renders_as_trace_gantt_dot_and_summary() {
     let flows = evs.iter().filter(|e| e["ph"] == "s").count();
     assert_eq!(flows, 64, "one arrow per leaf into the sum");
 
-    // Gantt: well-formed XML, one lane per processor that ran something.
+    // Gantt: well-formed XML, one lane per processor offered (idle ones included).
     let svg = viz::gantt_svg(&events, &procs, "tree");
     let doc = roxmltree::Document::parse(&svg).unwrap();
     let lanes = doc
         .descendants()
         .filter(|n| n.attribute("class") == Some("lane"))
         .count();
-    assert_eq!(lanes, used.len());
+    let runners = procs
+        .iter()
+        .filter(|p| p.kind != dagger::ProcessorKind::Os)
+        .count();
+    assert_eq!(lanes, runners);
+    assert!(lanes >= used.len());
 
-    // DOT of the run: 65 nodes and 64 edges.
-    let dot = viz::run_dot(&events, &procs);
+    // DOT of the run, one node per task: 65 nodes and 64 edges. Above DOT_TASKS_MAX tasks
+    // `run_dot` groups them by name: the leaves and the sum, one edge between them.
+    let dot = viz::run_dot_tasks(&events, &procs);
     assert_eq!(dot.matches("->").count(), 64);
+    assert!(65 > viz::DOT_TASKS_MAX);
+    assert_eq!(viz::run_dot(&events, &procs), viz::run_dot_grouped(&events, &procs));
+    assert_eq!(viz::run_dot(&events, &procs).matches("->").count(), 1);
 
     // Summary: every task counted on a CPU thread.
     let summary = viz::summarize(&events, &procs);
