@@ -202,6 +202,8 @@ pub use kernel::tiles::TileScalar;
 #[cfg(feature = "wgpu")]
 pub use processor::wgpu::{Access, DType, GpuScalar, KernelError, WgslKernel, WgslKernelBuilder};
 #[cfg(feature = "wgpu")]
+pub use processor::wgpu::{GpuMemoryError, GpuMemoryStats};
+#[cfg(feature = "wgpu")]
 pub use processor::{GpuInfo, WgpuProc};
 #[cfg(feature = "wgpu")]
 pub use task::KernelArg;

@@ -313,6 +313,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                     "shader_f16": g.shader_f16,
                     "max_storage_binding_size": g.max_storage_binding_size,
                     "max_buffer_size": g.max_buffer_size,
+                    "memory_budget": g.memory_budget,
                 });
             }
             println!("{v}");
@@ -339,7 +340,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
         for p in &procs {
             if let Some(g) = &p.gpu {
                 println!(
-                    "gpu {}: backend {}, adapter {:?}, type {}{}, f64 {}, f16 {}, max storage binding {} MiB",
+                    "gpu {}: backend {}, adapter {:?}, type {}{}, f64 {}, f16 {}, max storage binding {} MiB, max buffer {} MiB, memory budget {}",
                     g.index,
                     g.backend,
                     g.name,
@@ -347,7 +348,12 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                     if g.is_software { " (software; not in the default scope unless DAGGER_SOFTWARE_GPU=1)" } else { "" },
                     if g.shader_f64 { "yes" } else { "no" },
                     if g.shader_f16 { "yes" } else { "no" },
-                    g.max_storage_binding_size >> 20
+                    g.max_storage_binding_size >> 20,
+                    g.max_buffer_size >> 20,
+                    g.memory_budget.map_or_else(
+                        || "none".to_string(),
+                        |b| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+                    )
                 );
             }
         }

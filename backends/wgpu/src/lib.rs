@@ -58,7 +58,7 @@ pub use device::{open_devices, Binding, Device};
 pub use error::{GpuError, ShaderError, SourcePosition};
 pub use info::{DeviceInfo, DeviceType};
 pub use pipeline::Pipeline;
-pub use pool::POOL_IDLE_CAP;
+pub use pool::{allocation_size, POOL_IDLE_CAP};
 pub use shader::{reflect_wgsl, validate_wgsl, validate_wgsl_with, BindingInfo, BindingKind};
 pub use stats::DeviceStats;
 

@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 
 use crate::kernel::{Kernel, KernelCall};
 use crate::processor::wgpu::kernel::{params_kernel, CpuRun};
-use crate::processor::wgpu::{GpuArray, GpuLaunch, GpuScalar, LaunchDone};
+use crate::processor::wgpu::{DeviceOutput, GpuLaunch, GpuScalar, LaunchDone};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
@@ -113,7 +113,6 @@ impl Sequence {
         done: &mut Option<LaunchDone>,
         out: &Arc<GpuBuffer>,
         len: usize,
-        device: usize,
     ) -> impl FnOnce(Result<(), GpuError>) + Send + 'static {
         let failed = self.failed.clone();
         let finish = if last { done.take() } else { None };
@@ -125,8 +124,7 @@ impl Sequence {
             if let Some(finish) = finish {
                 finish(match failed.lock().take() {
                     Some(e) => Err(e),
-                    None => Ok(GpuArray::new(
-                        device,
+                    None => Ok(DeviceOutput::new(
                         out,
                         len,
                         T::DTYPE,

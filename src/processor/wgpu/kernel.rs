@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use dagger_wgpu::{Binding, BindingInfo, BindingKind, Device, GpuBuffer, GpuError, ShaderError};
 
-use super::memory::{device_holds, DType, GpuArray, GpuScalar};
+use super::memory::{device_holds, DType, DeviceOutput, GpuScalar};
 use crate::kernel::{Backend, Kernel};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
-/// An input resident on the device a kernel runs on: what a wgpu processor's `move_in`
-/// makes of a value.
+/// An input resident on the device a kernel runs on, pinned there until the kernel has
+/// finished.
 #[derive(Clone)]
 pub(crate) struct DeviceInput {
     pub(crate) buffer: Arc<GpuBuffer>,
@@ -22,7 +22,7 @@ pub(crate) struct DeviceInput {
 }
 
 /// Called with a kernel's output once the device has finished it.
-pub(crate) type LaunchDone = Box<dyn FnOnce(Result<GpuArray, GpuError>) + Send>;
+pub(crate) type LaunchDone = Box<dyn FnOnce(Result<DeviceOutput, GpuError>) + Send>;
 
 /// A kernel's WGSL implementation, as registered under [`Backend::WGSL`]: launches the
 /// kernel with a call's parameters.
@@ -32,13 +32,15 @@ pub(crate) struct WgslImpl(pub(crate) Arc<dyn WgslLaunch>);
 pub(crate) trait WgslLaunch: Send + Sync {
     /// Whether `info`'s device can run the call; the reason if not.
     fn supports(&self, params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String>;
+    /// The elements of the output of a call on inputs of `lens` elements, when known
+    /// (otherwise it is taken to be as large as the largest input).
+    fn output_len(&self, params: &Value, lens: &[usize]) -> Option<usize>;
     /// Enqueues the work on `device` (inputs already resident there) and returns at once;
     /// `done` runs when the device has finished.
     fn launch(
         &self,
         params: &Value,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError>;
@@ -77,15 +79,18 @@ impl<P: GpuLaunch + 'static> WgslLaunch for ByParams<P> {
         params_of::<P>(params)?.supports(info)
     }
 
+    fn output_len(&self, params: &Value, _lens: &[usize]) -> Option<usize> {
+        params_of::<P>(params).ok()?.output_len()
+    }
+
     fn launch(
         &self,
         params: &Value,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
-        launch_params_of::<P>(params)?.launch(device, device_index, inputs, done)
+        launch_params_of::<P>(params)?.launch(device, inputs, done)
     }
 }
 
@@ -126,12 +131,16 @@ pub(crate) trait GpuLaunch: Send + Sync {
     fn flops(&self) -> Option<f64> {
         None
     }
+    /// The elements of its output, when known (otherwise it is taken to be as large as the
+    /// largest input).
+    fn output_len(&self) -> Option<usize> {
+        None
+    }
     /// Enqueues the work on `device` (inputs already resident there) and returns at once;
     /// `done` runs when the device has finished.
     fn launch(
         &self,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError>;
@@ -507,11 +516,19 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T>
         device_holds(info, T::DTYPE)
     }
 
+    fn output_len(&self, params: &Value, lens: &[usize]) -> Option<usize> {
+        let inner = &self.inner;
+        match (inner.result_input, &inner.output_len) {
+            (Some(k), _) => lens.get(k).copied(),
+            (None, Some(f)) => Some(f(params.downcast_ref::<P>()?, lens)),
+            (None, None) => None,
+        }
+    }
+
     fn launch(
         &self,
         params: &Value,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
@@ -556,15 +573,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T>
         let workgroups = (inner.workgroups)(params, &lens);
         let result = out.clone();
         device.launch(&pipeline, &bindings, workgroups, move |r| {
-            done(r.map(|()| {
-                GpuArray::new(
-                    device_index,
-                    result,
-                    out_len,
-                    T::DTYPE,
-                    TypeId::of::<Vec<T>>(),
-                )
-            }))
+            done(r.map(|()| DeviceOutput::new(result, out_len, T::DTYPE, TypeId::of::<Vec<T>>())))
         })
     }
 }

@@ -3,19 +3,28 @@
 //!
 //! - [`memory`]: the devices of the process, the arrays resident on them, and moving values
 //!   between host and devices (with a replica cache so a value is uploaded once per device).
+//! - [`budget`]: what a context keeps on each device, under the device's memory budget:
+//!   admission of tasks, eviction of the least recently used buffers to host memory.
 //! - [`kernel`]: WGSL implementations of kernels, and [`WgslKernel`], a user's own shader as
 //!   a kernel.
 //!
-//! [`WgpuProc`] ties them together as a [`Processor`]: its `move_in`/`move_out` upload and
-//! download, its `launch` enqueues a kernel's WGSL implementation on the device's server
-//! thread and completes the task from the device's completion callback.
+//! [`WgpuProc`] ties them together as a [`Processor`]: its `move_in` checks that a value can
+//! go to the device, its `move_out` downloads, its `launch` admits the task under the
+//! device's budget (uploading the inputs that are not on the device), enqueues the kernel's
+//! WGSL implementation on the device's server thread and completes the task from the
+//! device's completion callback.
 
+pub(crate) mod budget;
 pub(crate) mod kernel;
 pub(crate) mod memory;
 
+use std::sync::Arc;
+
+pub(crate) use budget::DeviceMemory;
+pub use budget::{GpuMemoryError, GpuMemoryStats};
 pub use kernel::{Access, KernelError, WgslKernel, WgslKernelBuilder};
 pub(crate) use kernel::{DeviceInput, GpuLaunch, LaunchDone, WgslImpl};
-pub(crate) use memory::{devices, GpuArray};
+pub(crate) use memory::{devices, DeviceOutput};
 pub use memory::{DType, GpuScalar};
 
 use super::{Completion, MemorySpace, MoveError, Processor, ProcessorKind, TaskCall, TaskInfo};
@@ -43,6 +52,9 @@ pub struct GpuInfo {
     pub max_storage_binding_size: u64,
     /// The largest buffer, in bytes.
     pub max_buffer_size: u64,
+    /// The most this context keeps on the device at once, in bytes (`None`: no budget); see
+    /// [`ContextBuilder::gpu_memory_budget`](crate::ContextBuilder::gpu_memory_budget).
+    pub memory_budget: Option<u64>,
 }
 
 /// A GPU device reached through wgpu (DaggerGPU's device processor).
@@ -55,6 +67,7 @@ pub struct GpuInfo {
 pub struct WgpuProc {
     pub(crate) info: GpuInfo,
     pub(crate) default_enabled: bool,
+    pub(crate) memory: Arc<DeviceMemory>,
 }
 
 impl WgpuProc {
@@ -65,6 +78,11 @@ impl WgpuProc {
 
     fn device(&self) -> &dagger_wgpu::Device {
         &devices().devices[self.info.index].device
+    }
+
+    /// How the device's memory fared under its budget in this context.
+    pub fn memory_stats(&self) -> GpuMemoryStats {
+        self.memory.stats()
     }
 
     /// Why this device cannot run `task`, or `None` if it can.
@@ -94,16 +112,31 @@ fn wgsl_of(task: &TaskInfo) -> Result<(&crate::kernel::KernelCall, &WgslImpl), S
         })
 }
 
+/// The default memory budget of a device: the largest buffer it allows.
+///
+/// wgpu reports no memory size on any backend. `max_buffer_size` is the one figure about
+/// memory that every backend reports, and a device can hold at least one buffer of that
+/// size, so a working set of that size is one the device can hold (on Vulkan it is the
+/// smaller of `maxBufferSize` and `maxMemoryAllocationSize`).
+pub(crate) fn default_budget(info: &dagger_wgpu::DeviceInfo) -> u64 {
+    info.max_buffer_size
+}
+
 /// The GPUs of this process as processors; `software` puts software devices in the
-/// default scope.
-pub(crate) fn discover(software: bool) -> Vec<WgpuProc> {
+/// default scope; `budget` gives each device's memory budget (`None`: none).
+pub(crate) fn discover(
+    software: bool,
+    budget: &dyn Fn(usize, &dagger_wgpu::DeviceInfo) -> Option<u64>,
+) -> Vec<WgpuProc> {
     devices()
         .devices
         .iter()
         .enumerate()
         .map(|(i, state)| {
             let d = state.device.info();
+            let memory_budget = budget(i, d);
             WgpuProc {
+                memory: DeviceMemory::new(i, memory_budget),
                 default_enabled: !d.is_software || software,
                 info: GpuInfo {
                     index: i,
@@ -115,6 +148,7 @@ pub(crate) fn discover(software: bool) -> Vec<WgpuProc> {
                     shader_f16: d.shader_f16,
                     max_storage_binding_size: d.max_storage_binding_size,
                     max_buffer_size: d.max_buffer_size,
+                    memory_budget,
                 },
             }
         })
@@ -161,7 +195,7 @@ impl Processor for WgpuProc {
     }
 
     fn move_in(&self, from: MemorySpace, value: Value) -> Result<Value, MoveError> {
-        memory::to_device(from, &value, self.info.index).map(Value::new)
+        memory::stage(from, &value, self.info.index).map(Value::new)
     }
 
     fn move_out(&self, value: Value) -> Result<Value, MoveError> {
@@ -169,11 +203,11 @@ impl Processor for WgpuProc {
     }
 
     fn bytes_to_move_in(&self, _from: MemorySpace, value: &Value) -> u64 {
-        memory::residence(value).map_or(0, |r| r.bytes_to(Some(self.info.index)))
+        memory::residence(value, &self.memory).map_or(0, |r| r.bytes_to(Some(self.info.index)))
     }
 
     fn bytes_to_move_out(&self, value: &Value) -> u64 {
-        memory::residence(value).map_or(0, |r| r.bytes_to(None))
+        memory::residence(value, &self.memory).map_or(0, |r| r.bytes_to(None))
     }
 
     fn launch(&self, call: TaskCall, done: Completion) {
@@ -194,10 +228,10 @@ impl Processor for WgpuProc {
                 ),
             );
         }
-        let mut inputs = Vec::with_capacity(call.inputs().len());
+        let mut staged = Vec::with_capacity(call.inputs().len());
         for (k, v) in call.inputs().iter().enumerate() {
-            match v.downcast_ref::<DeviceInput>() {
-                Some(d) => inputs.push(d.clone()),
+            match v.downcast_ref::<memory::Staged>() {
+                Some(d) => staged.push(d),
                 None => {
                     return fail(
                         done,
@@ -211,16 +245,53 @@ impl Processor for WgpuProc {
         }
         let index = self.info.index;
         let device = self.device();
-        let done = std::sync::Arc::new(parking_lot::Mutex::new(Some(done)));
+        let lens: Vec<usize> = staged.iter().map(|s| s.len).collect();
+        let elem = staged.first().map_or(4, |s| s.dtype.size());
+        let out_bytes =
+            dagger_wgpu::allocation_size(match imp.0.output_len(kcall.params(), &lens) {
+                Some(n) => (n * elem) as u64,
+                None => staged
+                    .iter()
+                    .map(|s| (s.len * s.dtype.size()) as u64)
+                    .max()
+                    .unwrap_or(0),
+            });
+        let needs = staged
+            .iter()
+            .map(|s| memory::need(s, &self.memory))
+            .collect();
+        let mut admission = match self.memory.admit(device, needs, out_bytes) {
+            Ok(a) => a,
+            Err(budget::AdmitError::Budget(e)) => {
+                return done.complete(Err(super::TaskFailure::from(e)))
+            }
+            Err(budget::AdmitError::Move(e)) => {
+                return done.complete(Err(super::TaskFailure::from(e)))
+            }
+        };
+        let inputs: Vec<DeviceInput> = staged
+            .iter()
+            .zip(&admission.buffers)
+            .map(|(s, b)| DeviceInput {
+                buffer: b.clone(),
+                len: s.len,
+                dtype: s.dtype,
+            })
+            .collect();
+        // The inputs stay pinned (and their buffers held) until the kernel has finished.
+        let held = inputs.clone();
+        let done = Arc::new(parking_lot::Mutex::new(Some(done)));
         let on_done = done.clone();
         let launched = imp.0.launch(
             kcall.params(),
             device,
-            index,
             &inputs,
             Box::new(move |r| {
+                let r = r.map(|out| Value::new(out.adopt(index, &mut admission)));
+                drop(admission);
+                drop(held);
                 if let Some(done) = on_done.lock().take() {
-                    done.complete(r.map(Value::new).map_err(super::TaskFailure::from));
+                    done.complete(r.map_err(super::TaskFailure::from));
                 }
             }),
         );
