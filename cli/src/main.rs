@@ -352,7 +352,11 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                     g.max_buffer_size >> 20,
                     g.memory_budget.map_or_else(
                         || "none".to_string(),
-                        |b| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+                        |b| if b >= 1 << 20 {
+                            format!("{} MiB", b >> 20)
+                        } else {
+                            format!("{} KiB", b >> 10)
+                        }
                     )
                 );
             }

@@ -178,7 +178,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             "map (2x + 1) then sum over {:.2} GiB of f32 through a {:.2} GiB limit, blocks of {} MiB, {threads} threads",
             gib(array_bytes),
             gib(limit),
-            block_elems * 4 >> 20
+            (block_elems * 4) >> 20
         );
         println!("{:<34} {:>8} {:>8}", "", "s", "GB/s");
         println!("{:<34} {:>8.2} {:>8.2}", "dagger (spilling)", secs, gbps);

@@ -31,8 +31,42 @@ use crate::value::Value;
 ///
 /// Bytes are device allocations (buffer sizes rounded up to the device pool's size classes,
 /// [`dagger_wgpu::allocation_size`]) of the buffers the context keeps on the device between
-/// tasks and of the outputs of kernels being run; buffers idle in the device's pool and a
-/// kernel's small temporaries are not counted.
+/// tasks and of the outputs of kernels being run; buffers idle in the device's pool (at most
+/// [`dagger_wgpu::POOL_IDLE_CAP`], reused for the next buffers of their size) and a kernel's
+/// small temporaries are not counted.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::{Access, WgslKernel};
+///
+/// let double = WgslKernel::<(), f32>::builder("double_in_budget", "
+///     @group(0) @binding(0) var<storage, read_write> x: array<f32>;
+///     @compute @workgroup_size(64)
+///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+///         if (id.x < arrayLength(&x)) { x[id.x] = 2.0 * x[id.x]; }
+///     }", "main")
+///     .inputs([Access::ReadWrite])
+///     .workgroups(|_, lens| [(lens[0] as u32).div_ceil(64), 1, 1])
+///     .build()?;
+/// // Room for four 64 KiB arrays on GPU 0.
+/// let ctx = Context::builder().threads(1).gpu_memory_budget_for(0, 256 << 10).build()?;
+/// if ctx.gpu_memory_stats(0).is_some() {
+///     let gpu = Options::new().scope(Scope::gpu(0));
+///     // Eight results left on the device: the first ones move to host memory.
+///     let results: Vec<_> = (0..8)
+///         .map(|i| {
+///             let x = ctx.to_chunk(vec![i as f32; 16 << 10]);
+///             with_options(gpu.clone(), || ctx.spawn_kernel(&double, (), [(&x).into()]))
+///         })
+///         .collect();
+///     for (i, r) in results.iter().enumerate() {
+///         assert_eq!(r.fetch()?, vec![2.0 * i as f32; 16 << 10]);
+///     }
+///     let s = ctx.gpu_memory_stats(0).unwrap();
+///     assert!(s.evictions > 0 && s.peak_resident_bytes <= 256 << 10, "{s:?}");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct GpuMemoryStats {
