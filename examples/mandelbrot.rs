@@ -86,7 +86,7 @@ pub fn render(
 ) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
     let kernel = mandelbrot_kernel()?;
     Ok(ctx
-        .spawn_kernel_with(Options::new().scope(scope), &kernel, view, [])
+        .spawn_kernel_with(Options::new().scope(scope), &kernel, view, [])?
         .fetch()?)
 }
 

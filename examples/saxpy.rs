@@ -54,7 +54,7 @@ pub fn run(
         &kernel,
         params,
         [(&x).into(), (&y).into()],
-    );
+    )?;
     let result = out.fetch()?;
     let logs = ctx.fetch_logs();
     let proc = logs

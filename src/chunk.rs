@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{TaskError, TaskLabel};
 use crate::processor::{MemorySpace, MoveError, Processor};
 use crate::scope::Scope;
-use crate::storage::{Slot, Store};
+use crate::storage::{Slot, StorageError, Store};
 use crate::value::Value;
 
 /// A stored value, the memory space it lives in and the processor that owns that space:
@@ -65,6 +65,14 @@ impl Data {
         };
         Data {
             payload,
+            home: None,
+        }
+    }
+
+    /// A value the store manages (one in a file, say).
+    pub(crate) fn managed(slot: Arc<Slot>) -> Self {
+        Data {
+            payload: Payload::Managed(slot),
             home: None,
         }
     }
@@ -297,5 +305,43 @@ impl<T: Send + Sync + 'static> Chunk<T> {
                 name: "collect".into(),
             },
         )
+    }
+
+    /// Whether the value's only copy is on disk now (spilled under the context's memory
+    /// limit; reading it reads it back).
+    pub fn is_on_disk(&self) -> bool {
+        self.data.is_on_disk()
+    }
+
+    /// Saves the value to a new file at `path` (Dagger.jl's `save`): a header naming its
+    /// type, then the value as its [`Spill`](crate::storage::Spill) codec writes it (raw
+    /// bytes for numbers). Never writes over a file or through a link.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let path = std::env::temp_dir().join(format!("dagger-save-doc-{}", std::process::id()));
+    /// let c = Chunk::new(vec![1.5f64, -0.0, f64::NAN]);
+    /// c.save(&path)?;
+    /// assert!(c.save(&path).is_err(), "an existing file is never written over");
+    /// let back = Chunk::<Vec<f64>>::load(&path)?.collect()?;
+    /// assert_eq!(back[0], 1.5);
+    /// assert!(back[1].is_sign_negative() && back[2].is_nan());
+    /// assert!(Chunk::<Vec<f32>>::load(&path).is_err(), "another type");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<(), StorageError> {
+        let v = self.data.to_host().map_err(|e| StorageError::Io {
+            what: "bringing the value to host memory to save it to",
+            path: path.as_ref().to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+        crate::storage::save_value(&v, path.as_ref()).map(drop)
+    }
+
+    /// A chunk of the value saved at `path` by [`save`](Self::save) (Dagger.jl's `load`).
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Chunk<T>, StorageError> {
+        let v = crate::storage::load_value(path.as_ref(), Some(std::any::type_name::<T>()))?;
+        Ok(Chunk::from_data(Data::host(v)))
     }
 }

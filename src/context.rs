@@ -23,6 +23,19 @@ use crate::task::DTask;
 use crate::value::Value;
 
 /// A processor identifier that does not name a processor of the context that was asked.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let small = Context::builder().threads(1).build()?;
+/// let big = Context::builder().threads(8).build()?;
+/// // The last processor of the bigger context is past the end of the smaller one's list.
+/// let far = big.processors().last().unwrap().id;
+/// let err = small.disable_processor(far).unwrap_err();
+/// assert_eq!(err.id, far);
+/// assert!(err.to_string().contains("is not one of this context's"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("processor {id} is not one of this context's {count} processors")]
 pub struct UnknownProcessor {
@@ -33,6 +46,14 @@ pub struct UnknownProcessor {
 }
 
 /// Error building a [`Context`].
+///
+/// ```
+/// use dagger::{BuildError, Context};
+///
+/// let err = Context::builder().threads(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::NoThreads));
+/// assert_eq!(err.to_string(), "a context needs at least one CPU thread; got threads(0)");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -77,6 +98,8 @@ type GpuMemoryProbe = Arc<dyn Fn() -> crate::GpuMemoryStats + Send + Sync>;
 
 struct ContextInner {
     rt: Arc<Runtime>,
+    /// Tasks spawned with a checkpoint, by directory and name: the keys already given.
+    checkpoints: parking_lot::Mutex<std::collections::HashMap<(Arc<std::path::Path>, String), u32>>,
     /// Kept alive as long as the context, dropped after its workers stop (the link to
     /// other processes).
     _attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
@@ -387,6 +410,7 @@ impl ContextBuilder {
         Ok(Context {
             inner: Arc::new(ContextInner {
                 rt: Runtime::new(procs, store),
+                checkpoints: Default::default(),
                 _attached: self.attached,
                 #[cfg(feature = "wgpu")]
                 gpus,
@@ -841,7 +865,18 @@ impl Context {
             .map(|o| (o * FULL_OCCUPANCY as f64).round() as u32)
             .unwrap_or(FULL_OCCUPANCY);
         let mut inputs = smallvec::SmallVec::with_capacity(deps.list.len());
-        for d in deps.list {
+        let mut body = body;
+        let restored = match opts.as_ref().and_then(|o| o.get_checkpoint()) {
+            Some(dir) if kernel.is_none() => self.checkpointed(dir, name.as_str(), &mut body),
+            _ => false,
+        };
+        // A task restored from its checkpoint waits for nothing.
+        let deps_list = if restored {
+            Default::default()
+        } else {
+            deps.list
+        };
+        for d in deps_list {
             inputs.push(match d {
                 Dep::Task(t) => Input::Task(t),
                 Dep::Data(d) => Input::Data(d),
@@ -849,7 +884,9 @@ impl Context {
             });
         }
         let n_args = inputs.len();
-        inputs.extend(deps.after.into_iter().map(Input::Task));
+        if !restored {
+            inputs.extend(deps.after.into_iter().map(Input::Task));
+        }
         let task_scope = opts.as_ref().and_then(|o| o.get_scope());
         // Arguments pinned to scopes narrow where the task may run.
         let pinned = deps.scopes;
@@ -952,14 +989,14 @@ impl Context {
     /// CPU implementations, whichever the scope allows and the cost model prefers. The
     /// result stays on the device it was computed on until something else needs it.
     ///
-    /// Giving a number of inputs other than the kernel binds fails the task at once.
-    #[cfg(feature = "wgpu")]
+    /// A number of inputs other than the kernel declares is a
+    /// [`KernelArgsError`](crate::KernelArgsError) here, at the call; nothing is spawned.
     pub fn spawn_kernel<P, T>(
         &self,
         kernel: &crate::WgslKernel<P, T>,
         params: P,
         inputs: impl IntoIterator<Item = crate::KernelArg<T>>,
-    ) -> DTask<Vec<T>>
+    ) -> Result<DTask<Vec<T>>, crate::KernelArgsError>
     where
         P: bytemuck::Pod + Send + Sync,
         T: crate::GpuScalar,
@@ -968,14 +1005,13 @@ impl Context {
     }
 
     /// [`spawn_kernel`](Self::spawn_kernel) with options for this call.
-    #[cfg(feature = "wgpu")]
     pub fn spawn_kernel_with<P, T>(
         &self,
         opts: Options,
         kernel: &crate::WgslKernel<P, T>,
         params: P,
         inputs: impl IntoIterator<Item = crate::KernelArg<T>>,
-    ) -> DTask<Vec<T>>
+    ) -> Result<DTask<Vec<T>>, crate::KernelArgsError>
     where
         P: bytemuck::Pod + Send + Sync,
         T: crate::GpuScalar,
@@ -992,28 +1028,15 @@ impl Context {
         } else {
             opts
         };
-        if deps.list.len() != kernel.num_inputs() {
-            let (n, k) = (deps.list.len(), kernel.num_inputs());
-            let kname = kernel.name().to_owned();
-            return DTask::from_core(Arc::new(TaskCore::failed(
-                TaskName::Shared(kname.clone().into()),
-                |task| TaskError::Failed {
-                    task,
-                    processor: "none".into(),
-                    cause: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(format!(
-                        "kernel `{kname}` takes {k} input arrays but was given {n}"
-                    ))),
-                },
-            )));
-        }
-        DTask::from_core(self.submit_kernel(
+        kernel.check_count(deps.list.len())?;
+        Ok(DTask::from_core(self.submit_kernel(
             std::any::type_name::<crate::WgslKernel<P, T>>(),
             TypeId::of::<crate::WgslKernel<P, T>>(),
             opts,
             deps,
             None,
             Some(kernel.kernel().call(Value::new(params))),
-        ))
+        )))
     }
 
     // ----- data --------------------------------------------------------------------------------
@@ -1024,6 +1047,112 @@ impl Context {
     /// to disk while no task uses it (see [`storage`](crate::storage)).
     pub fn to_chunk<T: Send + Sync + 'static>(&self, value: T) -> Chunk<T> {
         Chunk::from_data(Data::stored(Value::new(value), &self.rt().store))
+    }
+
+    /// Writes `task`'s result to a new file at `path` when it is ready (Dagger.jl's
+    /// `tofile`), in the format of [`Chunk::save`], and gives a [`File`](crate::File) that
+    /// reads it back: pass it to later tasks, which read the file when they run. The file is
+    /// created new: an existing file (or link) at `path` fails the task, nothing is written
+    /// over. The type must be registered ([`storage::register`](crate::storage::register);
+    /// numeric vectors and arrays are); [`tofile_with`](Self::tofile_with) takes a writer
+    /// and reader of one's own.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let path = std::env::temp_dir().join(format!("dagger-tofile-doc-{}", std::process::id()));
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let squares = ctx.spawn(|| (0..1000u32).map(|i| i * i).collect::<Vec<_>>(), ());
+    /// let file = ctx.tofile(&squares, &path);
+    /// let sum = ctx.spawn(|v: Vec<u32>| v.iter().map(|&x| x as u64).sum::<u64>(), (file.fetch()?,));
+    /// assert_eq!(sum.fetch()?, 332_833_500);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn tofile<T: Send + Sync + 'static>(
+        &self,
+        task: &DTask<T>,
+        path: impl AsRef<std::path::Path>,
+    ) -> DTask<crate::File<T>> {
+        let path = path.as_ref().to_path_buf();
+        self.try_spawn_with(
+            Options::new().name("tofile"),
+            move |v: Arc<T>| -> Result<crate::File<T>, crate::storage::StorageError> {
+                crate::storage::save_value(&Value::from_arc(v), &path)?;
+                Ok(crate::File::saved(&path))
+            },
+            (task.shared(),),
+        )
+    }
+
+    /// [`tofile`](Self::tofile) with a writer of one's own, and the reader that the
+    /// returned [`File`](crate::File) reads it back with.
+    #[track_caller]
+    pub fn tofile_with<T: Send + Sync + 'static>(
+        &self,
+        task: &DTask<T>,
+        path: impl AsRef<std::path::Path>,
+        writer: impl Fn(&T, &mut dyn std::io::Write) -> std::io::Result<()> + Send + Sync + 'static,
+        reader: impl Fn(&std::path::Path) -> std::io::Result<T> + Send + Sync + 'static,
+    ) -> DTask<crate::File<T>> {
+        let path = path.as_ref().to_path_buf();
+        let reader = Arc::new(reader);
+        self.try_spawn_with(
+            Options::new().name("tofile"),
+            move |v: Arc<T>| -> Result<crate::File<T>, crate::storage::StorageError> {
+                let err = |what| {
+                    let path = path.clone();
+                    move |source| crate::storage::StorageError::Io { what, path, source }
+                };
+                let f = std::fs::File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(err("creating (files are never written over)"))?;
+                let mut w = std::io::BufWriter::new(f);
+                writer(&v, &mut w)
+                    .and_then(|_| std::io::Write::flush(&mut w))
+                    .map_err(err("writing"))?;
+                let reader = reader.clone();
+                Ok(crate::File::open(&path, move |p| reader(p)))
+            },
+            (task.shared(),),
+        )
+    }
+
+    /// A chunk whose value stays in the file saved at `path` (by [`Chunk::save`] or
+    /// [`tofile`](Self::tofile)) until something reads it, and is read from there again
+    /// whenever the memory limit dropped it: a chunk that lives in a file. The header is
+    /// checked now (the file must hold a `T`); the file is never modified or removed.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let path = std::env::temp_dir().join(format!("dagger-open-doc-{}", std::process::id()));
+    /// Chunk::new(vec![2.0f32; 1 << 16]).save(&path)?;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let c = ctx.open_chunk::<Vec<f32>>(&path)?;
+    /// assert!(c.is_on_disk());
+    /// let sum = ctx.spawn(|v: std::sync::Arc<Vec<f32>>| v.iter().sum::<f32>(), (c.shared(),));
+    /// assert_eq!(sum.fetch()?, 131072.0);
+    /// assert!(ctx.open_chunk::<Vec<u8>>(&path).is_err(), "it holds f32s");
+    /// # drop(c);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_chunk<T: Send + Sync + 'static>(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Chunk<T>, crate::storage::StorageError> {
+        let path = path.as_ref();
+        let saved = crate::storage::open_saved(path, std::any::type_name::<T>())?;
+        let slot = self.rt().store.open_file(
+            path.to_path_buf(),
+            saved.offset,
+            saved.len,
+            std::any::type_name::<T>(),
+            saved.codec,
+        );
+        Ok(Chunk::from_data(Data::managed(slot)))
     }
 
     /// How the context's host memory fared: its limit, what managed values hold now and at
@@ -1043,6 +1172,12 @@ impl Context {
     /// ```
     pub fn memory_stats(&self) -> crate::storage::MemoryStats {
         self.rt().store.stats()
+    }
+
+    /// Free disk space where the context spills, or `None` when it does not spill (no
+    /// memory limit).
+    pub(crate) fn spill_room(&self) -> Option<u64> {
+        self.rt().store.spill_room()
     }
 
     /// Places `value` in the memory space of processor `proc`, through its
@@ -1148,6 +1283,56 @@ fn input_type_name(i: &Input) -> &'static str {
             .map(|d| d.type_name())
             .unwrap_or("pending"),
         Input::Data(d) => d.type_name(),
+    }
+}
+
+impl Context {
+    /// Applies a checkpoint in `dir` to a task named `name` with host body `body`: a body
+    /// loading the saved result when there is one (returns true), else one saving it.
+    fn checkpointed(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        body: &mut Option<crate::processor::Body>,
+    ) -> bool {
+        let Some(run) = body.take() else {
+            return false;
+        };
+        let key = {
+            let mut seen = self.inner.checkpoints.lock();
+            let n = seen.entry((Arc::from(dir), name.to_owned())).or_insert(0);
+            *n += 1;
+            match *n {
+                1 => name.to_owned(),
+                k => format!("{name}.{}", k - 1),
+            }
+        };
+        let file: String = key
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{file}.ckpt"));
+        let fail = |e: crate::storage::StorageError| TaskFailure::Error(Box::new(e));
+        if path.is_file() {
+            tracing::debug!(task = %key, path = %path.display(), "restoring from a checkpoint");
+            *body = Some(Box::new(move |_: &[Value]| {
+                crate::storage::load_value(&path, None).map_err(fail)
+            }));
+            true
+        } else {
+            *body = Some(Box::new(move |inputs: &[Value]| {
+                let v = run(inputs)?;
+                crate::storage::save_value_replacing(&v, &path).map_err(fail)?;
+                Ok(v)
+            }));
+            false
+        }
     }
 }
 

@@ -233,7 +233,24 @@ impl TaskError {
     }
 }
 
-/// Why no processor could take a task.
+/// Why no processor could take a task: the cause of a [`TaskError::Schedule`], which the
+/// task's [`fetch`](crate::DTask::fetch) returns.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::{ScheduleError, TaskError};
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// // Closures run on CPU threads only, so a GPU scope leaves them nowhere to run.
+/// let t = ctx.spawn_with(Options::new().scope(Scope::gpu(7)), || 1, ());
+/// match t.fetch().unwrap_err() {
+///     TaskError::Schedule { error: ScheduleError::NoProcessor { considered, .. }, .. } => {
+///         assert!(!considered.is_empty(), "it says why each processor was not taken");
+///     }
+///     other => panic!("{other}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScheduleError {

@@ -51,6 +51,7 @@
 //! | `DArray`, `Blocks`, `ArrayDomain`, `distribute` | [`DArray`], [`Blocks`], [`ArrayDomain`], [`DArray::distribute`] |
 //! | `@stencil` with `Wrap`, `Pad`, `Clamp`, `Reflect` | [`DArray::stencil`], [`DArray::stencil_iter`] with a [`Stencil`] and a [`Boundary`] |
 //! | `lu(A, NoPivot())`, `lu(A)`, `ldiv!`/`A \ B`, `inv`, `norm`/`opnorm` on a `DArray` | [`DArray::lu`] with [`Pivoting`], [`Lu::solve`], [`DArray::solve`], [`DArray::solve_triangular`], [`DArray::inv`], [`DArray::norm`] |
+//! | `qr(A)` on a `DArray` (tiled Householder), `A \ B` for a tall `A` (least squares) | [`DArray::qr`] → [`Qr`] with [`Qr::q`], [`Qr::r`], [`Qr::solve`] |
 //!
 //! The rest of Dagger.jl's API reference, name by name:
 //!
@@ -76,7 +77,7 @@
 //! | `Options` fields `single`, `proclist` (deprecated there) | [`Options::scope`] |
 //! | `allow_errors` | always on: a failure fails only its dependents |
 //! | `checkpoint`, `restore`, `storage`, `storage_root_tag`, `storage_leaf_tag`, `storage_retain` | not provided: no storage devices or checkpoints yet |
-//! | `File`, `FileReader`, `tofile`, `save`, `load`, `enable_disk_caching!`, `mem_limit` | not provided, except [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, and [`array::memory_limit`] and [`array::set_memory_limit`] for arrays; spilling to disk is future work |
+//! | `File`, `tofile`, `save`, `load`, `mem_limit`, `checkpoint`/`restore` options | [`File::open`] (a task argument read inside the task), [`Context::tofile`], [`Chunk::save`], [`Chunk::load`], [`ContextBuilder::memory_limit`] (spilling to disk; see [`storage`]), [`Options::checkpoint`]; [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, `DArray::from_zarr` and `DArray::to_zarr` (the `zarr` feature) for Zarr stores read and written one task per block |
 //! | `DArray` fields `domain`, `subdomains`, `chunks`, `concat` | [`DArray::domain`], [`DArray::subdomains`], [`DArray::num_blocks`], [`DArray::concatenate`] |
 //! | `view(::DArray, d)`, `alignfirst`, `UnitDomain`, `domain(x)` | [`DArray::slice`], [`ArrayDomain::start`] and [`ArrayDomain::from_shape`]; a plain value has no domain |
 //! | `stage`, `stage_operand`, making a DArray tree one thunk | not needed: [`DArray`] operations spawn block tasks at once |
@@ -130,7 +131,6 @@
 
 // Layers, lowest first: each module imports only those above it in this list (checked by
 // `tests/layers.rs`). See "Layers" in the crate docs.
-#[cfg(feature = "wgpu")]
 pub mod array;
 mod chunk;
 mod context;
@@ -151,7 +151,6 @@ mod thunk;
 mod value;
 pub mod viz;
 
-#[cfg(feature = "wgpu")]
 pub use array::{
     ArrayDomain, ArrayError, AutoBlocks, Blocking, Blocks, DArray, Element, ExprError, Float, Gemm,
 };
@@ -176,6 +175,7 @@ pub use processor::{
 };
 pub use scope::{register_scope_key, KeyValue, ScopeKey, ScopeKeys};
 pub use scope::{IndexRange, Scope, ScopeError};
+pub use storage::File;
 pub use stream::{Stream, StreamBuilder, DEFAULT_STREAM_BUFFER};
 pub use task::AsChunk;
 pub use task::{DTask, FetchTimeoutError, IntoArg, Moved, Plain, Shared, Val};
@@ -186,37 +186,31 @@ pub use value::Value;
 #[doc(hidden)]
 pub use inventory as __inventory;
 
-#[cfg(feature = "wgpu")]
-pub use array::{Boundary, Fused, Lu, Norm, Solver, Stencil};
-#[cfg(feature = "wgpu")]
+pub use array::{Boundary, Fused, Lu, Norm, Qr, Solver, SortOrder, Stencil};
 pub use dagger_cpu::{Diag, Pivoting};
-#[cfg(feature = "wgpu")]
 pub use dagger_cpu::{Trans, Triangle};
-#[cfg(feature = "wgpu")]
 pub use dagger_wgpu::blas::GemmKernel;
-#[cfg(feature = "wgpu")]
 pub use datadeps::KernelAccess;
-#[cfg(feature = "wgpu")]
 #[doc(hidden)]
 pub use kernel::tiles::TileScalar;
-#[cfg(feature = "wgpu")]
-pub use processor::wgpu::{Access, DType, GpuScalar, KernelError, WgslKernel, WgslKernelBuilder};
+pub use processor::wgpu::{
+    Access, DType, GpuScalar, KernelArgsError, KernelError, WgslKernel, WgslKernelBuilder,
+};
 #[cfg(feature = "wgpu")]
 pub use processor::wgpu::{GpuMemoryError, GpuMemoryStats};
 #[cfg(feature = "wgpu")]
 pub use processor::{GpuInfo, WgpuProc};
-#[cfg(feature = "wgpu")]
 pub use task::KernelArg;
 
 /// The names most programs need: `use dagger::prelude::*;` brings everything the README's
 /// programs use — tasks, lazy thunks, options and scopes, datadeps cells and access modes,
-/// arrays, and (with the default `wgpu` feature) WGSL kernels and the GEMM/SYRK parameters.
+/// arrays, kernels and the GEMM/SYRK parameters. Without the default `wgpu` feature they are
+/// all there, running on CPU threads.
 pub mod prelude {
     pub use crate::{
         delayed, get_options, try_delayed, with_options, Cell, Chunk, Context, DTask, In, InOut,
         Options, Out, PartMut, PartRef, Ref, RefMut, Scope, TaskError, Thunk, Val,
     };
-    #[cfg(feature = "wgpu")]
     pub use crate::{
         Access, ArrayDomain, ArrayError, AutoBlocks, Blocks, DArray, Trans, Triangle, WgslKernel,
     };

@@ -35,6 +35,7 @@ pub struct Options {
     time_hint: Option<Duration>,
     memory_hint: Option<u64>,
     max_threads: Option<usize>,
+    checkpoint: Option<Arc<std::path::Path>>,
 }
 
 impl Options {
@@ -98,6 +99,47 @@ impl Options {
         self
     }
 
+    /// Keep the task's result in directory `dir` (Dagger.jl's `checkpoint`/`restore`): when
+    /// the task finishes, its result is saved there; when a task with the same key is
+    /// spawned again with the same directory — in a later run of the program, after a crash —
+    /// it loads the saved result instead of running, without waiting for its inputs.
+    ///
+    /// The key is the task's name ([`name`](Self::name), else the function or call site),
+    /// with `.1`, `.2`, … for the second, third, … task of that name spawned in the context,
+    /// so a program that spawns its tasks in the same order finds its checkpoints again. The
+    /// result's type must be registered ([`storage::register`](crate::storage::register);
+    /// numeric vectors and arrays are); otherwise the task fails saying so. Checkpoints apply
+    /// to host functions (`spawn`, `try_spawn`); the directory is not created.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let dir = std::env::temp_dir().join(format!("dagger-ckpt-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// for _ in 0..2 {
+    ///     let ctx = Context::builder().threads(1).build()?;
+    ///     let r = runs.clone();
+    ///     let opts = Options::new().name("squares").checkpoint(&dir);
+    ///     let t = ctx.spawn_with(opts, move || {
+    ///         r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    ///         (0..4).map(|i| i * i).collect::<Vec<u64>>()
+    ///     }, ());
+    ///     assert_eq!(t.fetch()?, vec![0, 1, 4, 9]);
+    /// }
+    /// assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1, "the second run loaded it");
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn checkpoint(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.checkpoint = Some(Arc::from(dir.as_ref()));
+        self
+    }
+
+    /// The checkpoint directory, if set.
+    pub fn get_checkpoint(&self) -> Option<&std::path::Path> {
+        self.checkpoint.as_deref()
+    }
+
     /// The scope, if set.
     pub fn get_scope(&self) -> Option<&Scope> {
         self.scope.as_ref()
@@ -137,6 +179,7 @@ impl Options {
             time_hint: over.time_hint.or(self.time_hint),
             memory_hint: over.memory_hint.or(self.memory_hint),
             max_threads: over.max_threads.or(self.max_threads),
+            checkpoint: over.checkpoint.clone().or_else(|| self.checkpoint.clone()),
         }
     }
 
@@ -151,6 +194,28 @@ thread_local! {
 
 /// Runs `f` with `opts` applied to every task spawned inside it, including tasks spawned by
 /// those tasks. Nested calls merge, the inner call winning where both set an option.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// let t = with_options(Options::new().name("answer").scope(Scope::cpu()), || {
+///     // Inside, the options are in effect for every spawn, and can be read back.
+///     assert_eq!(get_options().get_name(), Some("answer"));
+///     ctx.spawn(|| 42, ())
+/// });
+/// assert_eq!(t.fetch()?, 42);
+/// // Nested blocks merge: the inner name wins, the outer scope stays.
+/// with_options(Options::new().name("outer").scope(Scope::cpu()), || {
+///     with_options(Options::new().name("inner"), || {
+///         let o = get_options();
+///         assert_eq!(o.get_name(), Some("inner"));
+///         assert!(o.get_scope().is_some());
+///     })
+/// });
+/// assert_eq!(get_options().get_name(), None, "nothing in effect outside");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn with_options<R>(opts: Options, f: impl FnOnce() -> R) -> R {
     let merged = CURRENT.with(|c| match &*c.borrow() {
         Some(outer) => outer.merged_with(&opts),

@@ -175,6 +175,14 @@ impl fmt::Display for IndexRange {
 }
 
 /// An invalid scope.
+///
+/// ```
+/// use dagger::{Scope, ScopeError};
+///
+/// let err = Scope::union(Vec::new()).unwrap_err();
+/// assert_eq!(err, ScopeError::EmptyUnion);
+/// assert!(err.to_string().contains("pass at least one scope"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScopeError {

@@ -224,7 +224,6 @@ impl StreamBuilder<'_> {
     /// A stage that launches `kernel` with `params` on each item, on a processor its
     /// options' scope allows (a GPU, say), and passes the kernel's output on. The stage
     /// itself waits on a host thread, giving it back while each kernel runs.
-    #[cfg(feature = "wgpu")]
     pub fn kernel_stage<P, T>(
         &mut self,
         opts: Options,
@@ -241,8 +240,8 @@ impl StreamBuilder<'_> {
         let kernel_opts = opts.clone();
         let host_opts = Options::new().name(format!("stream kernel stage {}", self.stages.len()));
         self.try_stage_with(host_opts, input, move |item: Vec<T>| {
-            ctx.spawn_kernel_with(kernel_opts.clone(), &kernel, params, [item.into()])
-                .fetch()
+            let task = ctx.spawn_kernel_with(kernel_opts.clone(), &kernel, params, [item.into()]);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(task?.fetch()?)
         })
     }
 

@@ -310,6 +310,30 @@ impl<T: Send + Sync + 'static> Thunk<T> {
 /// Arguments are as for [`Context::spawn`]: plain values, `&Thunk<U>`, `&DTask<U>` or
 /// `&Chunk<U>`. Options in effect here (from [`with_options`](crate::with_options)) are
 /// captured and apply when the graph runs.
+///
+/// Nothing runs until the graph is asked for: [`Thunk::collect`] (or
+/// [`Thunk::collect_on`] a given context) runs what the result needs and returns it, and
+/// [`Thunk::compute`] leaves it as a [`Chunk`](crate::Chunk). A thunk used twice runs once.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// static RUNS: AtomicUsize = AtomicUsize::new(0);
+/// fn square(x: i64) -> i64 {
+///     RUNS.fetch_add(1, Ordering::Relaxed);
+///     x * x
+/// }
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// let a = delayed(square, (3,));
+/// let b = delayed(|a: i64, c: i64| a + c, (&a, 1));
+/// let sum = delayed(|a: i64, b: i64| a + b, (&a, &b));
+/// assert_eq!(RUNS.load(Ordering::Relaxed), 0, "nothing has run yet");
+/// assert_eq!(sum.collect_on(&ctx)?, 9 + 10);
+/// assert_eq!(RUNS.load(Ordering::Relaxed), 1, "`a` ran once for both of its users");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn delayed<A, F, R>(f: F, args: A) -> Thunk<R>
 where
     A: TaskArgs,

@@ -131,10 +131,14 @@ fn daggers_add_chain_with_kernels_on_every_scope() {
         let value = ctx
             .spawn_datadeps(|r| {
                 let o = || Options::new().scope(scope.clone());
-                r.spawn_kernel_with(o(), &axpy, all(n, 1), [In(&a).into(), InOut(&b).into()]);
-                r.spawn_kernel_with(o(), &axpy, all(n, 1), [In(&a).into(), InOut(&c).into()]);
-                r.spawn_kernel_with(o(), &axpy, all(n, 1), [In(&b).into(), InOut(&c).into()]);
-                r.spawn_kernel_with(o(), &scale, all(n, 1), [In(&c).into(), Out(&d).into()]);
+                r.spawn_kernel_with(o(), &axpy, all(n, 1), [In(&a).into(), InOut(&b).into()])
+                    .unwrap();
+                r.spawn_kernel_with(o(), &axpy, all(n, 1), [In(&a).into(), InOut(&c).into()])
+                    .unwrap();
+                r.spawn_kernel_with(o(), &axpy, all(n, 1), [In(&b).into(), InOut(&c).into()])
+                    .unwrap();
+                r.spawn_kernel_with(o(), &scale, all(n, 1), [In(&c).into(), Out(&d).into()])
+                    .unwrap();
                 "done"
             })
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
@@ -166,7 +170,8 @@ fn values_current_where_needed_are_not_copied_again() {
                 &axpy,
                 all(n, k),
                 [In(&a).into(), InOut(&c).into()],
-            );
+            )
+            .unwrap();
         }
     })
     .unwrap();
@@ -194,7 +199,8 @@ fn values_current_where_needed_are_not_copied_again() {
             &axpy,
             all(n, 1),
             [In(&a).into(), InOut(&c).into()],
-        );
+        )
+        .unwrap();
         r.spawn(
             |mut c: RefMut<Vec<i32>>| c.iter_mut().for_each(|v| *v *= 2),
             (InOut(&c),),
@@ -204,7 +210,8 @@ fn values_current_where_needed_are_not_copied_again() {
             &axpy,
             all(n, 1),
             [In(&a).into(), InOut(&c).into()],
-        );
+        )
+        .unwrap();
     })
     .unwrap();
     let after = dev.stats();
@@ -234,11 +241,13 @@ fn a_failed_kernel_leaves_the_last_good_version_and_the_error() {
                 &axpy,
                 all(n, 1),
                 [In(&a).into(), InOut(&c).into()],
-            );
+            )
+            .unwrap();
             // A closure that fails, then a kernel after it on the same cell.
             r.spawn(|_c: Ref<Vec<i32>>| panic!("no good"), (In(&c),));
             r.spawn(|_: Ref<Vec<i32>>| panic!("boom"), (In(&short),));
-            r.spawn_kernel(&axpy, all(n, 5), [In(&a).into(), InOut(&c).into()]);
+            r.spawn_kernel(&axpy, all(n, 5), [In(&a).into(), InOut(&c).into()])
+                .unwrap();
         })
         .unwrap_err();
     assert!(format!("{err:?}").contains("no good"), "{err:?}");
@@ -246,23 +255,64 @@ fn a_failed_kernel_leaves_the_last_good_version_and_the_error() {
     // first kernel's version.
     assert_eq!(c.get(), vec![1; n]);
     assert_eq!(short.get(), vec![1; 4]);
-    // Wrong access for the kernel's bindings.
-    let err = ctx
+    // Wrong access for the kernel's bindings, or a wrong number of arguments: an error at
+    // the call, and nothing spawned, so the region itself succeeds.
+    let errs = ctx
         .spawn_datadeps(|r| {
-            r.spawn_kernel(&axpy, all(n, 1), [InOut(&a).into(), InOut(&c).into()]);
+            let access = r
+                .spawn_kernel(&axpy, all(n, 1), [InOut(&a).into(), InOut(&c).into()])
+                .unwrap_err();
+            let count = r
+                .spawn_kernel(&axpy, all(n, 1), [In(&a).into()])
+                .unwrap_err();
+            (access, count)
         })
-        .unwrap_err();
-    assert!(format!("{err}").contains("pass it as In"), "{err}");
+        .unwrap();
+    assert_eq!(
+        errs.0,
+        dagger::KernelArgsError::Access {
+            kernel: axpy.name().to_owned(),
+            index: 0,
+            read_write: false
+        }
+    );
+    assert!(
+        errs.0
+            .to_string()
+            .ends_with("binds input 0 read-only, so pass it as In"),
+        "{}",
+        errs.0
+    );
+    assert!(
+        matches!(
+            errs.1,
+            dagger::KernelArgsError::Count {
+                expected: 2,
+                given: 1,
+                ..
+            }
+        ),
+        "{:?}",
+        errs.1
+    );
+    assert!(
+        errs.1.to_string().contains("takes 2 input arrays"),
+        "{}",
+        errs.1
+    );
+    assert_eq!(c.get(), vec![1; n], "nothing ran");
     // One cell read and written by the same task.
     let err = ctx
         .spawn_datadeps(|r| {
-            r.spawn_kernel(&axpy, all(n, 1), [In(&c).into(), InOut(&c).into()]);
+            r.spawn_kernel(&axpy, all(n, 1), [In(&c).into(), InOut(&c).into()])
+                .unwrap();
         })
         .unwrap_err();
     assert!(format!("{err:?}").contains("twice"), "{err:?}");
     // The context and the cells are fine afterwards.
     ctx.spawn_datadeps(|r| {
-        r.spawn_kernel(&axpy, all(n, 1), [In(&a).into(), InOut(&c).into()]);
+        r.spawn_kernel(&axpy, all(n, 1), [In(&a).into(), InOut(&c).into()])
+            .unwrap();
     })
     .unwrap();
     assert_eq!(c.get(), vec![2; n]);
@@ -364,11 +414,11 @@ fn run(ctx: &Context, scope: &Scope, init: &[Vec<i32>], ops: &[Op]) -> Vec<Vec<i
             match *op {
                 Op::Axpy { x, y, s, c } => {
                     let args = [In(&cells[x]).into(), InOut(&cells[y]).into()];
-                    r.spawn_kernel_with(o(), &axpy, span(s, c), args);
+                    r.spawn_kernel_with(o(), &axpy, span(s, c), args).unwrap();
                 }
                 Op::Scale { x, y, s, c } => {
                     let args = [In(&cells[x]).into(), Out(&cells[y]).into()];
-                    r.spawn_kernel_with(o(), &scale, span(s, c), args);
+                    r.spawn_kernel_with(o(), &scale, span(s, c), args).unwrap();
                 }
                 Op::Bump { y, s } => {
                     let rows = s.0 as usize..s.1 as usize;
@@ -455,11 +505,13 @@ fn a_cell_whose_kernel_failed_gets_its_last_good_version_back() {
                 &gpu_only,
                 all(n, 2),
                 [In(&x).into(), InOut(&c).into()],
-            );
+            )
+            .unwrap();
             // The closure needs c back in its cell after a kernel that failed.
             r.spawn(|c: Ref<Vec<i32>>| c.len(), (In(&c),));
             // A later kernel on c waits for the failed accesses and fails with them.
-            r.spawn_kernel(&axpy(), all(n, 3), [In(&x).into(), InOut(&c).into()]);
+            r.spawn_kernel(&axpy(), all(n, 3), [In(&x).into(), InOut(&c).into()])
+                .unwrap();
         })
         .unwrap_err();
     assert!(format!("{err}").contains("gpu only"), "{err}");
@@ -469,4 +521,61 @@ fn a_cell_whose_kernel_failed_gets_its_last_good_version_back() {
         "c is back, as it was before the region"
     );
     assert_eq!(x.get(), vec![1; n]);
+}
+
+#[test]
+fn kernel_arguments_that_do_not_fit_are_an_error_at_the_call() {
+    // No GPU needed: the check happens before anything is placed.
+    let ctx = Context::builder().threads(1).build().unwrap();
+    let axpy = axpy();
+    let (x, y) = (ctx.to_chunk(vec![1; 4]), ctx.to_chunk(vec![2; 4]));
+    let err = ctx
+        .spawn_kernel(&axpy, all(4, 1), [(&x).into()])
+        .unwrap_err();
+    assert_eq!(
+        err,
+        dagger::KernelArgsError::Count {
+            kernel: axpy.name().to_owned(),
+            expected: 2,
+            given: 1
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("takes 2 input arrays (as declared by `inputs`) but was given 1"),
+        "{err}"
+    );
+    let three = [(&x).into(), (&y).into(), (&y).into()];
+    assert!(ctx.spawn_kernel(&axpy, all(4, 1), three).is_err());
+    // The right arguments run.
+    let ok = ctx
+        .spawn_kernel(&axpy, all(4, 1), [(&x).into(), (&y).into()])
+        .unwrap();
+    assert_eq!(ok.fetch().unwrap(), vec![3; 4]);
+
+    let (a, c) = (Cell::new(vec![1; 4]), Cell::new(vec![0; 4]));
+    let errs = ctx
+        .spawn_datadeps(|r| {
+            let count = r
+                .spawn_kernel(&axpy, all(4, 1), [In(&a).into()])
+                .unwrap_err();
+            let access = r
+                .spawn_kernel(&axpy, all(4, 1), [In(&a).into(), In(&c).into()])
+                .unwrap_err();
+            (count, access)
+        })
+        .unwrap();
+    assert!(matches!(
+        errs.0,
+        dagger::KernelArgsError::Count {
+            expected: 2,
+            given: 1,
+            ..
+        }
+    ));
+    assert_eq!(
+        errs.1.to_string(),
+        "kernel `axpy` binds input 1 read_write, so pass it as Out or InOut"
+    );
+    assert_eq!(c.get(), vec![0; 4], "nothing was spawned");
 }

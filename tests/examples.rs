@@ -95,3 +95,28 @@ fn cholesky_example_factors_on_cpu_threads_and_on_a_gpu() {
         assert_eq!(total, want, "{scope}: one task per tile operation");
     }
 }
+
+#[path = "../examples/out_of_core.rs"]
+mod out_of_core;
+
+#[test]
+fn out_of_core_example_factors_a_matrix_four_times_the_memory_limit() {
+    // 1024×1024 f32 is 4 MiB in blocks of 16 KiB; the limit is a quarter of it. (The
+    // largest task, a SYRK or GEMM tile over a block row and column, takes 33 blocks.)
+    let limit = 1 << 20;
+    let ctx = Context::builder()
+        .threads(2)
+        .gpus(false)
+        .memory_limit(limit)
+        .build()
+        .unwrap();
+    let r = out_of_core::run(&ctx, 1024, 64, 3).unwrap();
+    assert!(r.residual < 1e-5, "residual {}", r.residual);
+    let m = &r.memory;
+    assert!(m.spills > 0 && m.reloads > 0, "{m:?}");
+    assert!(
+        m.peak_resident_bytes <= limit + 64 * 64 * 4,
+        "peak {} over the limit {limit} plus a block: {m:?}",
+        m.peak_resident_bytes
+    );
+}

@@ -92,21 +92,25 @@ fn saxpy_runs_where_the_scope_says() {
     };
     for g in &gpus {
         let i = g.gpu.as_ref().unwrap().index;
-        let t = ctx.spawn_kernel_with(
-            Options::new().scope(Scope::gpu(i)),
-            &k,
-            p,
-            [(&xc).into(), (&yc).into()],
-        );
+        let t = ctx
+            .spawn_kernel_with(
+                Options::new().scope(Scope::gpu(i)),
+                &k,
+                p,
+                [(&xc).into(), (&yc).into()],
+            )
+            .unwrap();
         assert_eq!(t.fetch().unwrap(), want, "gpu {i}");
         assert_eq!(ran_on(&ctx, t.id()), g.id, "ran on gpu {i}");
     }
-    let t = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::cpu()),
-        &k,
-        p,
-        [(&xc).into(), (&yc).into()],
-    );
+    let t = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::cpu()),
+            &k,
+            p,
+            [(&xc).into(), (&yc).into()],
+        )
+        .unwrap();
     assert_eq!(t.fetch().unwrap(), want);
     let p_cpu = ran_on(&ctx, t.id());
     assert!(ctx
@@ -115,7 +119,9 @@ fn saxpy_runs_where_the_scope_says() {
     // The input was not modified by the read-write binding (the kernel wrote a copy).
     assert_eq!(yc.collect().unwrap(), y);
     // Software GPUs are not in the default scope: a default kernel task runs on a thread.
-    let t = ctx.spawn_kernel(&k, p, [(&xc).into(), (&yc).into()]);
+    let t = ctx
+        .spawn_kernel(&k, p, [(&xc).into(), (&yc).into()])
+        .unwrap();
     assert_eq!(t.fetch().unwrap(), want);
     let p_def = ran_on(&ctx, t.id());
     let software = gpus.iter().all(|g| g.gpu.as_ref().unwrap().is_software);
@@ -134,12 +140,14 @@ fn round_trip<T: dagger::GpuScalar + PartialEq + std::fmt::Debug>(
     bits: impl Fn(&T) -> u64,
 ) {
     let k = identity::<T>(ty);
-    let t = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(gpu)),
-        &k,
-        (),
-        [data.clone().into()],
-    );
+    let t = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::gpu(gpu)),
+            &k,
+            (),
+            [data.clone().into()],
+        )
+        .unwrap();
     let got = t.fetch().unwrap();
     assert_eq!(got.len(), data.len());
     for (a, b) in got.iter().zip(&data) {
@@ -209,18 +217,22 @@ fn device_to_device_moves_are_bit_exact() {
         .map(|i| f32::from_bits(0x3f80_0000 ^ (i * 7919)))
         .collect();
     for (a, b) in [(0, 1), (1, 0)] {
-        let on_a = ctx.spawn_kernel_with(
-            Options::new().scope(Scope::gpu(a)),
-            &k,
-            (),
-            [data.clone().into()],
-        );
-        let on_b = ctx.spawn_kernel_with(
-            Options::new().scope(Scope::gpu(b)),
-            &k,
-            (),
-            [(&on_a).into()],
-        );
+        let on_a = ctx
+            .spawn_kernel_with(
+                Options::new().scope(Scope::gpu(a)),
+                &k,
+                (),
+                [data.clone().into()],
+            )
+            .unwrap();
+        let on_b = ctx
+            .spawn_kernel_with(
+                Options::new().scope(Scope::gpu(b)),
+                &k,
+                (),
+                [(&on_a).into()],
+            )
+            .unwrap();
         let got = on_b.fetch().unwrap();
         assert!(got
             .iter()
@@ -248,11 +260,17 @@ fn a_chunk_used_twice_on_a_device_is_uploaded_once() {
         let i = g.gpu.as_ref().unwrap().index;
         let x = ctx.to_chunk((0..4096u32).collect::<Vec<_>>());
         let on = Options::new().scope(Scope::gpu(i));
-        let t1 = ctx.spawn_kernel_with(on.clone(), &k, (), [(&x).into()]);
+        let t1 = ctx
+            .spawn_kernel_with(on.clone(), &k, (), [(&x).into()])
+            .unwrap();
         t1.wait();
-        let t2 = ctx.spawn_kernel_with(on.clone(), &k, (), [(&x).into()]);
+        let t2 = ctx
+            .spawn_kernel_with(on.clone(), &k, (), [(&x).into()])
+            .unwrap();
         // A result already on the device moves nothing either.
-        let t3 = ctx.spawn_kernel_with(on.clone(), &k, (), [(&t1).into()]);
+        let t3 = ctx
+            .spawn_kernel_with(on.clone(), &k, (), [(&t1).into()])
+            .unwrap();
         assert_eq!(t2.fetch().unwrap(), x.collect().unwrap());
         assert_eq!(t3.fetch().unwrap(), x.collect().unwrap());
         let logs = ctx.fetch_logs();
@@ -267,7 +285,7 @@ fn a_chunk_used_twice_on_a_device_is_uploaded_once() {
         assert_eq!(moved(t3.id()), 0, "device-resident input");
         // A new value (a write makes one) is not served from the old replica.
         let x2 = ctx.to_chunk((1..4097u32).collect::<Vec<_>>());
-        let t4 = ctx.spawn_kernel_with(on, &k, (), [(&x2).into()]);
+        let t4 = ctx.spawn_kernel_with(on, &k, (), [(&x2).into()]).unwrap();
         assert_eq!(t4.fetch().unwrap(), x2.collect().unwrap());
     }
 }
@@ -281,12 +299,14 @@ fn types_a_device_cannot_hold_make_it_incompatible() {
         if info.shader_f64 {
             continue;
         }
-        let t = ctx.spawn_kernel_with(
-            Options::new().scope(Scope::gpu(info.index)),
-            &k,
-            (),
-            [vec![1.0f64].into()],
-        );
+        let t = ctx
+            .spawn_kernel_with(
+                Options::new().scope(Scope::gpu(info.index)),
+                &k,
+                (),
+                [vec![1.0f64].into()],
+            )
+            .unwrap();
         assert!(t.is_ready(), "fails at once");
         let e = t.fetch().unwrap_err().to_string();
         assert!(e.contains("f64") && e.contains("SHADER_F64"), "{e}");
@@ -340,12 +360,14 @@ fn a_buffer_over_the_binding_limit_is_a_clear_error() {
         eprintln!("skipped: the buffer limit is below the binding limit");
         return;
     }
-    let t = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(info.index)),
-        &k,
-        (),
-        [vec![0.5f32; n].into()],
-    );
+    let t = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::gpu(info.index)),
+            &k,
+            (),
+            [vec![0.5f32; n].into()],
+        )
+        .unwrap();
     let e = t.fetch().unwrap_err();
     // The kernel's error is part of the task's message.
     let chain = e.to_string();
@@ -354,12 +376,14 @@ fn a_buffer_over_the_binding_limit_is_a_clear_error() {
         "{chain}"
     );
     // The device keeps working.
-    let t = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(info.index)),
-        &k,
-        (),
-        [vec![0.5f32; 8].into()],
-    );
+    let t = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::gpu(info.index)),
+            &k,
+            (),
+            [vec![0.5f32; 8].into()],
+        )
+        .unwrap();
     assert_eq!(t.fetch().unwrap(), vec![0.5f32; 8]);
 }
 
@@ -394,23 +418,27 @@ fn backend_scopes_and_software_gpus_in_the_default_scope() {
     let k = identity::<u32>("u32");
     for g in &gpus {
         let b = &g.gpu.as_ref().unwrap().backend;
-        let t = ctx.spawn_kernel_with(
-            Options::new().scope(Scope::backend(b.as_str())),
-            &k,
-            (),
-            [vec![1u32, 2].into()],
-        );
+        let t = ctx
+            .spawn_kernel_with(
+                Options::new().scope(Scope::backend(b.as_str())),
+                &k,
+                (),
+                [vec![1u32, 2].into()],
+            )
+            .unwrap();
         assert_eq!(t.fetch().unwrap(), vec![1, 2]);
         let p = ran_on(&ctx, t.id());
         let ran = ctx.processors().into_iter().find(|q| q.id == p).unwrap();
         assert_eq!(&ran.gpu.unwrap().backend, b);
     }
-    let none = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::backend("metal").constrain(&Scope::cpu())),
-        &k,
-        (),
-        [vec![1u32].into()],
-    );
+    let none = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::backend("metal").constrain(&Scope::cpu())),
+            &k,
+            (),
+            [vec![1u32].into()],
+        )
+        .unwrap();
     assert!(none.fetch().is_err());
 }
 
@@ -421,19 +449,23 @@ fn gpu_results_feed_cpu_tasks_and_chains_stay_on_device() {
     let k = saxpy_kernel();
     let n = 4096u32;
     let x = ctx.to_chunk(vec![1.0f32; n as usize]);
-    let mut y = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(0)),
-        &k,
-        Saxpy { a: 1.0, n },
-        [(&x).into(), vec![0.0f32; n as usize].into()],
-    );
-    for _ in 0..9 {
-        y = ctx.spawn_kernel_with(
+    let mut y = ctx
+        .spawn_kernel_with(
             Options::new().scope(Scope::gpu(0)),
             &k,
             Saxpy { a: 1.0, n },
-            [(&x).into(), (&y).into()],
-        );
+            [(&x).into(), vec![0.0f32; n as usize].into()],
+        )
+        .unwrap();
+    for _ in 0..9 {
+        y = ctx
+            .spawn_kernel_with(
+                Options::new().scope(Scope::gpu(0)),
+                &k,
+                Saxpy { a: 1.0, n },
+                [(&x).into(), (&y).into()],
+            )
+            .unwrap();
     }
     let sum = ctx.spawn(|v: Vec<f32>| v.iter().sum::<f32>(), (&y,));
     assert_eq!(sum.fetch().unwrap(), 10.0 * n as f32);
@@ -466,23 +498,27 @@ fn placement_follows_the_data_between_gpus() {
     let copy = identity::<f32>("f32");
     for (src, gpu) in gpus.iter().enumerate().take(2) {
         let x = ctx.to_chunk(vec![1.5f32; 1 << 20]);
-        let on = ctx.spawn_kernel_with(
-            Options::new().scope(Scope::gpu(src)),
-            &copy,
-            (),
-            [(&x).into()],
-        );
+        let on = ctx
+            .spawn_kernel_with(
+                Options::new().scope(Scope::gpu(src)),
+                &copy,
+                (),
+                [(&x).into()],
+            )
+            .unwrap();
         on.wait();
         // A name of its own: no run time learned yet, so only the 4 MiB that would have to
         // move from the other device separate the two candidates.
-        let next = ctx.spawn_kernel_with(
-            Options::new()
-                .scope(Scope::gpus(..))
-                .name(format!("follow {src}")),
-            &copy,
-            (),
-            [(&on).into()],
-        );
+        let next = ctx
+            .spawn_kernel_with(
+                Options::new()
+                    .scope(Scope::gpus(..))
+                    .name(format!("follow {src}")),
+                &copy,
+                (),
+                [(&on).into()],
+            )
+            .unwrap();
         assert_eq!(next.fetch().unwrap()[12345], 1.5);
         assert_eq!(
             ran_on(&ctx, next.id()),

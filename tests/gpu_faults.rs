@@ -24,12 +24,14 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
     let inc = increment("increment", true);
 
     // A result finished on GPU 0 before the loss, never fetched.
-    let made_before = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(0)),
-        &inc,
-        (),
-        [vec![1.0f32; 1024].into()],
-    );
+    let made_before = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::gpu(0)),
+            &inc,
+            (),
+            [vec![1.0f32; 1024].into()],
+        )
+        .unwrap();
     made_before.wait();
     assert!(made_before.is_ready());
 
@@ -53,7 +55,8 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
                             &inc,
                             (),
                             [InOut(c).into()],
-                        );
+                        )
+                        .unwrap();
                     }
                 }
             })
@@ -104,6 +107,7 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
                     (),
                     [vec![i as f32; 256].into()],
                 )
+                .unwrap()
             })
             .collect();
         let results = common::within(300, "200 kernels on the GPUs", move || {
@@ -124,12 +128,14 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
         }
     }
     // Only the lost device may take the task: it fails at once, saying why.
-    let only_lost = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::gpu(0)),
-        &inc,
-        (),
-        [vec![1.0f32; 4].into()],
-    );
+    let only_lost = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::gpu(0)),
+            &inc,
+            (),
+            [vec![1.0f32; 4].into()],
+        )
+        .unwrap();
     let e = common::within(60, "a task for the lost device", move || {
         only_lost.fetch().unwrap_err()
     });
@@ -154,7 +160,12 @@ fn a_lost_gpu_keeps_cells_readable_and_leaves_placement() {
 /// anything is allocated, with advice.
 #[test]
 fn arrays_beyond_memory_are_errors_at_the_call() {
-    let ctx = Context::builder().threads(2).build().unwrap();
+    // Without a memory limit nothing spills: arrays must fit in memory.
+    let ctx = Context::builder()
+        .threads(2)
+        .no_memory_limit()
+        .build()
+        .unwrap();
     let huge = common::within(60, "a 10^12-element array", {
         let ctx = ctx.clone();
         move || DArray::<f32>::zeros(&ctx, [1_000_000, 1_000_000], AutoBlocks::new()).map(|_| ())
@@ -186,7 +197,19 @@ fn arrays_beyond_memory_are_errors_at_the_call() {
         move || a.sum().fetch().unwrap()
     });
     let collected = a.collect().map(|c| c.len());
+    // A context that spills takes the array all the same: its blocks go to disk.
+    let spilling = Context::builder()
+        .threads(2)
+        .gpus(false)
+        .memory_limit(512 << 10)
+        .build()
+        .unwrap();
+    let big = DArray::<f32>::ones(&spilling, [2048, 256], Blocks::new([256, 256]))
+        .and_then(|b| Ok(b.sum().fetch()?));
+    let spilled = spilling.memory_stats().spills;
     dagger::array::set_memory_limit(None);
+    assert_eq!(big.unwrap(), (2048 * 256) as f32);
+    assert!(spilled > 0);
     assert!(
         matches!(
             refused,

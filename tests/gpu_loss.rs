@@ -29,14 +29,18 @@ fn a_lost_device_fails_its_tasks_and_nothing_else() {
     .unwrap();
     let last = gpus.len() - 1;
     let on = |i: usize| Options::new().scope(Scope::gpu(i));
-    let before = ctx.spawn_kernel_with(on(last), &double, (), [vec![1.0f32; 16].into()]);
+    let before = ctx
+        .spawn_kernel_with(on(last), &double, (), [vec![1.0f32; 16].into()])
+        .unwrap();
     assert_eq!(before.fetch().unwrap(), vec![2.0; 16]);
 
     ctx.gpu_device(last)
         .expect("the device behind the GPU")
         .destroy();
 
-    let after = ctx.spawn_kernel_with(on(last), &double, (), [vec![1.0f32; 16].into()]);
+    let after = ctx
+        .spawn_kernel_with(on(last), &double, (), [vec![1.0f32; 16].into()])
+        .unwrap();
     let e = after.fetch().unwrap_err();
     let mut chain = e.to_string();
     let mut src = std::error::Error::source(&e);
@@ -51,15 +55,19 @@ fn a_lost_device_fails_its_tasks_and_nothing_else() {
     let dependent = ctx.spawn(|v: Vec<f32>| v.len(), (&after,));
     assert!(dependent.fetch().is_err(), "its dependents fail too");
     // Everything else carries on: the CPU, and the other GPU if there is one.
-    let cpu = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::cpu()),
-        &double,
-        (),
-        [vec![1.0f32; 4].into()],
-    );
+    let cpu = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::cpu()),
+            &double,
+            (),
+            [vec![1.0f32; 4].into()],
+        )
+        .unwrap();
     assert_eq!(cpu.fetch().unwrap(), vec![2.0; 4]);
     if last > 0 {
-        let other = ctx.spawn_kernel_with(on(0), &double, (), [vec![3.0f32; 4].into()]);
+        let other = ctx
+            .spawn_kernel_with(on(0), &double, (), [vec![3.0f32; 4].into()])
+            .unwrap();
         assert_eq!(other.fetch().unwrap(), vec![6.0; 4]);
     }
     assert_eq!(ctx.spawn(|| 5, ()).fetch().unwrap(), 5);

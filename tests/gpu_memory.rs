@@ -124,7 +124,11 @@ fn results_evicted_to_host_read_back_bit_for_bit_and_upload_again() {
         // Twelve results left on the device, three times what the budget holds.
         let ys: Vec<_> = chunks
             .iter()
-            .map(|c| with_options(gpu.clone(), || ctx.spawn_kernel(&inc, (), [c.into()])))
+            .map(|c| {
+                with_options(gpu.clone(), || {
+                    ctx.spawn_kernel(&inc, (), [c.into()]).unwrap()
+                })
+            })
             .collect();
         for y in &ys {
             y.wait();
@@ -134,7 +138,11 @@ fn results_evicted_to_host_read_back_bit_for_bit_and_upload_again() {
         // Each again on the device: the evicted ones are uploaded again.
         let zs: Vec<_> = ys
             .iter()
-            .map(|y| with_options(gpu.clone(), || ctx.spawn_kernel(&inc, (), [y.into()])))
+            .map(|y| {
+                with_options(gpu.clone(), || {
+                    ctx.spawn_kernel(&inc, (), [y.into()]).unwrap()
+                })
+            })
             .collect();
         for ((x, y), z) in xs.iter().zip(&ys).zip(&zs) {
             let (y, z) = (y.fetch().unwrap(), z.fetch().unwrap());
@@ -191,7 +199,7 @@ fn a_task_larger_than_the_budget_fails_clearly_and_the_context_carries_on() {
         let inc = common::increment("budget_after_rejection", false);
         let x = ctx.to_chunk(vec![1.0f32; 1000]);
         let y = with_options(Options::new().scope(Scope::gpu(0)), || {
-            ctx.spawn_kernel(&inc, (), [(&x).into()])
+            ctx.spawn_kernel(&inc, (), [(&x).into()]).unwrap()
         });
         assert_eq!(y.fetch().unwrap(), vec![2.0f32; 1000]);
         assert_eq!(ctx.spawn(|| 6 * 7, ()).fetch().unwrap(), 42);

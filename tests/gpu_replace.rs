@@ -17,7 +17,10 @@ fn tasks_queued_on_a_lost_gpu_are_placed_again() {
     let on_gpus = Options::new().scope(Scope::gpus(..));
     ctx.enable_logging();
     let tasks: Vec<_> = (0..400)
-        .map(|i| ctx.spawn_kernel_with(on_gpus.clone(), &inc, (), [vec![i as f32; 4096].into()]))
+        .map(|i| {
+            ctx.spawn_kernel_with(on_gpus.clone(), &inc, (), [vec![i as f32; 4096].into()])
+                .unwrap()
+        })
         .collect();
     let ids: Vec<u64> = tasks.iter().map(|t| t.id()).collect();
     // Most are still queued, on both devices.

@@ -111,7 +111,8 @@ fn run_seed(seed: u64, n: usize) {
                                 &inc,
                                 (),
                                 [InOut(&cells[c]).into()],
-                            );
+                            )
+                            .unwrap();
                         }
                         None => {
                             r.spawn(
@@ -157,6 +158,7 @@ fn run_seed(seed: u64, n: usize) {
                     None => vec![0.0f32; LEN].into(),
                 };
                 ctx.spawn_kernel_with(Options::new().scope(w.scope()), &inc, (), [arg])
+                    .unwrap()
             }
             _ => {
                 let c = ctx.clone();
@@ -273,12 +275,14 @@ fn run_seed(seed: u64, n: usize) {
 
     // The context still works, on the threads and on whatever GPU is left.
     assert_eq!(ctx.spawn(|| 7u64, ()).fetch().unwrap(), 7);
-    let after = ctx.spawn_kernel_with(
-        Options::new().scope(Scope::default()),
-        &inc,
-        (),
-        [vec![1.0f32; LEN].into()],
-    );
+    let after = ctx
+        .spawn_kernel_with(
+            Options::new().scope(Scope::default()),
+            &inc,
+            (),
+            [vec![1.0f32; LEN].into()],
+        )
+        .unwrap();
     let after = common::within(60, "a kernel after the loss", move || after.fetch());
     assert_eq!(uniform(&after.unwrap()), Ok(2.0));
     eprintln!(

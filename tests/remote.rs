@@ -448,12 +448,14 @@ fn kernels_run_on_other_ranks_by_name() {
         ctx.enable_logging();
         let x = ctx.spawn_remote_with(on(1), ones32, (1000usize,));
         let cpu1 = Scope::worker(1).constrain(&Scope::cpu());
-        let y = ctx.spawn_kernel_with(
-            Options::new().scope(cpu1),
-            &k,
-            Scale { a: 3.0 },
-            [(&x).into()],
-        );
+        let y = ctx
+            .spawn_kernel_with(
+                Options::new().scope(cpu1),
+                &k,
+                Scale { a: 3.0 },
+                [(&x).into()],
+            )
+            .unwrap();
         let s = ctx.spawn_remote_with(on(2), total32, (&y,));
         assert_eq!(s.fetch().unwrap(), 3000.0);
         let logs = ctx.fetch_logs();
@@ -466,12 +468,14 @@ fn kernels_run_on_other_ranks_by_name() {
             return;
         }
         let gpu1 = Scope::worker(1).constrain(&Scope::gpu(0));
-        let z = ctx.spawn_kernel_with(
-            Options::new().scope(gpu1),
-            &k,
-            Scale { a: 0.5 },
-            [(&x).into()],
-        );
+        let z = ctx
+            .spawn_kernel_with(
+                Options::new().scope(gpu1),
+                &k,
+                Scale { a: 0.5 },
+                [(&x).into()],
+            )
+            .unwrap();
         let s = ctx.spawn_remote_with(on(2), total32, (&z,));
         assert_eq!(s.fetch().unwrap(), 500.0, "read off rank 1's GPU by rank 2");
         let logs = ctx.fetch_logs();

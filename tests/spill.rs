@@ -204,6 +204,13 @@ fn spills_and_reloads_are_in_the_event_log() {
         .iter()
         .all(|e| e.bytes_moved >= 400_000 && e.name.contains("Vec<f32>")));
     assert!(reloads.iter().all(|e| e.bytes_moved >= 400_000));
+    // The summary and the Gantt chart show the disk traffic.
+    let summary = dagger::viz::summarize(&log, &ctx.processors());
+    assert_eq!(summary.spills.0, spills.len());
+    assert_eq!(summary.reloads.0, reloads.len());
+    assert!(summary.to_string().contains("disk: "), "{summary}");
+    let svg = dagger::viz::gantt_svg(&log, &ctx.processors(), "spills");
+    assert!(svg.contains("spill of") && svg.contains("reload of"));
     drop((blocks, ctx));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -219,7 +226,6 @@ fn the_limit_can_be_read_from_the_environment_form() {
     assert!(e.contains("unknown unit"), "{e}");
 }
 
-#[cfg(feature = "wgpu")]
 mod arrays {
     use super::*;
     use dagger::DArray;
@@ -271,6 +277,10 @@ mod arrays {
         same(&m, &rm, 0.0);
         let s = small.memory_stats();
         assert!(s.spills > 0 && s.reloads > 0, "{s:?}");
+        assert!(
+            s.prefetches > 0,
+            "ready tasks' inputs are read ahead: {s:?}"
+        );
         assert!(s.bytes_written >= LIMIT, "{s:?}");
         assert!(
             s.peak_resident_bytes <= LIMIT + BLOCK,

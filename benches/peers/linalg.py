@@ -1,15 +1,16 @@
-"""Peers of `dagger bench gemm|syrk|cholesky --peer`: OpenBLAS (through numpy and scipy) and
+"""Peers of `dagger bench gemm|syrk|cholesky|lu|qr --peer`: OpenBLAS (through numpy and scipy) and
 dask.array on the same sizes.
 
     python3 -I benches/peers/linalg.py --peer openblas --op gemm --n 4096 --dtype f32
     python3 -I benches/peers/linalg.py --peer dask --op gemm --n 4096 --block 1024 --dtype f32
 
 `openblas` times numpy `a @ b` (GEMM), scipy `?syrk` (SYRK), scipy `cholesky` of
-a aᵀ / n + I (Cholesky) and scipy `lu_factor` (LU, partial pivoting: LAPACK `?getrf`); `dask` times dask.array's blocked matmul on the threaded scheduler
+a aᵀ / n + I (Cholesky) scipy `lu_factor` (LU, partial pivoting: LAPACK `?getrf`) and numpy `qr(a, mode="raw")`
+(QR, the factorization alone: LAPACK `?geqrf`); `dask` times dask.array's blocked matmul on the threaded scheduler
 with chunks of --block (GEMM only). Each runs once to warm up, then --repeat times.
 
 Prints one JSON object: peer, op, n, dtype, block (dask), secs (the best run) and gflops
-(GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3).
+(GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3, QR 4n³/3).
 """
 
 import argparse
@@ -21,6 +22,7 @@ FLOPS = {
     "syrk": lambda n: n**3,
     "cholesky": lambda n: n**3 / 3,
     "lu": lambda n: 2 * n**3 / 3,
+    "qr": lambda n: 4 * n**3 / 3,
 }
 
 
@@ -41,6 +43,8 @@ def openblas(op, n, dtype, repeat):
     if op == "gemm":
         b = a.copy()
         return best(lambda: a @ b, repeat)
+    if op == "qr":
+        return best(lambda: np.linalg.qr(a, mode="raw"), repeat)
     if op == "syrk":
         from scipy.linalg import blas
 

@@ -183,7 +183,7 @@ pub(crate) fn launch(args: &LaunchArgs) -> Result<(), Box<dyn std::error::Error>
                     [],
                 )
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         for (k, task) in tasks.iter().enumerate() {
             task.wait();
             if k % 1000 == 0 && task.fetch()?[0] != k as u32 {

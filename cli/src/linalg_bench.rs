@@ -1,4 +1,4 @@
-//! `dagger bench gemm|syrk|cholesky|lu`: blocked dense linear algebra on DArrays, GFLOP/s on
+//! `dagger bench gemm|syrk|cholesky|lu|qr`: blocked dense linear algebra on DArrays, GFLOP/s on
 //! a chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array, timed in the same
 //! run by `benches/peers/linalg.py`.
 
@@ -18,6 +18,7 @@ pub(crate) enum Op {
     Syrk,
     Cholesky,
     Lu(Pivoting),
+    Qr,
 }
 
 impl Op {
@@ -27,10 +28,11 @@ impl Op {
             Op::Syrk => "syrk",
             Op::Cholesky => "cholesky",
             Op::Lu(_) => "lu",
+            Op::Qr => "qr",
         }
     }
 
-    /// GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3.
+    /// GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3, QR 4n³/3 (LAPACK's count for `?geqrf`).
     fn flops(self, n: usize) -> f64 {
         let n3 = (n as f64).powi(3);
         match self {
@@ -38,6 +40,7 @@ impl Op {
             Op::Syrk => n3,
             Op::Cholesky => n3 / 3.0,
             Op::Lu(_) => 2.0 * n3 / 3.0,
+            Op::Qr => 4.0 * n3 / 3.0,
         }
     }
 }
@@ -182,7 +185,7 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
             s.syrk(Triangle::Lower, Trans::No, scale, &a, one)?;
             s
         }
-        Op::Lu(Pivoting::Partial) => a.clone(),
+        Op::Lu(Pivoting::Partial) | Op::Qr => a.clone(),
         // Diagonally dominant: a + n I.
         Op::Lu(_) => {
             let eye = DArray::<T>::eye(&ctx, n, blocks.clone())?;
@@ -193,7 +196,7 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     // for numpy's `a @ b`, what is timed is the product and the allocation of its result.
     let c0 = match op {
         Op::Gemm => Some(DArray::<T>::zeros(&ctx, [n, n], blocks.clone())?),
-        Op::Syrk | Op::Cholesky | Op::Lu(_) => None,
+        Op::Syrk | Op::Cholesky | Op::Lu(_) | Op::Qr => None,
     };
     a.wait()?;
     second.wait()?;
@@ -203,6 +206,7 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     let mut best = f64::INFINITY;
     let mut last = None;
     let mut last_perm: Vec<usize> = Vec::new();
+    let mut last_qr = None;
     for _ in 0..args.repeat.max(1) {
         let t = Instant::now();
         let out = with_options(Options::new().scope(scope.clone()), || {
@@ -222,6 +226,12 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
                     let lu = second.lu(pivoting)?;
                     last_perm = lu.permutation().to_vec();
                     lu.factors().clone()
+                }
+                Op::Qr => {
+                    let qr = second.qr()?;
+                    let f = qr.factors().clone();
+                    last_qr = Some(qr);
+                    f
                 }
             })
         })?;
@@ -280,6 +290,14 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
                 let hs = f64s(&second)?;
                 let pa = Array2::from_shape_fn((n, n), |(i, j)| hs[[last_perm[i], j]]);
                 rel(&lu, &pa)
+            }
+            Op::Qr => {
+                // ‖Q R − A‖ / ‖A‖.
+                let qr = last_qr.as_ref().expect("ran at least once");
+                let (q, r) = (f64s(&qr.q()?)?, f64s(&qr.r())?);
+                let mut prod = Array2::zeros((n, n));
+                reference(Trans::No, Trans::No, 1.0, &q, &r, 0.0, &mut prod);
+                rel(&prod, &ha)
             }
         });
     }

@@ -114,6 +114,10 @@ enum Bench {
     /// lu_factor (OpenBLAS/LAPACK getrf).
     #[cfg(feature = "wgpu")]
     Lu(linalg_bench::LuArgs),
+    /// Tiled Householder QR on DArrays, beside numpy's qr (mode="raw": OpenBLAS/LAPACK
+    /// geqrf, the factorization alone, as timed here).
+    #[cfg(feature = "wgpu")]
+    Qr(linalg_bench::Args),
     /// DArray elementwise map (y = 2x + 1): GB/s on the CPU scope beside numpy and dask.
     #[cfg(feature = "wgpu")]
     Map(array_bench::Args),
@@ -187,6 +191,8 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Cholesky(args) => linalg_bench::run(linalg_bench::Op::Cholesky, &args),
         #[cfg(feature = "wgpu")]
         Bench::Lu(args) => linalg_bench::run_lu(&args),
+        #[cfg(feature = "wgpu")]
+        Bench::Qr(args) => linalg_bench::run(linalg_bench::Op::Qr, &args),
         #[cfg(feature = "wgpu")]
         Bench::Stencil(args) => stencil_bench::run(&args),
         #[cfg(feature = "wgpu")]
@@ -289,6 +295,7 @@ fn main() {
 fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = build_context(threads)?;
     let procs = ctx.processors();
+    let memory = ctx.memory_stats();
     if json {
         for p in &procs {
             #[cfg_attr(not(feature = "wgpu"), allow(unused_mut))]
@@ -301,6 +308,10 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 "memory_space": p.memory_space.to_string(),
                 "default_enabled": p.default_enabled,
             });
+            // Host memory belongs to the process: its limit is on the process's entry.
+            if p.kind == dagger::ProcessorKind::Os && p.id.process() == 1 {
+                v["memory_limit_bytes"] = serde_json::json!(memory.limit_bytes);
+            }
             #[cfg(feature = "wgpu")]
             if let Some(g) = &p.gpu {
                 v["gpu"] = serde_json::json!({
@@ -360,6 +371,20 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                     )
                 );
             }
+        }
+        match memory.limit_bytes {
+            Some(l) => println!(
+                "host memory: values beyond {:.2} GiB spill to disk ({}); set DAGGER_MEMORY_LIMIT (such as 4GiB or none) to change it",
+                l as f64 / (1u64 << 30) as f64,
+                if std::env::var_os("DAGGER_MEMORY_LIMIT").is_some() {
+                    "from DAGGER_MEMORY_LIMIT"
+                } else {
+                    "the default: 60% of this machine's memory"
+                }
+            ),
+            None => println!(
+                "host memory: no limit (DAGGER_MEMORY_LIMIT=none); nothing spills to disk"
+            ),
         }
     }
     for e in ctx.gpu_errors() {

@@ -46,6 +46,46 @@ fn info_json_lists_every_processor() {
 }
 
 #[test]
+fn info_shows_the_memory_limit_from_the_environment() {
+    let run = |limit: &str, json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"));
+        c.args(["info", "--threads", "1"])
+            .env("DAGGER_MEMORY_LIMIT", limit);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run("3GiB", false);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("beyond 3.00 GiB spill to disk (from DAGGER_MEMORY_LIMIT)"),
+        "{out}"
+    );
+    let (ok, out, err) = run("3GiB", true);
+    assert!(ok, "{err}");
+    let os: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|p| p["kind"] == "os")
+        .collect();
+    assert_eq!(os[0]["memory_limit_bytes"], 3u64 << 30, "{out}");
+    let (ok, out, _) = run("none", false);
+    assert!(ok && out.contains("host memory: no limit"), "{out}");
+    let (ok, _, err) = run("lots", false);
+    assert!(!ok, "an invalid limit is an error");
+    assert!(
+        err.contains("DAGGER_MEMORY_LIMIT") && err.contains("4GiB"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bench_overhead_json_has_three_shapes() {
     let (ok, out, err) = dagger(&[
         "bench",
@@ -115,6 +155,7 @@ fn demo_explains_where_the_tiles_went() {
         "--out",
         dir.to_str().unwrap(),
     ]);
+    let svg = std::fs::read_to_string(dir.join("gantt.svg")).unwrap_or_default();
     std::fs::remove_dir_all(&dir).ok();
     assert!(ok, "{out}\n{err}");
     let offered: Vec<&str> = out
@@ -126,6 +167,20 @@ fn demo_explains_where_the_tiles_went() {
         .collect();
     let gpus: Vec<&&str> = offered.iter().filter(|l| l.starts_with("gpu ")).collect();
     assert!(!gpus.is_empty(), "--gpu offers the software GPUs:\n{out}");
+    // The chart has a lane for every processor offered, labelled in full (the backend
+    // included), whether it ran tiles or not; idle lanes say so.
+    for p in &offered {
+        let description = p.rsplit_once(" [").map_or(*p, |(d, _)| d);
+        assert!(
+            svg.contains("class=\"lane-label\"") && svg.contains(&format!(">{description}</text>")),
+            "no full lane label for {description} in the chart"
+        );
+    }
+    assert!(
+        gpus.iter()
+            .any(|g| g.contains("(vulkan") || g.contains("(gl")),
+        "{gpus:?}"
+    );
     let tiles: Vec<&str> = out
         .lines()
         .skip_while(|l| !l.starts_with("tiles per processor"))
@@ -175,6 +230,26 @@ fn trace_writes_all_four_files() {
     for f in ["trace.json", "gantt.svg", "graph.dot", "summary.txt"] {
         assert!(dir.join(f).exists(), "{f} written");
     }
+    // The chart is named after the benchmark, not after its event count alone.
+    let svg = std::fs::read_to_string(dir.join("gantt.svg")).unwrap();
+    assert!(
+        svg.contains("<title>dagger bench overhead --tasks 500"),
+        "{}",
+        &svg[..svg.len().min(400)]
+    );
+    // 1,511 tasks: the graph has one node per task name, not one per task.
+    let dot = std::fs::read_to_string(dir.join("graph.dot")).unwrap();
+    assert!(dot.contains("1511 tasks, one node per task name"), "{dot}");
+    let nodes = dot
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .strip_prefix('g')
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .filter(|l| !l.contains(" -> "))
+        .count();
+    assert!((1..=20).contains(&nodes), "{nodes} nodes:\n{dot}");
     let trace: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("trace.json")).unwrap()).unwrap();
     let slices = trace["traceEvents"]

@@ -168,10 +168,7 @@ pub enum ArrayError {
     /// An array, a block or a collected result larger than the memory arrays may take
     /// (the machine's RAM, or [`set_memory_limit`](super::set_memory_limit) /
     /// `DAGGER_MEMORY_LIMIT`): refused before anything is allocated.
-    #[error(
-        "{what} needs {bytes} bytes, more than the {limit} bytes of memory arrays may use \
-         (the machine's RAM, or DAGGER_MEMORY_LIMIT); {advice}"
-    )]
+    #[error("{what} needs {bytes} bytes, more than the {limit} bytes {within}; {advice}")]
     OutOfMemory {
         /// What would not fit: the array with its shape and element type, or a block.
         what: String,
@@ -179,6 +176,8 @@ pub enum ArrayError {
         bytes: u64,
         /// The limit it was checked against.
         limit: u64,
+        /// What the limit is made of.
+        within: &'static str,
         /// What to change.
         advice: &'static str,
     },
@@ -192,6 +191,19 @@ pub enum ArrayError {
         /// Why it failed.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Reading or writing a Zarr store failed; the source ([`ZarrError`](super::ZarrError))
+    /// says why and what to change.
+    #[cfg(feature = "zarr")]
+    #[error("{op} {}", path.display())]
+    Zarr {
+        /// What was being done.
+        op: &'static str,
+        /// The store's directory.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        #[source]
+        source: super::zarr::ZarrError,
     },
     /// `concatenate` of no arrays.
     #[error("concatenate needs at least one array")]

@@ -11,7 +11,21 @@ use super::element::Float;
 /// Elements evaluated at a time: small enough that every intermediate stays in L1.
 const CHUNK: usize = 1024;
 
-/// An expression outside the supported subset, with where in it the problem is.
+/// An expression outside the supported subset, with where in it the problem is; a
+/// [`DArray::map_wgsl`](crate::DArray::map_wgsl) of it is an
+/// [`ArrayError::Expr`](crate::ArrayError::Expr).
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// let a = DArray::<f32>::ones(&ctx, [4], Blocks::new([2]))?;
+/// let Err(ArrayError::Expr(e)) = a.map_wgsl("x * cosh(x)") else { panic!("cosh is not supported") };
+/// assert_eq!(e.at, 4);
+/// assert!(e.to_string().starts_with("`x * cosh(x)` at byte 4: "), "{e}");
+/// assert!(a.map_wgsl("x * cos(x)").is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{expr}` at byte {at}: {message} (supported: numbers, x, + - * /, unary -, parentheses, abs sqrt exp log sin cos tanh pow min max)")]
 pub struct ExprError {

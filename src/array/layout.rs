@@ -34,7 +34,27 @@ impl<T: Element> DArray<T> {
     }
 
     /// The array with its axes reordered: axis `i` of the result is axis `axes[i]` of
-    /// this one (as ndarray's `permuted_axes`).
+    /// this one (as ndarray's `permuted_axes`, Dagger.jl's and Julia's `permutedims`). Block
+    /// `(i, j, …)` of the result is the permuted copy of the matching block, one task each,
+    /// so the blocking is permuted too; the identity permutation shares every block.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrayError::InvalidPermutation`] unless `axes` holds each of `0..ndim` once.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let a = DArray::<f32>::rand(&ctx, [5, 3, 7], Blocks::new([2, 2, 3]), 1)?;
+    /// let p = a.permuted_axes(&[2, 0, 1])?;
+    /// assert_eq!(p.shape(), vec![7, 5, 3]);
+    /// assert_eq!(p.collect()?, a.collect()?.permuted_axes(vec![2, 0, 1]));
+    /// assert!(a.permuted_axes(&[0, 0, 1]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "permutedims")]
+    #[doc(alias = "permute")]
+    #[doc(alias = "permute_axes")]
     pub fn permuted_axes(&self, axes: &[usize]) -> Result<DArray<T>, ArrayError> {
         let ndim = self.ndim();
         let mut seen = vec![false; ndim];
@@ -78,7 +98,12 @@ impl<T: Element> DArray<T> {
 
     /// The part of the array in `ranges` (one per dimension), as a `DArray` whose blocks
     /// are this array's blocks cut to the ranges: blocks inside the ranges are shared,
-    /// the ones crossing an edge are copied.
+    /// the ones crossing an edge are copied (Dagger.jl's `view`, numpy's slicing).
+    ///
+    /// This is the view of this crate: a `DArray` is immutable, so a sub-array that shares
+    /// the blocks it can is as good as a view for reading, and costs no copy where the
+    /// ranges fall on block edges. Writing goes the other way, through
+    /// [`copy_into`](Self::copy_into).
     ///
     /// ```
     /// use dagger::prelude::*;
@@ -89,6 +114,7 @@ impl<T: Element> DArray<T> {
     /// assert!(a.slice(&[0..7, 0..1]).is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[doc(alias = "view")]
     pub fn slice(&self, ranges: &[Range<usize>]) -> Result<DArray<T>, ArrayError> {
         let shape = self.shape();
         if ranges.len() != shape.len()
@@ -120,6 +146,134 @@ impl<T: Element> DArray<T> {
             .collect();
         let offset: Vec<usize> = ranges.iter().map(|r| r.start).collect();
         Ok(self.regrid(&offset, Grid { cuts }))
+    }
+
+    /// Writes this array into `region` of `dst` (Dagger.jl's `copyto!` onto a view):
+    /// afterwards `dst.slice(region)` equals this array and the rest of `dst` is as it was.
+    ///
+    /// `dst` is a handle to immutable blocks, so this replaces `dst`'s blocks that meet the
+    /// region with new ones, lazily (one task per block that is partly overwritten, copying
+    /// the source's pieces in on CPU threads or GPUs as the scope allows); other clones of
+    /// `dst` keep the old contents. A block of `dst` that the region covers exactly with one
+    /// block of this array takes that block, shared, without a copy; blocks outside the
+    /// region stay shared with the old `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrayError::SliceOutOfBounds`] naming the ranges and `dst`'s shape if the region
+    /// is not inside `dst`; [`ArrayError::ShapeMismatch`] naming both shapes if the region's
+    /// shape is not this array's.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let mut dst = DArray::<i32>::zeros(&ctx, [4, 5], Blocks::new([2, 2]))?;
+    /// let src = DArray::<i32>::ones(&ctx, [2, 3], Blocks::new([1, 3]))?;
+    /// src.copy_into(&mut dst, &[1..3, 2..5])?;
+    /// assert_eq!(dst.collect2()?, ndarray::array![
+    ///     [0, 0, 0, 0, 0],
+    ///     [0, 0, 1, 1, 1],
+    ///     [0, 0, 1, 1, 1],
+    ///     [0, 0, 0, 0, 0],
+    /// ]);
+    /// assert!(src.copy_into(&mut dst, &[0..2, 0..2]).is_err()); // 2x2, not 2x3
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "copyto")]
+    pub fn copy_into(
+        &self,
+        dst: &mut DArray<T>,
+        region: &[Range<usize>],
+    ) -> Result<(), ArrayError> {
+        let dshape = dst.shape();
+        if region.len() != dshape.len()
+            || region
+                .iter()
+                .zip(&dshape)
+                .any(|(r, &n)| r.start > r.end || r.end > n)
+        {
+            return Err(ArrayError::SliceOutOfBounds {
+                ranges: region.to_vec(),
+                shape: dshape,
+            });
+        }
+        let rshape: Vec<usize> = region.iter().map(|r| r.len()).collect();
+        if rshape != self.shape() {
+            return Err(ArrayError::ShapeMismatch {
+                op: "copy_into: the source and the region of the destination",
+                left: self.shape(),
+                right: rshape,
+            });
+        }
+        let ctx = dst.context().clone();
+        let src = self.grid();
+        let copy = kernels::copy_into::<T>().expect("the built-in copy kernels build");
+        let blocks =
+            dst.grid()
+                .domains()
+                .into_iter()
+                .zip(dst.blocks())
+                .map(|(dom, old)| {
+                    let inter: Vec<Range<usize>> = dom
+                        .ranges()
+                        .iter()
+                        .zip(region)
+                        .map(|(d, r)| d.start.max(r.start)..d.end.min(r.end))
+                        .collect();
+                    if inter.iter().any(|r| r.start >= r.end) {
+                        return old.clone();
+                    }
+                    // The source blocks overlapping it, per dimension, in source coordinates.
+                    let per_dim: Vec<Vec<(usize, Range<usize>)>> = inter
+                        .iter()
+                        .enumerate()
+                        .map(|(d, r)| {
+                            let o = region[d].start;
+                            src.overlapping(d, &(r.start - o..r.end - o))
+                        })
+                        .collect();
+                    let count: usize = per_dim.iter().map(Vec::len).product();
+                    let dshape = dom.shape();
+                    let dstr = strides(&dshape);
+                    let n = dom.len();
+                    let mut out = old.clone();
+                    for k in 0..count {
+                        let mut rem = k;
+                        let mut idx = vec![0; per_dim.len()];
+                        let mut ov = vec![0..0; per_dim.len()];
+                        for d in (0..per_dim.len()).rev() {
+                            let (b, r) = per_dim[d][rem % per_dim[d].len()].clone();
+                            rem /= per_dim[d].len();
+                            idx[d] = b;
+                            ov[d] = r;
+                        }
+                        let i = src.ravel(&idx);
+                        let sdom = src.domain(i);
+                        let covers = sdom.ranges().iter().zip(dom.ranges()).zip(region).all(
+                            |((s, d), r)| s.start + r.start == d.start && s.end + r.start == d.end,
+                        );
+                        if count == 1 && covers {
+                            return self.blocks()[i].clone();
+                        }
+                        let sstart = sdom.start();
+                        let sstr = strides(&sdom.shape());
+                        let bshape: Vec<usize> = ov.iter().map(|r| r.len()).collect();
+                        let soff: usize = (0..ov.len())
+                            .map(|d| (ov[d].start - sstart[d]) * sstr[d])
+                            .sum();
+                        let doff: usize = (0..ov.len())
+                            .map(|d| {
+                                (ov[d].start + region[d].start - dom.ranges()[d].start) * dstr[d]
+                            })
+                            .sum();
+                        let p = box_params(&bshape, soff, &sstr, doff, &dstr, n);
+                        out = Self::launch(&ctx, &copy, p, vec![self.blocks()[i].arg(), out.arg()]);
+                    }
+                    out
+                })
+                .collect();
+        *dst = DArray::from_parts(&ctx, dst.grid().clone(), blocks);
+        Ok(())
     }
 
     /// The part of the array in `range` along `axis`.

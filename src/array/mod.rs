@@ -44,7 +44,10 @@ mod layout;
 mod linalg;
 mod npy;
 mod reduce;
+mod sort;
 mod stencil;
+#[cfg(feature = "zarr")]
+mod zarr;
 
 pub use blocks::{AutoBlocks, Blocking, Blocks};
 pub use domain::ArrayDomain;
@@ -53,9 +56,12 @@ pub use error::ArrayError;
 pub use expr::ExprError;
 pub use fused::Fused;
 pub use linalg::Gemm;
-pub use linalg::{Lu, Norm, Solver};
+pub use linalg::{Lu, Norm, Qr, Solver};
 pub use npy::Overwrite;
+pub use sort::SortOrder;
 pub use stencil::{Boundary, Stencil};
+#[cfg(feature = "zarr")]
+pub use zarr::{Compression, ZarrError, ZarrOptions};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -206,13 +212,15 @@ pub(crate) fn box_params(
 /// The override set by [`set_memory_limit`] (0: none).
 static MEMORY_LIMIT: AtomicU64 = AtomicU64::new(0);
 
-/// The bytes of host memory arrays may take: what [`set_memory_limit`] set, else the
-/// `DAGGER_MEMORY_LIMIT` environment variable (bytes, or with a `K`, `M`, `G` or `T`
-/// suffix), else the machine's total RAM (`MemTotal` in `/proc/meminfo`; unlimited where
-/// that cannot be read).
+/// The bytes of host memory arrays may take whole: what [`set_memory_limit`] set, else the
+/// `DAGGER_MEMORY_LIMIT` environment variable (`512M`, `4GiB`, `1.5GB`; see
+/// [`storage::parse_limit`](crate::storage::parse_limit)), else the machine's total RAM
+/// (`MemTotal` in `/proc/meminfo`; unlimited where that cannot be read).
 ///
-/// Making an array whose elements need more than this, or collecting one to the host, is
-/// an [`ArrayError::OutOfMemory`] at the call, before anything is allocated.
+/// Collecting an array to the host beyond this is an [`ArrayError::OutOfMemory`] at the
+/// call, before anything is allocated. So is making one beyond it in a context without a
+/// memory limit; a context with one spills blocks to disk, and takes arrays as large as
+/// this plus the free disk space where it spills.
 ///
 /// ```
 /// let limit = dagger::array::memory_limit();
@@ -234,7 +242,8 @@ pub fn memory_limit() -> u64 {
 /// ```
 /// use dagger::prelude::*;
 /// use dagger::ArrayError;
-/// let ctx = Context::builder().threads(1).build()?;
+/// // Without a memory limit of its own a context does not spill: arrays must fit.
+/// let ctx = Context::builder().threads(1).no_memory_limit().build()?;
 /// dagger::array::set_memory_limit(Some(1 << 20));
 /// let e = DArray::<f32>::zeros(&ctx, [1024, 1024], AutoBlocks::new()).unwrap_err();
 /// dagger::array::set_memory_limit(None);
@@ -245,26 +254,13 @@ pub fn set_memory_limit(bytes: Option<u64>) {
     MEMORY_LIMIT.store(bytes.unwrap_or(0), Ordering::Relaxed);
 }
 
-/// `"123"`, `"64K"`, `"512M"`, `"16G"`, `"1T"` (powers of 1024) as bytes.
+/// A size as `DAGGER_MEMORY_LIMIT` gives it (see [`crate::storage::parse_limit`]).
 fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, ""),
-    };
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches(['B', 'I'])
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+    match crate::storage::parse_limit(s) {
+        Ok(Some(n)) => Some(n),
+        Ok(None) => Some(u64::MAX),
+        Err(_) => None,
+    }
 }
 
 /// Total RAM from `/proc/meminfo`, or `u64::MAX` where it cannot be read.
@@ -282,6 +278,9 @@ fn total_ram() -> u64 {
     })
 }
 
+/// What the memory limit of arrays is made of, as errors say it.
+const WITHIN_MEMORY: &str = "of memory arrays may use (the machine's RAM, or DAGGER_MEMORY_LIMIT)";
+
 /// Refuses `elements` elements of `elem_size` bytes (`what`) beyond the memory limit.
 fn check_fits(
     what: impl FnOnce() -> String,
@@ -289,17 +288,63 @@ fn check_fits(
     elem_size: usize,
     advice: &'static str,
 ) -> Result<(), ArrayError> {
+    check_fits_in(
+        what,
+        elements,
+        elem_size,
+        memory_limit(),
+        WITHIN_MEMORY,
+        advice,
+    )
+}
+
+fn check_fits_in(
+    what: impl FnOnce() -> String,
+    elements: u128,
+    elem_size: usize,
+    limit: u64,
+    within: &'static str,
+    advice: &'static str,
+) -> Result<(), ArrayError> {
     let bytes = elements.saturating_mul(elem_size as u128);
-    let limit = memory_limit();
     if bytes > limit as u128 {
         return Err(ArrayError::OutOfMemory {
             what: what(),
             bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
             limit,
+            within,
             advice,
         });
     }
     Ok(())
+}
+
+/// Refuses a new array of `elements` elements beyond what `ctx` can hold: memory, plus the
+/// free disk space where it spills when it has a memory limit.
+fn check_array_fits(
+    ctx: &Context,
+    what: impl FnOnce() -> String,
+    elements: u128,
+    elem_size: usize,
+) -> Result<(), ArrayError> {
+    match ctx.spill_room() {
+        Some(disk) => check_fits_in(
+            what,
+            elements,
+            elem_size,
+            memory_limit().saturating_add(disk),
+            "of memory and free disk where the context spills",
+            "use a smaller shape, or spill where there is more room (ContextBuilder::spill_dir)",
+        ),
+        None => check_fits_in(
+            what,
+            elements,
+            elem_size,
+            memory_limit(),
+            WITHIN_MEMORY,
+            "use a smaller shape, or give the context a memory limit so that arrays spill to disk",
+        ),
+    }
 }
 
 fn check_grid(grid: &Grid) -> Result<(), ArrayError> {
@@ -335,11 +380,11 @@ fn make_grid<T: Element>(
         });
     }
     let b = blocks.block_shape(ctx, shape, T::DTYPE.size())?;
-    check_fits(
+    check_array_fits(
+        ctx,
         || format!("an array of shape {shape:?} ({})", T::DTYPE),
         shape.iter().map(|&n| n as u128).product(),
         T::DTYPE.size(),
-        "use a smaller shape, or split the work into arrays that fit",
     )?;
     let grid = Grid::regular(shape, &b);
     check_grid(&grid)?;
@@ -373,7 +418,10 @@ impl<T: Element> DArray<T> {
         params: P,
         args: Vec<KernelArg<T>>,
     ) -> Block<T> {
-        Block::Task(ctx.spawn_kernel(kernel, params, args))
+        Block::Task(
+            ctx.spawn_kernel(kernel, params, args)
+                .expect("block kernels are given their declared inputs"),
+        )
     }
 
     /// [`launch`](Self::launch), on CPU threads when `host_only`: for `f64` functions
@@ -386,7 +434,10 @@ impl<T: Element> DArray<T> {
         args: Vec<KernelArg<T>>,
     ) -> Block<T> {
         if host_only {
-            Block::Task(ctx.spawn_kernel_with(host_options(ctx), kernel, params, args))
+            Block::Task(
+                ctx.spawn_kernel_with(host_options(ctx), kernel, params, args)
+                    .expect("block kernels are given their declared inputs"),
+            )
         } else {
             Self::launch(ctx, kernel, params, args)
         }
@@ -564,6 +615,7 @@ impl<T: Element> DArray<T> {
                 what: what(),
                 bytes: (n * T::DTYPE.size()) as u64,
                 limit: memory_limit(),
+                within: WITHIN_MEMORY,
                 advice,
             })?;
         zeros.resize(n, T::ZERO);

@@ -15,15 +15,16 @@ use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use super::{check_fits, ArrayError, Blocking, DArray, Element};
 use crate::Context;
 
-/// What [`DArray::to_npy_with`] does when the path already exists.
+/// What [`DArray::to_npy_with`] (and `DArray::to_zarr_with`, with the `zarr` feature) does
+/// when the path already exists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Overwrite {
-    /// Refuse: the write fails with [`ArrayError::File`] and the existing file (or link)
-    /// is left as it was.
+    /// Refuse: the write fails (with [`ArrayError::File`] for a `.npy` file) and what is
+    /// at the path (a file, a store, a link) is left as it was.
     #[default]
     Refuse,
-    /// Replace what is at the path — a file, or a symbolic link itself, never the file a
-    /// link points to — once the new file is completely written.
+    /// Replace what is at the path — a file, a store, or a symbolic link itself, never
+    /// what a link points to — once the new file or store is completely written.
     Replace,
 }
 
@@ -193,7 +194,7 @@ impl<T: Element> DArray<T> {
 }
 
 /// A new file name beside `path`, for writing before a rename over it.
-fn sibling(path: &Path) -> PathBuf {
+pub(super) fn sibling(path: &Path) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path

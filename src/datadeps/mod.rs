@@ -56,13 +56,10 @@ use crate::task::DTask;
 use crate::value::Value;
 
 mod parts;
-#[cfg(feature = "wgpu")]
 mod versions;
 pub use parts::{PartMut, PartRef, Partition};
 use parts::{PartTable, Registration};
-#[cfg(feature = "wgpu")]
 pub use versions::KernelAccess;
-#[cfg(feature = "wgpu")]
 pub(crate) use versions::Version;
 
 static NEXT_CELL: AtomicU64 = AtomicU64::new(1);
@@ -71,6 +68,25 @@ static NEXT_CELL: AtomicU64 = AtomicU64::new(1);
 ///
 /// Cheap to clone (clones share the value). Outside a region, [`get`](Self::get) and
 /// [`with`](Self::with) read it; inside, tasks receive [`Ref`] or [`RefMut`] access.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// let total = Cell::new(0i64);
+/// let log = Cell::new(Vec::<i64>::new());
+/// ctx.spawn_datadeps(|r| {
+///     for i in 1..=4 {
+///         // Both tasks write `total`, so they run in the order they were spawned.
+///         r.spawn(move |mut t: RefMut<i64>| *t += i, (InOut(&total),));
+///         r.spawn(|t: Ref<i64>, mut l: RefMut<Vec<i64>>| l.push(*t), (In(&total), InOut(&log)));
+///     }
+/// })?;
+/// assert_eq!(total.get(), 10);
+/// assert_eq!(log.get(), [1, 3, 6, 10]);
+/// assert_eq!(total.with(|t| t * 2), 20);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Cell<T> {
     id: u64,
     lock: Arc<RwLock<T>>,
@@ -315,11 +331,52 @@ impl<T> RefMut<T> {
     }
 }
 
-/// Read access (Dagger.jl's `In`).
+/// Read access (Dagger.jl's `In`): the task gets a [`Ref`] (or a [`PartRef`] of a view).
+/// Readers of a cell run in parallel, after the writers spawned before them.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// let x = Cell::new(vec![1, 2, 3]);
+/// let sum = ctx.spawn_datadeps(|r| r.spawn(|x: Ref<Vec<i32>>| x.iter().sum::<i32>(), (In(&x),)))?;
+/// assert_eq!(sum.fetch()?, 6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct In<A>(pub A);
-/// Write access; the task overwrites what it was given (Dagger.jl's `Out`).
+/// Write access; the task overwrites what it was given (Dagger.jl's `Out`): it gets a
+/// [`RefMut`] (or a [`PartMut`] of a view) and runs after every earlier reader and writer
+/// of what it writes.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// let (src, dst) = (Cell::new(vec![1.0, 2.0]), Cell::new(vec![0.0; 2]));
+/// ctx.spawn_datadeps(|r| {
+///     r.spawn(|mut d: RefMut<Vec<f64>>, s: Ref<Vec<f64>>| d.copy_from_slice(&s), (Out(&dst), In(&src)));
+/// })?;
+/// assert_eq!(dst.get(), [1.0, 2.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Out<A>(pub A);
-/// Read and write access (Dagger.jl's `InOut`).
+/// Read and write access (Dagger.jl's `InOut`): like [`Out`], for a task that also reads
+/// what it writes. Views limit it to a part, so writers of disjoint parts run together.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// let v = Cell::new(vec![1, 1, 1, 1]);
+/// ctx.spawn_datadeps(|r| {
+///     r.spawn(|mut v: RefMut<Vec<i32>>| v.iter_mut().for_each(|x| *x *= 3), (InOut(&v),));
+///     // Two writers of disjoint rows: they do not wait for each other.
+///     r.spawn(|mut top: PartMut<Vec<i32>>| top.fill(0), (InOut(v.rows(0..2)),));
+///     r.spawn(|mut low: PartMut<Vec<i32>>| low.iter_mut().for_each(|x| *x += 1), (InOut(v.rows(2..4)),));
+/// })?;
+/// assert_eq!(v.get(), [0, 0, 4, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct InOut<A>(pub A);
 
 /// Something an access wrapper can take: a cell or a view of one.
@@ -481,10 +538,8 @@ pub struct DataRegion<'c> {
     /// The region's own tasks (moving versions in and out of cells).
     internal: Vec<Arc<TaskCore>>,
     /// Values tracked by versions (see [`versions`]).
-    #[cfg(feature = "wgpu")]
     versions: versions::Versions,
     /// Versions put back into their cells by check-in tasks.
-    #[cfg(feature = "wgpu")]
     checked_in: versions::CheckedIn,
 }
 
@@ -631,7 +686,6 @@ impl DataRegion<'_> {
             }
         }
         // Cells whose latest version a kernel task made go back into the cell first.
-        #[cfg(feature = "wgpu")]
         for a in &accesses {
             self.check_in(a.cell);
         }
@@ -731,9 +785,7 @@ impl Context {
             history: HashMap::new(),
             tasks: Vec::new(),
             internal: Vec::new(),
-            #[cfg(feature = "wgpu")]
             versions: Default::default(),
-            #[cfg(feature = "wgpu")]
             checked_in: Vec::new(),
         };
         let out = f(&mut region);
@@ -760,7 +812,6 @@ impl Context {
                 break;
             }
         }
-        #[cfg(feature = "wgpu")]
         if let Err(e) = region.restore_cells() {
             // Values lost with a device say more than the first task failure, which they
             // carry as their source; otherwise the first failure is the region's error.
@@ -777,6 +828,24 @@ impl Context {
 }
 
 /// Why [`Context::spawn_datadeps_timeout`] returned no value.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::RegionTimeoutError;
+/// use std::time::Duration;
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// let x = Cell::new(0);
+/// let err = ctx
+///     .spawn_datadeps_timeout(Duration::from_secs(10), |r| {
+///         r.try_spawn(|_: Ref<i32>| Err::<(), _>("no input file"), (In(&x),));
+///     })
+///     .unwrap_err();
+/// // Not a timeout: the region's task failed, and the error says which and why.
+/// assert!(matches!(&err, RegionTimeoutError::Task(_)));
+/// assert!(err.to_string().contains("no input file"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegionTimeoutError {

@@ -163,7 +163,9 @@ impl DataRegion<'_> {
     /// on the host. While the region runs, a cell used by kernel tasks is held by the region
     /// (read it through tasks, not [`Cell::get`]).
     ///
-    /// The returned task's value is the written cell's new version.
+    /// The returned task's value is the written cell's new version. Arguments that do not
+    /// fit the kernel's declared inputs — their number, or an access mode — are a
+    /// [`KernelArgsError`](crate::KernelArgsError) at the call, and nothing is spawned.
     ///
     /// ```
     /// use dagger::prelude::*;
@@ -186,9 +188,13 @@ impl DataRegion<'_> {
     /// let x = Cell::new(vec![1.0f32, 2.0, 3.0]);
     /// let y = Cell::new(vec![0.0f32; 3]);
     /// ctx.spawn_datadeps(|r| {
-    ///     r.spawn_kernel(&axpy, 2.0, [In(&x).into(), InOut(&y).into()]);
-    ///     r.spawn_kernel(&axpy, 1.0, [In(&x).into(), InOut(&y).into()]);
-    /// })?;
+    ///     r.spawn_kernel(&axpy, 2.0, [In(&x).into(), InOut(&y).into()])?;
+    ///     r.spawn_kernel(&axpy, 1.0, [In(&x).into(), InOut(&y).into()])?;
+    ///     // The wrong access mode is an error at the call; nothing is spawned.
+    ///     let err = r.spawn_kernel(&axpy, 1.0, [In(&x).into(), In(&y).into()]).unwrap_err();
+    ///     assert_eq!(err.to_string(), "kernel `axpy` binds input 1 read_write, so pass it as Out or InOut");
+    ///     Ok::<(), dagger::KernelArgsError>(())
+    /// })??;
     /// assert_eq!(y.get(), vec![3.0, 6.0, 9.0]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -197,7 +203,7 @@ impl DataRegion<'_> {
         kernel: &WgslKernel<P, T>,
         params: P,
         args: impl IntoIterator<Item = KernelAccess<T>>,
-    ) -> DTask<Vec<T>>
+    ) -> Result<DTask<Vec<T>>, crate::KernelArgsError>
     where
         P: bytemuck::Pod + Send + Sync + 'static,
         T: GpuScalar,
@@ -212,37 +218,24 @@ impl DataRegion<'_> {
         kernel: &WgslKernel<P, T>,
         params: P,
         args: impl IntoIterator<Item = KernelAccess<T>>,
-    ) -> DTask<Vec<T>>
+    ) -> Result<DTask<Vec<T>>, crate::KernelArgsError>
     where
         P: bytemuck::Pod + Send + Sync + 'static,
         T: GpuScalar,
     {
         let args: Vec<KernelAccess<T>> = args.into_iter().collect();
-        let access = kernel.access();
-        let mismatch = if args.len() != access.len() {
-            Some(format!(
-                "kernel `{}` binds {} arrays but was given {} arguments",
-                kernel.name(),
-                access.len(),
-                args.len()
-            ))
-        } else {
-            args.iter().zip(access).enumerate().find_map(|(i, (a, k))| {
-                let writes = *k == crate::Access::ReadWrite;
-                (a.write != writes).then(|| {
-                    format!(
-                        "kernel `{}` binds input {i} {}, so pass it as {}",
-                        kernel.name(),
-                        if writes { "read_write" } else { "read-only" },
-                        if writes { "Out or InOut" } else { "In" }
-                    )
-                })
-            })
-        };
-        if let Some(message) = mismatch {
-            let core = failed_task("spawn_kernel", message);
-            self.tasks.push(core.clone());
-            return DTask::from_core(core);
+        kernel.check_count(args.len())?;
+        if let Some((index, k)) = args
+            .iter()
+            .zip(kernel.access())
+            .enumerate()
+            .find_map(|(i, (a, k))| (a.write != (*k == crate::Access::ReadWrite)).then_some((i, k)))
+        {
+            return Err(crate::KernelArgsError::Access {
+                kernel: kernel.name().to_owned(),
+                index,
+                read_write: *k == crate::Access::ReadWrite,
+            });
         }
         let keys: Vec<(u64, bool)> = args
             .iter()
@@ -260,7 +253,7 @@ impl DataRegion<'_> {
             None,
             Some(kernel.kernel().call(Value::new(params))),
         );
-        DTask::from_core(core)
+        Ok(DTask::from_core(core))
     }
 
     /// Starts tracking a value by versions under a new key, `initial` its first version.

@@ -10,7 +10,6 @@
 //! Closures are not kernels: they have no name and run on the host threads of the process
 //! that made them.
 
-#[cfg(feature = "wgpu")]
 pub(crate) mod tiles;
 
 use std::any::Any;

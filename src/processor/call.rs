@@ -13,6 +13,15 @@ pub(crate) type Body = Box<dyn FnOnce(&[Value]) -> Result<Value, TaskFailure> + 
 /// How a task's body or a processor reports failure (see
 /// [`Processor::execute`](crate::Processor::execute)). The scheduler turns it into a
 /// [`TaskError`](crate::TaskError) naming the task and processor.
+///
+/// ```
+/// use dagger::TaskFailure;
+///
+/// // Any error converts, so a processor's `execute` can use `?`; or give a message.
+/// let from_io: TaskFailure = std::io::Error::other("disk full").into();
+/// assert!(matches!(from_io, TaskFailure::Error(e) if e.to_string() == "disk full"));
+/// assert!(matches!(TaskFailure::msg("no such kernel"), TaskFailure::Error(_)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum TaskFailure {

@@ -13,7 +13,6 @@
 mod call;
 mod os;
 mod thread;
-#[cfg(feature = "wgpu")]
 pub(crate) mod wgpu;
 
 pub(crate) use call::{drop_payload, panic_message, set_task_processor, set_task_threads, Body};
@@ -160,7 +159,19 @@ impl fmt::Display for MemorySpace {
     }
 }
 
-/// Error returned by [`Processor::move_in`].
+/// Error returned by [`Processor::move_in`]: a processor of your own says what it cannot
+/// hold, and the scheduler then looks for another processor or fails the task with it.
+///
+/// ```
+/// use dagger::{MemorySpace, MoveError};
+///
+/// let e = MoveError::Unsupported {
+///     type_name: "String",
+///     from: MemorySpace::LOCAL_HOST,
+///     to: MemorySpace::Device { process: 1, device: 0 },
+/// };
+/// assert_eq!(e.to_string(), "a value of type `String` cannot be moved from host@1 to gpu0@1");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MoveError {

@@ -20,9 +20,10 @@ use crate::value::Value;
 /// A type whose values can be weighed, written to disk and read back: what lets a context
 /// keep it under a memory limit.
 ///
-/// Implemented for `Vec<T>`, `ndarray::Array<T, D>` (numbers spill as raw bytes) and
-/// `String`; the vectors and arrays of the primitive number types (`f32`, `f64`, `i8` to
-/// `i64`, `u8` to `u64`) and `String` are registered from the start. A type of the user's
+/// Implemented for `Vec<T>`, `ndarray::Array<T, D>` (numbers spill as raw bytes), `String`,
+/// `bool` and the number types; the vectors and arrays of the primitive number types
+/// (`f32`, `f64`, `i8` to `i64`, `u8` to `u64`), the numbers themselves, `bool` and
+/// `String` are registered from the start. A type of the user's
 /// is registered once with [`register`].
 ///
 /// ```
@@ -156,6 +157,40 @@ impl Spill for String {
     }
 }
 
+macro_rules! scalars {
+    ($($t:ty),*) => {$(
+        impl Spill for $t {
+            fn bytes(&self) -> u64 {
+                std::mem::size_of::<$t>() as u64
+            }
+            fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
+                w.write_all(&self.to_le_bytes())
+            }
+            fn read_from(r: &mut dyn Read) -> io::Result<Self> {
+                let mut b = [0u8; std::mem::size_of::<$t>()];
+                r.read_exact(&mut b)?;
+                Ok(<$t>::from_le_bytes(b))
+            }
+        }
+    )*};
+}
+
+scalars!(f32, f64, i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, isize, usize);
+
+impl Spill for bool {
+    fn bytes(&self) -> u64 {
+        1
+    }
+    fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
+        w.write_all(&[*self as u8])
+    }
+    fn read_from(r: &mut dyn Read) -> io::Result<Self> {
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b)?;
+        Ok(b[0] != 0)
+    }
+}
+
 /// How the store handles values of one type, with the type erased.
 pub(crate) trait Codec: Send + Sync {
     /// The value's size in memory.
@@ -244,10 +279,22 @@ impl<T: Send + Sync + 'static> Codec for SizeOnly<T> {
     }
 }
 
-type Registry = RwLock<HashMap<TypeId, Arc<dyn Codec>>>;
+/// Codecs by type, and by type name (for files that name their type).
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<TypeId, Arc<dyn Codec>>,
+    by_name: HashMap<&'static str, Arc<dyn Codec>>,
+}
 
-fn builtin<T: Spill>(m: &mut HashMap<TypeId, Arc<dyn Codec>>) {
-    m.insert(TypeId::of::<T>(), Arc::new(BySpill::<T>(PhantomData)));
+impl Registry {
+    fn insert<T: 'static>(&mut self, c: Arc<dyn Codec>) {
+        self.by_id.insert(TypeId::of::<T>(), c.clone());
+        self.by_name.insert(std::any::type_name::<T>(), c);
+    }
+}
+
+fn builtin<T: Spill>(m: &mut Registry) {
+    m.insert::<T>(Arc::new(BySpill::<T>(PhantomData)));
 }
 
 macro_rules! numbers {
@@ -260,11 +307,16 @@ macro_rules! numbers {
     )*};
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    let mut m = HashMap::new();
+static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(|| {
+    let mut m = Registry::default();
     let r = &mut m;
     numbers!(r: f32, f64, i8, i16, i32, i64, u8, u16, u32, u64);
     builtin::<String>(r);
+    builtin::<bool>(r);
+    macro_rules! one {
+        ($($t:ty),*) => {$( builtin::<$t>(r); )*};
+    }
+    one!(f32, f64, i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, isize, usize);
     RwLock::new(m)
 });
 
@@ -273,7 +325,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
 pub fn register<T: Spill>() {
     REGISTRY
         .write()
-        .insert(TypeId::of::<T>(), Arc::new(BySpill::<T>(PhantomData)));
+        .insert::<T>(Arc::new(BySpill::<T>(PhantomData)));
 }
 
 /// Registers `T` as spillable through serde (encoded with postcard), weighed in memory by
@@ -290,9 +342,7 @@ pub fn register_serde<T>(size: fn(&T) -> u64)
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    REGISTRY
-        .write()
-        .insert(TypeId::of::<T>(), Arc::new(BySerde { size }));
+    REGISTRY.write().insert::<T>(Arc::new(BySerde { size }));
 }
 
 /// Registers the size of `T`'s values without a way to write them: they count against the
@@ -304,9 +354,7 @@ where
 /// assert!(!dagger::storage::is_spillable::<Handle>());
 /// ```
 pub fn register_size<T: Send + Sync + 'static>(size: fn(&T) -> u64) {
-    REGISTRY
-        .write()
-        .insert(TypeId::of::<T>(), Arc::new(SizeOnly { size }));
+    REGISTRY.write().insert::<T>(Arc::new(SizeOnly { size }));
 }
 
 /// Whether values of `T` can be spilled to disk (registered with [`register`] or
@@ -314,11 +362,17 @@ pub fn register_size<T: Send + Sync + 'static>(size: fn(&T) -> u64) {
 pub fn is_spillable<T: 'static>() -> bool {
     REGISTRY
         .read()
+        .by_id
         .get(&TypeId::of::<T>())
         .is_some_and(|c| c.spillable())
 }
 
 /// The codec of a value's type, if registered.
 pub(crate) fn codec_of(v: &Value) -> Option<Arc<dyn Codec>> {
-    REGISTRY.read().get(&v.type_id_of_value()).cloned()
+    REGISTRY.read().by_id.get(&v.type_id_of_value()).cloned()
+}
+
+/// The codec of the type named `name` (as `std::any::type_name` gives it), if registered.
+pub(crate) fn codec_by_name(name: &str) -> Option<Arc<dyn Codec>> {
+    REGISTRY.read().by_name.get(name).cloned()
 }

@@ -31,10 +31,12 @@
 //! use dagger::prelude::*;
 //!
 //! let ctx = Context::builder().threads(2).memory_limit(1 << 20).build()?;
-//! // Eight blocks of 512 KiB through a 1 MiB limit.
+//! // Eight blocks of 512 KiB through a 1 MiB limit: all but two go to disk...
 //! let blocks: Vec<_> = (0..8u32)
-//!     .map(|i| ctx.spawn(move || vec![i as f32; 128 * 1024], ()))
+//!     .map(|i| ctx.to_chunk(vec![i as f32; 128 * 1024]))
 //!     .collect();
+//! assert_eq!(ctx.memory_stats().spills, 6);
+//! // ...and tasks read them back.
 //! let sums: Vec<_> = blocks
 //!     .iter()
 //!     .map(|b| ctx.spawn(|v: std::sync::Arc<Vec<f32>>| v.iter().sum::<f32>(), (b.shared(),)))
@@ -49,11 +51,13 @@
 //! ```
 
 mod codec;
+mod file;
 
 pub use codec::{is_spillable, register, register_serde, register_size, Spill};
+pub(crate) use file::{load_value, open_saved, save_value, save_value_replacing};
+pub use file::{File, FileReadError, StorageError};
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -191,6 +195,9 @@ pub(crate) struct Slot {
     spillable: AtomicBool,
     /// Read ahead for a ready task and not used yet: not evicted meanwhile.
     pinned: AtomicBool,
+    /// A file of the user's holding the value (from this offset), instead of one in the
+    /// spill directory: read from, never written or removed.
+    external: Option<(PathBuf, u64)>,
 }
 
 enum State {
@@ -210,8 +217,9 @@ pub(crate) fn default_limit() -> Result<Option<u64>, String> {
     }
 }
 
-/// Parses a memory limit: a byte count with an optional unit (`4GiB`, `512MiB`, `1.5GB`,
-/// `100000`), or `none`/`off` for no limit.
+/// Parses a memory limit: a byte count with an optional unit — `KiB`, `MiB`, `GiB`, `TiB`
+/// or just `K`, `M`, `G`, `T` for powers of 1024; `kB`, `MB`, `GB`, `TB` for powers of
+/// 1000 — (`4GiB`, `512M`, `1.5GB`, `100000`), or `none`/`off` for no limit.
 ///
 /// ```
 /// use dagger::storage::parse_limit;
@@ -235,14 +243,14 @@ pub fn parse_limit(s: &str) -> Result<Option<u64>, String> {
         .map_err(|_| format!("`{t}` is not a size such as 4GiB, 512MiB or none"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0f64.powi(4),
         u => {
             return Err(format!(
                 "unknown unit `{u}` in `{t}`: use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB"
@@ -378,11 +386,40 @@ impl Store {
             on_file: AtomicBool::new(false),
             spillable: AtomicBool::new(spillable),
             pinned: AtomicBool::new(false),
+            external: None,
         });
         if spillable {
             self.insert(&slot);
         }
         Ok(slot)
+    }
+
+    /// A value that stays in the file at `path` (from `offset`) until it is read, and is
+    /// read from there again whenever it was dropped from memory.
+    pub(crate) fn open_file(
+        self: &Arc<Self>,
+        path: PathBuf,
+        offset: u64,
+        bytes: u64,
+        type_name: &'static str,
+        codec: Arc<dyn Codec>,
+    ) -> Arc<Slot> {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        self.stats.on_disk_only.fetch_add(bytes, Ordering::Relaxed);
+        Arc::new(Slot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            bytes,
+            type_name,
+            codec,
+            store: self.clone(),
+            state: Mutex::new(State::Disk),
+            cv: Condvar::new(),
+            tick: AtomicU64::new(0),
+            on_file: AtomicBool::new(true),
+            spillable: AtomicBool::new(true),
+            pinned: AtomicBool::new(false),
+            external: Some((path, offset)),
+        })
     }
 
     /// Puts `slot` (in memory, its bytes already counted) at the recent end of the order.
@@ -548,7 +585,10 @@ impl Store {
 
     fn write_file(&self, slot: &Slot, value: &Value) -> io::Result<u64> {
         let path = self.dir()?.join(slot.file_name());
-        let f = File::options().write(true).create_new(true).open(&path)?;
+        let f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         let mut w = Counting {
             inner: BufWriter::with_capacity(1 << 16, f),
             n: 0,
@@ -698,6 +738,40 @@ fn create_private_dir(parent: &Path) -> io::Result<PathBuf> {
     }
 }
 
+/// Free bytes on the file system of `dir` (for an unprivileged user), if known.
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `c` is a valid NUL-terminated path and `s` points to writable memory of
+        // the size statvfs fills; it is read only after statvfs reports success.
+        let ok = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) } == 0;
+        if !ok {
+            return None;
+        }
+        // SAFETY: statvfs succeeded, so it initialized `s`.
+        let s = unsafe { s.assume_init() };
+        // The field types differ between platforms (u32 on some 32-bit ones).
+        #[allow(clippy::unnecessary_cast)]
+        Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+impl Store {
+    /// Free disk space where the store spills (0 when unknown), or `None` without a limit.
+    pub(crate) fn spill_room(&self) -> Option<u64> {
+        self.limited()
+            .then(|| free_space(&self.parent).unwrap_or(0))
+    }
+}
+
 struct Counting<W> {
     inner: W,
     n: u64,
@@ -828,13 +902,20 @@ impl Slot {
         let store = &self.store;
         let start = Instant::now();
         store.make_room(self.bytes);
-        let path = store
-            .dir
-            .lock()
-            .clone()
-            .unwrap_or_default()
-            .join(self.file_name());
-        let read = File::open(&path).and_then(|f| {
+        let (path, offset) = match &self.external {
+            Some((p, o)) => (p.clone(), *o),
+            None => (
+                store
+                    .dir
+                    .lock()
+                    .clone()
+                    .unwrap_or_default()
+                    .join(self.file_name()),
+                0,
+            ),
+        };
+        let read = std::fs::File::open(&path).and_then(|mut f| {
+            io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
             let mut r = BufReader::with_capacity(1 << 16, f);
             self.codec.read(&mut r)
         });
@@ -855,7 +936,7 @@ impl Slot {
                     .on_disk_only
                     .fetch_sub(self.bytes, Ordering::Relaxed);
                 store.stats.reloads.fetch_add(1, Ordering::Relaxed);
-                let n = std::fs::metadata(&path).map_or(self.bytes, |m| m.len());
+                let n = std::fs::metadata(&path).map_or(self.bytes, |m| m.len() - offset);
                 store.stats.bytes_read.fetch_add(n, Ordering::Relaxed);
                 store.insert(self);
                 store.record(IoKind::Reload, n, start, self.type_name);
@@ -909,7 +990,7 @@ impl Drop for Slot {
                 .on_disk_only
                 .fetch_sub(self.bytes, Ordering::Relaxed);
         }
-        if *self.on_file.get_mut() {
+        if *self.on_file.get_mut() && self.external.is_none() {
             if let Some(d) = &*store.dir.lock() {
                 let _ = std::fs::remove_file(d.join(self.file_name()));
             }

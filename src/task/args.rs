@@ -127,6 +127,33 @@ impl<T: Send + 'static> IntoArg for Val<T> {
     }
 }
 
+/// Reads a [`File`](crate::File) argument when the task runs.
+#[doc(hidden)]
+pub struct FileGetter<T>(crate::storage::File<T>);
+
+impl<T: Send + Sync + 'static> ArgGetter for FileGetter<T> {
+    type Out = T;
+    fn get(self, _: &[Value], _: usize) -> Result<T, TaskFailure> {
+        self.0.read().map_err(|e| TaskFailure::Error(Box::new(e)))
+    }
+}
+
+impl<T: Send + Sync + 'static> IntoArg for crate::storage::File<T> {
+    type Out = T;
+    type Getter = FileGetter<T>;
+    fn register(self, _: &mut Deps) -> FileGetter<T> {
+        FileGetter(self)
+    }
+}
+
+impl<T: Send + Sync + 'static> IntoArg for &crate::storage::File<T> {
+    type Out = T;
+    type Getter = FileGetter<T>;
+    fn register(self, _: &mut Deps) -> FileGetter<T> {
+        FileGetter(self.clone())
+    }
+}
+
 /// A type passed to tasks by value, as is: implement it for your own types to pass them
 /// without wrapping them in [`Val`].
 ///
@@ -416,6 +443,33 @@ impl<U: Send + Sync + 'static> IntoArg for Shared<U> {
     }
 }
 
+/// Several dependencies handed to the function as a `Vec<Arc<U>>`, in order, without
+/// copying their values: for tasks that read a number of inputs known only at run time.
+pub(crate) struct SharedList<U>(pub(crate) Vec<Shared<U>>);
+
+/// Shares a list of dependencies' values without copying them.
+#[doc(hidden)]
+pub(crate) struct SharedListGetter<U> {
+    idx: Vec<SharedGetter<U>>,
+}
+
+impl<U: Send + Sync + 'static> ArgGetter for SharedListGetter<U> {
+    type Out = Vec<Arc<U>>;
+    fn get(self, inputs: &[Value], arg: usize) -> Result<Vec<Arc<U>>, TaskFailure> {
+        self.idx.into_iter().map(|g| g.get(inputs, arg)).collect()
+    }
+}
+
+impl<U: Send + Sync + 'static> IntoArg for SharedList<U> {
+    type Out = Vec<Arc<U>>;
+    type Getter = SharedListGetter<U>;
+    fn register(self, deps: &mut Deps) -> SharedListGetter<U> {
+        SharedListGetter {
+            idx: self.0.into_iter().map(|s| s.register(deps)).collect(),
+        }
+    }
+}
+
 /// A dependency whose value the function receives as `V`: the type it has after the chosen
 /// processor's [`move_in`](crate::Processor::move_in) converted it. Made by
 /// [`DTask::moved`].
@@ -535,14 +589,12 @@ impl<T: Send + Sync + 'static> Chunk<T> {
 }
 
 /// An array input of a kernel task: a task, a chunk, or a value.
-#[cfg(feature = "wgpu")]
 pub struct KernelArg<T> {
     pub(crate) dep: Dep,
     pub(crate) scope: Option<Scope>,
     _t: PhantomData<fn() -> T>,
 }
 
-#[cfg(feature = "wgpu")]
 impl<T> std::fmt::Debug for KernelArg<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match &self.dep {
@@ -556,7 +608,6 @@ impl<T> std::fmt::Debug for KernelArg<T> {
     }
 }
 
-#[cfg(feature = "wgpu")]
 impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
     fn from(t: &DTask<Vec<T>>) -> Self {
         KernelArg {
@@ -567,7 +618,6 @@ impl<T: crate::GpuScalar> From<&DTask<Vec<T>>> for KernelArg<T> {
     }
 }
 
-#[cfg(feature = "wgpu")]
 impl<T: crate::GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
     fn from(c: &Chunk<Vec<T>>) -> Self {
         KernelArg {
@@ -578,7 +628,6 @@ impl<T: crate::GpuScalar> From<&Chunk<Vec<T>>> for KernelArg<T> {
     }
 }
 
-#[cfg(feature = "wgpu")]
 impl<T: crate::GpuScalar> From<Vec<T>> for KernelArg<T> {
     fn from(v: Vec<T>) -> Self {
         KernelArg {

@@ -3,7 +3,6 @@
 
 pub(crate) mod args;
 
-#[cfg(feature = "wgpu")]
 pub use args::KernelArg;
 pub use args::{AsChunk, IntoArg, Moved, Plain, Shared, Val};
 
@@ -201,6 +200,21 @@ impl<T: Send + Sync + 'static> DTask<T> {
 }
 
 /// Why [`DTask::fetch_timeout`] returned no value.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::FetchTimeoutError;
+/// use std::time::Duration;
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// let slow = ctx.spawn(|| std::thread::sleep(Duration::from_millis(300)), ());
+/// match slow.fetch_timeout(Duration::from_millis(10)) {
+///     Err(FetchTimeoutError::TimedOut { waited, .. }) => assert_eq!(waited, Duration::from_millis(10)),
+///     other => panic!("{other:?}"),
+/// }
+/// slow.fetch()?; // it carried on
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchTimeoutError {

@@ -7,7 +7,45 @@ use super::{duration_ns, fmt_bytes, fmt_duration, LogEvent};
 use crate::log::EventKind;
 use crate::processor::{ProcessorInfo, ProcessorKind};
 
+/// Above this many tasks, [`run_dot`] draws one node per task name instead of one per
+/// task: past it, a graph of single tasks renders as a tall tangle nobody reads.
+pub const DOT_TASKS_MAX: usize = 64;
+
 /// The task graph of a finished run in Graphviz DOT: render it with `dot -Tsvg`.
+///
+/// Up to [`DOT_TASKS_MAX`] tasks it is [`run_dot_tasks`], one node per task; above, it is
+/// [`run_dot_grouped`], one node per task name with counts, so it stays readable however
+/// many tasks ran.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// ctx.enable_logging();
+/// let mut x = ctx.spawn(|x: i64| x, (0i64,));
+/// for _ in 0..200 {
+///     x = ctx.spawn(|x: i64| x + 1, (&x,));
+/// }
+/// assert_eq!(x.fetch()?, 200);
+/// let dot = dagger::viz::run_dot(&ctx.fetch_logs(), &ctx.processors());
+/// // Two names (the two closures), so two nodes, however long the chain.
+/// assert_eq!(dot.matches("[label=\"").count() - dot.matches(" -> ").count(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn run_dot(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
+    let tasks: std::collections::HashSet<u64> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Task)
+        .map(|e| e.task)
+        .collect();
+    if tasks.len() > DOT_TASKS_MAX {
+        run_dot_grouped(events, procs)
+    } else {
+        run_dot_tasks(events, procs)
+    }
+}
+
+/// The task graph of a finished run in Graphviz DOT, one node per task, however many.
 ///
 /// One node per task, labelled with its name and id, the processor it ran on and its
 /// duration, filled by the kind of processor (CPU threads blue, GPUs green, custom
@@ -26,13 +64,13 @@ use crate::processor::{ProcessorInfo, ProcessorKind};
 /// let a = ctx.spawn(|x: i64| x + 1, (1,));
 /// let b = ctx.spawn(|x: i64| x * 2, (&a,));
 /// b.wait();
-/// let dot = dagger::viz::run_dot(&ctx.fetch_logs(), &ctx.processors());
+/// let dot = dagger::viz::run_dot_tasks(&ctx.fetch_logs(), &ctx.processors());
 /// assert!(dot.starts_with("digraph run {"));
 /// assert_eq!(dot.matches(" -> ").count(), 1);
 /// // std::fs::write("run.dot", dot)?;  // then: dot -Tsvg run.dot > run.svg
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn run_dot(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
+pub fn run_dot_tasks(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
     // The last event of each task, in order of first appearance.
     let mut order: Vec<u64> = Vec::new();
     let mut tasks: HashMap<u64, &LogEvent> = HashMap::new();
@@ -136,6 +174,132 @@ pub fn run_dot(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
     out
 }
 
+/// One group of [`run_dot_grouped`]: the tasks of one name.
+#[derive(Default)]
+struct Group {
+    tasks: usize,
+    failed: usize,
+    busy_ns: u64,
+    /// Tasks per processor kind.
+    kinds: BTreeMap<&'static str, usize>,
+    processors: std::collections::BTreeSet<crate::processor::ProcessorId>,
+}
+
+/// The task graph of a finished run in Graphviz DOT, one node per task name: the node says
+/// how many tasks of that name ran, on how many processors of which kinds, their summed
+/// time and failures; one edge per pair of names that fed one another, labelled with how
+/// many task-to-task edges it stands for and the bytes moved along them. Inputs whose task
+/// is not in the log are one dashed node. The graph's label says it is grouped.
+///
+/// ```
+/// use dagger::prelude::*;
+///
+/// let ctx = Context::builder().threads(2).build()?;
+/// ctx.enable_logging();
+/// let squares: Vec<_> = (0..100).map(|i| ctx.spawn(|x: i64| x * x, (i,))).collect();
+/// squares.iter().for_each(|t| t.wait());
+/// let dot = dagger::viz::run_dot_grouped(&ctx.fetch_logs(), &ctx.processors());
+/// // One node for the hundred squares.
+/// assert!(dot.contains("\\n100 tasks on "), "{dot}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn run_dot_grouped(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
+    // The last event of each task, and the bytes moved in for it.
+    let mut tasks: HashMap<u64, &LogEvent> = HashMap::new();
+    let mut moved: HashMap<u64, u64> = HashMap::new();
+    for e in events {
+        match e.kind {
+            EventKind::Task => {
+                tasks.insert(e.task, e);
+            }
+            EventKind::Move => *moved.entry(e.task).or_default() += e.bytes_moved,
+            // Disk traffic is not part of the graph.
+            EventKind::Spill | EventKind::Reload => {}
+        }
+    }
+    let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
+    for e in tasks.values() {
+        let g = groups.entry(&e.name).or_default();
+        g.tasks += 1;
+        g.failed += usize::from(!e.ok);
+        g.busy_ns += duration_ns(e);
+        let kind = match procs.iter().find(|p| p.id == e.processor).map(|p| p.kind) {
+            Some(ProcessorKind::Thread) => "cpu",
+            Some(ProcessorKind::Wgpu) => "gpu",
+            Some(_) => "other",
+            None => "unknown",
+        };
+        *g.kinds.entry(kind).or_default() += 1;
+        g.processors.insert(e.processor);
+    }
+    let index: HashMap<&str, usize> = groups.keys().enumerate().map(|(i, n)| (*n, i)).collect();
+    // Edges between groups: (from, to) -> (task edges, bytes); `None` is outside the log.
+    let mut edges: BTreeMap<(Option<usize>, usize), (usize, u64)> = BTreeMap::new();
+    for e in tasks.values() {
+        let to = index[&*e.name];
+        let inputs = distinct(&e.inputs);
+        let share = moved.get(&e.task).copied().unwrap_or(0) / inputs.len().max(1) as u64;
+        for p in inputs {
+            let from = tasks.get(&p).map(|t| index[&*t.name]);
+            let edge = edges.entry((from, to)).or_default();
+            edge.0 += 1;
+            edge.1 += share;
+        }
+    }
+
+    let mut out = String::from("digraph run {\n");
+    let _ = writeln!(
+        out,
+        "  graph [rankdir=LR, fontname=\"Helvetica\", labelloc=t, label=\"{} tasks, one node per task name\"];",
+        tasks.len()
+    );
+    out.push_str(
+        "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", color=\"#555555\", \
+         fontname=\"Helvetica\", fontsize=10];\n",
+    );
+    out.push_str("  edge [color=\"#666666\", fontname=\"Helvetica\", fontsize=9];\n");
+    for (i, (name, g)) in groups.iter().enumerate() {
+        let kinds: Vec<String> = g.kinds.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        let mut label = format!(
+            "{name}\n{} task{} on {} processor{} ({})\n{} in all",
+            g.tasks,
+            if g.tasks == 1 { "" } else { "s" },
+            g.processors.len(),
+            if g.processors.len() == 1 { "" } else { "s" },
+            kinds.join(", "),
+            fmt_duration(g.busy_ns)
+        );
+        if g.failed > 0 {
+            let _ = write!(label, "\n{} failed", g.failed);
+        }
+        let fill = match g.kinds.iter().max_by_key(|(_, n)| **n).map(|(k, _)| *k) {
+            Some("cpu") => "#e3ebf6",
+            Some("gpu") => "#e2f2df",
+            Some("other") => "#f5ecdc",
+            _ => "#ffffff",
+        };
+        let style = if g.failed > 0 {
+            format!("fillcolor=\"{fill}\", color=\"#d62728\", penwidth=2")
+        } else {
+            format!("fillcolor=\"{fill}\"")
+        };
+        let _ = writeln!(out, "  g{i} [label=\"{}\", {style}];", esc(&label));
+    }
+    if edges.keys().any(|(from, _)| from.is_none()) {
+        out.push_str("  outside [label=\"tasks not in the log\", style=\"rounded,dashed\"];\n");
+    }
+    for ((from, to), (n, bytes)) in &edges {
+        let from = from.map_or("outside".to_owned(), |f| format!("g{f}"));
+        let mut label = format!("×{n}");
+        if *bytes > 0 {
+            let _ = write!(label, ", {}", fmt_bytes(*bytes));
+        }
+        let _ = writeln!(out, "  {from} -> g{to} [label=\"{}\"];", esc(&label));
+    }
+    out.push_str("}\n");
+    out
+}
+
 /// The values of `v` without repeats, in order.
 fn distinct(v: &[u64]) -> Vec<u64> {
     let mut out: Vec<u64> = Vec::with_capacity(v.len());
@@ -231,13 +395,82 @@ mod tests {
     #[test]
     fn a_large_run_has_one_node_per_task_and_one_edge_per_input() {
         let log = many(1000, 4, 1000);
-        let dot = run_dot(&log, &procs(4));
+        let dot = run_dot_tasks(&log, &procs(4));
         let (nodes, edges) = statements(&dot);
         assert_eq!(nodes.len(), 1000);
         assert_eq!(edges.len(), 996);
         // Every 10th task had a move and one input: its edge is labelled.
         let labelled = edges.iter().filter(|e| e.contains("label=")).count();
         assert_eq!(labelled, 100);
+    }
+
+    #[test]
+    fn a_run_of_hundreds_of_tasks_has_one_node_per_name() {
+        let log = many(600, 3, 1000);
+        let dot = run_dot(&log, &procs(3));
+        assert_eq!(
+            dot,
+            run_dot_grouped(&log, &procs(3)),
+            "grouped above the limit"
+        );
+        let (_, edges) = statements(&dot);
+        let nodes: Vec<&str> = dot
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                l.strip_prefix('g')
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                    && !l.contains(" -> ")
+            })
+            .collect();
+        let names: std::collections::BTreeSet<&str> = log.iter().map(|e| &*e.name).collect();
+        assert!(names.len() < 20);
+        assert_eq!(nodes.len(), names.len(), "{nodes:?}");
+        // Every group is named, with its count; the counts add up to the tasks.
+        let mut total = 0;
+        for name in &names {
+            let node = nodes
+                .iter()
+                .find(|n| n.contains(&format!("label=\"{name}\\n")))
+                .unwrap_or_else(|| panic!("a node for {name}: {nodes:?}"));
+            let count: usize = node
+                .split("\\n")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(
+                count,
+                log.iter()
+                    .filter(|e| e.kind == EventKind::Task && &*e.name == *name)
+                    .count()
+            );
+            total += count;
+        }
+        assert_eq!(total, 600);
+        assert!(dot.contains("label=\"600 tasks, one node per task name\""));
+        // Edges: at most one per pair of names, standing for all 597 task edges.
+        assert!(edges.len() <= names.len() * names.len());
+        let stood_for: usize = edges
+            .iter()
+            .map(|e| {
+                e.split("label=\"×")
+                    .nth(1)
+                    .unwrap()
+                    .split(['"', ','])
+                    .next()
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(stood_for, 597);
+        // A small run keeps one node per task.
+        let small = run_dot(&diamond(), &procs(2));
+        assert_eq!(statements(&small).0.len(), 4);
     }
 
     #[test]

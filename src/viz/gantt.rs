@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::{end_ns, fmt_duration, fmt_percent, lanes, span, Lane, LogEvent};
+use super::{end_ns, fmt_duration, fmt_percent, lanes_with_idle, span, Lane, LogEvent};
 use crate::log::EventKind;
 use crate::processor::ProcessorInfo;
 
-/// Width of the image.
+/// Width of the image when the lane labels fit in [`LABEL_W`]; longer labels widen it.
 const WIDTH: f64 = 1200.0;
-/// Width of the lane labels on the left.
+/// Least width of the lane labels on the left; it grows to fit the longest label.
 const LABEL_W: f64 = 190.0;
+/// Bars get their task's name written in them when it fits with this much room.
+const BAR_LABEL_PAD: f64 = 6.0;
 /// Margin on the right of the plot.
 const RIGHT: f64 = 24.0;
 /// Height of one row of task bars.
@@ -47,13 +49,18 @@ const FAILED: &str = "#d62728";
 
 /// A Gantt chart of a run as a standalone SVG document, about 1200 px wide.
 ///
-/// One lane per processor that ran something (in the order of `procs`), labelled with the
-/// processor's description, identifier and utilization. Task bars are coloured by task name;
-/// the legend lists the twelve names with the most total time and groups the rest as
-/// "other". Data moves are dark bars along the bottom edge of the lane of the processor
-/// they moved into. Failed tasks have a red outline. Tasks that overlap on one processor
-/// are drawn on extra rows of its lane. The title line gives `title`, the wall time of the
-/// run and the utilization of each processor (busy time over the span of the run).
+/// One lane per processor of `procs` that runs tasks, in that order, and per processor that
+/// appears in `events` — so a processor that was offered but got no work has an idle lane
+/// that says so (and, when it is not in the default scope, that this is why). Lanes are
+/// labelled with the processor's full description (for a GPU, its adapter and backend,
+/// e.g. `vulkan` or `gl`), identifier and utilization; the label column is as wide as the
+/// longest label. Task bars are coloured by task name and carry the name where it fits; the
+/// legend lists the twelve names with the most total time, each with its busy time summed
+/// over all its tasks (a note above the entries says so), and groups the rest as "other".
+/// Data moves are dark bars along the bottom edge of the lane of the processor they moved
+/// into. Failed tasks have a red outline. Tasks that overlap on one processor are drawn on
+/// extra rows of its lane. The title line gives `title`, the wall time of the run and the
+/// utilization of each processor (busy time over the span of the run).
 ///
 /// Bars narrower than a pixel are merged with their neighbours into blocks whose colour is
 /// the name with the most time in the block and whose opacity is the fraction of it that
@@ -75,11 +82,18 @@ const FAILED: &str = "#d62728";
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> String {
-    let lanes = lanes(events, procs);
+    let lanes = lanes_with_idle(events, procs);
     let (t0, t1) = span(events);
     let span_ns = t1 - t0;
     let plot_w = WIDTH - LABEL_W - RIGHT;
-    let x_of = |ns: u64| LABEL_W + (ns - t0) as f64 / span_ns.max(1) as f64 * plot_w;
+    // The label column fits the longest label, uncut; the plot keeps its width.
+    let label_w = lanes
+        .iter()
+        .map(|l| text_width(&l.description()) + 24.0)
+        .fold(LABEL_W, f64::max)
+        .ceil();
+    let width = label_w + plot_w + RIGHT;
+    let x_of = |ns: u64| label_w + (ns - t0) as f64 / span_ns.max(1) as f64 * plot_w;
     let colours = Colours::new(events);
 
     let mut svg = String::new();
@@ -91,6 +105,7 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
         .map(|l| (l.description(), l.busy_ns() as f64 / span_ns.max(1) as f64))
         .collect();
     let tasks = lanes.iter().map(|l| l.tasks.len()).sum::<usize>();
+    let idle = lanes.iter().filter(|l| l.tasks.is_empty()).count();
     let mut head = String::new();
     if !title.is_empty() {
         let _ = write!(
@@ -104,8 +119,11 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
         "wall time {} · {} tasks on {} processors",
         fmt_duration(span_ns),
         tasks,
-        lanes.len()
+        lanes.len() - idle
     );
+    if idle > 0 {
+        let _ = write!(head, " · {idle} offered but idle");
+    }
     let mut body = String::new();
     let _ = writeln!(
         body,
@@ -116,7 +134,7 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
     let mut lines = Vec::new();
     for (name, u) in &utilization {
         let item = format!(" {} {}", name, fmt_percent(*u));
-        if text_width(&line) + text_width(&item) + 12.0 > WIDTH - 24.0 {
+        if text_width(&line) + text_width(&item) + 12.0 > width - 24.0 {
             lines.push(std::mem::take(&mut line));
         }
         if !line.is_empty() && !line.ends_with(':') {
@@ -145,24 +163,26 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
         let rows = rows(&lane.tasks);
         let n_rows = rows.iter().map(|r| r + 1).max().unwrap_or(1);
         let h = 2.0 * LANE_PAD + n_rows as f64 * ROW_H + MOVE_H;
+        let is_idle = lane.tasks.is_empty() && lane.moves.is_empty();
         let _ = writeln!(
             lane_svg,
-            "<g class=\"lane\" id=\"lane-{}-{}\" data-processor=\"{}\">",
+            "<g class=\"lane\" id=\"lane-{}-{}\" data-processor=\"{}\"{}>",
             lane.id.process(),
             lane.id.index(),
-            lane.id
+            lane.id,
+            if is_idle { " data-idle=\"true\"" } else { "" }
         );
         let _ = writeln!(lane_svg, "<title>{}</title>", esc(&lane.label()));
         let bg = if i % 2 == 0 { "#f4f5f7" } else { "#ffffff" };
         let _ = writeln!(
             backgrounds,
-            "<rect class=\"lane-bg\" x=\"0\" y=\"{y:.1}\" width=\"{WIDTH}\" height=\"{h:.1}\" fill=\"{bg}\"/>"
+            "<rect class=\"lane-bg\" x=\"0\" y=\"{y:.1}\" width=\"{width}\" height=\"{h:.1}\" fill=\"{bg}\"/>"
         );
         let label_y = y + h / 2.0 - 2.0;
         let _ = writeln!(
             lane_svg,
-            "<text x=\"12\" y=\"{label_y:.1}\" font-size=\"12\" fill=\"#222\">{}</text>",
-            esc(&truncate(&lane.description(), 28))
+            "<text class=\"lane-label\" x=\"12\" y=\"{label_y:.1}\" font-size=\"12\" fill=\"#222\">{}</text>",
+            esc(&lane.description())
         );
         let _ = writeln!(
             lane_svg,
@@ -171,6 +191,21 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
             lane.id,
             fmt_percent(utilization[i].1)
         );
+        if is_idle {
+            let why = match lane.info {
+                Some(p) if !p.default_enabled => {
+                    "idle: got no work (not in the default scope; a scope naming it, or enabling it, offers it work)"
+                }
+                _ => "idle: got no work (the scheduler placed every task elsewhere)",
+            };
+            let _ = writeln!(
+                lane_svg,
+                "<text class=\"idle-note\" x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#777\" font-style=\"italic\">{}</text>",
+                label_w + 8.0,
+                y + LANE_PAD + ROW_H / 2.0 + 4.0,
+                esc(why)
+            );
+        }
         lane_svg.push_str(&lane_bars(lane, &rows, n_rows, y, &x_of, &colours));
         lane_svg.push_str("</g>\n");
         y += h;
@@ -183,8 +218,8 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
     let mut axis = String::new();
     let _ = writeln!(
         axis,
-        "<line x1=\"{LABEL_W}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#333\"/>",
-        LABEL_W + plot_w
+        "<line x1=\"{label_w}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#333\"/>",
+        label_w + plot_w
     );
     let span_ms = span_ns as f64 / 1e6;
     let mut k = 0u64;
@@ -193,7 +228,7 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
         if ms > span_ms * (1.0 + 1e-9) {
             break;
         }
-        let x = LABEL_W
+        let x = label_w
             + if span_ns == 0 {
                 0.0
             } else {
@@ -221,18 +256,23 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
     let _ = writeln!(
         axis,
         "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#444\">time since the first event (ms)</text>",
-        LABEL_W + plot_w,
+        label_w + plot_w,
         bottom + 34.0
     );
     y = bottom + 50.0;
 
-    // Legend, wrapped.
+    // Legend, wrapped, after a note on what its totals are.
     let mut legend = String::new();
+    let _ = writeln!(
+        legend,
+        "<text class=\"legend-note\" x=\"12\" y=\"{y:.1}\" font-size=\"12\" fill=\"#444\">Colours by task name; each total is the busy time summed over all of that name's tasks, on every processor (tasks that overlap each count).</text>"
+    );
+    y += LINE_H + 6.0;
     let mut x = 12.0;
     let entries = colours.legend(events);
     for (label, swatch) in &entries {
         let w = 18.0 + text_width(label) + 18.0;
-        if x + w > WIDTH - 12.0 && x > 12.0 {
+        if x + w > width - 12.0 && x > 12.0 {
             x = 12.0;
             y += LINE_H + 4.0;
         }
@@ -249,7 +289,7 @@ pub fn gantt_svg(events: &[LogEvent], procs: &[ProcessorInfo], title: &str) -> S
 
     let _ = writeln!(
         svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height:.0}\" viewBox=\"0 0 {WIDTH} {height:.0}\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height:.0}\" viewBox=\"0 0 {width} {height:.0}\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">"
     );
     let _ = writeln!(svg, "<title>{}</title>", esc(title));
     let _ = writeln!(
@@ -413,14 +453,44 @@ fn bar(
             e.name
         ),
     };
+    let fill = colour(&e.name);
     let _ = writeln!(
         out,
-        "<rect x=\"{x:.2}\" y=\"{y:.1}\" width=\"{w:.2}\" height=\"{h:.1}\" fill=\"{}\"{stroke}><title>{} — {}{}</title></rect>",
-        colour(&e.name),
+        "<rect x=\"{x:.2}\" y=\"{y:.1}\" width=\"{w:.2}\" height=\"{h:.1}\" fill=\"{fill}\"{stroke}><title>{} — {}{}</title></rect>",
         esc(&what),
         fmt_duration(end_ns(e) - e.start_ns),
         if e.ok { "" } else { " (failed)" }
     );
+    if e.kind == EventKind::Task && h >= 10.0 && bar_text_width(&e.name) + BAR_LABEL_PAD <= w {
+        let _ = writeln!(
+            out,
+            "<text class=\"bar-label\" x=\"{:.2}\" y=\"{:.1}\" font-size=\"10\" fill=\"{}\" pointer-events=\"none\">{}</text>",
+            x + BAR_LABEL_PAD / 2.0,
+            y + h / 2.0 + 3.5,
+            text_on(fill),
+            esc(&e.name)
+        );
+    }
+}
+
+/// Black or white, whichever reads better on `fill` (a `#rrggbb` colour).
+fn text_on(fill: &str) -> &'static str {
+    let channel = |i: usize| {
+        fill.get(i..i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .map_or(0.0, |v| v as f64 / 255.0)
+    };
+    let luma = 0.299 * channel(1) + 0.587 * channel(3) + 0.114 * channel(5);
+    if luma > 0.55 {
+        "#111111"
+    } else {
+        "#ffffff"
+    }
+}
+
+/// An estimate of the width of `s` in 10 px sans-serif.
+fn bar_text_width(s: &str) -> f64 {
+    s.chars().count() as f64 * 6.0
 }
 
 /// A merged block: coloured by the name with the most time in it, as opaque as it was busy.
@@ -588,17 +658,6 @@ fn tick_step(span_ms: f64) -> (f64, usize) {
 /// An estimate of the width of `s` in 12 px sans-serif.
 fn text_width(s: &str) -> f64 {
     s.chars().count() as f64 * 6.8
-}
-
-/// `s` cut to `max` characters, with an ellipsis when cut.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
 }
 
 /// `s` escaped for XML text and attribute values. Characters XML 1.0 does not allow at
@@ -781,7 +840,11 @@ mod tests {
         let rects = count(&tags, "rect", None);
         assert!(rects < 2000, "{rects} rects for {} events", log.len());
         assert!(count(&tags, "rect", Some("merged")) > 0);
-        assert_eq!(count(&tags, "g", Some("lane")), 3);
+        assert_eq!(
+            count(&tags, "g", Some("lane")),
+            4,
+            "three threads and the idle GPU"
+        );
         // Merged blocks cover the lane: their total width is most of the plot.
         let width: f64 = tags
             .iter()
@@ -846,6 +909,161 @@ mod tests {
     fn an_empty_log_is_still_an_image() {
         let svg = gantt_svg(&[], &procs(2), "nothing");
         let tags = check_xml(&svg);
-        assert_eq!(count(&tags, "g", Some("lane")), 0);
+        assert_eq!(
+            count(&tags, "g", Some("lane")),
+            3,
+            "every processor offered, all idle"
+        );
+        assert_eq!(svg.matches("data-idle=\"true\"").count(), 3);
+        assert_eq!(
+            gantt_svg(&[], &[], "nothing")
+                .matches("class=\"lane\"")
+                .count(),
+            0
+        );
+    }
+
+    /// The chart parsed as XML, with the lanes as (processor, idle, label, idle note).
+    fn parsed_lanes(svg: &str) -> Vec<(String, bool, String, Option<String>)> {
+        let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
+        let class = |n: &roxmltree::Node<'_, '_>, c: &str| n.attribute("class") == Some(c);
+        doc.descendants()
+            .filter(|n| n.has_tag_name("g") && class(n, "lane"))
+            .map(|g| {
+                let text = |c: &str| {
+                    g.children()
+                        .find(|n| n.has_tag_name("text") && class(n, c))
+                        .and_then(|n| n.text())
+                        .map(str::to_owned)
+                };
+                (
+                    g.attribute("data-processor").unwrap().to_owned(),
+                    g.attribute("data-idle") == Some("true"),
+                    text("lane-label").expect("every lane has a label"),
+                    text("idle-note"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_processor_offered_has_a_lane_and_idle_ones_say_why() {
+        let mut procs = procs(3);
+        let gpu = procs.last_mut().unwrap();
+        gpu.description = "gpu 0 llvmpipe (LLVM 15.0.6, 256 bits) (gl, software)".into();
+        // Thread 0 and thread 2 work; thread 1 (in the default scope) and the GPU (not in
+        // it) get nothing.
+        let log = vec![
+            task(1, "load", 1, 0, 1_000_000, &[]),
+            task(2, "gemm", 3, 0, 2_000_000, &[]),
+        ];
+        let svg = gantt_svg(&log, &procs, "idle lanes");
+        let lanes = parsed_lanes(&svg);
+        let ids: Vec<&str> = lanes.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["1:1", "1:2", "1:3", "1:4"],
+            "the OS processor runs nothing"
+        );
+        let idle: Vec<bool> = lanes.iter().map(|l| l.1).collect();
+        assert_eq!(idle, [false, true, false, true]);
+        assert_eq!(lanes[0].3, None);
+        let t1 = lanes[1].3.as_deref().unwrap();
+        assert!(
+            t1.starts_with("idle: got no work") && t1.contains("placed every task elsewhere"),
+            "{t1}"
+        );
+        let g = lanes[3].3.as_deref().unwrap();
+        assert!(g.contains("not in the default scope"), "{g}");
+        // The full label, with the backend, uncut; the label column widened to fit it.
+        assert_eq!(
+            lanes[3].2,
+            "gpu 0 llvmpipe (LLVM 15.0.6, 256 bits) (gl, software)"
+        );
+        assert_eq!(lanes[0].2, "cpu thread 0");
+        assert!(
+            svg.contains("2 tasks on 2 processors · 2 offered but idle"),
+            "{svg}"
+        );
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let width: f64 = doc
+            .root_element()
+            .attribute("width")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(width >= WIDTH, "{width}");
+    }
+
+    #[test]
+    fn a_long_label_widens_the_chart_instead_of_being_cut() {
+        let mut procs = procs(1);
+        let long = format!("gpu 0 {} (vulkan)", "a very long adapter name ".repeat(4));
+        procs.last_mut().unwrap().description = long.clone();
+        let log = vec![task(1, "gemm", 1, 0, 1_000_000, &[])];
+        let svg = gantt_svg(&log, &procs, "long");
+        let lanes = parsed_lanes(&svg);
+        assert_eq!(lanes[1].2, long.as_str());
+        assert!(lanes[1].1, "the GPU is idle");
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let width: f64 = doc
+            .root_element()
+            .attribute("width")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(width > WIDTH + text_width(&long) - LABEL_W - 1.0, "{width}");
+        // The plot keeps its width: a bar from 0 to the end spans it.
+        let bar = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("rect")
+                    && n.children()
+                        .any(|t| t.text().is_some_and(|t| t.starts_with("gemm #1")))
+            })
+            .unwrap();
+        let w: f64 = bar.attribute("width").unwrap().parse().unwrap();
+        assert!((w - (WIDTH - LABEL_W - RIGHT)).abs() < 1.0, "{w}");
+    }
+
+    #[test]
+    fn bars_carry_their_names_where_they_fit() {
+        // One long task and a short one on the same thread: 1 ms of 100 ms is under 10 px.
+        let log = vec![
+            task(1, "a long task name", 1, 0, 99_000_000, &[]),
+            task(2, "short", 1, 99_000_000, 100_000_000, &[]),
+        ];
+        let svg = gantt_svg(&log, &procs(1), "labels");
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let labels: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text") && n.attribute("class") == Some("bar-label"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert_eq!(labels, ["a long task name"]);
+        // Hovering still names both.
+        assert!(svg.contains("<title>short #2"));
+    }
+
+    #[test]
+    fn the_legend_says_its_totals_are_summed_busy_time() {
+        let svg = gantt_svg(&diamond(), &procs(2), "legend");
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let note = doc
+            .descendants()
+            .find(|n| n.attribute("class") == Some("legend-note"))
+            .and_then(|n| n.text())
+            .expect("a note on the legend");
+        assert!(
+            note.contains("busy time summed over all of that name's tasks"),
+            "{note}"
+        );
+        // And the totals are those sums: gemm ran 2.5 ms.
+        let entries: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(entries.contains(&"gemm (2.50 ms)"), "{entries:?}");
     }
 }

@@ -6,7 +6,9 @@
 //! - [`chrome_trace`]: Chrome trace-event JSON, to open in Perfetto or `chrome://tracing`
 //!   (one track per processor, data moves, arrows from producers to consumers);
 //! - [`gantt_svg`]: a Gantt chart as an SVG image, one lane per processor;
-//! - [`run_dot`]: the task graph as it ran, in Graphviz DOT;
+//! - [`run_dot`]: the task graph as it ran, in Graphviz DOT: one node per task for small
+//!   runs ([`run_dot_tasks`]), one per task name with counts above [`DOT_TASKS_MAX`] tasks
+//!   ([`run_dot_grouped`]);
 //! - [`summarize`]: per-processor counts, busy time and utilization, printable as a table.
 //!
 //! This is what Dagger.jl's `render_logs` does with its `:chrome_trace`, `:plots_gantt` and
@@ -50,7 +52,7 @@ mod gantt;
 mod summary;
 
 pub use chrome::chrome_trace;
-pub use dot::run_dot;
+pub use dot::{run_dot, run_dot_grouped, run_dot_tasks, DOT_TASKS_MAX};
 pub use gantt::gantt_svg;
 pub use summary::{summarize, Summary, SummaryRow};
 
@@ -135,6 +137,25 @@ fn lanes<'a>(events: &'a [LogEvent], procs: &'a [ProcessorInfo]) -> Vec<Lane<'a>
         l.moves
             .sort_by_key(|e| (e.start_ns, std::cmp::Reverse(end_ns(e)), e.task));
     }
+    out
+}
+
+/// [`lanes`], plus an empty lane for every processor of `procs` that runs tasks (one
+/// without children) but has no events: the processors offered that got no work.
+fn lanes_with_idle<'a>(events: &'a [LogEvent], procs: &'a [ProcessorInfo]) -> Vec<Lane<'a>> {
+    let mut out = lanes(events, procs);
+    for p in procs.iter().filter(|p| p.children.is_empty()) {
+        if !out.iter().any(|l| l.id == p.id) {
+            out.push(Lane {
+                id: p.id,
+                info: Some(p),
+                tasks: Vec::new(),
+                moves: Vec::new(),
+            });
+        }
+    }
+    let position = |l: &Lane<'_>| procs.iter().position(|p| p.id == l.id);
+    out.sort_by_key(|l| (position(l).is_none(), position(l), l.id));
     out
 }
 

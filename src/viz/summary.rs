@@ -58,6 +58,10 @@ pub struct Summary {
     pub moves: usize,
     /// Bytes moved.
     pub bytes_moved: u64,
+    /// Values spilled to disk under the memory limit, and the bytes written.
+    pub spills: (usize, u64),
+    /// Spilled values read back, and the bytes read.
+    pub reloads: (usize, u64),
 }
 
 /// Sums up a run per processor: tasks, failures, busy time, utilization and data moved in.
@@ -91,6 +95,8 @@ pub fn summarize(events: &[LogEvent], procs: &[ProcessorInfo]) -> Summary {
     let rows: Vec<SummaryRow> = lanes(events, procs)
         .iter()
         .map(|l| {
+            // Transfers into the processor's memory space (not disk traffic).
+            let moves = || l.moves.iter().filter(|e| e.kind == EventKind::Move);
             let busy_ns = l.busy_ns();
             SummaryRow {
                 processor: l.id,
@@ -100,17 +106,19 @@ pub fn summarize(events: &[LogEvent], procs: &[ProcessorInfo]) -> Summary {
                 failed: l.tasks.iter().filter(|e| !e.ok).count(),
                 busy_ns,
                 utilization: fraction(busy_ns),
-                moves: l.moves.len(),
-                move_ns: union_ns(
-                    l.moves
-                        .iter()
-                        .map(|e| (e.start_ns, e.start_ns + duration_ns(e))),
-                ),
-                bytes_in: l.moves.iter().map(|e| e.bytes_moved).sum(),
+                moves: moves().count(),
+                move_ns: union_ns(moves().map(|e| (e.start_ns, e.start_ns + duration_ns(e)))),
+                bytes_in: moves().map(|e| e.bytes_moved).sum(),
             }
         })
         .collect();
     let busy_ns = rows.iter().map(|r| r.busy_ns).sum();
+    let disk = |kind: EventKind| {
+        events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.bytes_moved))
+    };
     Summary {
         start_ns,
         span_ns,
@@ -124,6 +132,8 @@ pub fn summarize(events: &[LogEvent], procs: &[ProcessorInfo]) -> Summary {
             .filter(|e| e.kind == EventKind::Move)
             .map(|e| e.bytes_moved)
             .sum(),
+        spills: disk(EventKind::Spill),
+        reloads: disk(EventKind::Reload),
         rows,
     }
 }
@@ -197,6 +207,16 @@ impl fmt::Display for Summary {
                 }
             }
             writeln!(f, "{}", line.trim_end())?;
+        }
+        if self.spills.0 + self.reloads.0 > 0 {
+            writeln!(
+                f,
+                "disk: {} spilled ({}), {} read back ({})",
+                plural(self.spills.0, "value"),
+                fmt_bytes(self.spills.1),
+                plural(self.reloads.0, "value"),
+                fmt_bytes(self.reloads.1)
+            )?;
         }
         Ok(())
     }

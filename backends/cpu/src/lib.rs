@@ -16,6 +16,7 @@
 //! | [`potrf`] | Cholesky factor of a block in place, `A = L Lᵀ` or `A = Uᵀ U` | `?potrf` |
 //! | [`trsm`] | `B = alpha op(A)⁻¹ B` or `B = alpha B op(A)⁻¹`, `A` triangular | `?trsm` |
 //! | [`getrf`] | LU factors of a block in place, `P A = L U` (or `A = L U`), recursive | `?getrf` |
+//! | [`geqrt`] | Householder QR of a block in place, `A = Q R`, `Q = I - V T Vᵀ` | `?geqrt` |
 //!
 //! Their parameters are types, not flags ([`Trans`], [`Triangle`], [`Side`], [`Diag`],
 //! [`Accum`], [`Threads`]); they are generic over `f32` and `f64` (the sealed [`Scalar`]
@@ -67,6 +68,7 @@ mod mat;
 mod openblas;
 #[cfg(target_arch = "x86_64")]
 mod packed;
+mod qr;
 mod scalar;
 mod threads;
 
@@ -75,6 +77,7 @@ pub use dense::{gemm, mirror, potrf, syrk, trsm};
 pub use error::{GetrfError, PotrfError};
 pub use lu::getrf;
 pub use mat::{MatMut, MatRef};
+pub use qr::geqrt;
 pub use scalar::Scalar;
 pub use threads::Threads;
 

@@ -38,31 +38,60 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+// Without the `device` feature only `array` and `blas::GemmKernel` remain: what a CPU-only
+// build of the array kernels needs.
 pub mod array;
+#[cfg(feature = "device")]
 pub mod blas;
+#[cfg(not(feature = "device"))]
+pub mod blas {
+    //! The choice of GEMM kernel; the launchers need the `device` feature.
+    pub use crate::gemm_kind::GemmKernel;
+}
+#[cfg(feature = "device")]
 mod buffer;
+#[cfg(feature = "device")]
 mod core;
+#[cfg(feature = "device")]
 mod device;
+#[cfg(feature = "device")]
 mod error;
+mod gemm_kind;
+#[cfg(feature = "device")]
 mod info;
+#[cfg(feature = "device")]
 mod pipeline;
+#[cfg(feature = "device")]
 mod pool;
+#[cfg(feature = "device")]
 mod server;
+#[cfg(feature = "device")]
 mod shader;
+#[cfg(feature = "device")]
 pub mod shaders;
+#[cfg(feature = "device")]
 mod stats;
+#[cfg(feature = "device")]
 pub mod testing;
 
+#[cfg(feature = "device")]
 pub use buffer::GpuBuffer;
+#[cfg(feature = "device")]
 pub use device::{open_devices, Binding, Device};
+#[cfg(feature = "device")]
 pub use error::{GpuError, ShaderError, SourcePosition};
+#[cfg(feature = "device")]
 pub use info::{DeviceInfo, DeviceType};
+#[cfg(feature = "device")]
 pub use pipeline::Pipeline;
+#[cfg(feature = "device")]
 pub use pool::{allocation_size, POOL_IDLE_CAP};
+#[cfg(feature = "device")]
 pub use shader::{reflect_wgsl, validate_wgsl, validate_wgsl_with, BindingInfo, BindingKind};
+#[cfg(feature = "device")]
 pub use stats::DeviceStats;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "device"))]
 mod tests {
     fn send_sync<T: Send + Sync>() {}
 

@@ -1,22 +1,24 @@
-//! Dense linear algebra on 2-D arrays: GEMM with transposes, SYRK, tiled Cholesky and LU
+//! Dense linear algebra on 2-D arrays: GEMM with transposes, SYRK, tiled Cholesky, LU and QR
 //! factorizations, triangular and general solves, the inverse and norms. Every tile is one task running a named tile kernel (see
 //! `crate::kernel::tiles`: a CPU implementation from `dagger-cpu`, single-threaded per tile
 //! so task parallelism never oversubscribes the cores, and a WGSL one); the scope and the
 //! cost model decide where each tile runs.
 //!
 //! Split by algorithm: `gemm` (`DArray::gemm` and `matmul`), `syrk` (`syrk`, `mirror`),
-//! `cholesky` (`cholesky`), `lu` (`lu`, [`Lu`]), `solve` (`solve_triangular`, `solve`,
+//! `cholesky` (`cholesky`), `lu` (`lu`, [`Lu`]), `qr` (`qr`, [`Qr`]), `solve` (`solve_triangular`, `solve`,
 //! `inv`, `eye`) and `norm` (`norm`); this module holds what they share.
 
 mod cholesky;
 mod gemm;
 mod lu;
 mod norm;
+mod qr;
 mod solve;
 mod syrk;
 
 pub use lu::Lu;
 pub use norm::Norm;
+pub use qr::Qr;
 pub use solve::Solver;
 
 use super::domain::Grid;

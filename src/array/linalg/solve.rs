@@ -43,7 +43,8 @@ impl<T: Gemm> DArray<T> {
         Ok(Self::eye_on(ctx, grid))
     }
 
-    fn eye_on(ctx: &Context, grid: Grid) -> Self {
+    /// The identity's first columns on `grid` (ones where row index equals column index).
+    pub(super) fn eye_on(ctx: &Context, grid: Grid) -> Self {
         let (rc, cc) = (&grid.cuts[0], &grid.cuts[1]);
         let nbc = cc.len() - 1;
         let blocks = (0..grid.num_blocks())

@@ -5,13 +5,19 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use dagger_cpu::{Diag, MatMut, MatRef, Side, Trans, Triangle};
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::blas::{self, GpuMatrix};
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::{Device, GpuBuffer, GpuError};
 use parking_lot::Mutex;
 
-use super::{as_gpu, block, Sequence, TileScalar};
+#[cfg(feature = "wgpu")]
+use super::{as_gpu, Sequence};
+use super::{block, TileScalar};
 use crate::processor::wgpu::kernel::CpuRun;
-use crate::processor::wgpu::{DType, DeviceInput, GpuLaunch, LaunchDone};
+use crate::processor::wgpu::{DType, GpuLaunch};
+#[cfg(feature = "wgpu")]
+use crate::processor::wgpu::{DeviceInput, LaunchDone};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
@@ -74,13 +80,21 @@ pub(crate) fn trsm_cpu<T: TileScalar>(
 
 /// Where GPU `potrf` tiles report a non-positive pivot: per tile, its `info` buffer (0, or
 /// the pivot + 1), read after the factorization.
-pub(crate) type PivotReports = Arc<Mutex<Vec<(usize, usize, Device, Arc<GpuBuffer>)>>>;
+pub(crate) type PivotReports = Arc<Mutex<Vec<PivotReport>>>;
+
+/// One GPU tile's report: block, first row, device and `info` buffer.
+#[cfg(feature = "wgpu")]
+pub(crate) type PivotReport = (usize, usize, Device, Arc<GpuBuffer>);
+/// Without GPUs no tile reports this way: CPU tiles fail with the pivot themselves.
+#[cfg(not(feature = "wgpu"))]
+pub(crate) type PivotReport = std::convert::Infallible;
 
 /// `L_kk = chol(A_kk)` on a GPU, the strict upper triangle zeroed.
 pub(crate) struct PotrfTile<T> {
     pub(crate) block: usize,
     pub(crate) first_row: usize,
     pub(crate) n: usize,
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
     pub(crate) reports: PivotReports,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
@@ -100,6 +114,7 @@ impl<T: TileScalar> GpuLaunch for PotrfTile<T> {
         Some((self.n as f64).powi(3) / 3.0)
     }
 
+    #[cfg(feature = "wgpu")]
     fn launch(
         &self,
         device: &Device,
@@ -158,6 +173,7 @@ impl<T: TileScalar> GpuLaunch for TrsmTile<T> {
         Some(self.m as f64 * (self.n as f64).powi(2))
     }
 
+    #[cfg(feature = "wgpu")]
     fn launch(
         &self,
         device: &Device,
@@ -179,7 +195,14 @@ impl<T: TileScalar> GpuLaunch for TrsmTile<T> {
     }
 }
 
+/// The first non-positive pivot GPU `potrf` tiles reported: none without GPUs.
+#[cfg(not(feature = "wgpu"))]
+pub(crate) fn first_gpu_pivot(_reports: &PivotReports) -> Result<(), NotPositiveDefinite> {
+    Ok(())
+}
+
 /// The first non-positive pivot GPU `potrf` tiles reported, as the error the CPU tiles give.
+#[cfg(feature = "wgpu")]
 pub(crate) fn first_gpu_pivot(reports: &PivotReports) -> Result<(), NotPositiveDefinite> {
     let mut found: Option<NotPositiveDefinite> = None;
     for (block, first_row, device, info) in reports.lock().iter() {

@@ -1,20 +1,29 @@
 //! The GEMM tile: `C = alpha Σ_k op(A_k) op(B_k) + beta C` on one tile.
 
+#[cfg(feature = "wgpu")]
 use std::sync::Arc;
 
 use dagger_cpu::{Accum, MatMut, MatRef, Threads, Trans};
-use dagger_wgpu::blas::{self, GemmKernel, GpuMatrix};
+use dagger_wgpu::blas::GemmKernel;
+#[cfg(feature = "wgpu")]
+use dagger_wgpu::blas::{self, GpuMatrix};
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::{Device, GpuError};
 
-use super::{accum_of, as_gpu, block, supports_depth, Sequence, TileScalar};
+use super::{accum_of, block, TileScalar};
+#[cfg(feature = "wgpu")]
+use super::{as_gpu, supports_depth, Sequence};
 use crate::processor::wgpu::kernel::CpuRun;
-use crate::processor::wgpu::{DType, DeviceInput, GpuLaunch, LaunchDone};
+use crate::processor::wgpu::{DType, GpuLaunch};
+#[cfg(feature = "wgpu")]
+use crate::processor::wgpu::{DeviceInput, LaunchDone};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
 /// One tile of `C = alpha Σ_k op(A_k) op(B_k) + beta C`. Inputs: the `A_k`, the `B_k`,
 /// then `C` unless `beta` is zero. Shapes are as stored.
 pub(crate) struct GemmTile<T> {
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
     pub(crate) kernel: GemmKernel,
     pub(crate) op_a: Trans,
     pub(crate) op_b: Trans,
@@ -81,6 +90,7 @@ impl<T: TileScalar> GpuLaunch for GemmTile<T> {
         T::DTYPE
     }
 
+    #[cfg(feature = "wgpu")]
     fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
         supports_depth::<T>(self.a.len(), info)
     }
@@ -94,6 +104,7 @@ impl<T: TileScalar> GpuLaunch for GemmTile<T> {
         Some(self.m * self.n)
     }
 
+    #[cfg(feature = "wgpu")]
     fn launch(
         &self,
         device: &Device,

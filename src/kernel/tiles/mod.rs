@@ -1,40 +1,49 @@
 //! The built-in tile kernels of dense linear algebra: GEMM, SYRK, POTRF and TRSM on one
 //! tile each, every one a named kernel (`dagger.gemm_tile.f32`, ...) with a CPU
 //! implementation (`dagger-cpu`, single-threaded unless the scheduler lends the task
-//! threads) and a WGSL one (`dagger-wgpu`'s BLAS launchers); and, in `lu`, the tiles of LU
-//! factorization and triangular solves, which have a CPU implementation only. The tiles'
+//! threads) and a WGSL one (`dagger-wgpu`'s BLAS launchers); and, in `lu` and `qr`, the tiles of LU
+//! and QR factorization and triangular solves, which have a CPU implementation only. The tiles'
 //! parameters are the kernel call's parameters. DArray's `gemm`, `syrk`, `cholesky`, `lu`
 //! and the solves spawn them.
 
 mod cholesky;
 mod gemm;
 mod lu;
+mod qr;
 mod syrk;
 
 pub(crate) use cholesky::{
     first_gpu_pivot, NotPositiveDefinite, PivotReports, PotrfTile, TrsmTile,
 };
 pub(crate) use gemm::GemmTile;
+pub(crate) use lu::CpuTile;
 pub(crate) use lu::{
     cpu_tile_call, GatherRowsTile, LuPart, PanelPartTile, PanelPerms, PanelRowsTile, PanelTile,
     TriSolveTile, TrianglePartTile, ZeroPivot,
 };
+pub(crate) use qr::{QrPanelTile, QrPart, QrPartTile};
 pub(crate) use syrk::SyrkTile;
 
 use std::any::TypeId;
+#[cfg(feature = "wgpu")]
 use std::sync::Arc;
 
 use dagger_cpu::Accum;
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::blas;
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::{GpuBuffer, GpuError};
 use parking_lot::Mutex;
 
 use crate::kernel::{Kernel, KernelCall};
 use crate::processor::wgpu::kernel::{params_kernel, CpuRun};
-use crate::processor::wgpu::{DeviceOutput, GpuLaunch, GpuScalar, LaunchDone};
+#[cfg(feature = "wgpu")]
+use crate::processor::wgpu::{DeviceOutput, LaunchDone};
+use crate::processor::wgpu::{GpuLaunch, GpuScalar};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
+#[cfg(feature = "wgpu")]
 /// Whether a GPU runs a GEMM or SYRK tile of `depth` blocks: one of depth 0 only scales C,
 /// which CPU threads do.
 fn supports_depth<T: TileScalar>(
@@ -53,14 +62,17 @@ pub trait TileScalar:
     GpuScalar + dagger_cpu::Scalar + PartialEq + Copy + std::ops::MulAssign
 {
     /// The element type as `dagger-wgpu`'s BLAS kernels name it.
+    #[cfg(feature = "wgpu")]
     const BLAS: blas::Dtype;
 }
 
 impl TileScalar for f32 {
+    #[cfg(feature = "wgpu")]
     const BLAS: blas::Dtype = blas::Dtype::F32;
 }
 
 impl TileScalar for f64 {
+    #[cfg(feature = "wgpu")]
     const BLAS: blas::Dtype = blas::Dtype::F64;
 }
 
@@ -75,6 +87,7 @@ pub(crate) fn accum_of<T: TileScalar>(beta: T) -> Accum<T> {
     }
 }
 
+#[cfg(feature = "wgpu")]
 fn as_gpu(e: blas::BlasError) -> GpuError {
     match e {
         blas::BlasError::Gpu(g) => g,
@@ -93,12 +106,14 @@ fn block<T: TileScalar>(v: &Value, index: usize) -> Result<&Vec<T>, TaskFailure>
     })
 }
 
+#[cfg(feature = "wgpu")]
 /// Runs a sequence of launches on one output buffer and calls `done` once, after the last
 /// one (or with the first error).
 pub(crate) struct Sequence {
     failed: Arc<Mutex<Option<GpuError>>>,
 }
 
+#[cfg(feature = "wgpu")]
 impl Sequence {
     fn new() -> Self {
         Sequence {

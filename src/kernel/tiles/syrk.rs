@@ -1,14 +1,21 @@
 //! The SYRK tile: one triangle of `C = alpha Σ_k op(A_k) op(A_k)ᵀ + beta C`.
 
+#[cfg(feature = "wgpu")]
 use std::sync::Arc;
 
 use dagger_cpu::{Accum, MatMut, MatRef, Threads, Trans, Triangle};
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::blas::{self, GpuMatrix};
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::{Device, GpuError};
 
-use super::{accum_of, as_gpu, block, supports_depth, Sequence, TileScalar};
+use super::{accum_of, block, TileScalar};
+#[cfg(feature = "wgpu")]
+use super::{as_gpu, supports_depth, Sequence};
 use crate::processor::wgpu::kernel::CpuRun;
-use crate::processor::wgpu::{DType, DeviceInput, GpuLaunch, LaunchDone};
+use crate::processor::wgpu::{DType, GpuLaunch};
+#[cfg(feature = "wgpu")]
+use crate::processor::wgpu::{DeviceInput, LaunchDone};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
@@ -69,6 +76,7 @@ impl<T: TileScalar> GpuLaunch for SyrkTile<T> {
         T::DTYPE
     }
 
+    #[cfg(feature = "wgpu")]
     fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
         supports_depth::<T>(self.a.len(), info)
     }
@@ -82,6 +90,7 @@ impl<T: TileScalar> GpuLaunch for SyrkTile<T> {
         Some(self.n as f64 * (self.n as f64 + 1.0) * k as f64)
     }
 
+    #[cfg(feature = "wgpu")]
     fn launch(
         &self,
         device: &Device,

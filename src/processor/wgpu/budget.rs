@@ -58,7 +58,7 @@ use crate::value::Value;
 ///             let x = ctx.to_chunk(vec![i as f32; 16 << 10]);
 ///             with_options(gpu.clone(), || ctx.spawn_kernel(&double, (), [(&x).into()]))
 ///         })
-///         .collect();
+///         .collect::<Result<_, _>>()?;
 ///     for (i, r) in results.iter().enumerate() {
 ///         assert_eq!(r.fetch()?, vec![2.0 * i as f32; 16 << 10]);
 ///     }

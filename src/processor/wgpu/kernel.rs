@@ -1,17 +1,24 @@
 //! WGSL implementations of kernels, and [`WgslKernel`]: a user's WGSL compute shader (with
 //! an optional CPU implementation) as a named kernel.
 
+#[cfg(feature = "wgpu")]
 use std::any::TypeId;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+#[cfg(feature = "wgpu")]
 use dagger_wgpu::{Binding, BindingInfo, BindingKind, Device, GpuBuffer, GpuError, ShaderError};
 
-use super::memory::{device_holds, DType, DeviceOutput, GpuScalar};
-use crate::kernel::{Backend, Kernel};
+use super::dtype::{DType, GpuScalar};
+#[cfg(feature = "wgpu")]
+use super::memory::{device_holds, DeviceOutput};
+#[cfg(feature = "wgpu")]
+use crate::kernel::Backend;
+use crate::kernel::Kernel;
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
+#[cfg(feature = "wgpu")]
 /// An input resident on the device a kernel runs on, pinned there until the kernel has
 /// finished.
 #[derive(Clone)]
@@ -21,13 +28,16 @@ pub(crate) struct DeviceInput {
     pub(crate) dtype: DType,
 }
 
+#[cfg(feature = "wgpu")]
 /// Called with a kernel's output once the device has finished it.
 pub(crate) type LaunchDone = Box<dyn FnOnce(Result<DeviceOutput, GpuError>) + Send>;
 
+#[cfg(feature = "wgpu")]
 /// A kernel's WGSL implementation, as registered under [`Backend::WGSL`]: launches the
 /// kernel with a call's parameters.
 pub(crate) struct WgslImpl(pub(crate) Arc<dyn WgslLaunch>);
 
+#[cfg(feature = "wgpu")]
 /// Launches a kernel on a device, given the call's parameters.
 pub(crate) trait WgslLaunch: Send + Sync {
     /// Whether `info`'s device can run the call; the reason if not.
@@ -46,16 +56,19 @@ pub(crate) trait WgslLaunch: Send + Sync {
     ) -> Result<(), GpuError>;
 }
 
+#[cfg(feature = "wgpu")]
 /// Kernels whose parameters are a [`GpuLaunch`] (the linear-algebra tiles): the WGSL
 /// implementation launches the parameters.
 pub(crate) struct ByParams<P>(PhantomData<fn() -> P>);
 
+#[cfg(feature = "wgpu")]
 impl<P> ByParams<P> {
     pub(crate) fn new() -> Self {
         ByParams(PhantomData)
     }
 }
 
+#[cfg(feature = "wgpu")]
 /// [`params_of`] for a launch: a mismatch is the launch's error.
 fn launch_params_of<P: 'static>(params: &Value) -> Result<&P, GpuError> {
     params_of::<P>(params).map_err(|message| GpuError::Wgpu {
@@ -74,6 +87,7 @@ fn params_of<P: 'static>(params: &Value) -> Result<&P, String> {
     })
 }
 
+#[cfg(feature = "wgpu")]
 impl<P: GpuLaunch + 'static> WgslLaunch for ByParams<P> {
     fn supports(&self, params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
         params_of::<P>(params)?.supports(info)
@@ -100,14 +114,14 @@ pub(crate) fn params_kernel<P>(name: String) -> Kernel
 where
     P: GpuLaunch + CpuRun + 'static,
 {
-    Kernel::builder(name)
-        .cpu(|params, inputs| {
-            params_of::<P>(params)
-                .map_err(TaskFailure::msg)?
-                .run_cpu(inputs)
-        })
-        .implementation(Backend::WGSL, WgslImpl(Arc::new(ByParams::<P>::new())))
-        .flops(|params| params.downcast_ref::<P>().and_then(GpuLaunch::flops))
+    let k = Kernel::builder(name).cpu(|params, inputs| {
+        params_of::<P>(params)
+            .map_err(TaskFailure::msg)?
+            .run_cpu(inputs)
+    });
+    #[cfg(feature = "wgpu")]
+    let k = k.implementation(Backend::WGSL, WgslImpl(Arc::new(ByParams::<P>::new())));
+    k.flops(|params| params.downcast_ref::<P>().and_then(GpuLaunch::flops))
         .register()
 }
 
@@ -117,12 +131,15 @@ pub(crate) trait CpuRun: Send + Sync {
     fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure>;
 }
 
-/// The GPU side of a kernel whose parameters launch themselves.
+/// The GPU side of a kernel whose parameters launch themselves (without the `wgpu`
+/// feature: its element type and flop count, which placement uses on any processor).
 pub(crate) trait GpuLaunch: Send + Sync {
     /// The element type of its arrays.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
     fn dtype(&self) -> DType;
     /// Whether `info`'s device can run it; the reason if not. By default: whether the device
     /// holds [`dtype`](Self::dtype).
+    #[cfg(feature = "wgpu")]
     fn supports(&self, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
         device_holds(info, self.dtype())
     }
@@ -133,11 +150,13 @@ pub(crate) trait GpuLaunch: Send + Sync {
     }
     /// The elements of its output, when known (otherwise it is taken to be as large as the
     /// largest input).
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
     fn output_len(&self) -> Option<usize> {
         None
     }
     /// Enqueues the work on `device` (inputs already resident there) and returns at once;
     /// `done` runs when the device has finished.
+    #[cfg(feature = "wgpu")]
     fn launch(
         &self,
         device: &Device,
@@ -172,6 +191,7 @@ pub enum KernelError {
     /// let naga = std::error::Error::source(&e).unwrap().to_string();
     /// assert!(naga.contains("expected expression"), "{naga}");
     /// ```
+    #[cfg(feature = "wgpu")]
     #[error("kernel `{kernel}`: invalid WGSL{}", at(source.location()))]
     Shader {
         /// The kernel.
@@ -190,10 +210,93 @@ pub enum KernelError {
     },
 }
 
+/// Arguments that do not fit a kernel's declared inputs, found when the task is spawned
+/// ([`Context::spawn_kernel`](crate::Context::spawn_kernel),
+/// [`DataRegion::spawn_kernel`](crate::DataRegion::spawn_kernel)): nothing was spawned.
+///
+/// ```
+/// use dagger::prelude::*;
+/// use dagger::{Access, KernelArgsError, WgslKernel};
+///
+/// let double = WgslKernel::<(), f32>::builder("double", "
+///     @group(0) @binding(0) var<storage, read_write> x: array<f32>;
+///     @compute @workgroup_size(64)
+///     fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+///         if (id.x < arrayLength(&x)) { x[id.x] *= 2.0; }
+///     }", "main")
+///     .inputs([Access::ReadWrite])
+///     .workgroups(|_, lens| [(lens[0] as u32).div_ceil(64), 1, 1])
+///     .cpu(|_, _, x| x.iter_mut().for_each(|v| *v *= 2.0))
+///     .build()?;
+///
+/// let ctx = Context::builder().threads(1).build()?;
+/// let err = ctx
+///     .spawn_kernel(&double, (), [vec![1.0f32].into(), vec![2.0f32].into()])
+///     .unwrap_err();
+/// assert!(matches!(err, KernelArgsError::Count { expected: 1, given: 2, .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "kernel `double` takes 1 input array (as declared by `inputs`) but was given 2: \
+///      pass one argument per declared input, in binding order"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KernelArgsError {
+    /// A number of arguments other than the kernel's declared inputs.
+    #[error(
+        "kernel `{kernel}` takes {expected} input array{} (as declared by `inputs`) but was \
+         given {given}: pass one argument per declared input, in binding order",
+        if *expected == 1 { "" } else { "s" }
+    )]
+    Count {
+        /// The kernel.
+        kernel: String,
+        /// How many inputs the kernel declares.
+        expected: usize,
+        /// How many arguments the call gave.
+        given: usize,
+    },
+    /// In a datadeps region, an argument whose access mode differs from the binding's: a
+    /// `read_write` input needs [`Out`](crate::Out) or [`InOut`](crate::InOut), a read-only
+    /// one [`In`](crate::In).
+    #[error(
+        "kernel `{kernel}` binds input {index} {}, so pass it as {}",
+        if *read_write { "read_write" } else { "read-only" },
+        if *read_write { "Out or InOut" } else { "In" }
+    )]
+    Access {
+        /// The kernel.
+        kernel: String,
+        /// The input, counted from 0 in binding order.
+        index: usize,
+        /// Whether the kernel binds it `read_write`.
+        read_write: bool,
+    },
+}
+
+impl<P, T> WgslKernel<P, T> {
+    /// [`KernelArgsError::Count`] unless `given` is the number of declared inputs.
+    pub(crate) fn check_count(&self, given: usize) -> Result<(), KernelArgsError> {
+        let expected = self.inner.inputs.len();
+        if given == expected {
+            Ok(())
+        } else {
+            Err(KernelArgsError::Count {
+                kernel: self.inner.name.clone(),
+                expected,
+                given,
+            })
+        }
+    }
+}
+
 type Workgroups<P> = dyn Fn(&P, &[usize]) -> [u32; 3] + Send + Sync;
 type OutputLen<P> = dyn Fn(&P, &[usize]) -> usize + Send + Sync;
 type CpuImpl<P, T> = dyn Fn(&P, &[&[T]], &mut [T]) + Send + Sync;
 
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 struct Inner<P, T> {
     name: String,
     source: Arc<str>,
@@ -242,7 +345,7 @@ struct Inner<P, T> {
 /// let ctx = Context::builder().threads(1).build()?;
 /// let x = ctx.to_chunk(vec![1.0f32, 2.0, 3.0]);
 /// // No GPU in scope here: the CPU implementation runs.
-/// let y = ctx.spawn_kernel(&scale, Scale { factor: 2.0, n: 3 }, [(&x).into()]);
+/// let y = ctx.spawn_kernel(&scale, Scale { factor: 2.0, n: 3 }, [(&x).into()])?;
 /// assert_eq!(y.fetch()?, vec![2.0, 4.0, 6.0]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -404,9 +507,11 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
         self
     }
 
-    /// Validates the shader and the bindings.
+    /// Validates the shader and the bindings. Without the `wgpu` feature there is no GPU
+    /// to run the shader, so it is not parsed: the kernel runs its CPU implementation.
     pub fn build(self) -> Result<WgslKernel<P, T>, KernelError> {
         let kernel = self.name.clone();
+        #[cfg(feature = "wgpu")]
         let bindings: Vec<BindingInfo> = dagger_wgpu::reflect_wgsl(&self.source, &self.entry)
             .map_err(|source| KernelError::Shader {
                 kernel: kernel.clone(),
@@ -416,7 +521,6 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
             kernel: kernel.clone(),
             message,
         };
-        let has_params = std::mem::size_of::<P>() > 0;
         let written: Vec<usize> = self
             .inputs
             .iter()
@@ -440,6 +544,60 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
                 ))
             }
         };
+        #[cfg(feature = "wgpu")]
+        self.check_bindings(&bindings)?;
+        let workgroups = self.workgroups.ok_or_else(|| {
+            err("no workgroup count: call .workgroups(|params, lens| [x, y, z])".into())
+        })?;
+        let inner = Arc::new(Inner {
+            name: self.name,
+            source: self.source.into(),
+            entry: self.entry,
+            inputs: self.inputs,
+            output_len: self.output_len,
+            workgroups,
+            cpu: self.cpu,
+            result_input,
+            _t: PhantomData,
+        });
+        let k = Kernel::builder(inner.name.clone());
+        #[cfg(feature = "wgpu")]
+        let k = k.implementation(
+            Backend::WGSL,
+            WgslImpl(Arc::new(Launcher {
+                inner: inner.clone(),
+            })),
+        );
+        let k = if inner.cpu.is_some() {
+            let cpu_inner = inner.clone();
+            k.cpu(move |params, inputs| {
+                let p = params.downcast_ref::<P>().ok_or_else(|| {
+                    TaskFailure::msg(format!(
+                        "kernel `{}` takes parameters of type `{}`, not `{}`",
+                        cpu_inner.name,
+                        std::any::type_name::<P>(),
+                        params.type_name()
+                    ))
+                })?;
+                run_cpu(&cpu_inner, p, inputs)
+            })
+        } else {
+            k
+        };
+        Ok(WgslKernel {
+            inner,
+            kernel: k.register(),
+        })
+    }
+
+    /// Checks the shader's bindings against the declared parameters, inputs and output.
+    #[cfg(feature = "wgpu")]
+    fn check_bindings(&self, bindings: &[BindingInfo]) -> Result<(), KernelError> {
+        let err = |message: String| KernelError::Bindings {
+            kernel: self.name.clone(),
+            message,
+        };
+        let has_params = std::mem::size_of::<P>() > 0;
         let mut expected: Vec<BindingKind> = Vec::new();
         if has_params {
             expected.push(BindingKind::Uniform);
@@ -466,51 +624,16 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
                 self.entry, found, expected
             )));
         }
-        let workgroups = self.workgroups.ok_or_else(|| {
-            err("no workgroup count: call .workgroups(|params, lens| [x, y, z])".into())
-        })?;
-        let inner = Arc::new(Inner {
-            name: self.name,
-            source: self.source.into(),
-            entry: self.entry,
-            inputs: self.inputs,
-            output_len: self.output_len,
-            workgroups,
-            cpu: self.cpu,
-            result_input,
-            _t: PhantomData,
-        });
-        let mut k = Kernel::builder(inner.name.clone()).implementation(
-            Backend::WGSL,
-            WgslImpl(Arc::new(Launcher {
-                inner: inner.clone(),
-            })),
-        );
-        if inner.cpu.is_some() {
-            let cpu_inner = inner.clone();
-            k = k.cpu(move |params, inputs| {
-                let p = params.downcast_ref::<P>().ok_or_else(|| {
-                    TaskFailure::msg(format!(
-                        "kernel `{}` takes parameters of type `{}`, not `{}`",
-                        cpu_inner.name,
-                        std::any::type_name::<P>(),
-                        params.type_name()
-                    ))
-                })?;
-                run_cpu(&cpu_inner, p, inputs)
-            });
-        }
-        Ok(WgslKernel {
-            inner,
-            kernel: k.register(),
-        })
+        Ok(())
     }
 }
 
+#[cfg(feature = "wgpu")]
 struct Launcher<P, T> {
     inner: Arc<Inner<P, T>>,
 }
 
+#[cfg(feature = "wgpu")]
 impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T> {
     fn supports(&self, _params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String> {
         device_holds(info, T::DTYPE)
@@ -578,6 +701,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T>
     }
 }
 
+#[cfg(feature = "wgpu")]
 /// " at line L:C" when naga located the error.
 fn at(location: Option<dagger_wgpu::SourcePosition>) -> String {
     location.map(|l| format!(" at {l}")).unwrap_or_default()
