@@ -63,6 +63,9 @@ pub enum BuildError {
     /// The memory limit in the environment is not a size.
     #[error("the memory limit is not valid: {0}; set it as 4GiB, 512MiB or none")]
     MemoryLimit(String),
+    /// The GPU memory budget in the environment is not a size.
+    #[error("the GPU memory budget is not valid: {0}; set it as 4GiB, 512MiB or none")]
+    GpuMemoryBudget(String),
 }
 
 /// A handle to processors and the scheduler that places tasks on them.
@@ -89,6 +92,10 @@ pub struct Context {
     inner: Arc<ContextInner>,
 }
 
+/// Reads one GPU's memory statistics.
+#[cfg(feature = "wgpu")]
+type GpuMemoryProbe = Arc<dyn Fn() -> crate::GpuMemoryStats + Send + Sync>;
+
 struct ContextInner {
     rt: Arc<Runtime>,
     /// Tasks spawned with a checkpoint, by directory and name: the keys already given.
@@ -99,6 +106,10 @@ struct ContextInner {
     /// The device of each GPU processor, by processor index.
     #[cfg(feature = "wgpu")]
     gpus: Vec<Option<crate::processor::GpuInfo>>,
+    /// How the memory of each of its GPUs fares (behind a trait object, so that proving the
+    /// context `Send + Sync` does not walk the device's types).
+    #[cfg(feature = "wgpu")]
+    gpu_memory: Vec<(usize, GpuMemoryProbe)>,
 }
 
 impl Drop for ContextInner {
@@ -124,6 +135,8 @@ pub struct ContextBuilder {
     gpus: bool,
     software_gpus: Option<bool>,
     memory_limit: Option<Option<u64>>,
+    gpu_budget: Option<Option<u64>>,
+    gpu_budgets: Vec<(usize, Option<u64>)>,
     spill_dir: Option<std::path::PathBuf>,
     pub(crate) processes: Vec<ProcessSpec>,
     pub(crate) attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
@@ -160,6 +173,8 @@ impl std::fmt::Debug for ContextBuilder {
             .field("gpus", &self.gpus)
             .field("software_gpus", &self.software_gpus)
             .field("memory_limit", &self.memory_limit)
+            .field("gpu_memory_budget", &self.gpu_budget)
+            .field("gpu_memory_budgets", &self.gpu_budgets)
             .field("spill_dir", &self.spill_dir)
             .finish()
     }
@@ -207,6 +222,63 @@ impl ContextBuilder {
     /// No memory limit: every value stays in host memory and nothing is counted.
     pub fn no_memory_limit(mut self) -> Self {
         self.memory_limit = Some(None);
+        self
+    }
+
+    /// The most device memory, in bytes, that the context keeps on each GPU at once: the
+    /// inputs and outputs of the kernels it runs there and the values it leaves there
+    /// between tasks. Above it, the least recently used buffers that no running kernel uses
+    /// are evicted — copies of values held elsewhere are freed, results that lived only on
+    /// the device are first moved to host memory — and uploaded again when a task needs
+    /// them. A task whose inputs and output alone exceed the budget fails with
+    /// [`GpuMemoryError::TaskTooLarge`](crate::GpuMemoryError::TaskTooLarge).
+    ///
+    /// Default: `DAGGER_GPU_MEMORY_BUDGET` (such as `2GiB` or `none`) when set, else each
+    /// device's largest buffer (`max_buffer_size`): wgpu reports no memory size, and a
+    /// device holds at least one buffer of that size. [`gpu_memory_budget_for`] sets one
+    /// GPU's.
+    ///
+    /// [`gpu_memory_budget_for`]: Self::gpu_memory_budget_for
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).gpu_memory_budget(64 << 20).build()?;
+    /// for gpu in ctx.processors().into_iter().filter_map(|p| p.gpu) {
+    ///     assert_eq!(gpu.memory_budget, Some(64 << 20));
+    ///     assert_eq!(ctx.gpu_memory_stats(gpu.index).unwrap().budget_bytes, Some(64 << 20));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "wgpu")]
+    pub fn gpu_memory_budget(mut self, bytes: u64) -> Self {
+        self.gpu_budget = Some(Some(bytes));
+        self
+    }
+
+    /// The memory budget of GPU `index` alone (as [`Scope::gpu`] numbers them), in bytes;
+    /// it takes precedence over [`gpu_memory_budget`](Self::gpu_memory_budget).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).gpu_memory_budget_for(0, 8 << 20).build()?;
+    /// if let Some(s) = ctx.gpu_memory_stats(0) {
+    ///     assert_eq!(s.budget_bytes, Some(8 << 20));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "wgpu")]
+    pub fn gpu_memory_budget_for(mut self, index: usize, bytes: u64) -> Self {
+        self.gpu_budgets.retain(|(i, _)| *i != index);
+        self.gpu_budgets.push((index, Some(bytes)));
+        self
+    }
+
+    /// No GPU memory budget: the context keeps on its GPUs whatever it uses, until device
+    /// allocations fail.
+    #[cfg(feature = "wgpu")]
+    pub fn no_gpu_memory_budget(mut self) -> Self {
+        self.gpu_budget = Some(None);
+        self.gpu_budgets.clear();
         self
     }
 
@@ -265,11 +337,30 @@ impl ContextBuilder {
         #[cfg(feature = "wgpu")]
         let mut gpus = vec![None; procs.len()];
         #[cfg(feature = "wgpu")]
+        let mut gpu_memory = Vec::new();
+        #[cfg(feature = "wgpu")]
         if self.gpus {
             let software = self.software_gpus.unwrap_or_else(|| {
                 std::env::var("DAGGER_SOFTWARE_GPU").is_ok_and(|v| v.trim() == "1")
             });
-            for p in crate::processor::wgpu::discover(software) {
+            let all = match self.gpu_budget {
+                Some(b) => Some(b),
+                None => match std::env::var("DAGGER_GPU_MEMORY_BUDGET") {
+                    Ok(s) => Some(crate::storage::parse_limit(&s).map_err(|e| {
+                        BuildError::GpuMemoryBudget(format!("DAGGER_GPU_MEMORY_BUDGET={s:?}: {e}"))
+                    })?),
+                    Err(_) => None,
+                },
+            };
+            let budget = |i: usize, d: &dagger_wgpu::DeviceInfo| match self
+                .gpu_budgets
+                .iter()
+                .find(|(k, _)| *k == i)
+            {
+                Some((_, b)) => *b,
+                None => all.unwrap_or(Some(crate::processor::wgpu::default_budget(d))),
+            };
+            for p in crate::processor::wgpu::discover(software, &budget) {
                 let id = ProcessorId::new(process, procs.len() as u32);
                 let info = p.info().clone();
                 tracing::debug!(
@@ -281,6 +372,9 @@ impl ContextBuilder {
                     "found GPU {}",
                     info.index
                 );
+                let memory = p.memory.clone();
+                let probe: GpuMemoryProbe = Arc::new(move || memory.stats());
+                gpu_memory.push((info.index, probe));
                 let mut e = entry(id, Arc::new(p), Exec::Device, Some(os_id));
                 e.gpu = Some(info.index);
                 e.backend = Some(info.backend.clone());
@@ -289,7 +383,12 @@ impl ContextBuilder {
             }
         }
         #[cfg(not(feature = "wgpu"))]
-        let _ = (self.gpus, self.software_gpus);
+        let _ = (
+            self.gpus,
+            self.software_gpus,
+            self.gpu_budget,
+            self.gpu_budgets,
+        );
         for p in self.custom {
             let id = ProcessorId::new(process, procs.len() as u32);
             procs.push(entry(id, p, Exec::Device, Some(os_id)));
@@ -315,6 +414,8 @@ impl ContextBuilder {
                 _attached: self.attached,
                 #[cfg(feature = "wgpu")]
                 gpus,
+                #[cfg(feature = "wgpu")]
+                gpu_memory,
             }),
         })
     }
@@ -357,6 +458,8 @@ impl Context {
             gpus: true,
             software_gpus: None,
             memory_limit: None,
+            gpu_budget: None,
+            gpu_budgets: Vec::new(),
             spill_dir: None,
             processes: Vec::new(),
             attached: Vec::new(),
@@ -434,6 +537,28 @@ impl Context {
                     .device
                     .clone()
             })
+    }
+
+    /// How the memory of GPU `index` fared under its budget in this context: the budget,
+    /// the bytes on the device, evictions, and the bytes moved to host memory and back to
+    /// stay under it. `None` when the context has no such GPU.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// if let Some(s) = ctx.gpu_memory_stats(0) {
+    ///     assert_eq!(s.device, 0);
+    ///     assert!(s.resident_bytes <= s.budget_bytes.unwrap_or(u64::MAX));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "wgpu")]
+    pub fn gpu_memory_stats(&self, index: usize) -> Option<crate::GpuMemoryStats> {
+        self.inner
+            .gpu_memory
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, stats)| stats())
     }
 
     /// The GPU adapters that were found but could not be opened, with the reason.

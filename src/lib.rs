@@ -197,6 +197,8 @@ pub use processor::wgpu::{
     Access, DType, GpuScalar, KernelArgsError, KernelError, WgslKernel, WgslKernelBuilder,
 };
 #[cfg(feature = "wgpu")]
+pub use processor::wgpu::{GpuMemoryError, GpuMemoryStats};
+#[cfg(feature = "wgpu")]
 pub use processor::{GpuInfo, WgpuProc};
 pub use task::KernelArg;
 

@@ -324,6 +324,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                     "shader_f16": g.shader_f16,
                     "max_storage_binding_size": g.max_storage_binding_size,
                     "max_buffer_size": g.max_buffer_size,
+                    "memory_budget": g.memory_budget,
                 });
             }
             println!("{v}");
@@ -350,7 +351,7 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
         for p in &procs {
             if let Some(g) = &p.gpu {
                 println!(
-                    "gpu {}: backend {}, adapter {:?}, type {}{}, f64 {}, f16 {}, max storage binding {} MiB",
+                    "gpu {}: backend {}, adapter {:?}, type {}{}, f64 {}, f16 {}, max storage binding {} MiB, max buffer {} MiB, memory budget {}",
                     g.index,
                     g.backend,
                     g.name,
@@ -358,7 +359,16 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                     if g.is_software { " (software; not in the default scope unless DAGGER_SOFTWARE_GPU=1)" } else { "" },
                     if g.shader_f64 { "yes" } else { "no" },
                     if g.shader_f16 { "yes" } else { "no" },
-                    g.max_storage_binding_size >> 20
+                    g.max_storage_binding_size >> 20,
+                    g.max_buffer_size >> 20,
+                    g.memory_budget.map_or_else(
+                        || "none".to_string(),
+                        |b| if b >= 1 << 20 {
+                            format!("{} MiB", b >> 20)
+                        } else {
+                            format!("{} KiB", b >> 10)
+                        }
+                    )
                 );
             }
         }

@@ -85,7 +85,7 @@ pub use info::{DeviceInfo, DeviceType};
 #[cfg(feature = "device")]
 pub use pipeline::Pipeline;
 #[cfg(feature = "device")]
-pub use pool::POOL_IDLE_CAP;
+pub use pool::{allocation_size, POOL_IDLE_CAP};
 #[cfg(feature = "device")]
 pub use shader::{reflect_wgsl, validate_wgsl, validate_wgsl_with, BindingInfo, BindingKind};
 #[cfg(feature = "device")]

@@ -5,6 +5,18 @@ use std::collections::HashMap;
 /// Most bytes the pool keeps idle per device; buffers returned beyond this are freed.
 pub const POOL_IDLE_CAP: u64 = 256 << 20;
 
+/// The bytes a device allocates for a buffer of `bytes` bytes: its pool size class (see
+/// [`GpuBuffer::capacity_bytes`](crate::GpuBuffer::capacity_bytes)).
+///
+/// ```
+/// assert_eq!(dagger_wgpu::allocation_size(4096), 4096);
+/// assert_eq!(dagger_wgpu::allocation_size(4097), 8192);
+/// assert_eq!(dagger_wgpu::allocation_size(0), 4);
+/// ```
+pub fn allocation_size(bytes: u64) -> u64 {
+    size_class(bytes)
+}
+
 /// Rounds a request up to its size class: powers of two up to 64 KiB, then four classes per
 /// power of two (so at most 25% is wasted), never below 4 bytes (wgpu forbids empty bindings).
 pub(crate) fn size_class(bytes: u64) -> u64 {

@@ -118,7 +118,6 @@ impl<T: TileScalar> GpuLaunch for PotrfTile<T> {
     fn launch(
         &self,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
@@ -136,7 +135,7 @@ impl<T: TileScalar> GpuLaunch for PotrfTile<T> {
             GpuMatrix::new(&out, n as u32, n as u32),
             &info,
             T::BLAS,
-            seq.step::<T>(false, &mut done, &out, n * n, device_index),
+            seq.step::<T>(false, &mut done, &out, n * n),
         )
         .map_err(as_gpu)?;
         let params = [n as u32, 0, 0, 0];
@@ -147,7 +146,7 @@ impl<T: TileScalar> GpuLaunch for PotrfTile<T> {
                 dagger_wgpu::Binding::Storage(&out),
             ],
             [(n as u32).div_ceil(16), (n as u32).div_ceil(16), 1],
-            seq.step::<T>(true, &mut done, &out, n * n, device_index),
+            seq.step::<T>(true, &mut done, &out, n * n),
         )
     }
 }
@@ -178,7 +177,6 @@ impl<T: TileScalar> GpuLaunch for TrsmTile<T> {
     fn launch(
         &self,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
@@ -191,7 +189,7 @@ impl<T: TileScalar> GpuLaunch for TrsmTile<T> {
             GpuMatrix::new(&inputs[0].buffer, n as u32, n as u32),
             GpuMatrix::new(&out, m as u32, n as u32),
             T::BLAS,
-            seq.step::<T>(true, &mut done, &out, m * n, device_index),
+            seq.step::<T>(true, &mut done, &out, m * n),
         )
         .map_err(as_gpu)
     }

@@ -100,11 +100,14 @@ impl<T: TileScalar> GpuLaunch for GemmTile<T> {
         Some(2.0 * self.m as f64 * self.n as f64 * k as f64)
     }
 
+    fn output_len(&self) -> Option<usize> {
+        Some(self.m * self.n)
+    }
+
     #[cfg(feature = "wgpu")]
     fn launch(
         &self,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
@@ -142,7 +145,7 @@ impl<T: TileScalar> GpuLaunch for GemmTile<T> {
                 accum.map(T::to_f64_exact),
                 GpuMatrix::new(&out, self.m as u32, self.n as u32),
                 T::BLAS,
-                seq.step::<T>(k + 1 == nk, &mut done, &out, len, device_index),
+                seq.step::<T>(k + 1 == nk, &mut done, &out, len),
             )
             .map_err(as_gpu)?;
         }

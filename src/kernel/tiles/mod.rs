@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use crate::kernel::{Kernel, KernelCall};
 use crate::processor::wgpu::kernel::{params_kernel, CpuRun};
 #[cfg(feature = "wgpu")]
-use crate::processor::wgpu::{GpuArray, LaunchDone};
+use crate::processor::wgpu::{DeviceOutput, LaunchDone};
 use crate::processor::wgpu::{GpuLaunch, GpuScalar};
 use crate::processor::TaskFailure;
 use crate::value::Value;
@@ -128,7 +128,6 @@ impl Sequence {
         done: &mut Option<LaunchDone>,
         out: &Arc<GpuBuffer>,
         len: usize,
-        device: usize,
     ) -> impl FnOnce(Result<(), GpuError>) + Send + 'static {
         let failed = self.failed.clone();
         let finish = if last { done.take() } else { None };
@@ -140,8 +139,7 @@ impl Sequence {
             if let Some(finish) = finish {
                 finish(match failed.lock().take() {
                     Some(e) => Err(e),
-                    None => Ok(GpuArray::new(
-                        device,
+                    None => Ok(DeviceOutput::new(
                         out,
                         len,
                         T::DTYPE,

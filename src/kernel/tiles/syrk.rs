@@ -94,7 +94,6 @@ impl<T: TileScalar> GpuLaunch for SyrkTile<T> {
     fn launch(
         &self,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
@@ -123,7 +122,7 @@ impl<T: TileScalar> GpuLaunch for SyrkTile<T> {
                 accum.map(T::to_f64_exact),
                 GpuMatrix::new(&out, self.n as u32, self.n as u32),
                 T::BLAS,
-                seq.step::<T>(k + 1 == nk, &mut done, &out, self.n * self.n, device_index),
+                seq.step::<T>(k + 1 == nk, &mut done, &out, self.n * self.n),
             )
             .map_err(as_gpu)?;
         }

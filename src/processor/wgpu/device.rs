@@ -1,5 +1,8 @@
 //! [`WgpuProc`]: a wgpu device as a [`Processor`].
 
+use std::sync::Arc;
+
+use super::budget::{self, DeviceMemory, GpuMemoryStats};
 use super::kernel::{DeviceInput, WgslImpl};
 use super::memory::{self, devices};
 use crate::kernel::Backend;
@@ -29,6 +32,9 @@ pub struct GpuInfo {
     pub max_storage_binding_size: u64,
     /// The largest buffer, in bytes.
     pub max_buffer_size: u64,
+    /// The most this context keeps on the device at once, in bytes (`None`: no budget); see
+    /// [`ContextBuilder::gpu_memory_budget`](crate::ContextBuilder::gpu_memory_budget).
+    pub memory_budget: Option<u64>,
 }
 
 /// A GPU device reached through wgpu (DaggerGPU's device processor).
@@ -41,6 +47,7 @@ pub struct GpuInfo {
 pub struct WgpuProc {
     pub(crate) info: GpuInfo,
     pub(crate) default_enabled: bool,
+    pub(crate) memory: Arc<DeviceMemory>,
 }
 
 impl WgpuProc {
@@ -51,6 +58,11 @@ impl WgpuProc {
 
     fn device(&self) -> &dagger_wgpu::Device {
         &devices().devices[self.info.index].device
+    }
+
+    /// How the device's memory fared under its budget in this context.
+    pub fn memory_stats(&self) -> GpuMemoryStats {
+        self.memory.stats()
     }
 
     /// Why this device cannot run `task`, or `None` if it can.
@@ -80,16 +92,31 @@ fn wgsl_of(task: &TaskInfo) -> Result<(&crate::kernel::KernelCall, &WgslImpl), S
         })
 }
 
+/// The default memory budget of a device: the largest buffer it allows.
+///
+/// wgpu reports no memory size on any backend. `max_buffer_size` is the one figure about
+/// memory that every backend reports, and a device can hold at least one buffer of that
+/// size, so a working set of that size is one the device can hold (on Vulkan it is the
+/// smaller of `maxBufferSize` and `maxMemoryAllocationSize`).
+pub(crate) fn default_budget(info: &dagger_wgpu::DeviceInfo) -> u64 {
+    info.max_buffer_size
+}
+
 /// The GPUs of this process as processors; `software` puts software devices in the
-/// default scope.
-pub(crate) fn discover(software: bool) -> Vec<WgpuProc> {
+/// default scope; `budget` gives each device's memory budget (`None`: none).
+pub(crate) fn discover(
+    software: bool,
+    budget: &dyn Fn(usize, &dagger_wgpu::DeviceInfo) -> Option<u64>,
+) -> Vec<WgpuProc> {
     devices()
         .devices
         .iter()
         .enumerate()
         .map(|(i, state)| {
             let d = state.device.info();
+            let memory_budget = budget(i, d);
             WgpuProc {
+                memory: DeviceMemory::new(i, memory_budget),
                 default_enabled: !d.is_software || software,
                 info: GpuInfo {
                     index: i,
@@ -101,6 +128,7 @@ pub(crate) fn discover(software: bool) -> Vec<WgpuProc> {
                     shader_f16: d.shader_f16,
                     max_storage_binding_size: d.max_storage_binding_size,
                     max_buffer_size: d.max_buffer_size,
+                    memory_budget,
                 },
             }
         })
@@ -147,7 +175,7 @@ impl Processor for WgpuProc {
     }
 
     fn move_in(&self, from: MemorySpace, value: Value) -> Result<Value, MoveError> {
-        memory::to_device(from, &value, self.info.index).map(Value::new)
+        memory::stage(from, &value, self.info.index).map(Value::new)
     }
 
     fn move_out(&self, value: Value) -> Result<Value, MoveError> {
@@ -155,11 +183,11 @@ impl Processor for WgpuProc {
     }
 
     fn bytes_to_move_in(&self, _from: MemorySpace, value: &Value) -> u64 {
-        memory::residence(value).map_or(0, |r| r.bytes_to(Some(self.info.index)))
+        memory::residence(value, &self.memory).map_or(0, |r| r.bytes_to(Some(self.info.index)))
     }
 
     fn bytes_to_move_out(&self, value: &Value) -> u64 {
-        memory::residence(value).map_or(0, |r| r.bytes_to(None))
+        memory::residence(value, &self.memory).map_or(0, |r| r.bytes_to(None))
     }
 
     fn launch(&self, call: TaskCall, done: Completion) {
@@ -180,10 +208,10 @@ impl Processor for WgpuProc {
                 ),
             );
         }
-        let mut inputs = Vec::with_capacity(call.inputs().len());
+        let mut staged = Vec::with_capacity(call.inputs().len());
         for (k, v) in call.inputs().iter().enumerate() {
-            match v.downcast_ref::<DeviceInput>() {
-                Some(d) => inputs.push(d.clone()),
+            match v.downcast_ref::<memory::Staged>() {
+                Some(d) => staged.push(d),
                 None => {
                     return fail(
                         done,
@@ -197,16 +225,49 @@ impl Processor for WgpuProc {
         }
         let index = self.info.index;
         let device = self.device();
-        let done = std::sync::Arc::new(parking_lot::Mutex::new(Some(done)));
+        let lens: Vec<usize> = staged.iter().map(|s| s.len).collect();
+        let elem = staged.first().map_or(4, |s| s.dtype.size());
+        let out_bytes =
+            dagger_wgpu::allocation_size(match imp.0.output_len(kcall.params(), &lens) {
+                Some(n) => (n * elem) as u64,
+                None => staged
+                    .iter()
+                    .map(|s| (s.len * s.dtype.size()) as u64)
+                    .max()
+                    .unwrap_or(0),
+            });
+        let needs = staged
+            .iter()
+            .map(|s| memory::need(s, &self.memory))
+            .collect();
+        let mut admission = match self.memory.admit(device, needs, out_bytes) {
+            Ok(a) => a,
+            Err(budget::AdmitError::Budget(e)) => return done.complete(Err(TaskFailure::from(e))),
+            Err(budget::AdmitError::Move(e)) => return done.complete(Err(TaskFailure::from(e))),
+        };
+        let inputs: Vec<DeviceInput> = staged
+            .iter()
+            .zip(&admission.buffers)
+            .map(|(s, b)| DeviceInput {
+                buffer: b.clone(),
+                len: s.len,
+                dtype: s.dtype,
+            })
+            .collect();
+        // The inputs stay pinned (and their buffers held) until the kernel has finished.
+        let held = inputs.clone();
+        let done = Arc::new(parking_lot::Mutex::new(Some(done)));
         let on_done = done.clone();
         let launched = imp.0.launch(
             kcall.params(),
             device,
-            index,
             &inputs,
             Box::new(move |r| {
+                let r = r.map(|out| Value::new(out.adopt(index, &mut admission)));
+                drop(admission);
+                drop(held);
                 if let Some(done) = on_done.lock().take() {
-                    done.complete(r.map(Value::new).map_err(TaskFailure::from));
+                    done.complete(r.map_err(TaskFailure::from));
                 }
             }),
         );

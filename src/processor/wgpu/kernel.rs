@@ -11,7 +11,7 @@ use dagger_wgpu::{Binding, BindingInfo, BindingKind, Device, GpuBuffer, GpuError
 
 use super::dtype::{DType, GpuScalar};
 #[cfg(feature = "wgpu")]
-use super::memory::{device_holds, GpuArray};
+use super::memory::{device_holds, DeviceOutput};
 #[cfg(feature = "wgpu")]
 use crate::kernel::Backend;
 use crate::kernel::Kernel;
@@ -19,8 +19,8 @@ use crate::processor::TaskFailure;
 use crate::value::Value;
 
 #[cfg(feature = "wgpu")]
-/// An input resident on the device a kernel runs on: what a wgpu processor's `move_in`
-/// makes of a value.
+/// An input resident on the device a kernel runs on, pinned there until the kernel has
+/// finished.
 #[derive(Clone)]
 pub(crate) struct DeviceInput {
     pub(crate) buffer: Arc<GpuBuffer>,
@@ -30,7 +30,7 @@ pub(crate) struct DeviceInput {
 
 #[cfg(feature = "wgpu")]
 /// Called with a kernel's output once the device has finished it.
-pub(crate) type LaunchDone = Box<dyn FnOnce(Result<GpuArray, GpuError>) + Send>;
+pub(crate) type LaunchDone = Box<dyn FnOnce(Result<DeviceOutput, GpuError>) + Send>;
 
 #[cfg(feature = "wgpu")]
 /// A kernel's WGSL implementation, as registered under [`Backend::WGSL`]: launches the
@@ -42,13 +42,15 @@ pub(crate) struct WgslImpl(pub(crate) Arc<dyn WgslLaunch>);
 pub(crate) trait WgslLaunch: Send + Sync {
     /// Whether `info`'s device can run the call; the reason if not.
     fn supports(&self, params: &Value, info: &dagger_wgpu::DeviceInfo) -> Result<(), String>;
+    /// The elements of the output of a call on inputs of `lens` elements, when known
+    /// (otherwise it is taken to be as large as the largest input).
+    fn output_len(&self, params: &Value, lens: &[usize]) -> Option<usize>;
     /// Enqueues the work on `device` (inputs already resident there) and returns at once;
     /// `done` runs when the device has finished.
     fn launch(
         &self,
         params: &Value,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError>;
@@ -91,15 +93,18 @@ impl<P: GpuLaunch + 'static> WgslLaunch for ByParams<P> {
         params_of::<P>(params)?.supports(info)
     }
 
+    fn output_len(&self, params: &Value, _lens: &[usize]) -> Option<usize> {
+        params_of::<P>(params).ok()?.output_len()
+    }
+
     fn launch(
         &self,
         params: &Value,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
-        launch_params_of::<P>(params)?.launch(device, device_index, inputs, done)
+        launch_params_of::<P>(params)?.launch(device, inputs, done)
     }
 }
 
@@ -143,13 +148,18 @@ pub(crate) trait GpuLaunch: Send + Sync {
     fn flops(&self) -> Option<f64> {
         None
     }
+    /// The elements of its output, when known (otherwise it is taken to be as large as the
+    /// largest input).
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    fn output_len(&self) -> Option<usize> {
+        None
+    }
     /// Enqueues the work on `device` (inputs already resident there) and returns at once;
     /// `done` runs when the device has finished.
     #[cfg(feature = "wgpu")]
     fn launch(
         &self,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError>;
@@ -629,11 +639,19 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T>
         device_holds(info, T::DTYPE)
     }
 
+    fn output_len(&self, params: &Value, lens: &[usize]) -> Option<usize> {
+        let inner = &self.inner;
+        match (inner.result_input, &inner.output_len) {
+            (Some(k), _) => lens.get(k).copied(),
+            (None, Some(f)) => Some(f(params.downcast_ref::<P>()?, lens)),
+            (None, None) => None,
+        }
+    }
+
     fn launch(
         &self,
         params: &Value,
         device: &Device,
-        device_index: usize,
         inputs: &[DeviceInput],
         done: LaunchDone,
     ) -> Result<(), GpuError> {
@@ -678,15 +696,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslLaunch for Launcher<P, T>
         let workgroups = (inner.workgroups)(params, &lens);
         let result = out.clone();
         device.launch(&pipeline, &bindings, workgroups, move |r| {
-            done(r.map(|()| {
-                GpuArray::new(
-                    device_index,
-                    result,
-                    out_len,
-                    T::DTYPE,
-                    TypeId::of::<Vec<T>>(),
-                )
-            }))
+            done(r.map(|()| DeviceOutput::new(result, out_len, T::DTYPE, TypeId::of::<Vec<T>>())))
         })
     }
 }

@@ -2,15 +2,15 @@
 //! between host and devices, with the replica cache that keeps a host value uploaded once
 //! per device.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use dagger_wgpu::{Device, GpuBuffer, GpuError};
 use parking_lot::Mutex;
 
+use super::budget::{Admission, DeviceMemory, Need, Owner, Replica, Resident};
 use super::dtype::{DType, GpuScalar};
-use super::DeviceInput;
 use crate::processor::{MemorySpace, MoveError};
 use crate::value::Value;
 
@@ -26,37 +26,63 @@ pub(crate) fn device_holds(info: &dagger_wgpu::DeviceInfo, dtype: DType) -> Resu
     }
 }
 
-/// An array resident on one device; as a task result it stands for the host type it was
-/// made from (e.g. `Vec<f32>`), which `host_value` downloads on demand.
+/// An array made on one device; as a task result it stands for the host type it was made
+/// from (e.g. `Vec<f32>`), which [`to_host`] downloads on demand. Its own copy is a
+/// [`Resident`] of the device's memory: under the device's budget it may move to host
+/// memory and back without the array changing.
 pub(crate) struct GpuArray {
     pub(crate) device: usize,
+    pub(crate) len: usize,
+    pub(crate) dtype: DType,
+    pub(crate) host_type: TypeId,
+    pub(crate) home: Arc<Resident>,
+    /// Copies on other devices (or in another context's memory of this one).
+    replicas: Mutex<Vec<Arc<Resident>>>,
+}
+
+/// A kernel's output buffer, before it becomes a [`GpuArray`] of the device's memory.
+pub(crate) struct DeviceOutput {
     pub(crate) buffer: Arc<GpuBuffer>,
     pub(crate) len: usize,
     pub(crate) dtype: DType,
     pub(crate) host_type: TypeId,
-    host: OnceLock<Value>,
-    replicas: Mutex<Vec<(usize, Arc<GpuBuffer>)>>,
 }
 
-impl GpuArray {
-    pub(crate) fn new(
-        device: usize,
-        buffer: Arc<GpuBuffer>,
-        len: usize,
-        dtype: DType,
-        host_type: TypeId,
-    ) -> Self {
-        GpuArray {
-            device,
+impl DeviceOutput {
+    pub(crate) fn new(buffer: Arc<GpuBuffer>, len: usize, dtype: DType, host_type: TypeId) -> Self {
+        DeviceOutput {
             buffer,
             len,
             dtype,
             host_type,
-            host: OnceLock::new(),
-            replicas: Mutex::new(Vec::new()),
         }
     }
 
+    /// The output as an array whose own copy takes the room `admission` reserved.
+    pub(crate) fn adopt(self, device: usize, admission: &mut Admission) -> GpuArray {
+        let mover = movers()
+            .get(&self.host_type)
+            .expect("device arrays come from movable types");
+        let home = admission.adopt(
+            self.buffer,
+            Owner::Array {
+                host: OnceLock::new(),
+                len: self.len,
+                download: mover.download,
+            },
+        );
+        GpuArray {
+            device,
+            len: self.len,
+            dtype: self.dtype,
+            host_type: self.host_type,
+            home,
+            replicas: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl GpuArray {
     fn bytes(&self) -> u64 {
         (self.len * self.dtype.size()) as u64
     }
@@ -110,13 +136,9 @@ fn movers() -> &'static HashMap<TypeId, Mover> {
     })
 }
 
-/// A host value's copy on a device, kept while the value lives.
-type Replica = (Weak<dyn Any + Send + Sync>, Arc<GpuBuffer>);
-
-/// One opened device and the replicas of host values uploaded to it.
+/// One opened device.
 pub(crate) struct GpuState {
     pub(crate) device: Device,
-    replicas: Mutex<HashMap<usize, Replica>>,
 }
 
 /// The devices of this process, opened once and shared by every context.
@@ -132,10 +154,7 @@ pub(crate) fn devices() -> &'static GpuDevices {
         let mut errors = Vec::new();
         for r in dagger_wgpu::open_devices() {
             match r {
-                Ok(device) => devices.push(GpuState {
-                    device,
-                    replicas: Mutex::new(HashMap::new()),
-                }),
+                Ok(device) => devices.push(GpuState { device }),
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -159,72 +178,62 @@ fn failed(value: &Value, from: MemorySpace, to: MemorySpace, e: GpuError) -> Mov
     }
 }
 
-/// Where a value is, for placement: its size, whether the host has it, and which devices
-/// do (as the value itself or as a cached replica).
+/// Where a value is, for placement: its size, whether the host has it, and whether the
+/// device asked about does.
 pub(crate) struct Residence {
     bytes: u64,
     on_host: bool,
-    devices: smallvec::SmallVec<[usize; 2]>,
+    on_device: bool,
 }
 
 impl Residence {
-    /// The bytes that must move for the value to be on `device` (`None`: the host). A value
-    /// only on another device goes through the host: twice its size.
+    /// The bytes that must move for the value to be on the device asked about (`None`: on
+    /// the host). A value only on another device goes through the host: twice its size.
     pub(crate) fn bytes_to(&self, device: Option<usize>) -> u64 {
         match device {
             None if self.on_host => 0,
             None => self.bytes,
-            Some(d) if self.devices.contains(&d) => 0,
+            Some(_) if self.on_device => 0,
             Some(_) if self.on_host => self.bytes,
             Some(_) => 2 * self.bytes,
         }
     }
 }
 
-/// Where `value` is; `None` for values no device can hold (they never move to one).
-pub(crate) fn residence(value: &Value) -> Option<Residence> {
+/// Where `value` is with respect to `mem`'s device; `None` for values no device can hold
+/// (they never move to one).
+pub(crate) fn residence(value: &Value, mem: &DeviceMemory) -> Option<Residence> {
     if let Some(arr) = value.downcast_ref::<GpuArray>() {
-        let mut devices = smallvec::smallvec![arr.device];
-        devices.extend(arr.replicas.lock().iter().map(|(i, _)| *i));
+        let here = |r: &Arc<Resident>| std::ptr::eq(&*r.mem, mem) && r.on_device();
+        let on_device = here(&arr.home) || arr.replicas.lock().iter().any(here);
         return Some(Residence {
             bytes: arr.bytes(),
-            on_host: arr.host.get().is_some(),
-            devices,
+            on_host: arr.home.host().is_some(),
+            on_device,
         });
     }
     let mover = movers().get(&value.type_id_of_value())?;
-    let key = value.addr();
-    let on = |s: &GpuState| {
-        s.replicas
-            .lock()
-            .get(&key)
-            .is_some_and(|(w, _)| w.strong_count() > 0)
-    };
+    let on_device = mem
+        .replicas
+        .lock()
+        .get(&value.addr())
+        .is_some_and(|(w, r)| w.strong_count() > 0 && r.clone().resident().on_device());
     Some(Residence {
         bytes: ((mover.len)(value) * mover.dtype.size()) as u64,
         on_host: true,
-        devices: devices()
-            .devices
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| on(s))
-            .map(|(i, _)| i)
-            .collect(),
+        on_device,
     })
 }
 
-/// The host value of `value` (in `space`), downloading it (once) if it is an array on a
-/// device.
+/// The host value of `value` (in `space`), downloading it (once) if it is an array whose
+/// only copy is on a device.
 pub(crate) fn to_host(space: MemorySpace, value: &Value) -> Result<Value, MoveError> {
     let Some(arr) = value.downcast_ref::<GpuArray>() else {
         return Ok(value.clone());
     };
-    if let Some(v) = arr.host.get() {
+    if let Some(v) = arr.home.host() {
         return Ok(v.clone());
     }
-    let mover = movers()
-        .get(&arr.host_type)
-        .expect("device arrays come from movable types");
     let dev = &devices().devices[arr.device].device;
     let lost = |source: Option<GpuError>| MoveError::Failed {
         type_name: value.type_name(),
@@ -240,13 +249,11 @@ pub(crate) fn to_host(space: MemorySpace, value: &Value) -> Result<Value, MoveEr
     if dev.is_lost() {
         return Err(lost(None));
     }
-    let v = (mover.download)(dev, &arr.buffer, arr.len).map_err(|e| match e {
+    arr.home.to_host(dev).map_err(|e| match e {
         GpuError::DeviceLost { .. } => lost(Some(e)),
         e => failed(value, space, MemorySpace::LOCAL_HOST, e),
-    })?;
-    Ok(arr.host.get_or_init(|| v).clone())
+    })
 }
-
 /// A value that lived only in the memory of a device that was lost.
 #[derive(Debug)]
 struct LostWithDevice {
@@ -273,78 +280,114 @@ impl std::error::Error for LostWithDevice {
     }
 }
 
-/// `value` (now in `from`) resident on device `dev`: its buffer, length and type, uploaded
-/// unless it was resident already, on the device or in its replica cache.
-pub(crate) fn to_device(
+/// A value a task takes on a device, as a wgpu processor's `move_in` leaves it: the value
+/// itself, made resident when the task is admitted (see [`stage`] and [`need`]).
+#[derive(Clone)]
+pub(crate) struct Staged {
+    value: Value,
     from: MemorySpace,
-    value: &Value,
-    dev: usize,
-) -> Result<DeviceInput, MoveError> {
+    pub(crate) len: usize,
+    pub(crate) dtype: DType,
+}
+
+/// `value` (now in `from`) as an input of a task on device `dev`, or why it cannot be one.
+pub(crate) fn stage(from: MemorySpace, value: &Value, dev: usize) -> Result<Staged, MoveError> {
     let to = space_of(dev);
-    let state = &devices().devices[dev];
-    let info = state.device.info();
+    let info = devices().devices[dev].device.info();
+    let unsupported = || MoveError::Unsupported {
+        type_name: value.type_name(),
+        from,
+        to,
+    };
     if let Some(arr) = value.downcast_ref::<GpuArray>() {
-        let input = |buffer| DeviceInput {
-            buffer,
+        if arr.device != dev {
+            device_holds(info, arr.dtype).map_err(|_| unsupported())?;
+        }
+        return Ok(Staged {
+            value: value.clone(),
+            from,
             len: arr.len,
             dtype: arr.dtype,
-        };
-        if arr.device == dev {
-            return Ok(input(arr.buffer.clone()));
-        }
-        if let Some((_, b)) = arr.replicas.lock().iter().find(|(i, _)| *i == dev) {
-            return Ok(input(b.clone()));
-        }
-        device_holds(info, arr.dtype).map_err(|_| MoveError::Unsupported {
-            type_name: value.type_name(),
-            from,
-            to,
-        })?;
-        let host = to_host(from, value)?;
-        let mover = movers().get(&arr.host_type).expect("movable");
-        let buf =
-            Arc::new((mover.upload)(&host, &state.device).map_err(|e| failed(value, from, to, e))?);
-        arr.replicas.lock().push((dev, buf.clone()));
-        return Ok(input(buf));
-    }
-    let tid = value.type_id_of_value();
-    let Some(mover) = movers().get(&tid) else {
-        return Err(MoveError::Unsupported {
-            type_name: value.type_name(),
-            from,
-            to,
         });
-    };
+    }
+    let mover = movers()
+        .get(&value.type_id_of_value())
+        .ok_or_else(unsupported)?;
     if device_holds(info, mover.dtype).is_err() || !from.is_host() {
-        return Err(MoveError::Unsupported {
-            type_name: value.type_name(),
-            from,
-            to,
-        });
+        return Err(unsupported());
     }
-    let len = (mover.len)(value);
-    let key = value.addr();
-    {
-        let cache = state.replicas.lock();
-        if let Some((weak, buf)) = cache.get(&key) {
-            if weak.strong_count() > 0 {
-                return Ok(DeviceInput {
-                    buffer: buf.clone(),
-                    len,
-                    dtype: mover.dtype,
-                });
-            }
-        }
-    }
-    let buf =
-        Arc::new((mover.upload)(value, &state.device).map_err(|e| failed(value, from, to, e))?);
-    let mut cache = state.replicas.lock();
-    // Forget replicas of values that are gone, returning their buffers to the pool.
-    cache.retain(|_, (w, _)| w.strong_count() > 0);
-    cache.insert(key, (value.downgrade(), buf.clone()));
-    Ok(DeviceInput {
-        buffer: buf,
-        len,
+    Ok(Staged {
+        value: value.clone(),
+        from,
+        len: (mover.len)(value),
         dtype: mover.dtype,
     })
+}
+
+/// What `staged` needs in `mem`: the resident holding it there (found, or made and
+/// remembered), and how to upload it when it is not on the device.
+pub(crate) fn need(staged: &Staged, mem: &Arc<DeviceMemory>) -> Need {
+    let dev = mem.device;
+    let bytes = dagger_wgpu::allocation_size((staged.len * staged.dtype.size()) as u64);
+    let (from, to) = (staged.from, space_of(dev));
+    if let Some(arr) = staged.value.downcast_ref::<GpuArray>() {
+        let resident = if Arc::ptr_eq(&arr.home.mem, mem) {
+            arr.home.clone()
+        } else {
+            let mut reps = arr.replicas.lock();
+            match reps.iter().find(|r| Arc::ptr_eq(&r.mem, mem)) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Resident::new(mem, bytes, Owner::Copy);
+                    reps.push(r.clone());
+                    r
+                }
+            }
+        };
+        let value = staged.value.clone();
+        let host_type = arr.host_type;
+        return Need {
+            resident,
+            upload: Box::new(move || {
+                let host = to_host(from, &value)?;
+                let mover = movers().get(&host_type).expect("movable");
+                (mover.upload)(&host, &devices().devices[dev].device)
+                    .map_err(|e| failed(&value, from, to, e))
+            }),
+        };
+    }
+    let key = staged.value.addr();
+    let resident = {
+        let mut cache = mem.replicas.lock();
+        match cache.get(&key) {
+            Some((w, r)) if w.strong_count() > 0 => r.clone().resident(),
+            _ => {
+                let r = Resident::new(mem, bytes, Owner::Copy);
+                // Forget copies of values that are gone, freeing their buffers.
+                let gone: Vec<Replica> = {
+                    let dead: Vec<usize> = cache
+                        .iter()
+                        .filter(|(_, (w, _))| w.strong_count() == 0)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    dead.iter().filter_map(|k| cache.remove(k)).collect()
+                };
+                cache.insert(key, (staged.value.downgrade(), r.clone()));
+                drop(cache);
+                drop(gone);
+                r
+            }
+        }
+    };
+    let value = staged.value.clone();
+    Need {
+        resident,
+        upload: Box::new(move || {
+            let mover = movers()
+                .get(&value.type_id_of_value())
+                .expect("staged values are movable");
+            (mover.upload)(&value, &devices().devices[dev].device)
+                .map_err(|e| failed(&value, from, to, e))
+        }),
+    }
 }

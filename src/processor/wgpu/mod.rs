@@ -7,14 +7,21 @@
 //! - `memory` (with the `wgpu` feature): the devices of the process, the arrays resident on
 //!   them, and moving values between host and devices (with a replica cache so a value is
 //!   uploaded once per device).
+//! - `budget` (with the `wgpu` feature): what a context keeps on each device, under the
+//!   device's memory budget: admission of tasks, eviction of the least recently used buffers
+//!   to host memory.
 //! - `device` (with the `wgpu` feature): [`WgpuProc`] ties them together as a
-//!   [`Processor`](super::Processor): its `move_in`/`move_out` upload and download, its
-//!   `launch` enqueues a kernel's WGSL implementation on the device's server thread and
-//!   completes the task from the device's completion callback.
+//!   [`Processor`](super::Processor): its `move_in` checks that a value can go to the
+//!   device, its `move_out` downloads, its `launch` admits the task under the device's
+//!   budget (uploading the inputs that are not on the device), enqueues the kernel's WGSL
+//!   implementation on the device's server thread and completes the task from the device's
+//!   completion callback.
 //!
 //! Without the `wgpu` feature, kernels and their element types remain and run on CPU
 //! threads through their CPU implementations; nothing here touches a device.
 
+#[cfg(feature = "wgpu")]
+pub(crate) mod budget;
 #[cfg(feature = "wgpu")]
 mod device;
 pub(crate) mod dtype;
@@ -23,7 +30,9 @@ pub(crate) mod kernel;
 pub(crate) mod memory;
 
 #[cfg(feature = "wgpu")]
-pub(crate) use device::discover;
+pub use budget::{GpuMemoryError, GpuMemoryStats};
+#[cfg(feature = "wgpu")]
+pub(crate) use device::{default_budget, discover};
 #[cfg(feature = "wgpu")]
 pub use device::{GpuInfo, WgpuProc};
 pub use dtype::{DType, GpuScalar};
@@ -32,4 +41,4 @@ pub use kernel::{Access, KernelArgsError, KernelError, WgslKernel, WgslKernelBui
 #[cfg(feature = "wgpu")]
 pub(crate) use kernel::{DeviceInput, LaunchDone};
 #[cfg(feature = "wgpu")]
-pub(crate) use memory::{devices, GpuArray};
+pub(crate) use memory::{devices, DeviceOutput};
