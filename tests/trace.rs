@@ -100,7 +100,10 @@ fn a_real_run_renders_as_trace_gantt_dot_and_summary() {
     let dot = viz::run_dot_tasks(&events, &procs);
     assert_eq!(dot.matches("->").count(), 64);
     assert!(65 > viz::DOT_TASKS_MAX);
-    assert_eq!(viz::run_dot(&events, &procs), viz::run_dot_grouped(&events, &procs));
+    assert_eq!(
+        viz::run_dot(&events, &procs),
+        viz::run_dot_grouped(&events, &procs)
+    );
     assert_eq!(viz::run_dot(&events, &procs).matches("->").count(), 1);
 
     // Summary: every task counted on a CPU thread.
