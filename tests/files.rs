@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,20 +12,13 @@ use dagger::prelude::*;
 use dagger::storage::{self, StorageError};
 use dagger::File;
 
-fn scratch(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("dagger-files-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
 fn ctx() -> Context {
     Context::builder().threads(2).gpus(false).build().unwrap()
 }
 
 #[test]
 fn a_file_argument_is_read_when_the_task_runs_and_a_missing_one_names_its_path() {
-    let dir = scratch("arg");
+    let dir = common::scratch("files-test", "arg");
     let ctx = ctx();
     let path = dir.join("words.txt");
     let words = File::open(&path, |p| {
@@ -65,7 +58,7 @@ fn a_file_argument_is_read_when_the_task_runs_and_a_missing_one_names_its_path()
 
 #[test]
 fn tofile_writes_a_result_that_later_tasks_read_back_and_never_writes_over_a_file() {
-    let dir = scratch("tofile");
+    let dir = common::scratch("files-test", "tofile");
     let ctx = ctx();
     let data = ctx.spawn(
         || (0..50_000).map(|i| (i as f64).sin()).collect::<Vec<f64>>(),
@@ -132,7 +125,7 @@ struct Record {
 
 #[test]
 fn chunks_save_and_load_their_types_and_refuse_others() {
-    let dir = scratch("save");
+    let dir = common::scratch("files-test", "save");
     storage::register_serde::<Record>(|r| (r.name.len() + 4 * r.values.len()) as u64);
     let r = Record {
         name: "block".into(),
@@ -244,7 +237,7 @@ fn checkpoints(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_killed_checkpointed_program_resumes_with_only_the_work_that_was_left() {
-    let dir = scratch("ckpt");
+    let dir = common::scratch("files-test", "ckpt");
     let child = |run: &str| {
         let mut c = Command::new(std::env::current_exe().unwrap());
         c.args([
@@ -315,7 +308,10 @@ fn a_killed_checkpointed_program_resumes_with_only_the_work_that_was_left() {
     );
 
     // Third run: everything is restored, nothing runs.
-    let out = child("third").output().unwrap();
+    let out = common::within(120, "the restored run", {
+        let mut c = child("third");
+        move || c.output().unwrap()
+    });
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("total {want}")));
     assert!(ran(&dir, "third").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
@@ -323,7 +319,7 @@ fn a_killed_checkpointed_program_resumes_with_only_the_work_that_was_left() {
 
 #[test]
 fn a_checkpoint_of_a_type_that_cannot_be_saved_fails_the_task_saying_so() {
-    let dir = scratch("ckpt-type");
+    let dir = common::scratch("files-test", "ckpt-type");
     let ctx = ctx();
     #[derive(Clone)]
     struct Opaque(#[allow(dead_code)] u8);
@@ -340,7 +336,7 @@ fn a_checkpoint_of_a_type_that_cannot_be_saved_fails_the_task_saying_so() {
 
 #[test]
 fn a_chunk_opened_from_a_file_is_read_from_it_and_never_changes_it() {
-    let dir = scratch("open");
+    let dir = common::scratch("files-test", "open");
     let path = dir.join("ramp.bin");
     let ramp: Vec<f64> = (0..100_000).map(|i| i as f64 * 0.5).collect();
     Chunk::new(ramp.clone()).save(&path).unwrap();

@@ -8,41 +8,13 @@ use dagger::prelude::*;
 use dagger::{ArrayError, Diag, Gemm, Norm, Pivoting, ProcessorKind, Solver, Trans, Triangle};
 use ndarray::Array2;
 
-/// (scope, whether it runs f64 tiles): CPU, default, each GPU, and CPU with every GPU.
-fn scopes(ctx: &Context) -> Vec<(Scope, bool)> {
-    let mut v = vec![(Scope::cpu(), true), (Scope::default_scope(), true)];
-    let gpus = common::gpus_or_skip(ctx, "the GPU scopes");
-    for info in &gpus {
-        v.push((Scope::gpu(info.index), info.shader_f64));
-    }
-    if !gpus.is_empty() {
-        let all_f64 = gpus.iter().all(|g| g.shader_f64);
-        v.push((
-            Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap(),
-            all_f64,
-        ));
-    }
-    v
-}
-
-/// Seeded uniform numbers in [-0.5, 0.5).
-fn random(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    Array2::from_shape_fn((rows, cols), |_| {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        ((s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f64 / (1u64 << 24) as f64) - 0.5
-    })
-}
-
 /// A matrix LU factors stably without pivoting: random plus n on the diagonal.
 fn dominant(n: usize, seed: u64) -> Array2<f64> {
-    random(n, n, seed) + Array2::<f64>::eye(n) * n as f64
+    common::random_matrix(n, n, seed) + Array2::<f64>::eye(n) * n as f64
 }
 
 fn spd(n: usize, seed: u64) -> Array2<f64> {
-    let m = random(n, n, seed);
+    let m = common::random_matrix(n, n, seed);
     m.dot(&m.t()) / n as f64 + Array2::<f64>::eye(n)
 }
 
@@ -78,7 +50,7 @@ fn check_lu<T: Gemm + Into<f64>>(
 ) {
     let a = match pivoting {
         Pivoting::None => dominant(n, n as u64),
-        _ => random(n, n, n as u64 + 7),
+        _ => common::random_matrix(n, n, n as u64 + 7),
     };
     let d = darray::<T>(ctx, &a, block);
     let lu = on(scope, || d.lu(pivoting)).unwrap();
@@ -130,7 +102,7 @@ const SIZES: [(usize, usize); 7] = [
 fn lu_factors_everywhere() {
     common::within(900, "LU on every scope", || {
         let ctx = Context::builder().threads(2).build().unwrap();
-        for (scope, f64_ok) in scopes(&ctx) {
+        for (scope, f64_ok) in common::linalg_scopes(&ctx) {
             for pivoting in [Pivoting::None, Pivoting::Partial] {
                 for &(n, block) in &SIZES {
                     check_lu::<f32>(&ctx, &scope, pivoting, n, block, 1e-5);
@@ -151,7 +123,7 @@ fn panel_tiles_run_on_cpu_threads_under_a_gpu_scope() {
     }
     let gpu = ctx.processors_of_kind(ProcessorKind::Wgpu)[0];
     let threads = ctx.processors_of_kind(ProcessorKind::Thread);
-    let d = darray::<f32>(&ctx, &random(48, 48, 3), 16);
+    let d = darray::<f32>(&ctx, &common::random_matrix(48, 48, 3), 16);
     d.wait().unwrap();
     ctx.enable_logging();
     let _ = ctx.fetch_logs();
@@ -173,7 +145,7 @@ fn panel_tiles_run_on_cpu_threads_under_a_gpu_scope() {
         panels.iter().all(|e| threads.contains(&e.processor)),
         "panel tiles have no GPU implementation and run on CPU threads"
     );
-    let a = random(48, 48, 3);
+    let a = common::random_matrix(48, 48, 3);
     let (l, u) = (host(&lu.l()), host(&lu.u()));
     let p = lu.permutation();
     let pa = Array2::from_shape_fn((48, 48), |(i, j)| a[[p[i], j]]);
@@ -187,12 +159,15 @@ fn check_solves<T: Gemm + Into<f64>>(
     block: usize,
     tol: f64,
 ) {
-    let rhs = random(n, 3, 11);
+    let rhs = common::random_matrix(n, 3, 11);
     let b = DArray::distribute(ctx, &rhs.mapv(T::from_f64), Blocks::new([block + 1, 2])).unwrap();
     let cases = [
         (Solver::Cholesky, spd(n, 5)),
         (Solver::Lu(Pivoting::None), dominant(n, 6)),
-        (Solver::Lu(Pivoting::Partial), random(n, n, 7)),
+        (
+            Solver::Lu(Pivoting::Partial),
+            common::random_matrix(n, n, 7),
+        ),
     ];
     for (solver, a) in cases {
         let d = darray::<T>(ctx, &a, block);
@@ -205,7 +180,7 @@ fn check_solves<T: Gemm + Into<f64>>(
         );
     }
     // The inverse.
-    let a = random(n, n, 8);
+    let a = common::random_matrix(n, n, 8);
     let inv = host(&on(scope, || darray::<T>(ctx, &a, block).inv()).unwrap());
     let e = backward(&a, &inv, &Array2::eye(n));
     assert!(e < tol, "inv n {n} block {block} on {scope}: {e}");
@@ -215,7 +190,7 @@ fn check_solves<T: Gemm + Into<f64>>(
 fn solves_and_inverses_everywhere() {
     common::within(900, "solves on every scope", || {
         let ctx = Context::builder().threads(2).build().unwrap();
-        for (scope, f64_ok) in scopes(&ctx) {
+        for (scope, f64_ok) in common::linalg_scopes(&ctx) {
             for &(n, block) in &[(1, 16), (16, 16), (17, 16), (65, 32)] {
                 check_solves::<f32>(&ctx, &scope, n, block, 1e-5);
                 if f64_ok {
@@ -230,7 +205,7 @@ fn solves_and_inverses_everywhere() {
 fn triangular_solves_every_triangle_transpose_and_diagonal() {
     common::within(600, "triangular solves", || {
         let ctx = Context::builder().threads(2).build().unwrap();
-        for (scope, f64_ok) in scopes(&ctx) {
+        for (scope, f64_ok) in common::linalg_scopes(&ctx) {
             for &(n, block) in &[(15, 16), (17, 16), (40, 16)] {
                 for triangle in [Triangle::Lower, Triangle::Upper] {
                     for trans in [Trans::No, Trans::Yes] {
@@ -258,7 +233,7 @@ fn triangular_solves_every_triangle_transpose_and_diagonal() {
                                 Trans::No => tri.clone(),
                                 Trans::Yes => tri.t().to_owned(),
                             };
-                            let rhs = random(n, 5, 4);
+                            let rhs = common::random_matrix(n, 5, 4);
                             let check = |tol: f64, x: Array2<f64>, what: &str| {
                                 let e = backward(&op, &x, &rhs);
                                 assert!(
@@ -293,9 +268,9 @@ fn triangular_solves_every_triangle_transpose_and_diagonal() {
 #[test]
 fn singular_matrices_name_the_block_and_pivot() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    for (scope, _) in scopes(&ctx) {
+    for (scope, _) in common::linalg_scopes(&ctx) {
         // Column 37 (block 2 of 16, pivot 5 there) all zeros: singular.
-        let mut a = random(50, 50, 1);
+        let mut a = common::random_matrix(50, 50, 1);
         a.column_mut(37).fill(0.0);
         let d = darray::<f32>(&ctx, &a, 16);
         for pivoting in [Pivoting::Partial, Pivoting::None] {
@@ -319,7 +294,7 @@ fn singular_matrices_name_the_block_and_pivot() {
             matches!(err, ArrayError::Singular { row: 37, .. }),
             "{err:?}"
         );
-        let b = darray::<f32>(&ctx, &random(50, 1, 2), 16);
+        let b = darray::<f32>(&ctx, &common::random_matrix(50, 1, 2), 16);
         let err = on(&scope, || d.solve(&b, Solver::Lu(Pivoting::Partial))).unwrap_err();
         assert!(
             matches!(err, ArrayError::Singular { row: 37, .. }),
@@ -356,7 +331,7 @@ fn singular_matrices_name_the_block_and_pivot() {
         // A zero on a triangle's diagonal.
         let mut t = dominant(40, 3);
         t[[20, 20]] = 0.0;
-        let b = darray::<f32>(&ctx, &random(40, 2, 5), 16);
+        let b = darray::<f32>(&ctx, &common::random_matrix(40, 2, 5), 16);
         let err = on(&scope, || {
             darray::<f32>(&ctx, &t, 16).solve_triangular(
                 &b,
@@ -430,9 +405,9 @@ fn shapes_that_do_not_fit_are_errors() {
 #[test]
 fn norms_match_the_definitions() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    for (scope, f64_ok) in scopes(&ctx) {
+    for (scope, f64_ok) in common::linalg_scopes(&ctx) {
         for &(r, c, block) in &[(1, 1, 4), (7, 5, 4), (16, 33, 16), (40, 17, 16)] {
-            let a = random(r, c, (r * c) as u64) * 10.0;
+            let a = common::random_matrix(r, c, (r * c) as u64) * 10.0;
             let one = (0..c)
                 .map(|j| a.column(j).iter().map(|x| x.abs()).sum::<f64>())
                 .fold(0.0, f64::max);

@@ -8,34 +8,6 @@ use dagger::prelude::*;
 use dagger::{ArrayError, Gemm, ProcessorKind};
 use ndarray::Array2;
 
-/// (scope, whether it runs f64 tiles): CPU, default, each GPU, and CPU with every GPU.
-fn scopes(ctx: &Context) -> Vec<(Scope, bool)> {
-    let mut v = vec![(Scope::cpu(), true), (Scope::default_scope(), true)];
-    let gpus = common::gpus_or_skip(ctx, "the GPU scopes");
-    for info in &gpus {
-        v.push((Scope::gpu(info.index), info.shader_f64));
-    }
-    if !gpus.is_empty() {
-        let all_f64 = gpus.iter().all(|g| g.shader_f64);
-        v.push((
-            Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap(),
-            all_f64,
-        ));
-    }
-    v
-}
-
-/// Seeded uniform numbers in [-0.5, 0.5).
-fn random(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    Array2::from_shape_fn((rows, cols), |_| {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        ((s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f64 / (1u64 << 24) as f64) - 0.5
-    })
-}
-
 fn fro(x: &Array2<f64>) -> f64 {
     x.iter().map(|v| v * v).sum::<f64>().sqrt()
 }
@@ -55,7 +27,7 @@ fn check_qr<T: Gemm + Into<f64>>(
     block: [usize; 2],
     tol: f64,
 ) {
-    let a = random(m, n, (m * 1000 + n) as u64);
+    let a = common::random_matrix(m, n, (m * 1000 + n) as u64);
     let d = DArray::distribute(ctx, &a.mapv(T::from_f64), Blocks::new(block)).unwrap();
     let qr = on(scope, || d.qr()).unwrap();
     let q = host(&on(scope, || qr.q()).unwrap());
@@ -74,7 +46,7 @@ fn check_qr<T: Gemm + Into<f64>>(
         .fold(0.0f64, |x, v| x.max(v.abs()));
     assert!(o < tol, "{what}: max |Qᵀ Q - I| = {o}");
     // Least squares against the normal equations (in f64, well conditioned here).
-    let b = random(m, 2, 99);
+    let b = common::random_matrix(m, 2, 99);
     let db = DArray::distribute(ctx, &b.mapv(T::from_f64), Blocks::new([block[0] + 1, 1])).unwrap();
     let x = host(&on(scope, || qr.solve(&db)).unwrap());
     let ata = a.t().dot(&a);
@@ -105,7 +77,7 @@ const CASES: [((usize, usize), [usize; 2]); 10] = [
 fn qr_factors_everywhere() {
     common::within(900, "QR on every scope", || {
         let ctx = Context::builder().threads(2).build().unwrap();
-        for (scope, f64_ok) in scopes(&ctx) {
+        for (scope, f64_ok) in common::linalg_scopes(&ctx) {
             for &(shape, block) in &CASES {
                 check_qr::<f32>(&ctx, &scope, shape, block, 1e-5);
                 if f64_ok {
@@ -119,7 +91,7 @@ fn qr_factors_everywhere() {
 #[test]
 fn qr_of_a_rank_deficient_matrix_still_reconstructs_it() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    let mut a = random(30, 12, 4);
+    let mut a = common::random_matrix(30, 12, 4);
     let c0 = a.column(0).to_owned();
     a.column_mut(5).assign(&(&c0 * 3.0));
     a.column_mut(9).fill(0.0);
@@ -135,8 +107,8 @@ fn qr_of_a_rank_deficient_matrix_still_reconstructs_it() {
 #[test]
 fn qt_mul_applies_the_transpose_without_forming_q() {
     let ctx = Context::builder().threads(2).build().unwrap();
-    let a = random(50, 20, 8);
-    let b = random(50, 3, 9);
+    let a = common::random_matrix(50, 20, 8);
+    let b = common::random_matrix(50, 3, 9);
     let qr = DArray::distribute(&ctx, &a, Blocks::new([16, 8]))
         .unwrap()
         .qr()
@@ -181,7 +153,7 @@ fn qr_panels_run_on_cpu_threads_and_updates_on_a_gpu() {
     }
     let gpu = ctx.processors_of_kind(ProcessorKind::Wgpu)[0];
     let threads = ctx.processors_of_kind(ProcessorKind::Thread);
-    let a = random(48, 32, 3);
+    let a = common::random_matrix(48, 32, 3);
     let d = DArray::distribute(&ctx, &a.mapv(|v| v as f32), Blocks::new([16, 16])).unwrap();
     d.wait().unwrap();
     ctx.enable_logging();

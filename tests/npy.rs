@@ -1,6 +1,8 @@
 //! Arrays in and out of `.npy` files: round trips, files numpy wrote, and writes that never
 //! replace a file or follow a link unless asked.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use dagger::array::{Element, Overwrite};
@@ -12,14 +14,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/npy")
         .join(name)
-}
-
-/// A fresh directory of this test's own.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dagger-npy-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn ramp<T: Element>(shape: &[usize]) -> ArrayD<T> {
@@ -46,7 +40,7 @@ fn round_trip<T: Element>(ctx: &Context, dir: &Path, shape: &[usize], block: &[u
 #[test]
 fn arrays_survive_a_round_trip_through_npy() {
     let ctx = Context::builder().threads(2).gpus(false).build().unwrap();
-    let dir = scratch("round");
+    let dir = common::scratch("npy", "round");
     round_trip::<f64>(&ctx, &dir, &[7, 5], &[3, 2]);
     round_trip::<f32>(&ctx, &dir, &[10], &[4]);
     round_trip::<i32>(&ctx, &dir, &[3, 4, 5], &[2, 3, 2]);
@@ -66,30 +60,14 @@ fn arrays_survive_a_round_trip_through_npy() {
     assert_eq!(bits(&back), bits(&odd));
     // numpy reads what dagger wrote, when it is installed (the fixtures below cover the
     // other direction without it).
-    let python = std::env::var("DAGGER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let check = std::process::Command::new(&python)
-        .args([
-            "-I",
-            "-c",
-            "import sys, numpy as np; a = np.load(sys.argv[1]); \
-             assert a.dtype == np.float64 and a.shape == (7, 5), (a.dtype, a.shape); \
-             assert (a.ravel() == np.arange(35) - 3).all(); print('numpy agrees')",
-        ])
-        .arg(dir.join("f64-[7, 5].npy"))
-        .output();
-    match check {
-        Ok(out) if out.status.success() => {
-            assert!(String::from_utf8_lossy(&out.stdout).contains("numpy agrees"))
-        }
-        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named") => {
-            eprintln!("skipped reading with numpy: {python} has no numpy")
-        }
-        Ok(out) => panic!(
-            "numpy could not read dagger's file: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => eprintln!("skipped reading with numpy: no {python} ({e})"),
-    }
+    common::python_agrees(
+        "import sys, numpy as np; a = np.load(sys.argv[1]); \
+         assert a.dtype == np.float64 and a.shape == (7, 5), (a.dtype, a.shape); \
+         assert (a.ravel() == np.arange(35) - 3).all(); print('numpy agrees')",
+        &[&dir.join("f64-[7, 5].npy")],
+        "numpy agrees",
+        "numpy",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -148,7 +126,7 @@ fn files_numpy_wrote_are_read() {
 #[test]
 fn writes_never_replace_a_file_or_follow_a_link_unasked() {
     let ctx = Context::builder().threads(1).gpus(false).build().unwrap();
-    let dir = scratch("safe");
+    let dir = common::scratch("npy", "safe");
     let a = DArray::<f32>::ones(&ctx, [6], Blocks::new([4])).unwrap();
 
     // An existing file is refused and left as it was.

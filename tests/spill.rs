@@ -11,14 +11,6 @@ use dagger::prelude::*;
 use dagger::storage;
 use dagger::EventKind;
 
-/// A fresh directory under the temporary directory, for one test.
-fn scratch(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("dagger-spill-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
 fn host_ctx(limit: u64, dir: &std::path::Path) -> Context {
     Context::builder()
         .threads(2)
@@ -37,7 +29,7 @@ fn entries(dir: &std::path::Path) -> Vec<PathBuf> {
 
 #[test]
 fn spilled_values_come_back_bit_for_bit_and_the_directory_goes_with_the_context() {
-    let dir = scratch("bits");
+    let dir = common::scratch("spill-test", "bits");
     let ctx = host_ctx(1 << 20, &dir);
     let mut rng = common::Rng::new(7);
     // Every bit pattern, NaN payloads and signed zeros included.
@@ -100,7 +92,7 @@ fn spilled_values_come_back_bit_for_bit_and_the_directory_goes_with_the_context(
 
 #[test]
 fn chunks_outliving_their_context_stay_readable_until_dropped() {
-    let dir = scratch("outlive");
+    let dir = common::scratch("spill-test", "outlive");
     let ctx = host_ctx(1 << 20, &dir);
     let a = ctx.to_chunk(vec![3u32; 200_000]);
     let b = ctx.to_chunk(vec![4u32; 200_000]);
@@ -120,7 +112,7 @@ struct Opaque(Vec<u8>);
 fn values_that_cannot_spill_are_counted_and_kept() {
     storage::register_size::<Opaque>(|o| o.0.len() as u64);
     assert!(!storage::is_spillable::<Opaque>());
-    let dir = scratch("opaque");
+    let dir = common::scratch("spill-test", "opaque");
     let ctx = host_ctx(1 << 20, &dir);
     let o = ctx.to_chunk(Opaque(vec![9u8; 400_000]));
     let vs: Vec<_> = (0..4u8).map(|i| ctx.to_chunk(vec![i; 300_000])).collect();
@@ -146,7 +138,7 @@ fn values_that_cannot_spill_are_counted_and_kept() {
 
 #[test]
 fn small_values_and_unregistered_types_are_not_managed() {
-    let dir = scratch("small");
+    let dir = common::scratch("spill-test", "small");
     let ctx = host_ctx(1 << 20, &dir);
     struct Unknown(#[allow(dead_code)] Vec<u8>);
     let _small: Vec<_> = (0..100)
@@ -161,7 +153,7 @@ fn small_values_and_unregistered_types_are_not_managed() {
 
 #[test]
 fn a_spill_file_removed_behind_the_contexts_back_is_a_clear_error() {
-    let dir = scratch("removed");
+    let dir = common::scratch("spill-test", "removed");
     let ctx = host_ctx(1 << 20, &dir);
     let a = ctx.to_chunk(vec![1.5f32; 200_000]);
     let _b = ctx.to_chunk(vec![2.5f32; 200_000]);
@@ -185,7 +177,7 @@ fn a_spill_file_removed_behind_the_contexts_back_is_a_clear_error() {
 
 #[test]
 fn spills_and_reloads_are_in_the_event_log() {
-    let dir = scratch("log");
+    let dir = common::scratch("spill-test", "log");
     let ctx = host_ctx(1 << 20, &dir);
     ctx.enable_logging();
     let blocks: Vec<_> = (0..6u32)
@@ -256,7 +248,7 @@ mod arrays {
 
     #[test]
     fn an_array_four_times_the_limit_maps_reduces_and_multiplies_as_in_memory() {
-        let dir = scratch("darray");
+        let dir = common::scratch("spill-test", "darray");
         let small = host_ctx(LIMIT, &dir);
         let big = Context::builder()
             .threads(2)

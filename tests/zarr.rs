@@ -1,6 +1,8 @@
 //! Arrays in and out of Zarr stores: round trips, stores zarr-python wrote, reads that happen
 //! in the block tasks, and writes that never replace a store or follow a link unless asked.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use dagger::array::{Compression, Element, Overwrite, ZarrError, ZarrOptions};
@@ -12,14 +14,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/zarr")
         .join(name)
-}
-
-/// A fresh directory of this test's own.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dagger-zarr-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn ctx(threads: usize) -> Context {
@@ -136,7 +130,7 @@ fn round_trip<T: Element>(
 #[test]
 fn arrays_survive_a_round_trip_through_zarr() {
     let ctx = ctx(2);
-    let dir = scratch("round");
+    let dir = common::scratch("zarr", "round");
     let zstd = Compression::default();
     let raw = Compression::Uncompressed;
     // Edge blocks smaller than the chunks in every dimension.
@@ -306,7 +300,7 @@ fn wrong_types_missing_stores_and_wrong_ranks_are_errors_that_say_so() {
         );
     }
     // A directory whose metadata is not Zarr's.
-    let dir = scratch("bad-meta");
+    let dir = common::scratch("zarr", "bad-meta");
     std::fs::write(
         dir.join("zarr.json"),
         b"{\"zarr_format\": 3, \"node_type\": 7}",
@@ -338,7 +332,7 @@ fn wrong_types_missing_stores_and_wrong_ranks_are_errors_that_say_so() {
 #[test]
 fn blocks_are_read_by_their_tasks_not_at_the_call() {
     let ctx = ctx(1);
-    let dir = scratch("lazy");
+    let dir = common::scratch("zarr", "lazy");
     let path = dir.join("a.zarr");
     DArray::distribute(&ctx, &ramp::<i32>(&[8]), Blocks::new([4]))
         .unwrap()
@@ -393,7 +387,7 @@ fn blocks_are_read_by_their_tasks_not_at_the_call() {
 #[test]
 fn writes_never_replace_a_store_or_follow_a_link_unasked() {
     let ctx = ctx(2);
-    let dir = scratch("safe");
+    let dir = common::scratch("zarr", "safe");
     let a = DArray::<f32>::ones(&ctx, [6], Blocks::new([4])).unwrap();
     let twos = DArray::<f32>::fill(&ctx, [6], Blocks::new([4]), 2.0).unwrap();
     let read = |p: &Path| {
@@ -529,7 +523,7 @@ fn writes_never_replace_a_store_or_follow_a_link_unasked() {
 #[test]
 fn zarr_python_reads_what_dagger_wrote() {
     let ctx = ctx(2);
-    let dir = scratch("python");
+    let dir = common::scratch("zarr", "python");
     let a = DArray::distribute(&ctx, &ramp::<f64>(&[7, 5]), Blocks::new([3, 2])).unwrap();
     a.to_zarr(dir.join("f64.zarr")).unwrap();
     let b = DArray::distribute(&ctx, &ramp::<u32>(&[2, 3, 4]), Blocks::new([1, 2, 4])).unwrap();
@@ -538,12 +532,8 @@ fn zarr_python_reads_what_dagger_wrote() {
         ZarrOptions::new().compression(Compression::Uncompressed),
     )
     .unwrap();
-    let python = std::env::var("DAGGER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let check = std::process::Command::new(&python)
-        .args([
-            "-I",
-            "-c",
-            "import sys, numpy as np, zarr\n\
+    common::python_agrees(
+        "import sys, numpy as np, zarr\n\
              a = zarr.open_array(sys.argv[1], mode='r')\n\
              assert a.dtype == np.float64 and a.shape == (7, 5) and a.chunks == (3, 2), a.info\n\
              assert (a[...].ravel() == np.arange(35) - 3).all(), a[...]\n\
@@ -551,22 +541,9 @@ fn zarr_python_reads_what_dagger_wrote() {
              assert b.dtype == np.uint32 and b.shape == (2, 3, 4), b.info\n\
              assert (b[...].ravel() == np.maximum(np.arange(24) - 3, 0)).all(), b[...]\n\
              print('zarr agrees')",
-        ])
-        .arg(dir.join("f64.zarr"))
-        .arg(dir.join("u32.zarr"))
-        .output();
-    match check {
-        Ok(out) if out.status.success() => {
-            assert!(String::from_utf8_lossy(&out.stdout).contains("zarr agrees"))
-        }
-        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named") => {
-            eprintln!("skipped reading with zarr-python: {python} has no zarr (or numpy)")
-        }
-        Ok(out) => panic!(
-            "zarr-python could not read dagger's store: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => eprintln!("skipped reading with zarr-python: no {python} ({e})"),
-    }
+        &[&dir.join("f64.zarr"), &dir.join("u32.zarr")],
+        "zarr agrees",
+        "zarr",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

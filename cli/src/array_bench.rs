@@ -224,7 +224,7 @@ fn peers(
 }
 
 /// A field of /proc/self/status in bytes (`VmRSS`, `VmHWM`).
-fn status_bytes(field: &str) -> Option<u64> {
+pub(crate) fn status_bytes(field: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

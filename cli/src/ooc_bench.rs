@@ -111,7 +111,8 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if ((sum - want) / want).abs() > 1e-3 {
         return Err(format!("the sum is {sum}, not about {want}").into());
     }
-    let peak_rss = status_bytes("VmHWM").ok_or("/proc/self/status has no VmHWM")?;
+    let peak_rss =
+        super::array_bench::status_bytes("VmHWM").ok_or("/proc/self/status has no VmHWM")?;
     let io_bytes =
         (after.bytes_written - before.bytes_written) + (after.bytes_read - before.bytes_read);
     let threads = ctx.num_threads();
@@ -243,12 +244,4 @@ fn plain_write_read(path: &Path, bytes: u64, chunk: usize) -> Result<f64, String
         return Err(format!("read back {total} bytes of {bytes}"));
     }
     Ok(secs)
-}
-
-/// A field of /proc/self/status in bytes (`VmHWM`).
-fn status_bytes(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

@@ -132,3 +132,70 @@ impl Drop for Bomb {
         }
     }
 }
+
+/// A fresh, empty directory `dagger-{area}-{tag}-{pid}` under the temporary directory, for
+/// one test.
+#[allow(dead_code)]
+pub fn scratch(area: &str, tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dagger-{area}-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `code` under `$DAGGER_PYTHON` (else `python3`), isolated, with `args`, and checks
+/// it prints `agrees`. When the interpreter or one of its modules is missing, says the check
+/// was skipped for want of `what`; any other failure fails the test.
+#[allow(dead_code)]
+pub fn python_agrees(code: &str, args: &[&std::path::Path], agrees: &str, what: &str) {
+    let python = std::env::var("DAGGER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let check = std::process::Command::new(&python)
+        .args(["-I", "-c", code])
+        .args(args)
+        .output();
+    match check {
+        Ok(out) if out.status.success() => {
+            assert!(String::from_utf8_lossy(&out.stdout).contains(agrees))
+        }
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named") => {
+            eprintln!("skipped reading with {what}: {python} has no {what}")
+        }
+        Ok(out) => panic!(
+            "{what} could not read what dagger wrote: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("skipped reading with {what}: no {python} ({e})"),
+    }
+}
+
+/// The scopes the linear-algebra conformance tests run on, each with whether it runs f64
+/// tiles: CPU, default, each GPU, and CPU with every GPU.
+#[allow(dead_code)]
+pub fn linalg_scopes(ctx: &Context) -> Vec<(dagger::Scope, bool)> {
+    use dagger::Scope;
+    let mut v = vec![(Scope::cpu(), true), (Scope::default_scope(), true)];
+    let gpus = gpus_or_skip(ctx, "the GPU scopes");
+    for info in &gpus {
+        v.push((Scope::gpu(info.index), info.shader_f64));
+    }
+    if !gpus.is_empty() {
+        let all_f64 = gpus.iter().all(|g| g.shader_f64);
+        v.push((
+            Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap(),
+            all_f64,
+        ));
+    }
+    v
+}
+
+/// Seeded uniform numbers in [-0.5, 0.5).
+#[allow(dead_code)]
+pub fn random_matrix(rows: usize, cols: usize, seed: u64) -> ndarray::Array2<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    ndarray::Array2::from_shape_fn((rows, cols), |_| {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        ((s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f64 / (1u64 << 24) as f64) - 0.5
+    })
+}

@@ -75,25 +75,37 @@ impl<T: Gemm> Lu<T> {
                     col0: cc[j],
                     _t: PhantomData,
                 };
-                let mut deps = Deps::default();
-                deps.list.push(b.arg().dep);
-                let task = ctx.submit_kernel(
-                    "lu_part",
-                    TypeId::of::<TrianglePartTile<T>>(),
-                    opts.clone(),
-                    deps,
-                    None,
-                    Some(cpu_tile_call(
-                        "lu_part_tile",
-                        <T as dagger_cpu::Scalar>::NAME,
-                        tile,
-                    )),
-                );
-                Block::Task(DTask::from_core(task))
+                triangle_part(&ctx, "lu_part", &opts, b, tile)
             })
             .collect();
         DArray::from_parts(&ctx, grid, blocks)
     }
+}
+
+/// A task keeping the part `tile` says of block `b` (the rest zero, or one on a unit
+/// diagonal): what `L`, `U` and QR's `R` are made of.
+pub(super) fn triangle_part<T: Gemm>(
+    ctx: &crate::Context,
+    name: &'static str,
+    opts: &crate::Options,
+    b: &Block<T>,
+    tile: TrianglePartTile<T>,
+) -> Block<T> {
+    let mut deps = Deps::default();
+    deps.list.push(b.arg().dep);
+    let task = ctx.submit_kernel(
+        name,
+        TypeId::of::<TrianglePartTile<T>>(),
+        opts.clone(),
+        deps,
+        None,
+        Some(cpu_tile_call(
+            "lu_part_tile",
+            <T as dagger_cpu::Scalar>::NAME,
+            tile,
+        )),
+    );
+    Block::Task(DTask::from_core(task))
 }
 
 impl<T: Gemm> DArray<T> {

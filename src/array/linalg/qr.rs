@@ -15,8 +15,6 @@ use crate::datadeps::DataRegion;
 use crate::kernel::tiles::{
     cpu_tile_call, tile_call, GemmTile, LuPart, QrPanelTile, QrPart, QrPartTile, TrianglePartTile,
 };
-use crate::task::args::Deps;
-use crate::task::DTask;
 
 /// The QR factorization `A = Q R` of an `m x n` matrix with `m >= n`, from [`DArray::qr`].
 ///
@@ -156,21 +154,7 @@ impl<T: Gemm> Qr<T> {
                     col0: cc[j],
                     _t: PhantomData,
                 };
-                let mut deps = Deps::default();
-                deps.list.push(b.arg().dep);
-                let task = ctx.submit_kernel(
-                    "qr_r",
-                    TypeId::of::<TrianglePartTile<T>>(),
-                    opts.clone(),
-                    deps,
-                    None,
-                    Some(cpu_tile_call(
-                        "lu_part_tile",
-                        <T as dagger_cpu::Scalar>::NAME,
-                        tile,
-                    )),
-                );
-                blocks.push(Block::Task(DTask::from_core(task)));
+                blocks.push(super::lu::triangle_part(&ctx, "qr_r", &opts, b, tile));
             }
         }
         DArray::from_parts(
