@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use dagger::prelude::*;
 use dagger::ProcessorKind;
 
+mod common;
+
 fn add1(x: i64) -> i64 {
     x + 1
 }
@@ -196,4 +198,28 @@ fn rank_dies() {
     let _ = ctx.spawn_remote_with(on(2), exit_now, (3,));
     let r = long.fetch_timeout(Duration::from_secs(90));
     println!("after the exit: {r:?}");
+}
+
+#[test]
+fn darray_operations_spread_over_three_ranks() {
+    let (ok, out, _) = mpirun("rank_darray", 300);
+    assert!(ok, "mpirun failed:\n{out}");
+    assert!(out.contains("darray checks passed"), "{out}");
+}
+
+#[test]
+fn rank_darray() {
+    if !child() {
+        return;
+    }
+    let ctx = Context::builder()
+        .threads(1)
+        .gpus(false)
+        .mpi()
+        .expect("joined");
+    let spread = common::ranks::workload(&ctx);
+    let one = Context::builder().threads(2).gpus(false).build().unwrap();
+    let local = common::ranks::workload(&one);
+    common::ranks::check_three_ranks(&spread, &local);
+    println!("darray checks passed");
 }

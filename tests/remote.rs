@@ -493,3 +493,26 @@ fn kernels_run_on_other_ranks_by_name() {
         assert_eq!(z.fetch().unwrap(), vec![0.5f32; 1000]);
     });
 }
+
+#[test]
+fn darray_operations_run_where_their_blocks_live() {
+    within(300, "DArray across ranks", || {
+        let spread = dagger::remote::in_process(2, |_| Context::builder().threads(1).gpus(false))
+            .expect("the group forms");
+        let a = DArray::<f64>::ones(&spread, [4, 6], Blocks::new([2, 2])).unwrap();
+        assert_eq!(
+            (0..6).map(|b| a.owner(b)).collect::<Vec<_>>(),
+            [0, 1, 2, 0, 1, 2]
+        );
+        let got = common::ranks::workload(&spread);
+        let one = Context::builder().threads(2).gpus(false).build().unwrap();
+        assert_eq!(
+            DArray::<f64>::ones(&one, [4], Blocks::new([1]))
+                .unwrap()
+                .owner(3),
+            0
+        );
+        let want = common::ranks::workload(&one);
+        common::ranks::check_three_ranks(&got, &want);
+    });
+}

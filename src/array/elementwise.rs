@@ -42,7 +42,11 @@ impl<T: Element> DArray<T> {
             .blocks()
             .iter()
             .zip(other.blocks())
-            .map(|(a, b)| Self::launch_where(ctx, host, &kernel, (), vec![a.arg(), b.arg()]))
+            .enumerate()
+            .map(|(i, (a, b))| {
+                let owner = self.owner(i);
+                Self::launch_owned(ctx, owner, host, &kernel, (), vec![a.arg(), b.arg()])
+            })
             .collect();
         Ok(DArray::from_parts(ctx, self.grid().clone(), blocks))
     }
@@ -56,13 +60,14 @@ impl<T: Element> DArray<T> {
         let blocks = self
             .blocks()
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(i, b)| {
                 let args = if scalar_first {
                     vec![(&scalar).into(), b.arg()]
                 } else {
                     vec![b.arg(), (&scalar).into()]
                 };
-                Self::launch_where(ctx, host, &kernel, (), args)
+                Self::launch_owned(ctx, self.owner(i), host, &kernel, (), args)
             })
             .collect();
         DArray::from_parts(ctx, self.grid().clone(), blocks)
@@ -128,7 +133,16 @@ impl<T: Float> DArray<T> {
         let blocks = self
             .blocks()
             .iter()
-            .map(|b| Self::launch_where(ctx, host, &kernel, (), vec![b.arg()]))
+            .enumerate()
+            .map(|(i, b)| {
+                // Kernels made from expressions stay in this process.
+                let owner = if kernel.kernel().is_local() {
+                    0
+                } else {
+                    self.owner(i)
+                };
+                Self::launch_owned(ctx, owner, host, &kernel, (), vec![b.arg()])
+            })
             .collect();
         Ok(DArray::from_parts(ctx, self.grid().clone(), blocks))
     }

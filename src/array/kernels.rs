@@ -257,8 +257,14 @@ pub(crate) fn unary<T: Float>(op: &Unary) -> Result<WgslKernel<(), T>, ArrayErro
     let source = wgsl::map_source(T::DTYPE.wgsl(), &body);
     let op = op.clone();
     cached("map", op.key(), move || {
-        WgslKernel::builder(named::<T>(format!("map {body}")), source, "main")
-            .inputs([Access::Read])
+        let b = WgslKernel::builder(named::<T>(format!("map {body}")), source, "main");
+        // A kernel made from an expression exists only where the expression was written.
+        let b = if matches!(op, Unary::Expr(_)) {
+            b.local()
+        } else {
+            b
+        };
+        b.inputs([Access::Read])
             .output(|_, lens| lens[0])
             .workgroups(|_, lens| groups(lens[0]))
             .cpu(move |_, ins, out| {
@@ -294,6 +300,7 @@ pub(crate) fn map_chain<T: Float>(stages: &[Arc<Expr>]) -> Result<WgslKernel<(),
     let stages = stages.to_vec();
     cached("map_chain", label.clone(), move || {
         WgslKernel::builder(named::<T>(format!("fused map {label}")), source, "main")
+            .local()
             .inputs([Access::Read])
             .output(|_, lens| lens[0])
             .workgroups(|_, lens| groups(lens[0]))
@@ -319,6 +326,7 @@ pub(crate) fn map_reduce_all<T: Float>(
             source,
             "reduce_all",
         )
+        .local()
         .inputs([Access::Read])
         .output(|_, _| 1)
         .workgroups(|_, _| [1, 1, 1])
@@ -462,4 +470,55 @@ pub(crate) fn random<T: Float>(normal: bool) -> Result<WgslKernel<BoxParams, T>,
             .build()
             .map_err(Box::new)
     })
+}
+
+/// Makes every block kernel of one element type that every rank can make by name: the
+/// elementwise operations, reductions, copies, fills and random numbers (not the ones
+/// made from expressions, which are local to the process that wrote them).
+fn register_builtin<T: Element>() {
+    for op in [
+        Binary::Add,
+        Binary::Sub,
+        Binary::Mul,
+        Binary::Div,
+        Binary::Min,
+        Binary::Max,
+        Binary::Pow,
+    ] {
+        // Some operations have no WGSL for some element types (`pow` of integers).
+        let _ = binary::<T>(op);
+    }
+    for op in [Reduce::Sum, Reduce::Prod, Reduce::Min, Reduce::Max] {
+        let _ = reduce_all::<T>(op);
+        let _ = reduce_axis::<T>(op);
+    }
+    let _ = gather::<T>();
+    let _ = copy_into::<T>();
+    let _ = fill::<T>();
+}
+
+fn register_builtin_float<T: Float>() {
+    register_builtin::<T>();
+    for op in [
+        Unary::Neg,
+        Unary::Abs,
+        Unary::Sqrt,
+        Unary::Exp,
+        Unary::Ln,
+        Unary::Sin,
+        Unary::Cos,
+        Unary::Tanh,
+    ] {
+        let _ = unary::<T>(&op);
+    }
+    let _ = random::<T>(false);
+    let _ = random::<T>(true);
+}
+
+/// Registers the block kernels of every element type (see `Kernel::lookup`).
+pub(crate) fn register_all_builtin() {
+    register_builtin::<i32>();
+    register_builtin::<u32>();
+    register_builtin_float::<f32>();
+    register_builtin_float::<f64>();
 }

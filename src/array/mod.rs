@@ -43,6 +43,7 @@ mod kernels;
 mod layout;
 mod linalg;
 mod npy;
+mod ranks;
 mod reduce;
 mod sort;
 mod stencil;
@@ -149,6 +150,13 @@ struct Inner<T> {
     ctx: Context,
     grid: Grid,
     blocks: Vec<Block<T>>,
+}
+
+/// Registers the kernels of DArray and of the tiled linear algebra, so that every rank
+/// finds them by name (see `Kernel::lookup`).
+pub(crate) fn register_builtin_kernels() {
+    kernels::register_all_builtin();
+    crate::kernel::tiles::register_builtin();
 }
 
 impl<T> Clone for DArray<T> {
@@ -424,6 +432,46 @@ impl<T: Element> DArray<T> {
         )
     }
 
+    /// [`launch_where`](Self::launch_where) for a block owned by `rank` when the context
+    /// spans several ranks: the task runs there (see `ranks`).
+    pub(crate) fn launch_owned<P: bytemuck::Pod + Send + Sync + 'static>(
+        ctx: &Context,
+        rank: usize,
+        host_only: bool,
+        kernel: &WgslKernel<P, T>,
+        params: P,
+        args: Vec<KernelArg<T>>,
+    ) -> Block<T> {
+        match ranks::owned_options(ctx, rank, host_only) {
+            Some(opts) => Block::Task(
+                ctx.spawn_kernel_with(opts, kernel, params, args)
+                    .expect("block kernels are given their declared inputs"),
+            ),
+            None => Self::launch_where(ctx, host_only, kernel, params, args),
+        }
+    }
+
+    /// The rank whose processors compute block `block` (in row-major block order) when the
+    /// context spans several ranks: matrices are spread block-cyclically over a process
+    /// grid as close to square as the rank count allows (1 x 3 for three ranks, 2 x 2 for
+    /// four), vectors cyclically over the ranks. Each operation computes an output block on
+    /// its owner, from inputs fetched rank to rank, so blocks stay where they were made
+    /// until `collect` or `fetch` gathers them. Always 0 in one process.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// // A head and two workers as threads of this process; `mpirun -n 3` is the same.
+    /// let ctx = dagger::remote::in_process(2, |_| Context::builder().threads(1).gpus(false))?;
+    /// let a = DArray::<f64>::ones(&ctx, [4, 6], Blocks::new([2, 2]))?; // 2 x 3 blocks
+    /// let owners: Vec<usize> = (0..6).map(|b| a.owner(b)).collect();
+    /// assert_eq!(owners, [0, 1, 2, 0, 1, 2]);                        // a 1 x 3 process grid
+    /// assert_eq!((&a + &a)?.sum().fetch()?, 48.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn owner(&self, block: usize) -> usize {
+        ranks::owner_of(self.context(), self.grid(), block)
+    }
+
     /// [`launch`](Self::launch), on CPU threads when `host_only`: for `f64` functions
     /// GPUs cannot evaluate in 64 bits (see `Unary::transcendental`).
     pub(crate) fn launch_where<P: bytemuck::Pod + Send + Sync + 'static>(
@@ -493,7 +541,12 @@ impl<T: Element> DArray<T> {
         let blocks = grid
             .domains()
             .into_iter()
-            .map(|d| Self::launch(ctx, &kernel, Len::new(d.len()), vec![(&scalar).into()]))
+            .enumerate()
+            .map(|(i, d)| {
+                let owner = ranks::owner_of(ctx, &grid, i);
+                let args = vec![(&scalar).into()];
+                Self::launch_owned(ctx, owner, false, &kernel, Len::new(d.len()), args)
+            })
             .collect();
         DArray::from_parts(ctx, grid, blocks)
     }
@@ -683,13 +736,15 @@ impl<T: Float> DArray<T> {
         let blocks = grid
             .domains()
             .into_iter()
-            .map(|d| {
+            .enumerate()
+            .map(|(i, d)| {
                 let bshape = d.shape();
                 let off: usize = d.start().iter().zip(&global).map(|(s, g)| s * g).sum();
                 let mut p = box_params(&bshape, off, &global, 0, &strides(&bshape), d.len());
                 p.extra[0] = seed as u32;
                 p.extra[1] = (seed >> 32) as u32;
-                Self::launch_where(ctx, normal && Self::is_f64(), &kernel, p, Vec::new())
+                let owner = ranks::owner_of(ctx, &grid, i);
+                Self::launch_owned(ctx, owner, normal && Self::is_f64(), &kernel, p, Vec::new())
             })
             .collect();
         Ok(DArray::from_parts(ctx, grid, blocks))

@@ -44,8 +44,10 @@ impl<T: Element> DArray<T> {
             .blocks()
             .iter()
             .zip(self.subdomains())
-            .map(|(b, d)| {
-                Self::launch(ctx, &kernel, ReduceShape::new(1, d.len(), 1), vec![b.arg()])
+            .enumerate()
+            .map(|(i, (b, d))| {
+                let p = ReduceShape::new(1, d.len(), 1);
+                Self::launch_owned(ctx, self.owner(i), false, &kernel, p, vec![b.arg()])
             })
             .collect();
         let total = self.combine(parts, op.combine_op());
@@ -128,7 +130,8 @@ impl<T: Element> DArray<T> {
                             s[axis],
                             s[axis + 1..].iter().product(),
                         );
-                        Self::launch(ctx, &kernel, p, vec![self.blocks()[i].arg()])
+                        let args = vec![self.blocks()[i].arg()];
+                        Self::launch_owned(ctx, self.owner(i), false, &kernel, p, args)
                     })
                     .collect();
                 self.combine(parts, op.combine_op())

@@ -194,6 +194,7 @@ fn stencil_kernel<T: Float>(s: &Stencil) -> Result<WgslKernel<StencilParams, T>,
             source,
             "main",
         )
+        .local()
         .inputs([Access::Read])
         .output(|p: &StencilParams, _| p.count as usize)
         .workgroups(|p: &StencilParams, _| groups(p.count as usize))

@@ -67,6 +67,7 @@ struct KernelDef {
     cpu: Option<Arc<CpuImpl>>,
     impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
     flops: Option<Box<Flops>>,
+    local: bool,
 }
 
 /// A named operation with implementations per backend.
@@ -123,12 +124,34 @@ impl Kernel {
             cpu: None,
             impls: Vec::new(),
             flops: None,
+            local: false,
         }
     }
 
-    /// The kernel registered under `name`, if any.
+    /// The kernel registered under `name`, if any. The kernels of DArray and of the tiled
+    /// linear algebra are found by name even before this process used them, as every rank
+    /// of a program must find them.
     pub fn lookup(name: &str) -> Option<Kernel> {
-        registry().read().get(name).cloned()
+        if let Some(k) = registry().read().get(name) {
+            return Some(k.clone());
+        }
+        static BUILTIN: OnceLock<()> = OnceLock::new();
+        let mut built = false;
+        BUILTIN.get_or_init(|| {
+            crate::array::register_builtin_kernels();
+            built = true;
+        });
+        if built {
+            registry().read().get(name).cloned()
+        } else {
+            None
+        }
+    }
+
+    /// Whether only the process that made it can run it: a kernel built at run time from an
+    /// expression, which other ranks could not make by name.
+    pub(crate) fn is_local(&self) -> bool {
+        self.def.local
     }
 
     /// The names of every registered kernel, sorted.
@@ -200,6 +223,7 @@ pub struct KernelBuilder {
     cpu: Option<Arc<CpuImpl>>,
     impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
     flops: Option<Box<Flops>>,
+    local: bool,
 }
 
 impl KernelBuilder {
@@ -227,6 +251,12 @@ impl KernelBuilder {
         self
     }
 
+    /// Marks it as made at run time by this process only (see [`Kernel::is_local`]).
+    pub(crate) fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
     /// Makes the kernel and registers it under its name, replacing an earlier kernel of
     /// that name for [`Kernel::lookup`] (tasks already holding the earlier one keep it).
     pub fn register(self) -> Kernel {
@@ -243,6 +273,7 @@ impl KernelBuilder {
                 cpu: self.cpu,
                 impls: self.impls,
                 flops: self.flops,
+                local: self.local,
             }),
         }
     }

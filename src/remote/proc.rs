@@ -141,6 +141,13 @@ impl RemoteProc {
                 if Kernel::lookup(k.name()).is_none() {
                     return Some(format!("kernel `{}` is not registered by name", k.name()));
                 }
+                if k.is_local() {
+                    return Some(format!(
+                        "kernel `{}` was made from an expression in this process; other ranks \
+                         cannot make it by name",
+                        k.name()
+                    ));
+                }
                 if !self.runs_kernel(k) {
                     return Some(format!(
                         "kernel `{}` has no implementation for {}",

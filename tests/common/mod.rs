@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+pub mod ranks;
+
 use std::sync::mpsc;
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dagger_cpu::{Trans, Triangle};
 use dagger_wgpu::blas::GemmKernel;
 
-use super::{block_of, tile_options, version_of, width, Gemm};
+use super::{block_of, owned_tile_options, tile_options, version_of, width, Gemm};
 use crate::array::{ArrayError, Block, DArray};
 use crate::chunk::Chunk;
 use crate::error::TaskError;
@@ -60,7 +60,13 @@ impl<T: Gemm> DArray<T> {
         let nb = cuts.len() - 1;
         let ctx = self.context().clone();
         let w = |i: usize| width(&cuts, i);
+        // Every tile runs on the rank owning the block it writes; a `potrf` sent to another
+        // rank runs on its CPU threads, which report a failed pivot themselves.
+        let remote = ctx.ranks() > 1;
         let opts = |name: &'static str| crate::Options::new().name(name);
+        let on = |opts: crate::Options, (i, j): (usize, usize), host_only: bool| {
+            owned_tile_options(&ctx, opts, (nb, nb), (i, j), host_only)
+        };
         let reports: PivotReports = Arc::default();
         let factor = ctx.spawn_datadeps(|r| {
             let keys: Vec<Option<u64>> = (0..nb * nb)
@@ -71,7 +77,7 @@ impl<T: Gemm> DArray<T> {
                 r.submit_versioned(
                     "potrf".into(),
                     TypeId::of::<PotrfTile<T>>(),
-                    opts("potrf"),
+                    on(opts("potrf"), (k, k), remote),
                     &[(key(k, k), true)],
                     None,
                     Some(tile_call(
@@ -89,7 +95,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "trsm".into(),
                         TypeId::of::<TrsmTile<T>>(),
-                        opts("trsm"),
+                        on(opts("trsm"), (i, k), false),
                         &[(key(k, k), false), (key(i, k), true)],
                         None,
                         Some(tile_call(
@@ -115,7 +121,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "syrk".into(),
                         TypeId::of::<SyrkTile<T>>(),
-                        tile_options("syrk"),
+                        on(tile_options("syrk"), (i, i), false),
                         &[(key(i, k), false), (key(i, i), true)],
                         None,
                         Some(tile_call("syrk_tile", tile)),
@@ -136,7 +142,7 @@ impl<T: Gemm> DArray<T> {
                         r.submit_versioned(
                             "gemm".into(),
                             TypeId::of::<GemmTile<T>>(),
-                            tile_options("gemm"),
+                            on(tile_options("gemm"), (i, j), false),
                             &[(key(i, k), false), (key(j, k), false), (key(i, j), true)],
                             None,
                             Some(tile_call("gemm_tile", tile)),

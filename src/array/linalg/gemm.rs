@@ -5,7 +5,7 @@ use std::any::TypeId;
 use dagger_cpu::Trans;
 use dagger_wgpu::blas::GemmKernel;
 
-use super::{tile_options, width, Gemm};
+use super::{owned_tile_options, tile_options, width, Gemm};
 use crate::array::domain::Grid;
 use crate::array::{ArrayError, Block, DArray};
 use crate::kernel::tiles::{tile_call, GemmTile};
@@ -83,7 +83,7 @@ pub(super) fn gemm_tiles<T: Gemm>(
             let task = ctx.submit_kernel(
                 "gemm",
                 TypeId::of::<GemmTile<T>>(),
-                tile_options("gemm"),
+                owned_tile_options(&ctx, tile_options("gemm"), (bi, bj), (i, j), false),
                 deps,
                 None,
                 Some(tile_call("gemm_tile", tile)),

@@ -41,6 +41,26 @@ fn tile_options(name: &'static str) -> crate::Options {
     crate::Options::new().name(name).max_threads(usize::MAX)
 }
 
+/// `opts` for a tile that writes block `(i, j)` of a `bi x bj` block grid: when the
+/// context spans several ranks, the tile runs on the rank owning that block (on its CPU
+/// threads when `host_only`).
+fn owned_tile_options(
+    ctx: &crate::Context,
+    opts: crate::Options,
+    (bi, bj): (usize, usize),
+    (i, j): (usize, usize),
+    host_only: bool,
+) -> crate::Options {
+    if ctx.ranks() <= 1 {
+        return opts;
+    }
+    let owner = crate::array::ranks::owner(ctx.ranks(), &[bi, bj], &[i, j]);
+    match crate::array::ranks::owned_scope(ctx, owner, host_only) {
+        Some(s) => opts.scope(s),
+        None => opts,
+    }
+}
+
 fn width(cuts: &[usize], i: usize) -> usize {
     cuts[i + 1] - cuts[i]
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use dagger_cpu::{MatMut, Trans, Triangle};
 use dagger_wgpu::blas::GemmKernel;
 
-use super::{tile_options, width, Gemm};
+use super::{owned_tile_options, tile_options, width, Gemm};
 use crate::array::domain::Grid;
 use crate::array::{ArrayError, Block, DArray};
 use crate::kernel::tiles::{tile_call, GemmTile, SyrkTile};
@@ -119,7 +119,7 @@ impl<T: Gemm> DArray<T> {
                     ctx.submit_kernel(
                         "syrk",
                         TypeId::of::<SyrkTile<T>>(),
-                        tile_options("syrk"),
+                        owned_tile_options(&ctx, tile_options("syrk"), (nb, nb), (i, i), false),
                         deps,
                         None,
                         Some(tile_call("syrk_tile", tile)),
@@ -153,7 +153,7 @@ impl<T: Gemm> DArray<T> {
                     ctx.submit_kernel(
                         "gemm",
                         TypeId::of::<GemmTile<T>>(),
-                        tile_options("gemm"),
+                        owned_tile_options(&ctx, tile_options("gemm"), (nb, nb), (i, j), false),
                         deps,
                         None,
                         Some(tile_call("gemm_tile", tile)),

@@ -90,11 +90,16 @@ pub(crate) type PivotReport = (usize, usize, Device, Arc<GpuBuffer>);
 pub(crate) type PivotReport = std::convert::Infallible;
 
 /// `L_kk = chol(A_kk)` on a GPU, the strict upper triangle zeroed.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct PotrfTile<T> {
     pub(crate) block: usize,
     pub(crate) first_row: usize,
     pub(crate) n: usize,
     #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    // GPU pivot reports are read by the process that made the tile; a tile sent to
+    // another rank runs on its CPU threads (see `DArray::cholesky`).
+    #[serde(skip)]
     pub(crate) reports: PivotReports,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
@@ -152,6 +157,8 @@ impl<T: TileScalar> GpuLaunch for PotrfTile<T> {
 }
 
 /// `A_ik = A_ik L_kkᵀ⁻¹` on a GPU. Inputs: `L_kk`, `A_ik`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct TrsmTile<T> {
     pub(crate) m: usize,
     pub(crate) n: usize,

@@ -22,10 +22,14 @@ use crate::value::Value;
 
 /// One tile of `C = alpha Σ_k op(A_k) op(B_k) + beta C`. Inputs: the `A_k`, the `B_k`,
 /// then `C` unless `beta` is zero. Shapes are as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct GemmTile<T> {
     #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    #[serde(with = "super::enum_wire::gemm_kernel")]
     pub(crate) kernel: GemmKernel,
+    #[serde(with = "super::enum_wire::trans")]
     pub(crate) op_a: Trans,
+    #[serde(with = "super::enum_wire::trans")]
     pub(crate) op_b: Trans,
     pub(crate) alpha: T,
     pub(crate) beta: T,

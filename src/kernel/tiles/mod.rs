@@ -37,10 +37,12 @@ use parking_lot::Mutex;
 
 use crate::kernel::{Kernel, KernelCall};
 use crate::processor::wgpu::kernel::{params_kernel, CpuRun};
+use crate::processor::wgpu::DType;
 #[cfg(feature = "wgpu")]
 use crate::processor::wgpu::{DeviceOutput, LaunchDone};
 use crate::processor::wgpu::{GpuLaunch, GpuScalar};
 use crate::processor::TaskFailure;
+use crate::remote::Wire;
 use crate::value::Value;
 
 #[cfg(feature = "wgpu")]
@@ -59,7 +61,13 @@ fn supports_depth<T: TileScalar>(
 /// Element types of the tile kernels: `f32` and `f64`.
 #[doc(hidden)]
 pub trait TileScalar:
-    GpuScalar + dagger_cpu::Scalar + PartialEq + Copy + std::ops::MulAssign
+    GpuScalar
+    + dagger_cpu::Scalar
+    + PartialEq
+    + Copy
+    + std::ops::MulAssign
+    + serde::Serialize
+    + serde::de::DeserializeOwned
 {
     /// The element type as `dagger-wgpu`'s BLAS kernels name it.
     #[cfg(feature = "wgpu")]
@@ -153,15 +161,74 @@ impl Sequence {
 
 /// A tile with its parameters, as a call of its named kernel: `dagger.<name>.<dtype>`
 /// (e.g. `dagger.gemm_tile.f32`), registered once per tile type with the tile's CPU
-/// implementation (`dagger-cpu`) and WGSL one (`dagger-wgpu`'s BLAS launchers).
-pub(crate) fn tile_call<P: GpuLaunch + CpuRun + 'static>(name: &str, tile: P) -> KernelCall {
+/// implementation (`dagger-cpu`) and WGSL one (`dagger-wgpu`'s BLAS launchers). The tile
+/// itself travels to other ranks as the call's parameters.
+pub(crate) fn tile_call<P: GpuLaunch + CpuRun + Wire>(name: &str, tile: P) -> KernelCall {
+    tile_kernel::<P>(name, tile.dtype()).call(Value::new(tile))
+}
+
+fn tile_kernel<P: GpuLaunch + CpuRun + Wire>(name: &str, dtype: DType) -> Kernel {
     static KERNELS: std::sync::OnceLock<Mutex<std::collections::HashMap<TypeId, Kernel>>> =
         std::sync::OnceLock::new();
-    let kernel = KERNELS
+    KERNELS
         .get_or_init(Default::default)
         .lock()
         .entry(TypeId::of::<P>())
-        .or_insert_with(|| params_kernel::<P>(format!("dagger.{name}.{}", tile.dtype())))
-        .clone();
-    kernel.call(Value::new(tile))
+        .or_insert_with(|| {
+            crate::remote::register_type::<P>();
+            params_kernel::<P>(format!("dagger.{name}.{dtype}"))
+        })
+        .clone()
+}
+
+fn register_tiles<T: TileScalar>() {
+    tile_kernel::<GemmTile<T>>("gemm_tile", T::DTYPE);
+    tile_kernel::<SyrkTile<T>>("syrk_tile", T::DTYPE);
+    tile_kernel::<PotrfTile<T>>("potrf_tile", T::DTYPE);
+    tile_kernel::<TrsmTile<T>>("trsm_tile", T::DTYPE);
+}
+
+/// Registers the tile kernels of Cholesky, GEMM and SYRK for both element types, so that
+/// every rank finds them by name.
+pub(crate) fn register_builtin() {
+    register_tiles::<f32>();
+    register_tiles::<f64>();
+}
+
+/// How the backends' small enums travel inside tile parameters: as one byte.
+pub(crate) mod enum_wire {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    macro_rules! byte_enum {
+        ($m:ident, $t:ty, $a:path, $b:path) => {
+            pub(crate) mod $m {
+                use super::*;
+                pub(crate) fn serialize<S: Serializer>(v: &$t, s: S) -> Result<S::Ok, S::Error> {
+                    s.serialize_u8(u8::from(*v == $b))
+                }
+                pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                    Ok(if u8::deserialize(d)? == 1 { $b } else { $a })
+                }
+            }
+        };
+    }
+
+    byte_enum!(
+        trans,
+        dagger_cpu::Trans,
+        dagger_cpu::Trans::No,
+        dagger_cpu::Trans::Yes
+    );
+    byte_enum!(
+        triangle,
+        dagger_cpu::Triangle,
+        dagger_cpu::Triangle::Lower,
+        dagger_cpu::Triangle::Upper
+    );
+    byte_enum!(
+        gemm_kernel,
+        dagger_wgpu::blas::GemmKernel,
+        dagger_wgpu::blas::GemmKernel::Naive,
+        dagger_wgpu::blas::GemmKernel::Tiled
+    );
 }

@@ -21,8 +21,11 @@ use crate::value::Value;
 
 /// One diagonal tile of `C = alpha Σ_k op(A_k) op(A_k)ᵀ + beta C`, `triangle` only.
 /// Inputs: the `A_k`, then `C`.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SyrkTile<T> {
+    #[serde(with = "super::enum_wire::triangle")]
     pub(crate) triangle: Triangle,
+    #[serde(with = "super::enum_wire::trans")]
     pub(crate) op: Trans,
     pub(crate) alpha: T,
     pub(crate) beta: T,

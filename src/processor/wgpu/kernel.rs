@@ -398,6 +398,7 @@ pub struct WgslKernelBuilder<P, T> {
     output_len: Option<Box<OutputLen<P>>>,
     workgroups: Option<Box<Workgroups<P>>>,
     cpu: Option<Box<CpuImpl<P, T>>>,
+    local: bool,
 }
 
 impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernel<P, T> {
@@ -415,6 +416,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernel<P, T> {
             output_len: None,
             workgroups: None,
             cpu: None,
+            local: false,
         }
     }
 
@@ -507,6 +509,13 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
         self
     }
 
+    /// Marks the kernel as one that only this process can make (built from an expression
+    /// at run time, say): other ranks could not find it by name, so its tasks stay here.
+    pub(crate) fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
     /// Validates the shader and the bindings. Without the `wgpu` feature there is no GPU
     /// to run the shader, so it is not parsed: the kernel runs its CPU implementation.
     pub fn build(self) -> Result<WgslKernel<P, T>, KernelError> {
@@ -560,7 +569,10 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
             result_input,
             _t: PhantomData,
         });
+        // Its parameters travel to other ranks as their raw bytes.
+        crate::remote::register_pod::<P>();
         let k = Kernel::builder(inner.name.clone());
+        let k = if self.local { k.local() } else { k };
         #[cfg(feature = "wgpu")]
         let k = k.implementation(
             Backend::WGSL,
