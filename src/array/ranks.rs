@@ -11,7 +11,7 @@ use crate::{Context, Options, Scope};
 pub(crate) fn process_grid(ranks: usize) -> (usize, usize) {
     let ranks = ranks.max(1);
     let mut p = (ranks as f64).sqrt() as usize;
-    while p > 1 && ranks % p != 0 {
+    while p > 1 && !ranks.is_multiple_of(p) {
         p -= 1;
     }
     let p = p.max(1);
