@@ -516,3 +516,41 @@ fn darray_operations_run_where_their_blocks_live() {
         common::ranks::check_three_ranks(&got, &want);
     });
 }
+
+#[test]
+fn a_cholesky_failing_on_a_worker_names_the_block_and_pivot() {
+    within(120, "a failed pivot on a worker", || {
+        let ctx = cluster(2);
+        // Diagonal block 1 (rows 2..4) belongs to rank 1 on the 1 x 3 process grid.
+        let mut m = ndarray::Array2::<f64>::eye(6);
+        m[[3, 3]] = -1.0;
+        let a = DArray::distribute(&ctx, &m, Blocks::new([2, 2])).unwrap();
+        assert_eq!(a.owner(4), 1, "block (1, 1)");
+        ctx.enable_logging();
+        let err = a.cholesky().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                dagger::ArrayError::NotPositiveDefinite {
+                    block: 1,
+                    pivot: 1,
+                    row: 3
+                }
+            ),
+            "{err}"
+        );
+        let potrf_on_1 = ctx
+            .fetch_logs()
+            .iter()
+            .any(|e| &*e.name == "potrf" && e.processor.process() == 2 && !e.ok);
+        assert!(potrf_on_1, "the failing tile ran on rank 1");
+        // The group carries on.
+        let ok = DArray::distribute(&ctx, &ndarray::Array2::<f64>::eye(6), Blocks::new([2, 2]))
+            .unwrap()
+            .cholesky()
+            .unwrap()
+            .collect2()
+            .unwrap();
+        assert_eq!(ok, ndarray::Array2::<f64>::eye(6));
+    });
+}

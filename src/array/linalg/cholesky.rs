@@ -176,12 +176,18 @@ impl<T: Gemm> DArray<T> {
 /// A region's error as an array error: a non-positive pivot by name, anything else as is.
 fn not_positive_definite(e: TaskError) -> ArrayError {
     if let TaskError::Failed { cause, .. } = e.root_cause() {
-        if let Some(npd) = cause.downcast_ref::<NotPositiveDefinite>() {
-            return ArrayError::NotPositiveDefinite {
-                block: npd.block,
-                pivot: npd.pivot,
-                row: npd.row,
+        // The typed error, or (from another rank) its message somewhere in the chain.
+        let mut link: Option<&(dyn std::error::Error + 'static)> = Some(&**cause);
+        while let Some(err) = link {
+            let found = match err.downcast_ref::<NotPositiveDefinite>() {
+                Some(npd) => Some((npd.block, npd.pivot, npd.row)),
+                None => NotPositiveDefinite::parse(&err.to_string())
+                    .map(|npd| (npd.block, npd.pivot, npd.row)),
             };
+            if let Some((block, pivot, row)) = found {
+                return ArrayError::NotPositiveDefinite { block, pivot, row };
+            }
+            link = err.source();
         }
     }
     ArrayError::Task(e)

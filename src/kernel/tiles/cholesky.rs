@@ -30,6 +30,23 @@ pub(crate) struct NotPositiveDefinite {
     pub(crate) row: usize,
 }
 
+impl NotPositiveDefinite {
+    /// The error its message describes: what reaches the head when the tile failed on
+    /// another rank, which sends its errors as their messages.
+    pub(crate) fn parse(message: &str) -> Option<Self> {
+        let rest = message.strip_prefix("block (")?;
+        let (block, rest) = rest.split_once(',')?;
+        let rest = rest.split_once(") is not positive definite: pivot ")?.1;
+        let (pivot, rest) = rest.split_once(" (row ")?;
+        let row = rest.strip_suffix(" of the matrix) is not positive")?;
+        Some(NotPositiveDefinite {
+            block: block.trim().parse().ok()?,
+            pivot: pivot.trim().parse().ok()?,
+            row: row.trim().parse().ok()?,
+        })
+    }
+}
+
 /// `L_kk = chol(A_kk)`, lower, the strict upper triangle zeroed.
 pub(crate) fn potrf_cpu<T: TileScalar>(
     block_index: usize,
