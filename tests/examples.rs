@@ -120,3 +120,28 @@ fn out_of_core_example_factors_a_matrix_four_times_the_memory_limit() {
         m.peak_resident_bytes
     );
 }
+
+#[path = "../examples/distributed_cholesky.rs"]
+mod distributed_cholesky;
+
+#[test]
+fn distributed_cholesky_example_factors_on_every_rank() {
+    common::within(300, "the distributed Cholesky example", || {
+        let ctx =
+            dagger::remote::in_process(2, |_| Context::builder().threads(1).gpus(false)).unwrap();
+        let r = distributed_cholesky::run(&ctx, 384, 64).unwrap();
+        assert!(r.residual < 1e-12, "residual {:e}", r.residual);
+        assert_eq!(r.tiles.len(), 3, "every rank ran tiles: {:?}", r.tiles);
+        // 6 x 6 tiles: 6 potrf, 15 trsm, 15 syrk, 20 gemm in all.
+        let kind = |k: &str| -> usize {
+            r.tiles
+                .values()
+                .map(|m| m.get(k).copied().unwrap_or(0))
+                .sum()
+        };
+        assert_eq!(
+            [kind("potrf"), kind("trsm"), kind("syrk"), kind("gemm")],
+            [6, 15, 15, 20]
+        );
+    });
+}
