@@ -25,9 +25,44 @@ pub(crate) struct Args {
     /// Worker ranks when not started by mpirun (threads of this process).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Also time DArray GEMM and Cholesky of this order (f64) spread over the ranks, beside
+    /// the same in one process with as many threads as all ranks together (0: skip).
+    #[arg(long, default_value_t = 0)]
+    array: usize,
+    /// Block size of the DArray runs.
+    #[arg(long, default_value_t = 512)]
+    array_block: usize,
     /// One JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// GFLOP/s of GEMM and Cholesky of order `n` in `ctx` (best of two runs each).
+fn array_rates(
+    ctx: &Context,
+    n: usize,
+    block: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let blocks = || Blocks::new([block, block]);
+    let a = DArray::<f64>::rand(ctx, [n, n], blocks(), 1)?;
+    let b = DArray::<f64>::rand(ctx, [n, n], blocks(), 2)?;
+    let eye = DArray::<f64>::eye(ctx, n, blocks())?;
+    let spd = (&a.matmul(&a.t())? + &(&eye * n as f64))?;
+    spd.wait()?;
+    b.wait()?;
+    let best = |f: &dyn Fn() -> Result<(), Box<dyn std::error::Error>>| {
+        let mut best = f64::INFINITY;
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            f()?;
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        Ok::<f64, Box<dyn std::error::Error>>(best)
+    };
+    let nf = n as f64;
+    let gemm = best(&|| Ok(a.matmul(&b)?.wait()?))?;
+    let chol = best(&|| Ok(spd.cholesky()?.wait()?))?;
+    Ok((2.0 * nf.powi(3) / gemm / 1e9, nf.powi(3) / 3.0 / chol / 1e9))
 }
 
 fn next(x: u64) -> u64 {
@@ -109,6 +144,18 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let move_gbps = bytes as f64 / best / 1e9;
     let links = ctx.links();
+    // (spread GEMM, spread Cholesky, one-process GEMM, one-process Cholesky) GFLOP/s.
+    let arrays = if args.array > 0 {
+        let spread = array_rates(&ctx, args.array, args.array_block)?;
+        let one = Context::builder()
+            .threads(args.threads * ctx.ranks())
+            .gpus(false)
+            .build()?;
+        let local = array_rates(&one, args.array, args.array_block)?;
+        Some((spread.0, spread.1, local.0, local.1))
+    } else {
+        None
+    };
     if args.json {
         println!(
             "{}",
@@ -125,6 +172,13 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "mpi_gbps": raw.map(|r| r.1),
                 "link_latency_us": links.first().map(|l| l.latency_us),
                 "link_gbps": links.first().map(|l| l.gbps),
+                "array_n": (args.array > 0).then_some(args.array),
+                "gemm_gflops": arrays.map(|a| a.0),
+                "gemm_one_process_gflops": arrays.map(|a| a.2),
+                "gemm_ratio": arrays.map(|a| a.0 / a.2),
+                "cholesky_gflops": arrays.map(|a| a.1),
+                "cholesky_one_process_gflops": arrays.map(|a| a.3),
+                "cholesky_ratio": arrays.map(|a| a.1 / a.3),
             })
         );
     } else {
@@ -150,6 +204,18 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 )
             }
             None => println!("raw MPI      not measured (not under mpirun)"),
+        }
+        if let Some((g, c, g1, c1)) = arrays {
+            let n = args.array;
+            let one = format!("1 rank x {} threads", args.threads * ctx.ranks());
+            println!(
+                "gemm n={n}   {g:>10.2} GFLOP/s over the ranks, {g1:.2} on {one} ({:.2}x)",
+                g / g1
+            );
+            println!(
+                "chol n={n}   {c:>10.2} GFLOP/s over the ranks, {c1:.2} on {one} ({:.2}x)",
+                c / c1
+            );
         }
     }
     Ok(())

@@ -453,8 +453,8 @@ impl<T: Element> DArray<T> {
 
     /// The rank whose processors compute block `block` (in row-major block order) when the
     /// context spans several ranks: matrices are spread block-cyclically over a process
-    /// grid as close to square as the rank count allows (1 x 3 for three ranks, 2 x 2 for
-    /// four), vectors cyclically over the ranks. Each operation computes an output block on
+    /// grid as close to square as the rank count allows, taller than wide (3 x 1 for three
+    /// ranks, 2 x 2 for four), vectors cyclically over the ranks. Each operation computes an output block on
     /// its owner, from inputs fetched rank to rank, so blocks stay where they were made
     /// until `collect` or `fetch` gathers them. Always 0 in one process.
     ///
@@ -464,7 +464,7 @@ impl<T: Element> DArray<T> {
     /// let ctx = dagger::remote::in_process(2, |_| Context::builder().threads(1).gpus(false))?;
     /// let a = DArray::<f64>::ones(&ctx, [4, 6], Blocks::new([2, 2]))?; // 2 x 3 blocks
     /// let owners: Vec<usize> = (0..6).map(|b| a.owner(b)).collect();
-    /// assert_eq!(owners, [0, 1, 2, 0, 1, 2]);                        // a 1 x 3 process grid
+    /// assert_eq!(owners, [0, 0, 0, 1, 1, 1]);                        // a 3 x 1 process grid
     /// assert_eq!((&a + &a)?.sum().fetch()?, 48.0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

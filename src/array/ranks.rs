@@ -6,16 +6,18 @@
 use super::domain::Grid;
 use crate::{Context, Options, Scope};
 
-/// The process grid `p x q` for `ranks` ranks: `p * q = ranks` with `p <= q` as close as
-/// possible (1 x 3 for three ranks, 2 x 2 for four, 2 x 3 for six).
+/// The process grid `p x q` for `ranks` ranks: `p * q = ranks` with `p >= q` as close as
+/// possible (3 x 1 for three ranks, 2 x 2 for four, 3 x 2 for six). Taller rather than
+/// wider, so that the blocks of one block column (a Cholesky or LU panel) are spread over
+/// ranks rather than all on one.
 pub(crate) fn process_grid(ranks: usize) -> (usize, usize) {
     let ranks = ranks.max(1);
-    let mut p = (ranks as f64).sqrt() as usize;
-    while p > 1 && !ranks.is_multiple_of(p) {
-        p -= 1;
+    let mut q = (ranks as f64).sqrt() as usize;
+    while q > 1 && !ranks.is_multiple_of(q) {
+        q -= 1;
     }
-    let p = p.max(1);
-    (p, ranks / p)
+    let q = q.max(1);
+    (ranks / q, q)
 }
 
 /// The rank owning the block at grid index `idx` of a grid with `counts` blocks per axis.
@@ -75,11 +77,11 @@ mod tests {
     #[test]
     fn process_grids_are_as_square_as_the_rank_count_allows() {
         assert_eq!(process_grid(1), (1, 1));
-        assert_eq!(process_grid(2), (1, 2));
-        assert_eq!(process_grid(3), (1, 3));
+        assert_eq!(process_grid(2), (2, 1));
+        assert_eq!(process_grid(3), (3, 1));
         assert_eq!(process_grid(4), (2, 2));
-        assert_eq!(process_grid(6), (2, 3));
-        assert_eq!(process_grid(12), (3, 4));
+        assert_eq!(process_grid(6), (3, 2));
+        assert_eq!(process_grid(12), (4, 3));
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn close(what: &str, got: &[f64], want: &[f64]) {
 
 /// Checks that `spread`, computed over three ranks, equals `local`, computed in one
 /// process, and that the blocks were computed on their owners: with three ranks the
-/// process grid is 1 x 3, so block column `j` belongs to rank `j % 3`.
+/// process grid is 3 x 1, so block row `i` belongs to rank `i % 3`.
 pub fn check_three_ranks(spread: &Results, local: &Results) {
     close(
         "a * 2 + b",
@@ -94,7 +94,7 @@ pub fn check_three_ranks(spread: &Results, local: &Results) {
             .copied()
             .unwrap_or(0)
     };
-    // 5 x 5 blocks: columns 0 and 3 on rank 0, 1 and 4 on rank 1, 2 on rank 2.
+    // 5 x 5 blocks: rows 0 and 3 on rank 0, 1 and 4 on rank 1, 2 on rank 2.
     assert_eq!(
         [1, 2, 3].map(|p| count(p, "rand [f64]")),
         [10, 10, 5],
