@@ -18,6 +18,12 @@
 //!   A task on another rank fetches it from that rank directly, never through the head;
 //!   `fetch` brings it to the caller (and keeps a copy there); the object is freed on its
 //!   owner when the last handle to it drops.
+//! - **DArrays are spread over the ranks**: block-cyclically over a process grid
+//!   ([`DArray::owner`](crate::DArray::owner)); creation, elementwise operations,
+//!   reductions, GEMM, SYRK and Cholesky compute each block on its owner. The kernels of
+//!   DArray and the tile kernels are found by name on every rank
+//!   ([`Kernel::lookup`](crate::Kernel::lookup)); kernels built from expressions and
+//!   closures stay on the head.
 //! - **Placement** counts moving inputs between ranks, with latency and bandwidth measured
 //!   at start-up ([`Context::links`]), so tasks go to their data.
 //! - **Failures**: a task failing or panicking on a worker fails with a
@@ -32,7 +38,7 @@
 //!
 //! The transport is a trait: [`InProcessTransport`] runs several ranks as threads of one
 //! process exchanging the same encoded messages (what `cargo test` exercises), and with
-//! the `mpi` feature [`Context::mpi`] runs them as MPI processes started by `mpirun`.
+//! the `mpi` feature `Context::mpi()` runs them as MPI processes started by `mpirun`.
 //!
 //! ```
 //! use dagger::prelude::*;

@@ -39,7 +39,7 @@ pub struct GpuInfo {
 
 /// A GPU device reached through wgpu (DaggerGPU's device processor).
 ///
-/// It runs kernels with a WGSL implementation — [`WgslKernel`]s and the framework's own —
+/// It runs kernels with a WGSL implementation — [`WgslKernel`](crate::WgslKernel)s and the framework's own —
 /// in its own memory space; the scheduler moves their inputs in and leaves results on the
 /// device until something else needs them. Software devices are not enabled by default;
 /// see [`ContextBuilder::software_gpus`](crate::ContextBuilder::software_gpus).
