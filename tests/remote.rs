@@ -554,3 +554,95 @@ fn a_cholesky_failing_on_a_worker_names_the_block_and_pivot() {
         assert_eq!(ok, ndarray::Array2::<f64>::eye(6));
     });
 }
+
+/// Values decoded from the wire (replicas and the like), and how many are alive.
+static DECODED: AtomicI64 = AtomicI64::new(0);
+static DECODED_LIVE: AtomicI64 = AtomicI64::new(0);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(from = "Vec<f64>", into = "Vec<f64>")]
+struct Shipped {
+    data: Vec<f64>,
+    decoded: bool,
+}
+
+impl From<Vec<f64>> for Shipped {
+    fn from(data: Vec<f64>) -> Self {
+        DECODED.fetch_add(1, Ordering::SeqCst);
+        DECODED_LIVE.fetch_add(1, Ordering::SeqCst);
+        Shipped {
+            data,
+            decoded: true,
+        }
+    }
+}
+
+impl From<Shipped> for Vec<f64> {
+    fn from(s: Shipped) -> Self {
+        s.data.clone()
+    }
+}
+
+impl Clone for Shipped {
+    fn clone(&self) -> Self {
+        Shipped {
+            data: self.data.clone(),
+            decoded: false,
+        }
+    }
+}
+
+impl Drop for Shipped {
+    fn drop(&mut self) {
+        if self.decoded {
+            DECODED_LIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn make_shipped(n: usize) -> Shipped {
+    Shipped {
+        data: vec![0.25; n],
+        decoded: false,
+    }
+}
+dagger::remote_fn!(make_shipped);
+
+fn sum_shipped(s: Shipped) -> f64 {
+    s.data.iter().sum()
+}
+dagger::remote_fn!(sum_shipped);
+
+#[test]
+fn a_worker_keeps_a_fetched_input_until_it_is_freed() {
+    within(60, "replicas", || {
+        let ctx = cluster(2);
+        let v = ctx.spawn_remote_with(on(1), make_shipped, (4000usize,));
+        v.wait();
+        // Several tasks on rank 2 read it, some at once: one fetch, one decoded copy.
+        let sums: Vec<_> = (0..6)
+            .map(|_| ctx.spawn_remote_with(on(2), sum_shipped, (&v,)))
+            .collect();
+        for s in &sums {
+            assert_eq!(s.fetch().unwrap(), 1000.0);
+        }
+        let again = ctx.spawn_remote_with(on(2), sum_shipped, (&v,));
+        assert_eq!(again.fetch().unwrap(), 1000.0);
+        assert_eq!(
+            DECODED.load(Ordering::SeqCst),
+            1,
+            "rank 2 fetched the input once"
+        );
+        assert_eq!(DECODED_LIVE.load(Ordering::SeqCst), 1, "and keeps its copy");
+        drop((v, sums, again));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while DECODED_LIVE.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            DECODED_LIVE.load(Ordering::SeqCst),
+            0,
+            "the copy went when the object was freed"
+        );
+    });
+}

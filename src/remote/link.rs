@@ -200,10 +200,20 @@ impl Link {
         }
     }
 
-    /// Tells `rank` that object `obj` has no handle left.
-    pub(crate) fn free(&self, rank: usize, obj: u64) {
+    /// Tells `rank` that object `obj` has no handle left, and the ranks in `replicas`
+    /// that their copies of it can go.
+    pub(crate) fn free(&self, rank: usize, obj: u64, replicas: &[usize]) {
         if self.is_alive(rank) {
             let _ = self.t.send(rank, Msg::Free { objs: vec![obj] }.encode());
+        }
+        for &r in replicas {
+            if r != rank && r != 0 && self.is_alive(r) {
+                let forget = Msg::Forget {
+                    owner: rank as u32,
+                    objs: vec![obj],
+                };
+                let _ = self.t.send(r, forget.encode());
+            }
         }
     }
 
@@ -320,7 +330,7 @@ impl Link {
                     message: "a task result answered another request".into(),
                 }),
                 // Its waiter gave up: the object is not wanted.
-                None => self.free(from, obj),
+                None => self.free(from, obj, &[]),
             },
             Msg::Failed { req, failure } => {
                 if let Some(Pending::Task { done, keep, .. }) = self.take(req) {

@@ -23,11 +23,14 @@ pub(crate) struct RemoteObj {
     link: Arc<Link>,
     /// A copy in the head's memory, once fetched.
     host: OnceLock<Value>,
+    /// Other workers told to fetch it, which keep a copy until it is freed.
+    replicas: parking_lot::Mutex<Vec<usize>>,
 }
 
 impl Drop for RemoteObj {
     fn drop(&mut self) {
-        self.link.free(self.rank, self.obj);
+        let replicas = std::mem::take(&mut *self.replicas.lock());
+        self.link.free(self.rank, self.obj, &replicas);
     }
 }
 
@@ -180,6 +183,10 @@ impl RemoteProc {
             return Ok(if o.rank == self.rank {
                 Arg::Here { obj: o.obj }
             } else {
+                let mut replicas = o.replicas.lock();
+                if !replicas.contains(&self.rank) {
+                    replicas.push(self.rank);
+                }
                 Arg::At {
                     rank: o.rank as u32,
                     obj: o.obj,
@@ -311,6 +318,7 @@ impl Processor for RemoteProc {
                     bytes,
                     link,
                     host: OnceLock::new(),
+                    replicas: Default::default(),
                 })
             }),
         });

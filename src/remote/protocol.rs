@@ -8,7 +8,8 @@
 //! last handle dropped), `Shutdown`. Worker → head: `Hello` (its processors), `Done` /
 //! `Failed` (a task's outcome; the value stays on the worker). Any → owner: `Fetch` (an
 //! object's value), answered by `Value`; a worker fetches the inputs it does not hold
-//! straight from their owner, never through the head. `Ping`/`Pong` measure links;
+//! straight from their owner, never through the head, and keeps the copy (a replica) for
+//! the next task that reads it until the head says `Forget`. `Ping`/`Pong` measure links;
 //! `Heartbeat` says a rank is alive.
 
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,12 @@ pub(crate) enum Msg {
     },
     Heartbeat,
     Shutdown,
+    /// Objects of `owner` with no handle left: a rank that kept copies of them (replicas
+    /// of inputs it fetched) drops them.
+    Forget {
+        owner: u32,
+        objs: Vec<u64>,
+    },
 }
 
 impl Msg {

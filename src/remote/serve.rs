@@ -126,8 +126,13 @@ pub(crate) fn serve(
             })?
     };
     let mut waiting: HashMap<u64, Waiting> = HashMap::new();
-    // Fetches of inputs from other ranks: our request number → (task request, argument).
-    let mut pulls: HashMap<u64, (u64, usize)> = HashMap::new();
+    // Fetches of inputs from other ranks: our request number → the object, and the
+    // (task request, argument) pairs waiting for it; one fetch per object at a time.
+    let mut pulls: HashMap<u64, ((u32, u64), Vec<(u64, usize)>)> = HashMap::new();
+    let mut pulling: HashMap<(u32, u64), u64> = HashMap::new();
+    // Copies of other ranks' objects fetched for earlier tasks, kept until the head says
+    // the object is gone (`Forget`).
+    let mut replicas: HashMap<(u32, u64), Data> = HashMap::new();
     let mut next_pull = 1u64;
     let mut head_seen = Instant::now();
     let outcome = loop {
@@ -189,17 +194,28 @@ pub(crate) fn serve(
                             }
                         },
                         Arg::At { rank, obj } => {
-                            let p = next_pull;
-                            next_pull += 1;
-                            pulls.insert(p, (req, i));
+                            if let Some(d) = replicas.get(&(rank, obj)) {
+                                w.args.push(Some(d.clone()));
+                                continue;
+                            }
                             w.args.push(None);
                             w.missing += 1;
+                            if let Some(p) = pulling.get(&(rank, obj)) {
+                                pulls.get_mut(p).expect("a pull").1.push((req, i));
+                                continue;
+                            }
+                            let p = next_pull;
+                            next_pull += 1;
+                            pulls.insert(p, ((rank, obj), vec![(req, i)]));
+                            pulling.insert((rank, obj), p);
                             shared.send(rank as usize, &Msg::Fetch { req: p, obj });
                         }
                     }
                 }
                 if let Some(why) = failed {
-                    pulls.retain(|_, (r, _)| *r != req);
+                    for (_, waiters) in pulls.values_mut() {
+                        waiters.retain(|(r, _)| *r != req);
+                    }
                     fail(&shared, req, vec![why]);
                 } else if w.missing == 0 {
                     start(&ctx, &shared, req, w);
@@ -208,34 +224,47 @@ pub(crate) fn serve(
                 }
             }
             Msg::Value { req: p, value } => {
-                let Some((req, i)) = pulls.remove(&p) else {
+                let Some((key, waiters)) = pulls.remove(&p) else {
                     continue;
                 };
+                pulling.remove(&key);
                 let decoded = value
-                    .map_err(|e| format!("fetching input {i}: {e}"))
+                    .map_err(|e| format!("fetching object {} from rank {}: {e}", key.1, key.0))
                     .and_then(|type_name| {
-                        wire::decode_value(&type_name, &bytes[at..])
-                            .map_err(|e| format!("input {i} could not be decoded: {e}"))
+                        wire::decode_value(&type_name, &bytes[at..]).map_err(|e| {
+                            format!(
+                                "object {} of rank {} could not be decoded: {e}",
+                                key.1, key.0
+                            )
+                        })
                     });
                 match decoded {
                     Ok(v) => {
-                        let ready = match waiting.get_mut(&req) {
-                            Some(w) => {
-                                w.args[i] = Some(Data::host(v));
-                                w.missing -= 1;
-                                w.missing == 0
+                        let d = Data::host(v);
+                        replicas.insert(key, d.clone());
+                        for (req, i) in waiters {
+                            let ready = match waiting.get_mut(&req) {
+                                Some(w) => {
+                                    w.args[i] = Some(d.clone());
+                                    w.missing -= 1;
+                                    w.missing == 0
+                                }
+                                None => false,
+                            };
+                            if ready {
+                                let w = waiting.remove(&req).expect("waiting");
+                                start(&ctx, &shared, req, w);
                             }
-                            None => false,
-                        };
-                        if ready {
-                            let w = waiting.remove(&req).expect("waiting");
-                            start(&ctx, &shared, req, w);
                         }
                     }
                     Err(why) => {
-                        if waiting.remove(&req).is_some() {
-                            pulls.retain(|_, (r, _)| *r != req);
-                            fail(&shared, req, vec![why]);
+                        for (req, i) in waiters {
+                            if waiting.remove(&req).is_some() {
+                                for (_, others) in pulls.values_mut() {
+                                    others.retain(|(r, _)| *r != req);
+                                }
+                                fail(&shared, req, vec![format!("input {i}: {why}")]);
+                            }
                         }
                     }
                 }
@@ -276,6 +305,11 @@ pub(crate) fn serve(
                     s.remove(&o);
                 }
             }
+            Msg::Forget { owner, objs } => {
+                for o in objs {
+                    replicas.remove(&(owner, o));
+                }
+            }
             Msg::Ping { req, payload } => shared.send(from, &Msg::Pong { req, payload }),
             Msg::Shutdown => break Ok(()),
             Msg::Heartbeat => {}
@@ -286,6 +320,7 @@ pub(crate) fn serve(
     shared.closed.store(true, Ordering::Release);
     let _ = beat.join();
     shared.store.lock().clear();
+    replicas.clear();
     drop(ctx);
     outcome
 }
