@@ -45,6 +45,9 @@ impl Shared {
     }
 }
 
+/// An object of another rank: (its owner, its number there).
+type ObjAt = (u32, u64);
+
 /// A task waiting for inputs from other ranks.
 struct Waiting {
     proc: u32,
@@ -128,11 +131,11 @@ pub(crate) fn serve(
     let mut waiting: HashMap<u64, Waiting> = HashMap::new();
     // Fetches of inputs from other ranks: our request number → the object, and the
     // (task request, argument) pairs waiting for it; one fetch per object at a time.
-    let mut pulls: HashMap<u64, ((u32, u64), Vec<(u64, usize)>)> = HashMap::new();
-    let mut pulling: HashMap<(u32, u64), u64> = HashMap::new();
+    let mut pulls: HashMap<u64, (ObjAt, Vec<(u64, usize)>)> = HashMap::new();
+    let mut pulling: HashMap<ObjAt, u64> = HashMap::new();
     // Copies of other ranks' objects fetched for earlier tasks, kept until the head says
     // the object is gone (`Forget`).
-    let mut replicas: HashMap<(u32, u64), Data> = HashMap::new();
+    let mut replicas: HashMap<ObjAt, Data> = HashMap::new();
     let mut next_pull = 1u64;
     let mut head_seen = Instant::now();
     let outcome = loop {
