@@ -504,6 +504,22 @@ fn darray_operations_run_where_their_blocks_live() {
             (0..6).map(|b| a.owner(b)).collect::<Vec<_>>(),
             [0, 0, 0, 1, 1, 1]
         );
+        // Blocks copied from a host array go to their owners.
+        spread.enable_logging();
+        let host = ndarray::Array2::from_shape_fn((6, 6), |(i, j)| (i * 6 + j) as f64);
+        let d = DArray::distribute(&spread, &host, Blocks::new([2, 2])).unwrap();
+        assert_eq!(d.collect2().unwrap(), host);
+        let copies: Vec<u32> = spread
+            .fetch_logs()
+            .iter()
+            .filter(|e| e.kind == dagger::EventKind::Task && e.name.starts_with("gather"))
+            .map(|e| e.processor.process())
+            .collect();
+        assert_eq!(
+            [2, 3].map(|p| copies.iter().filter(|&&c| c == p).count()),
+            [3, 3],
+            "block rows 1 and 2 were copied to ranks 1 and 2: {copies:?}"
+        );
         let got = common::ranks::workload(&spread);
         let one = Context::builder().threads(2).gpus(false).build().unwrap();
         assert_eq!(

@@ -451,6 +451,33 @@ impl<T: Element> DArray<T> {
         }
     }
 
+    /// Blocks held in this process, each copied to the rank owning it when the context
+    /// spans several ranks (by a copy task there), so that later operations find them
+    /// where they compute.
+    pub(crate) fn to_owners(ctx: &Context, grid: &Grid, blocks: Vec<Block<T>>) -> Vec<Block<T>> {
+        if ctx.ranks() <= 1 {
+            return blocks;
+        }
+        let copy = kernels::gather::<T>().expect("the built-in copy kernels build");
+        blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let owner = ranks::owner_of(ctx, grid, i);
+                let d = grid.domain(i);
+                match b {
+                    Block::Data(_) if owner != 0 && !d.is_empty() => {
+                        let shape = d.shape();
+                        let s = strides(&shape);
+                        let p = box_params(&shape, 0, &s, 0, &s, d.len());
+                        Self::launch_owned(ctx, owner, false, &copy, p, vec![b.arg()])
+                    }
+                    other => other,
+                }
+            })
+            .collect()
+    }
+
     /// The rank whose processors compute block `block` (in row-major block order) when the
     /// context spans several ranks: matrices are spread block-cyclically over a process
     /// grid as close to square as the rank count allows, taller than wide (3 x 1 for three
@@ -499,7 +526,8 @@ impl<T: Element> DArray<T> {
     // ----- construction ---------------------------------------------------------------
 
     /// Splits a host array into blocks (Dagger.jl's `distribute`). The blocks are copied
-    /// out at once; `array` can be dropped afterwards.
+    /// out at once; `array` can be dropped afterwards. In a context spanning several
+    /// ranks, each block is then sent to the rank owning it ([`owner`](Self::owner)).
     ///
     /// ```
     /// use dagger::prelude::*;
@@ -532,6 +560,7 @@ impl<T: Element> DArray<T> {
                 Block::Data(Chunk::new(v))
             })
             .collect();
+        let parts = Self::to_owners(ctx, &grid, parts);
         Ok(DArray::from_parts(ctx, grid, parts))
     }
 

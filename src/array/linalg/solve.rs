@@ -61,6 +61,7 @@ impl<T: Gemm> DArray<T> {
                 Block::Data(Chunk::new(v))
             })
             .collect();
+        let blocks = DArray::to_owners(ctx, &grid, blocks);
         DArray::from_parts(ctx, grid, blocks)
     }
 
