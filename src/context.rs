@@ -138,6 +138,7 @@ pub struct ContextBuilder {
     gpu_budget: Option<Option<u64>>,
     gpu_budgets: Vec<(usize, Option<u64>)>,
     spill_dir: Option<std::path::PathBuf>,
+    pub(crate) remote_timeout: Option<std::time::Duration>,
     pub(crate) processes: Vec<ProcessSpec>,
     pub(crate) attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -461,6 +462,7 @@ impl Context {
             gpu_budget: None,
             gpu_budgets: Vec::new(),
             spill_dir: None,
+            remote_timeout: None,
             processes: Vec::new(),
             attached: Vec::new(),
         }

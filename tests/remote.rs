@@ -662,3 +662,73 @@ fn a_worker_keeps_a_fetched_input_until_it_is_freed() {
         );
     });
 }
+
+/// The head's transport, deaf to one rank once told so (a rank that hangs rather than dies).
+struct Deafened {
+    inner: Arc<InProcessTransport>,
+    deaf_to: Arc<AtomicUsize>,
+}
+
+impl Transport for Deafened {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
+        self.inner.send(to, bytes)
+    }
+    fn recv_timeout(&self, t: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
+        let deadline = Instant::now() + t;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inner.recv_timeout(left)? {
+                Some((from, _)) if from == self.deaf_to.load(Ordering::SeqCst) => {
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rank_that_falls_silent_is_declared_lost_after_the_timeout() {
+    within(60, "a silent rank", || {
+        let mut ranks = InProcessTransport::group(3);
+        let head = ranks.remove(0);
+        let builder = || {
+            Context::builder()
+                .threads(1)
+                .gpus(false)
+                .remote_timeout(Duration::from_millis(1500))
+        };
+        for t in &ranks {
+            let t: Arc<dyn Transport> = t.clone();
+            std::thread::spawn(move || builder().join(t));
+        }
+        let deaf_to = Arc::new(AtomicUsize::new(usize::MAX));
+        let transport = Arc::new(Deafened {
+            inner: head,
+            deaf_to: deaf_to.clone(),
+        });
+        let ctx = builder().join(transport).unwrap().unwrap();
+        assert_eq!(ctx.spawn_remote_with(on(2), add1, (1,)).fetch().unwrap(), 2);
+        let long = ctx.spawn_remote_with(on(2), nap, (30_000u64,));
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        deaf_to.store(2, Ordering::SeqCst);
+        let err = long.fetch().unwrap_err();
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1000) && waited < Duration::from_secs(10),
+            "declared lost after {waited:?}, with a timeout of 1.5 s"
+        );
+        let chain = common::chain(&err);
+        assert!(chain.contains("rank 2 was lost"), "{chain}");
+        assert_eq!(ctx.spawn_remote_with(on(1), add1, (1,)).fetch().unwrap(), 2);
+    });
+}

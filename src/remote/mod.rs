@@ -200,7 +200,10 @@ impl Drop for Session {
     }
 }
 
-fn link_timeout() -> Duration {
+fn link_timeout(set: Option<Duration>) -> Duration {
+    if let Some(d) = set {
+        return d.max(Duration::from_millis(200));
+    }
     let ms = std::env::var("DAGGER_REMOTE_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -209,6 +212,25 @@ fn link_timeout() -> Duration {
 }
 
 impl ContextBuilder {
+    /// How long a rank may send nothing (not even its heartbeat, every 100 ms) before it is
+    /// declared lost: 10 s by default, or `DAGGER_REMOTE_TIMEOUT_MS`; at least 200 ms. On a
+    /// worker, how long the head may stay silent before the worker stops serving.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dagger::prelude::*;
+    /// let each = |_rank| {
+    ///     Context::builder().threads(1).gpus(false).remote_timeout(Duration::from_secs(2))
+    /// };
+    /// let ctx = dagger::remote::in_process(1, each)?;
+    /// assert_eq!(ctx.ranks(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remote_timeout(mut self, timeout: Duration) -> Self {
+        self.remote_timeout = Some(timeout);
+        self
+    }
+
     /// Joins the group of ranks `transport` connects. On rank 0 (the head) it waits for
     /// every worker, measures the links, and returns a context over the processors of all
     /// ranks. On any other rank it serves the head with the processors this builder
@@ -233,7 +255,7 @@ impl ContextBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join(self, transport: Arc<dyn Transport>) -> Result<Option<Context>, RemoteError> {
-        let timeout = link_timeout();
+        let timeout = link_timeout(self.remote_timeout);
         if transport.rank() != 0 {
             let ctx = self.build()?;
             serve::serve(transport, ctx, timeout)?;
