@@ -152,12 +152,8 @@ struct Inner<T> {
     blocks: Vec<Block<T>>,
 }
 
-/// Registers the kernels of DArray and of the tiled linear algebra, so that every rank
-/// finds them by name (see `Kernel::lookup`).
-pub(crate) fn register_builtin_kernels() {
-    kernels::register_all_builtin();
-    crate::kernel::tiles::register_builtin();
-}
+// Every rank finds the kernels of DArray by name (see `Kernel::lookup`).
+inventory::submit! { crate::kernel::BuiltinKernels(kernels::register_all_builtin) }
 
 impl<T> Clone for DArray<T> {
     fn clone(&self) -> Self {

@@ -62,12 +62,70 @@ pub type CpuImpl = dyn Fn(&Value, &[Value]) -> Result<Value, TaskFailure> + Send
 
 type Flops = dyn Fn(&Value) -> Option<f64> + Send + Sync;
 
+/// How a kernel's parameters cross processes: what it takes is what it decodes, so every
+/// rank that finds the kernel by name can read the parameters of its calls.
+#[derive(Clone, Copy)]
+pub(crate) struct ParamsCodec {
+    /// The parameters' type.
+    pub(crate) type_name: &'static str,
+    /// Appends the encoding of parameters of this type; `false` for another type.
+    pub(crate) encode: fn(&Value, &mut Vec<u8>) -> bool,
+    /// The parameters these bytes encode.
+    pub(crate) decode: fn(&[u8]) -> Option<Value>,
+}
+
+impl ParamsCodec {
+    /// Plain old data, as its raw bytes.
+    pub(crate) fn pod<P: bytemuck::Pod + Send + Sync>() -> Self {
+        ParamsCodec {
+            type_name: std::any::type_name::<P>(),
+            encode: |v, out| match v.downcast_ref::<P>() {
+                Some(p) => {
+                    out.extend_from_slice(bytemuck::bytes_of(p));
+                    true
+                }
+                None => false,
+            },
+            decode: |b| {
+                bytemuck::try_pod_read_unaligned::<P>(b)
+                    .ok()
+                    .map(Value::new)
+            },
+        }
+    }
+
+    /// A `serde` type, as postcard.
+    pub(crate) fn serde<P>() -> Self
+    where
+        P: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        ParamsCodec {
+            type_name: std::any::type_name::<P>(),
+            encode: |v, out| match v.downcast_ref::<P>().map(postcard::to_allocvec) {
+                Some(Ok(bytes)) => {
+                    out.extend_from_slice(&bytes);
+                    true
+                }
+                _ => false,
+            },
+            decode: |b| postcard::from_bytes::<P>(b).ok().map(Value::new),
+        }
+    }
+}
+
+/// Kernels a module makes on demand, so that [`Kernel::lookup`] finds them by name in any
+/// process of a program, including one that never used them (a worker rank).
+pub(crate) struct BuiltinKernels(pub(crate) fn());
+
+inventory::collect!(BuiltinKernels);
+
 struct KernelDef {
     name: Arc<str>,
     cpu: Option<Arc<CpuImpl>>,
     impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
     flops: Option<Box<Flops>>,
     local: bool,
+    params: Option<ParamsCodec>,
 }
 
 /// A named operation with implementations per backend.
@@ -125,6 +183,7 @@ impl Kernel {
             impls: Vec::new(),
             flops: None,
             local: false,
+            params: None,
         }
     }
 
@@ -138,7 +197,9 @@ impl Kernel {
         static BUILTIN: OnceLock<()> = OnceLock::new();
         let mut built = false;
         BUILTIN.get_or_init(|| {
-            crate::array::register_builtin_kernels();
+            for b in inventory::iter::<BuiltinKernels> {
+                (b.0)();
+            }
             built = true;
         });
         if built {
@@ -152,6 +213,11 @@ impl Kernel {
     /// expression, which other ranks could not make by name.
     pub(crate) fn is_local(&self) -> bool {
         self.def.local
+    }
+
+    /// How its parameters cross processes, when it says.
+    pub(crate) fn params_codec(&self) -> Option<ParamsCodec> {
+        self.def.params
     }
 
     /// The names of every registered kernel, sorted.
@@ -224,6 +290,7 @@ pub struct KernelBuilder {
     impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
     flops: Option<Box<Flops>>,
     local: bool,
+    params: Option<ParamsCodec>,
 }
 
 impl KernelBuilder {
@@ -257,6 +324,12 @@ impl KernelBuilder {
         self
     }
 
+    /// How its parameters cross processes.
+    pub(crate) fn params_codec(mut self, codec: ParamsCodec) -> Self {
+        self.params = Some(codec);
+        self
+    }
+
     /// Makes the kernel and registers it under its name, replacing an earlier kernel of
     /// that name for [`Kernel::lookup`] (tasks already holding the earlier one keep it).
     pub fn register(self) -> Kernel {
@@ -274,6 +347,7 @@ impl KernelBuilder {
                 impls: self.impls,
                 flops: self.flops,
                 local: self.local,
+                params: self.params,
             }),
         }
     }

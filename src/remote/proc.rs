@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use super::link::{Link, Pending};
 use super::protocol::{Arg, Blob, Msg, ProcDesc, Work};
-use super::wire::{self, Bytes};
+use super::wire::{self, Bytes, WireError};
 use super::{registry, RemoteError};
-use crate::kernel::{Backend, Kernel};
+use crate::kernel::{Backend, Kernel, KernelCall};
 use crate::processor::{
     Completion, MemorySpace, MoveError, Processor, ProcessorKind, TaskCall, TaskFailure, TaskInfo,
 };
@@ -158,7 +158,9 @@ impl RemoteProc {
                         self.desc.kind
                     ));
                 }
-                if wire::codec_of(call.params().type_id_of_value()).is_none() {
+                if k.params_codec().is_none()
+                    && wire::codec_of(call.params().type_id_of_value()).is_none()
+                {
                     return Some(format!(
                         "the parameters of kernel `{}` (`{}`) cannot be sent between processes",
                         k.name(),
@@ -199,6 +201,18 @@ impl RemoteProc {
             bytes: Bytes(bytes),
         }))
     }
+}
+
+/// A kernel call's parameters for the wire: by the kernel's own codec when it has one,
+/// else by the codec registered for their type.
+fn encode_params(call: &KernelCall) -> Result<(&'static str, Vec<u8>), WireError> {
+    if let Some(c) = call.kernel().params_codec() {
+        let mut out = Vec::new();
+        if (c.encode)(call.params(), &mut out) {
+            return Ok((c.type_name, out));
+        }
+    }
+    wire::encode_value(call.params())
 }
 
 impl Processor for RemoteProc {
@@ -291,7 +305,7 @@ impl Processor for RemoteProc {
         };
         let info = call.info();
         let work = match info.kernel_call() {
-            Some(k) => match wire::encode_value(k.params()) {
+            Some(k) => match encode_params(k) {
                 Ok((type_name, bytes)) => Work::Kernel {
                     name: k.kernel().name().to_owned(),
                     params: Blob {

@@ -393,9 +393,20 @@ fn start(ctx: &Context, shared: &Arc<Shared>, req: u64, w: Waiting) {
                     )],
                 );
             };
-            let params = match wire::decode_value(&params.type_name, &params.bytes.0) {
+            let own = k
+                .params_codec()
+                .filter(|c| c.type_name == params.type_name)
+                .map(|c| {
+                    (c.decode)(&params.bytes.0).ok_or_else(|| {
+                        format!("kernel parameters: the bytes are not a `{}`", c.type_name)
+                    })
+                });
+            let params = match own.unwrap_or_else(|| {
+                wire::decode_value(&params.type_name, &params.bytes.0)
+                    .map_err(|e| format!("kernel parameters: {e}"))
+            }) {
                 Ok(p) => p,
-                Err(e) => return fail(shared, req, vec![format!("kernel parameters: {e}")]),
+                Err(e) => return fail(shared, req, vec![e]),
             };
             ctx.submit_kernel(
                 "remote kernel",

@@ -42,8 +42,9 @@ use crate::processor::wgpu::DType;
 use crate::processor::wgpu::{DeviceOutput, LaunchDone};
 use crate::processor::wgpu::{GpuLaunch, GpuScalar};
 use crate::processor::TaskFailure;
-use crate::remote::Wire;
 use crate::value::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 #[cfg(feature = "wgpu")]
 /// Whether a GPU runs a GEMM or SYRK tile of `depth` blocks: one of depth 0 only scales C,
@@ -163,21 +164,24 @@ impl Sequence {
 /// (e.g. `dagger.gemm_tile.f32`), registered once per tile type with the tile's CPU
 /// implementation (`dagger-cpu`) and WGSL one (`dagger-wgpu`'s BLAS launchers). The tile
 /// itself travels to other ranks as the call's parameters.
-pub(crate) fn tile_call<P: GpuLaunch + CpuRun + Wire>(name: &str, tile: P) -> KernelCall {
+pub(crate) fn tile_call<P: GpuLaunch + CpuRun + Serialize + DeserializeOwned + 'static>(
+    name: &str,
+    tile: P,
+) -> KernelCall {
     tile_kernel::<P>(name, tile.dtype()).call(Value::new(tile))
 }
 
-fn tile_kernel<P: GpuLaunch + CpuRun + Wire>(name: &str, dtype: DType) -> Kernel {
+fn tile_kernel<P: GpuLaunch + CpuRun + Serialize + DeserializeOwned + 'static>(
+    name: &str,
+    dtype: DType,
+) -> Kernel {
     static KERNELS: std::sync::OnceLock<Mutex<std::collections::HashMap<TypeId, Kernel>>> =
         std::sync::OnceLock::new();
     KERNELS
         .get_or_init(Default::default)
         .lock()
         .entry(TypeId::of::<P>())
-        .or_insert_with(|| {
-            crate::remote::register_type::<P>();
-            params_kernel::<P>(format!("dagger.{name}.{dtype}"))
-        })
+        .or_insert_with(|| params_kernel::<P>(format!("dagger.{name}.{dtype}")))
         .clone()
 }
 
@@ -190,10 +194,12 @@ fn register_tiles<T: TileScalar>() {
 
 /// Registers the tile kernels of Cholesky, GEMM and SYRK for both element types, so that
 /// every rank finds them by name.
-pub(crate) fn register_builtin() {
+fn register_builtin() {
     register_tiles::<f32>();
     register_tiles::<f64>();
 }
+
+inventory::submit! { crate::kernel::BuiltinKernels(register_builtin) }
 
 /// How the backends' small enums travel inside tile parameters: as one byte.
 pub(crate) mod enum_wire {

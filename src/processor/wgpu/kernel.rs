@@ -14,7 +14,7 @@ use super::dtype::{DType, GpuScalar};
 use super::memory::{device_holds, DeviceOutput};
 #[cfg(feature = "wgpu")]
 use crate::kernel::Backend;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, ParamsCodec};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
@@ -112,13 +112,15 @@ impl<P: GpuLaunch + 'static> WgslLaunch for ByParams<P> {
 /// parameters type `P` names it, registered once under `name`.
 pub(crate) fn params_kernel<P>(name: String) -> Kernel
 where
-    P: GpuLaunch + CpuRun + 'static,
+    P: GpuLaunch + CpuRun + serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
-    let k = Kernel::builder(name).cpu(|params, inputs| {
-        params_of::<P>(params)
-            .map_err(TaskFailure::msg)?
-            .run_cpu(inputs)
-    });
+    let k = Kernel::builder(name)
+        .params_codec(ParamsCodec::serde::<P>())
+        .cpu(|params, inputs| {
+            params_of::<P>(params)
+                .map_err(TaskFailure::msg)?
+                .run_cpu(inputs)
+        });
     #[cfg(feature = "wgpu")]
     let k = k.implementation(Backend::WGSL, WgslImpl(Arc::new(ByParams::<P>::new())));
     k.flops(|params| params.downcast_ref::<P>().and_then(GpuLaunch::flops))
@@ -570,8 +572,7 @@ impl<P: bytemuck::Pod + Send + Sync, T: GpuScalar> WgslKernelBuilder<P, T> {
             _t: PhantomData,
         });
         // Its parameters travel to other ranks as their raw bytes.
-        crate::remote::register_pod::<P>();
-        let k = Kernel::builder(inner.name.clone());
+        let k = Kernel::builder(inner.name.clone()).params_codec(ParamsCodec::pod::<P>());
         let k = if self.local { k.local() } else { k };
         #[cfg(feature = "wgpu")]
         let k = k.implementation(
