@@ -14,7 +14,8 @@ pub(crate) struct Args {
     /// Elements of the 1-D f64 array.
     #[arg(long, default_value_t = 100_000_000)]
     n: usize,
-    /// Elements per block (default: n split into 4 blocks per CPU thread).
+    /// Elements per block (default: n split into one block per CPU thread, so that each
+    /// result block merges as few runs as the threads allow).
     #[arg(long)]
     block: Option<usize>,
     /// CPU worker threads (default: one per core).
@@ -42,7 +43,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let n = args.n;
     let block = args
         .block
-        .unwrap_or_else(|| n.div_ceil(4 * threads.max(1)))
+        .unwrap_or_else(|| n.div_ceil(threads.max(1)))
         .max(1);
     let a = DArray::<f64>::rand(&ctx, [n], Blocks::new([block]), 1)?;
     a.wait()?;

@@ -5,12 +5,12 @@
 //! tasks (Dagger.jl's `sort` over `dsort_chunks`, with exact splitters):
 //!
 //! 1. one task per block sorts each of the block's pieces of a lane (a stable LSD radix
-//!    sort on long pieces, the standard stable sort on short ones);
+//!    sort of 64-bit keys on long pieces, the standard stable sort on short ones);
 //! 2. where the axis has more than one block, one task per row of blocks along it finds,
 //!    for each lane and each block boundary of the result, how many elements of each sorted
 //!    piece rank before that boundary (a binary search over the keys);
 //! 3. one task per result block merges, for each lane, the runs of the sorted pieces that
-//!    land in it.
+//!    land in it, in one pass (a tournament over the runs' heads).
 //!
 //! The result is blocked as the input, and the call returns at once: the splits are tasks
 //! like the rest, so nothing waits on the caller's thread.
@@ -70,6 +70,14 @@ trait Item: Copy + Send + Sync + 'static {
     fn new(x: Self::In, index: u32) -> Self;
     fn key(&self) -> u64;
     fn out(&self) -> Self::Out;
+    /// Sorts `v` stably by key (XORed with `flip`).
+    fn sort_piece(v: &mut [Self], flip: u64) {
+        if v.len() >= RADIX_MIN {
+            radix_sort(v, flip);
+        } else {
+            v.sort_by_key(|x| x.key() ^ flip);
+        }
+    }
 }
 
 /// An element, for `sort`.
@@ -90,6 +98,81 @@ impl<T: Element> Item for Val<T> {
     #[inline(always)]
     fn out(&self) -> T {
         self.0
+    }
+    /// Long pieces: radix sorts the keys alone, then maps them back to elements, when that
+    /// gives back exactly these elements (always, but for `-0.0` or NaNs of different
+    /// bits, which are radix sorted with their keys instead).
+    fn sort_piece(v: &mut [Self], flip: u64) {
+        if v.len() < RADIX_MIN {
+            v.sort_by_key(|x| x.key() ^ flip);
+            return;
+        }
+        let zero = T::from_f64(0.0);
+        let mut nan: Option<T> = None;
+        let mut exact = true;
+        let mut keys: Vec<u64> = Vec::with_capacity(v.len());
+        for x in v.iter() {
+            let k = key_of(x.0);
+            if k == u64::MAX {
+                exact &= same_bits(*nan.get_or_insert(x.0), x.0);
+            } else if k == ZERO_KEY {
+                exact &= same_bits(zero, x.0);
+            }
+            keys.push(k ^ flip);
+        }
+        if !exact {
+            radix_sort(v, flip);
+            return;
+        }
+        radix_sort_keys(&mut keys);
+        for (x, &k) in v.iter_mut().zip(&keys) {
+            let k = k ^ flip;
+            x.0 = match nan {
+                Some(n) if k == u64::MAX => n,
+                _ => T::from_f64(f64::from_bits(if k >> 63 == 1 {
+                    k & !(1 << 63)
+                } else {
+                    !k
+                })),
+            };
+        }
+    }
+}
+
+/// The key of `0.0` (and `-0.0`).
+const ZERO_KEY: u64 = 1 << 63;
+
+fn same_bits<T: Element>(a: T, b: T) -> bool {
+    bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
+}
+
+/// A least-significant-digit radix sort of keys, a byte a pass, skipping the bytes all
+/// keys share.
+fn radix_sort_keys(v: &mut Vec<u64>) {
+    let n = v.len();
+    let mut counts = vec![[0usize; 256]; 8];
+    for &k in v.iter() {
+        for (d, c) in counts.iter_mut().enumerate() {
+            c[((k >> (8 * d)) & 255) as usize] += 1;
+        }
+    }
+    let mut buf = vec![0u64; n];
+    for (d, c) in counts.iter().enumerate() {
+        if c.contains(&n) {
+            continue;
+        }
+        let mut at = [0usize; 256];
+        let mut sum = 0;
+        for (a, &c) in at.iter_mut().zip(c) {
+            *a = sum;
+            sum += c;
+        }
+        for &k in v.iter() {
+            let b = ((k >> (8 * d)) & 255) as usize;
+            buf[at[b]] = k;
+            at[b] += 1;
+        }
+        std::mem::swap(v, &mut buf);
     }
 }
 
@@ -117,24 +200,22 @@ impl<T: Element> Item for Indexed<T> {
     }
 }
 
-/// Sorts `v` stably by key (XORed with `flip`).
-fn sort_stable<I: Item>(v: &mut [I], flip: u64) {
-    if v.len() >= RADIX_MIN {
-        radix_sort(v, flip);
-    } else {
-        v.sort_by_key(|x| x.key() ^ flip);
-    }
-}
+/// Bits of the key each pass of the radix sort orders by.
+const DIGIT: u32 = 8;
+/// Passes over 64-bit keys.
+const PASSES: usize = 64usize.div_ceil(DIGIT as usize);
 
-/// A least-significant-digit radix sort on the 8 bytes of the keys (stable), skipping the
-/// bytes all keys share.
+/// A least-significant-digit radix sort on the keys, [`DIGIT`] bits a pass (stable),
+/// skipping the digits all keys share.
 fn radix_sort<I: Item>(v: &mut [I], flip: u64) {
+    const BUCKETS: usize = 1 << DIGIT;
+    const MASK: u64 = (1 << DIGIT) - 1;
     let n = v.len();
-    let mut counts = vec![[0usize; 256]; 8];
+    let mut counts = vec![[0usize; BUCKETS]; PASSES];
     for x in v.iter() {
         let k = x.key() ^ flip;
         for (d, c) in counts.iter_mut().enumerate() {
-            c[((k >> (8 * d)) & 255) as usize] += 1;
+            c[((k >> (DIGIT as usize * d)) & MASK) as usize] += 1;
         }
     }
     let mut buf: Vec<I> = v.to_vec();
@@ -143,16 +224,16 @@ fn radix_sort<I: Item>(v: &mut [I], flip: u64) {
         if c.contains(&n) {
             continue;
         }
-        let mut at = [0usize; 256];
+        let mut at = vec![0usize; BUCKETS];
         let mut sum = 0;
         for (a, &c) in at.iter_mut().zip(c) {
             *a = sum;
             sum += c;
         }
         let (src, dst): (&[I], &mut [I]) = if in_v { (v, &mut buf) } else { (&buf, v) };
-        let shift = 8 * d;
+        let shift = DIGIT as usize * d;
         for x in src {
-            let b = (((x.key() ^ flip) >> shift) & 255) as usize;
+            let b = (((x.key() ^ flip) >> shift) & MASK) as usize;
             dst[at[b]] = *x;
             at[b] += 1;
         }
@@ -213,7 +294,7 @@ fn sorted_lanes<I: Item>(v: &[I::In], g: Lanes, start: usize, flip: u64) -> Vec<
         }
     }
     for lane in out.chunks_mut(g.len) {
-        sort_stable(lane, flip);
+        I::sort_piece(lane, flip);
     }
     out
 }
@@ -227,6 +308,59 @@ fn write_lane<I: Item>(out: &mut [I::Out], g: Lanes, l: usize, lane: &[I]) {
     } else {
         for (t, x) in lane.iter().enumerate() {
             out[g.at(l, t)] = x.out();
+        }
+    }
+}
+
+/// Merges sorted `runs` stably (of equal keys, those of earlier runs first) in one pass,
+/// handing each element in order to `put`: a tournament over the runs' heads.
+fn merge_runs<I: Item>(runs: &[&[I]], flip: u64, mut put: impl FnMut(&I)) {
+    match runs {
+        [] => {}
+        [a] => a.iter().for_each(put),
+        [a, b] => {
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() && j < b.len() {
+                if b[j].key() ^ flip < a[i].key() ^ flip {
+                    put(&b[j]);
+                    j += 1;
+                } else {
+                    put(&a[i]);
+                    i += 1;
+                }
+            }
+            a[i..].iter().chain(&b[j..]).for_each(put);
+        }
+        _ => {
+            // A winner tree over the heads, each as (key << 32 | run), so that equal keys
+            // go to the earlier run; an exhausted run's head is u128::MAX.
+            let size = runs.len().next_power_of_two();
+            let mut pos = vec![0usize; runs.len()];
+            let head = |r: usize, at: usize| -> u128 {
+                match runs.get(r).and_then(|run| run.get(at)) {
+                    Some(x) => u128::from(x.key() ^ flip) << 32 | r as u128,
+                    None => u128::MAX,
+                }
+            };
+            let mut tree = vec![u128::MAX; 2 * size];
+            for r in 0..size {
+                tree[size + r] = head(r, 0);
+            }
+            for i in (1..size).rev() {
+                tree[i] = tree[2 * i].min(tree[2 * i + 1]);
+            }
+            let total: usize = runs.iter().map(|r| r.len()).sum();
+            for _ in 0..total {
+                let r = (tree[1] & 0xffff_ffff) as usize;
+                put(&runs[r][pos[r]]);
+                pos[r] += 1;
+                let mut i = size + r;
+                tree[i] = head(r, pos[r]);
+                while i > 1 {
+                    i /= 2;
+                    tree[i] = tree[2 * i].min(tree[2 * i + 1]);
+                }
+            }
         }
     }
 }
@@ -364,17 +498,29 @@ fn sort_along<I: Item>(
                 opts.clone().name("sort_merge"),
                 move |blocks: Vec<Arc<Vec<I>>>, p: Arc<Vec<usize>>| {
                     let mut res = vec![I::Out::default(); lanes * g.len];
-                    let mut buf: Vec<I> = Vec::with_capacity(g.len);
                     for l in 0..lanes {
                         let at = |j: usize, b: usize| p[(l * (m + 1) + j) * m + b];
-                        buf.clear();
-                        for (b, piece) in blocks.iter().enumerate() {
-                            let seg = &piece[l * lens[b]..(l + 1) * lens[b]];
-                            buf.extend_from_slice(&seg[at(j, b)..at(j + 1, b)]);
+                        let runs: Vec<&[I]> = blocks
+                            .iter()
+                            .enumerate()
+                            .map(|(b, piece)| {
+                                &piece[l * lens[b]..(l + 1) * lens[b]][at(j, b)..at(j + 1, b)]
+                            })
+                            .filter(|run| !run.is_empty())
+                            .collect();
+                        let mut t = 0;
+                        if g.inner == 1 {
+                            let dst = &mut res[l * g.len..(l + 1) * g.len];
+                            merge_runs(&runs, flip, |x| {
+                                dst[t] = x.out();
+                                t += 1;
+                            });
+                        } else {
+                            merge_runs(&runs, flip, |x| {
+                                res[g.at(l, t)] = x.out();
+                                t += 1;
+                            });
                         }
-                        // Sorted runs in input order: the stable sort merges them.
-                        buf.sort_by_key(|x| x.key() ^ flip);
-                        write_lane::<I>(&mut res, g, l, &buf);
                     }
                     res
                 },
