@@ -595,9 +595,10 @@ impl<T: Element> DArray<T> {
     /// [`SortOrder::Ascending`] (as numpy) and first in [`SortOrder::Descending`].
     ///
     /// Lanes crossing several blocks are sorted by the blocks they cross, without gathering
-    /// them (see the [module docs](self)): each block sorts its pieces of the lanes, a task
-    /// per row of blocks along `axis` finds where each result block's elements lie in the
-    /// sorted pieces, and a task per result block merges them. All of it runs on CPU
+    /// them: each block sorts its pieces of the lanes (a radix sort of 64-bit keys when
+    /// long), a task per row of blocks along `axis` finds exactly which elements of the
+    /// sorted pieces rank in each result block, and a task per result block merges them in
+    /// one pass. All of it runs on CPU
     /// threads (the scope's, or any when it holds none); the call returns at once.
     ///
     /// # Errors
