@@ -143,6 +143,17 @@ fn long_1d_arrays_are_radix_sorted_stably_across_blocks() {
 }
 
 #[test]
+fn long_lanes_of_2d_arrays_cross_blocks() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let mut rng = Rng::new(71);
+    // Pieces of lanes long enough for the radix sort, along the last axis and the first.
+    let host = values(&mut rng, &[3, 5000], 40, 23);
+    check(&ctx, &host, &[2, 2100], 1);
+    let host = values(&mut rng, &[5000, 3], 1 << 30, 0);
+    check(&ctx, &host, &[2100, 2], 0);
+}
+
+#[test]
 fn argsort_keeps_ties_in_input_order() {
     let ctx = Context::builder().threads(2).build().unwrap();
     let v = [2.0, 1.0, f64::NAN, 2.0, 0.0, -0.0, 1.0, f64::NAN, 2.0, 0.0];
