@@ -139,6 +139,9 @@ impl<T: Element> Item for Val<T> {
     }
 }
 
+/// Bits of the key each pass of [`radix_sort_keys`] orders by.
+const KEY_DIGIT: usize = 8;
+
 /// The key of `0.0` (and `-0.0`).
 const ZERO_KEY: u64 = 1 << 63;
 
@@ -146,29 +149,32 @@ fn same_bits<T: Element>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
 }
 
-/// A least-significant-digit radix sort of keys, a byte a pass, skipping the bytes all
-/// keys share.
+/// A least-significant-digit radix sort of keys, [`KEY_DIGIT`] bits a pass, skipping the
+/// digits all keys share.
 fn radix_sort_keys(v: &mut Vec<u64>) {
+    const BUCKETS: usize = 1 << KEY_DIGIT;
+    const MASK: u64 = (1 << KEY_DIGIT) - 1;
+    const PASSES: usize = 64usize.div_ceil(KEY_DIGIT);
     let n = v.len();
-    let mut counts = vec![[0usize; 256]; 8];
+    let mut counts = vec![[0usize; BUCKETS]; PASSES];
     for &k in v.iter() {
         for (d, c) in counts.iter_mut().enumerate() {
-            c[((k >> (8 * d)) & 255) as usize] += 1;
+            c[((k >> (KEY_DIGIT * d)) & MASK) as usize] += 1;
         }
     }
     let mut buf = vec![0u64; n];
+    let mut at = vec![0usize; BUCKETS];
     for (d, c) in counts.iter().enumerate() {
         if c.contains(&n) {
             continue;
         }
-        let mut at = [0usize; 256];
         let mut sum = 0;
         for (a, &c) in at.iter_mut().zip(c) {
             *a = sum;
             sum += c;
         }
         for &k in v.iter() {
-            let b = ((k >> (8 * d)) & 255) as usize;
+            let b = ((k >> (KEY_DIGIT * d)) & MASK) as usize;
             buf[at[b]] = k;
             at[b] += 1;
         }
@@ -319,14 +325,26 @@ fn merge_runs<I: Item>(runs: &[&[I]], flip: u64, mut put: impl FnMut(&I)) {
         [] => {}
         [a] => a.iter().for_each(put),
         [a, b] => {
+            // Each head's key computed once.
             let (mut i, mut j) = (0, 0);
-            while i < a.len() && j < b.len() {
-                if b[j].key() ^ flip < a[i].key() ^ flip {
-                    put(&b[j]);
-                    j += 1;
-                } else {
-                    put(&a[i]);
-                    i += 1;
+            if let (Some(x), Some(y)) = (a.first(), b.first()) {
+                let (mut ka, mut kb) = (x.key() ^ flip, y.key() ^ flip);
+                loop {
+                    if kb < ka {
+                        put(&b[j]);
+                        j += 1;
+                        match b.get(j) {
+                            Some(y) => kb = y.key() ^ flip,
+                            None => break,
+                        }
+                    } else {
+                        put(&a[i]);
+                        i += 1;
+                        match a.get(i) {
+                            Some(x) => ka = x.key() ^ flip,
+                            None => break,
+                        }
+                    }
                 }
             }
             a[i..].iter().chain(&b[j..]).for_each(put);
