@@ -12,9 +12,9 @@ mod linalg_bench;
 mod ooc_bench;
 mod out_dir;
 mod overhead;
-#[cfg(feature = "wgpu")]
 mod python;
 mod remote_bench;
+mod sort_bench;
 #[cfg(feature = "wgpu")]
 mod stencil_bench;
 mod stream_bench;
@@ -128,6 +128,9 @@ enum Bench {
     /// disk, beside a plain write and read of the same bytes and numpy's memmap.
     #[cfg(feature = "wgpu")]
     Ooc(ooc_bench::Args),
+    /// DArray sort of n random f64 on CPU threads: seconds and elements/s beside numpy.sort
+    /// of the same data.
+    Sort(sort_bench::Args),
 }
 
 /// Contexts made while tracing, whose logs `dagger trace` renders.
@@ -201,6 +204,7 @@ fn run_bench(which: Bench) -> Result<(), Box<dyn std::error::Error>> {
         Bench::Reduce(args) => array_bench::reduce(&args),
         #[cfg(feature = "wgpu")]
         Bench::Ooc(args) => ooc_bench::run(&args),
+        Bench::Sort(args) => sort_bench::run(&args),
     }
 }
 

@@ -343,3 +343,32 @@ fn bench_stream_json_compares_with_crossbeam() {
         "{out}"
     );
 }
+
+#[test]
+fn bench_sort_json_checks_the_order_and_times_numpy() {
+    let (ok, out, err) = dagger(&[
+        "bench", "sort", "--n", "100000", "--block", "30000", "--repeat", "1", "--check", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["bench"], "sort");
+    assert_eq!(v["n"], 100000);
+    assert_eq!(v["block"], 30000);
+    let secs = v["seconds"].as_f64().unwrap();
+    assert!(secs > 0.0, "{v}");
+    let rate = v["elements_per_s"].as_f64().unwrap();
+    assert!((rate - 1e5 / secs).abs() < 1e-9 * rate, "{v}");
+    match v["peer_seconds"].as_f64() {
+        Some(peer) => {
+            let ratio = v["ratio"].as_f64().unwrap();
+            assert!((ratio - peer / secs).abs() < 1e-9 * ratio.max(1.0), "{v}");
+        }
+        // Without numpy the peer is skipped with a note, and both stay null.
+        None => {
+            assert!(
+                v["ratio"].is_null() && err.contains("numpy peer"),
+                "{v} {err}"
+            );
+        }
+    }
+}

@@ -46,6 +46,9 @@ fn executable(path: &Path, text: &str) {
 const MAP_TINY: [&str; 8] = [
     "bench", "map", "--n", "4096", "--block", "1024", "--repeat", "1",
 ];
+const SORT_TINY: [&str; 8] = [
+    "bench", "sort", "--n", "4096", "--block", "1024", "--repeat", "1",
+];
 const GEMM_TINY: [&str; 10] = [
     "bench", "gemm", "--n", "32", "--block", "16", "--repeat", "1", "--peer", "--json",
 ];
@@ -63,7 +66,7 @@ fn bench_peers_import_nothing_from_the_working_directory() {
     }
     // PYTHONPATH and PYTHONSTARTUP pointing at the directory are ignored as well.
     let env = [("PYTHONPATH", dir.to_str().unwrap()), ("DAGGER_PYTHON", "")];
-    for args in [&MAP_TINY[..], &GEMM_TINY[..]] {
+    for args in [&MAP_TINY[..], &GEMM_TINY[..], &SORT_TINY[..]] {
         let r = dagger_in(&dir, &env, args);
         // Without numpy the peers are skipped with a note; the benchmark itself succeeds.
         assert!(r.ok, "{args:?}: {}\n{}", r.out, r.err);

@@ -108,7 +108,15 @@ pub enum ArrayError {
         blocks: Vec<usize>,
     },
     /// An axis beyond the array's dimensions.
-    #[error("axis {axis} is out of range for an array of {ndim} dimensions")]
+    ///
+    /// ```
+    /// # use dagger::ArrayError;
+    /// let e = ArrayError::AxisOutOfRange { axis: 2, ndim: 2 };
+    /// assert_eq!(e.to_string(), "axis 2 is out of range for an array of 2 dimensions: use an axis below 2");
+    /// ```
+    #[error(
+        "axis {axis} is out of range for an array of {ndim} dimensions: use an axis below {ndim}"
+    )]
     AxisOutOfRange {
         /// The axis.
         axis: usize,
@@ -164,6 +172,15 @@ pub enum ArrayError {
         what: &'static str,
         /// Its element count.
         elements: u128,
+    },
+    /// An argsort along an axis longer than its `u32` indices count.
+    #[error(
+        "argsort along an axis of {len} elements: its u32 indices count at most 2^32 - 1; \
+         argsort slices of that axis instead"
+    )]
+    IndexOverflow {
+        /// The axis's length.
+        len: usize,
     },
     /// An array, a block or a collected result larger than the memory arrays may take
     /// (the machine's RAM, or [`set_memory_limit`](super::set_memory_limit) /

@@ -1,39 +1,569 @@
-//! Sorting 1-D arrays in parallel: `DArray::sort` and [`SortOrder`], a sample sort over the
-//! blocks (Dagger.jl's `sort` over `dsort_chunks`).
+//! Sorting in parallel: [`DArray::sort`] (1-D), [`DArray::sort_axis`] (every lane along an
+//! axis of an N-d array, as `numpy.sort(a, axis=k)`) and the argsorts, with [`SortOrder`].
+//!
+//! Every lane along the axis is sorted by the blocks it crosses, in three steps of block
+//! tasks (Dagger.jl's `sort` over `dsort_chunks`, with exact splitters):
+//!
+//! 1. one task per block sorts each of the block's pieces of a lane (a stable LSD radix
+//!    sort of 64-bit keys on long pieces, the standard stable sort on short ones);
+//! 2. where the axis has more than one block, one task per row of blocks along it finds,
+//!    for each lane and each block boundary of the result, how many elements of each sorted
+//!    piece rank before that boundary (a binary search over the keys);
+//! 3. one task per result block merges, for each lane, the runs of the sorted pieces that
+//!    land in it, in one pass (a tournament over the runs' heads).
+//!
+//! The result is blocked as the input, and the call returns at once: the splits are tasks
+//! like the rest, so nothing waits on the caller's thread.
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
-use super::domain::Grid;
 use super::{host_options, ArrayError, Block, DArray, Element};
 use crate::task::args::SharedList;
 
-/// The order [`DArray::sort_with`] puts elements in.
+/// The order [`DArray::sort_with`], [`DArray::sort_axis`] and the argsorts put elements in.
+/// Both orders are stable: elements that compare equal keep their input order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SortOrder {
     /// Smallest first; NaN last, as numpy's `sort`.
     Ascending,
-    /// Largest first: the exact reverse of [`Ascending`](Self::Ascending), so NaN first.
+    /// Largest first; NaN first (the reverse of ascending, except that elements that
+    /// compare equal keep their input order here too).
     Descending,
 }
 
-/// Samples taken from each sorted block per output bucket, to choose the splitters.
-const OVERSAMPLE: usize = 16;
-
 impl SortOrder {
-    /// The total order used: `<` with NaN (the one value not equal to itself) above
-    /// everything, reversed for `Descending`. `-0.0` and `0.0` are equal.
-    fn cmp<T: PartialOrd>(self, a: &T, b: &T) -> Ordering {
-        #[allow(clippy::eq_op)]
-        let o = a.partial_cmp(b).unwrap_or_else(|| (a != a).cmp(&(b != b)));
+    /// What the keys are XORed with: reversing their order.
+    fn flip(self) -> u64 {
         match self {
-            SortOrder::Ascending => o,
-            SortOrder::Descending => o.reverse(),
+            SortOrder::Ascending => 0,
+            SortOrder::Descending => u64::MAX,
         }
     }
 }
 
+/// Pieces of lanes at least this long are radix sorted; shorter ones by comparisons.
+const RADIX_MIN: usize = 2048;
+
+/// The ascending sort key of an element: a `u64` whose order is the elements' order, with
+/// `-0.0` equal to `0.0` and every NaN equal to the others and above everything.
+/// Each element type converts to `f64` exactly, so one mapping serves them all.
+#[inline(always)]
+fn key_of<T: Element>(x: T) -> u64 {
+    let x = x.to_f64();
+    if x.is_nan() {
+        return u64::MAX;
+    }
+    // -0.0 == 0.0: both take the key of 0.0.
+    let bits = if x == 0.0 { 0 } else { x.to_bits() };
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// What a sort moves: an element (sort) or an element with its index along the axis
+/// (argsort), and what it leaves in the result.
+trait Item: Copy + Send + Sync + 'static {
+    type In: Element;
+    type Out: Element;
+    fn new(x: Self::In, index: u32) -> Self;
+    fn key(&self) -> u64;
+    fn out(&self) -> Self::Out;
+    /// Sorts `v` stably by key (XORed with `flip`).
+    fn sort_piece(v: &mut [Self], flip: u64) {
+        if v.len() >= RADIX_MIN {
+            radix_sort(v, flip);
+        } else {
+            v.sort_by_key(|x| x.key() ^ flip);
+        }
+    }
+}
+
+/// An element, for `sort`.
+#[derive(Clone, Copy)]
+struct Val<T>(T);
+
+impl<T: Element> Item for Val<T> {
+    type In = T;
+    type Out = T;
+    #[inline(always)]
+    fn new(x: T, _: u32) -> Self {
+        Val(x)
+    }
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        key_of(self.0)
+    }
+    #[inline(always)]
+    fn out(&self) -> T {
+        self.0
+    }
+    /// Long pieces: radix sorts the keys alone, then maps them back to elements, when that
+    /// gives back exactly these elements (always, but for `-0.0` or NaNs of different
+    /// bits, which are radix sorted with their keys instead).
+    fn sort_piece(v: &mut [Self], flip: u64) {
+        if v.len() < RADIX_MIN {
+            v.sort_by_key(|x| x.key() ^ flip);
+            return;
+        }
+        let zero = T::from_f64(0.0);
+        let mut nan: Option<T> = None;
+        let mut exact = true;
+        let mut keys: Vec<u64> = Vec::with_capacity(v.len());
+        for x in v.iter() {
+            let k = key_of(x.0);
+            if k == u64::MAX {
+                exact &= same_bits(*nan.get_or_insert(x.0), x.0);
+            } else if k == ZERO_KEY {
+                exact &= same_bits(zero, x.0);
+            }
+            keys.push(k ^ flip);
+        }
+        if !exact {
+            radix_sort(v, flip);
+            return;
+        }
+        radix_sort_keys(&mut keys);
+        for (x, &k) in v.iter_mut().zip(&keys) {
+            let k = k ^ flip;
+            x.0 = match nan {
+                Some(n) if k == u64::MAX => n,
+                _ => T::from_f64(f64::from_bits(if k >> 63 == 1 {
+                    k & !(1 << 63)
+                } else {
+                    !k
+                })),
+            };
+        }
+    }
+}
+
+/// Bits of the key each pass of [`radix_sort_keys`] orders by.
+const KEY_DIGIT: usize = 8;
+
+/// The key of `0.0` (and `-0.0`).
+const ZERO_KEY: u64 = 1 << 63;
+
+fn same_bits<T: Element>(a: T, b: T) -> bool {
+    bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
+}
+
+/// A least-significant-digit radix sort of keys, [`KEY_DIGIT`] bits a pass, skipping the
+/// digits all keys share.
+fn radix_sort_keys(v: &mut Vec<u64>) {
+    const BUCKETS: usize = 1 << KEY_DIGIT;
+    const MASK: u64 = (1 << KEY_DIGIT) - 1;
+    const PASSES: usize = 64usize.div_ceil(KEY_DIGIT);
+    let n = v.len();
+    let mut counts = vec![[0usize; BUCKETS]; PASSES];
+    for &k in v.iter() {
+        for (d, c) in counts.iter_mut().enumerate() {
+            c[((k >> (KEY_DIGIT * d)) & MASK) as usize] += 1;
+        }
+    }
+    let mut buf = vec![0u64; n];
+    let mut at = vec![0usize; BUCKETS];
+    for (d, c) in counts.iter().enumerate() {
+        if c.contains(&n) {
+            continue;
+        }
+        let mut sum = 0;
+        for (a, &c) in at.iter_mut().zip(c) {
+            *a = sum;
+            sum += c;
+        }
+        for &k in v.iter() {
+            let b = ((k >> (KEY_DIGIT * d)) & MASK) as usize;
+            buf[at[b]] = k;
+            at[b] += 1;
+        }
+        std::mem::swap(v, &mut buf);
+    }
+}
+
+/// An element and its index along the axis, for `argsort`.
+#[derive(Clone, Copy)]
+struct Indexed<T> {
+    x: T,
+    index: u32,
+}
+
+impl<T: Element> Item for Indexed<T> {
+    type In = T;
+    type Out = u32;
+    #[inline(always)]
+    fn new(x: T, index: u32) -> Self {
+        Indexed { x, index }
+    }
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        key_of(self.x)
+    }
+    #[inline(always)]
+    fn out(&self) -> u32 {
+        self.index
+    }
+}
+
+/// Bits of the key each pass of the radix sort orders by.
+const DIGIT: u32 = 8;
+/// Passes over 64-bit keys.
+const PASSES: usize = 64usize.div_ceil(DIGIT as usize);
+
+/// A least-significant-digit radix sort on the keys, [`DIGIT`] bits a pass (stable),
+/// skipping the digits all keys share.
+fn radix_sort<I: Item>(v: &mut [I], flip: u64) {
+    const BUCKETS: usize = 1 << DIGIT;
+    const MASK: u64 = (1 << DIGIT) - 1;
+    let n = v.len();
+    let mut counts = vec![[0usize; BUCKETS]; PASSES];
+    for x in v.iter() {
+        let k = x.key() ^ flip;
+        for (d, c) in counts.iter_mut().enumerate() {
+            c[((k >> (DIGIT as usize * d)) & MASK) as usize] += 1;
+        }
+    }
+    let mut buf: Vec<I> = v.to_vec();
+    let mut in_v = true;
+    for (d, c) in counts.iter().enumerate() {
+        if c.contains(&n) {
+            continue;
+        }
+        let mut at = vec![0usize; BUCKETS];
+        let mut sum = 0;
+        for (a, &c) in at.iter_mut().zip(c) {
+            *a = sum;
+            sum += c;
+        }
+        let (src, dst): (&[I], &mut [I]) = if in_v { (v, &mut buf) } else { (&buf, v) };
+        let shift = DIGIT as usize * d;
+        for x in src {
+            let b = (((x.key() ^ flip) >> shift) & MASK) as usize;
+            dst[at[b]] = *x;
+            at[b] += 1;
+        }
+        in_v = !in_v;
+    }
+    if !in_v {
+        v.copy_from_slice(&buf);
+    }
+}
+
+/// The lanes of a row-major block along an axis: `outer * inner` lanes of `len` elements;
+/// element `t` of lane `o * inner + i` is at `(o * len + t) * inner + i`.
+#[derive(Clone, Copy, Debug)]
+struct Lanes {
+    outer: usize,
+    len: usize,
+    inner: usize,
+}
+
+impl Lanes {
+    fn of(shape: &[usize], axis: usize) -> Self {
+        Lanes {
+            outer: shape[..axis].iter().product(),
+            len: shape[axis],
+            inner: shape[axis + 1..].iter().product(),
+        }
+    }
+
+    fn count(self) -> usize {
+        self.outer * self.inner
+    }
+
+    #[inline]
+    fn at(self, lane: usize, t: usize) -> usize {
+        let (o, i) = (lane / self.inner, lane % self.inner);
+        (o * self.len + t) * self.inner + i
+    }
+}
+
+/// A block's lanes, each sorted, one after another (lane `l` at `l * g.len`); `start` is
+/// the block's first index along the axis.
+fn sorted_lanes<I: Item>(v: &[I::In], g: Lanes, start: usize, flip: u64) -> Vec<I> {
+    let mut out: Vec<I> = Vec::with_capacity(v.len());
+    if v.is_empty() {
+        return out;
+    }
+    if g.inner == 1 {
+        for lane in v.chunks(g.len) {
+            out.extend(
+                lane.iter()
+                    .enumerate()
+                    .map(|(t, &x)| I::new(x, (start + t) as u32)),
+            );
+        }
+    } else {
+        for l in 0..g.count() {
+            out.extend((0..g.len).map(|t| I::new(v[g.at(l, t)], (start + t) as u32)));
+        }
+    }
+    for lane in out.chunks_mut(g.len) {
+        I::sort_piece(lane, flip);
+    }
+    out
+}
+
+/// Writes sorted lane `l` into the row-major block `out` of lanes `g`.
+fn write_lane<I: Item>(out: &mut [I::Out], g: Lanes, l: usize, lane: &[I]) {
+    if g.inner == 1 {
+        for (o, x) in out[l * g.len..(l + 1) * g.len].iter_mut().zip(lane) {
+            *o = x.out();
+        }
+    } else {
+        for (t, x) in lane.iter().enumerate() {
+            out[g.at(l, t)] = x.out();
+        }
+    }
+}
+
+/// Merges sorted `runs` stably (of equal keys, those of earlier runs first) in one pass,
+/// handing each element in order to `put`: a tournament over the runs' heads.
+fn merge_runs<I: Item>(runs: &[&[I]], flip: u64, mut put: impl FnMut(&I)) {
+    match runs {
+        [] => {}
+        [a] => a.iter().for_each(put),
+        [a, b] => {
+            // Each head's key computed once.
+            let (mut i, mut j) = (0, 0);
+            if let (Some(x), Some(y)) = (a.first(), b.first()) {
+                let (mut ka, mut kb) = (x.key() ^ flip, y.key() ^ flip);
+                loop {
+                    if kb < ka {
+                        put(&b[j]);
+                        j += 1;
+                        match b.get(j) {
+                            Some(y) => kb = y.key() ^ flip,
+                            None => break,
+                        }
+                    } else {
+                        put(&a[i]);
+                        i += 1;
+                        match a.get(i) {
+                            Some(x) => ka = x.key() ^ flip,
+                            None => break,
+                        }
+                    }
+                }
+            }
+            a[i..].iter().chain(&b[j..]).for_each(put);
+        }
+        _ => {
+            // A winner tree over the heads, each as (key << 32 | run), so that equal keys
+            // go to the earlier run; an exhausted run's head is u128::MAX.
+            let size = runs.len().next_power_of_two();
+            let mut pos = vec![0usize; runs.len()];
+            let head = |r: usize, at: usize| -> u128 {
+                match runs.get(r).and_then(|run| run.get(at)) {
+                    Some(x) => u128::from(x.key() ^ flip) << 32 | r as u128,
+                    None => u128::MAX,
+                }
+            };
+            let mut tree = vec![u128::MAX; 2 * size];
+            for r in 0..size {
+                tree[size + r] = head(r, 0);
+            }
+            for i in (1..size).rev() {
+                tree[i] = tree[2 * i].min(tree[2 * i + 1]);
+            }
+            let total: usize = runs.iter().map(|r| r.len()).sum();
+            for _ in 0..total {
+                let r = (tree[1] & 0xffff_ffff) as usize;
+                put(&runs[r][pos[r]]);
+                pos[r] += 1;
+                let mut i = size + r;
+                tree[i] = head(r, pos[r]);
+                while i > 1 {
+                    i /= 2;
+                    tree[i] = tree[2 * i].min(tree[2 * i + 1]);
+                }
+            }
+        }
+    }
+}
+
+/// Where rank `r` of the merged pieces `segs` (each sorted) falls in each: the counts
+/// `p[b]` (summing to `r`) of the first elements of each piece that rank before it. Equal
+/// keys rank in piece order, then in order within a piece: the input order.
+fn split<I: Item>(segs: &[&[I]], r: usize, flip: u64, p: &mut Vec<usize>) {
+    let total: usize = segs.iter().map(|s| s.len()).sum();
+    if r == 0 || r >= total {
+        p.extend(segs.iter().map(|s| if r == 0 { 0 } else { s.len() }));
+        return;
+    }
+    let below = |s: &[I], v: u64| s.partition_point(|x| x.key() ^ flip < v);
+    let upto = |s: &[I], v: u64| s.partition_point(|x| x.key() ^ flip <= v);
+    // The key of the element at rank r: the smallest v with more than r keys <= v.
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if segs.iter().map(|s| upto(s, mid)).sum::<usize>() > r {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let v = lo;
+    let mut need = r - segs.iter().map(|s| below(s, v)).sum::<usize>();
+    for s in segs {
+        let (a, e) = (below(s, v), upto(s, v));
+        let take = (e - a).min(need);
+        need -= take;
+        p.push(a + take);
+    }
+}
+
+/// The split plan of one row of blocks along the axis: for lane `l`, result block `j`
+/// (`0..=m`, `m` the blocks along the axis) and piece `b`, entry `(l * (m + 1) + j) * m + b`
+/// is where result block `j` starts in piece `b` of lane `l`.
+fn plan<I: Item>(blocks: &[Arc<Vec<I>>], lens: &[usize], lanes: usize, flip: u64) -> Vec<usize> {
+    let m = blocks.len();
+    let mut ranks = vec![0];
+    for &n in lens {
+        ranks.push(ranks.last().copied().unwrap_or(0) + n);
+    }
+    let mut p = Vec::with_capacity(lanes * (m + 1) * m);
+    for l in 0..lanes {
+        let segs: Vec<&[I]> = (0..m)
+            .map(|b| &blocks[b][l * lens[b]..(l + 1) * lens[b]])
+            .collect();
+        for &r in &ranks {
+            split(&segs, r, flip, &mut p);
+        }
+    }
+    p
+}
+
+/// `a` sorted along `axis` (items `I`: elements, or elements with their indices).
+fn sort_along<I: Item>(
+    a: &DArray<I::In>,
+    axis: usize,
+    order: SortOrder,
+) -> Result<DArray<I::Out>, ArrayError> {
+    let ndim = a.ndim();
+    if axis >= ndim {
+        return Err(ArrayError::AxisOutOfRange { axis, ndim });
+    }
+    let ctx = a.context().clone();
+    let grid = a.grid().clone();
+    let flip = order.flip();
+    let opts = host_options(&ctx);
+    let counts = grid.counts();
+    let m = counts[axis];
+    let mut out: Vec<Option<Block<I::Out>>> = vec![None; grid.num_blocks()];
+    // Each row of blocks along the axis: the blocks whose index along it is 0.
+    for first in 0..grid.num_blocks() {
+        let idx = grid.unravel(first);
+        if idx[axis] != 0 {
+            continue;
+        }
+        let ids: Vec<usize> = (0..m)
+            .map(|j| {
+                let mut k = idx.clone();
+                k[axis] = j;
+                grid.ravel(&k)
+            })
+            .collect();
+        let geo: Vec<Lanes> = ids
+            .iter()
+            .map(|&i| Lanes::of(&grid.domain(i).shape(), axis))
+            .collect();
+        if m == 1 {
+            // The lanes are whole in the block: sort them there.
+            let g = geo[0];
+            out[ids[0]] = Some(Block::Task(ctx.spawn_with(
+                opts.clone().name("sort_lanes"),
+                move |v: Arc<Vec<I::In>>| {
+                    let sorted = sorted_lanes::<I>(&v, g, 0, flip);
+                    let mut res = vec![I::Out::default(); v.len()];
+                    if g.len > 0 {
+                        for (l, lane) in sorted.chunks(g.len).enumerate() {
+                            write_lane::<I>(&mut res, g, l, lane);
+                        }
+                    }
+                    res
+                },
+                (a.blocks()[ids[0]].shared(),),
+            )));
+            continue;
+        }
+        let pieces: Vec<_> = ids
+            .iter()
+            .zip(&geo)
+            .enumerate()
+            .map(|(j, (&i, &g))| {
+                let start = grid.cuts[axis][j];
+                ctx.spawn_with(
+                    opts.clone().name("sort_pieces"),
+                    move |v: Arc<Vec<I::In>>| sorted_lanes::<I>(&v, g, start, flip),
+                    (a.blocks()[i].shared(),),
+                )
+            })
+            .collect();
+        let lens: Arc<Vec<usize>> = Arc::new(geo.iter().map(|g| g.len).collect());
+        let lanes = geo[0].count();
+        let shared = || SharedList(pieces.iter().map(|t| t.shared()).collect());
+        let l2 = lens.clone();
+        let splits = ctx.spawn_with(
+            opts.clone().name("sort_splits"),
+            move |blocks: Vec<Arc<Vec<I>>>| plan(&blocks, &l2, lanes, flip),
+            (shared(),),
+        );
+        for (j, (&i, &g)) in ids.iter().zip(&geo).enumerate() {
+            let lens = lens.clone();
+            out[i] = Some(Block::Task(ctx.spawn_with(
+                opts.clone().name("sort_merge"),
+                move |blocks: Vec<Arc<Vec<I>>>, p: Arc<Vec<usize>>| {
+                    let mut res = vec![I::Out::default(); lanes * g.len];
+                    for l in 0..lanes {
+                        let at = |j: usize, b: usize| p[(l * (m + 1) + j) * m + b];
+                        let runs: Vec<&[I]> = blocks
+                            .iter()
+                            .enumerate()
+                            .map(|(b, piece)| {
+                                &piece[l * lens[b]..(l + 1) * lens[b]][at(j, b)..at(j + 1, b)]
+                            })
+                            .filter(|run| !run.is_empty())
+                            .collect();
+                        let mut t = 0;
+                        if g.inner == 1 {
+                            let dst = &mut res[l * g.len..(l + 1) * g.len];
+                            merge_runs(&runs, flip, |x| {
+                                dst[t] = x.out();
+                                t += 1;
+                            });
+                        } else {
+                            merge_runs(&runs, flip, |x| {
+                                res[g.at(l, t)] = x.out();
+                                t += 1;
+                            });
+                        }
+                    }
+                    res
+                },
+                (shared(), splits.shared()),
+            )));
+        }
+    }
+    let blocks = out
+        .into_iter()
+        .map(|b| b.expect("every block is in one row"))
+        .collect();
+    Ok(DArray::from_parts(&ctx, grid, blocks))
+}
+
 impl<T: Element> DArray<T> {
+    fn only_1d(&self) -> Result<(), ArrayError> {
+        if self.ndim() != 1 {
+            return Err(ArrayError::Dimensionality {
+                expected: 1,
+                shape: self.shape(),
+            });
+        }
+        Ok(())
+    }
+
     /// The elements of a 1-D array in ascending order, NaN last (numpy's `sort`); see
     /// [`sort_with`](Self::sort_with).
     ///
@@ -51,26 +581,12 @@ impl<T: Element> DArray<T> {
     }
 
     /// The elements of a 1-D array sorted in `order`, blocked as this array (Dagger.jl's
-    /// `sort`).
-    ///
-    /// A sample sort: one task per block sorts it; one task samples the sorted blocks
-    /// evenly, chooses one splitter per block boundary and finds where each splitter falls
-    /// in each block; then one task per bucket merges the runs of the blocks between two
-    /// splitters. All run on CPU threads (the scope's, or any when it holds none). The call
-    /// waits for the splitters, since the buckets' sizes decide the result's layout; the
-    /// merges run on after it returns, and the buckets are then cut to this array's
-    /// blocking on CPU threads too (sharing a bucket whose extent is one block).
-    ///
-    /// The sort is not stable, which only shows for values that compare equal but differ:
-    /// `-0.0` and `0.0`, or NaNs with different payloads. NaN sorts above every number, so
-    /// last in [`SortOrder::Ascending`] and first in [`SortOrder::Descending`]. Many equal
-    /// values make the buckets uneven (all copies of a splitter fall in one bucket), which
-    /// costs balance, not correctness.
+    /// `sort`): [`sort_axis`](Self::sort_axis) along its one axis.
     ///
     /// # Errors
     ///
-    /// [`ArrayError::Dimensionality`] naming the shape unless the array is 1-D;
-    /// [`ArrayError::Task`] if a block failed.
+    /// [`ArrayError::Dimensionality`] naming the shape unless the array is 1-D (sort an
+    /// N-d array with [`sort_axis`](Self::sort_axis)).
     ///
     /// ```
     /// use dagger::prelude::*;
@@ -83,99 +599,144 @@ impl<T: Element> DArray<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sort_with(&self, order: SortOrder) -> Result<DArray<T>, ArrayError> {
-        if self.ndim() != 1 {
-            return Err(ArrayError::Dimensionality {
-                expected: 1,
-                shape: self.shape(),
-            });
-        }
-        let ctx = self.context().clone();
-        let opts = host_options(&ctx).name("sort_block");
-        let sorted: Vec<Block<T>> = self
-            .blocks()
-            .iter()
-            .map(|b| {
-                Block::Task(ctx.spawn_with(
-                    opts.clone(),
-                    move |v: Arc<Vec<T>>| {
-                        let mut v = (*v).clone();
-                        v.sort_unstable_by(|a, b| order.cmp(a, b));
-                        v
-                    },
-                    (b.shared(),),
-                ))
-            })
-            .collect();
-        let nb = sorted.len();
-        if nb <= 1 {
-            return Ok(DArray::from_parts(&ctx, self.grid().clone(), sorted));
-        }
-        // bounds[i][k]: where bucket k starts in sorted block i (bounds[i][nb] = its length).
-        let list = SharedList(sorted.iter().map(Block::shared).collect());
-        let plan = ctx.spawn_with(
-            host_options(&ctx).name("sort_splitters"),
-            move |blocks: Vec<Arc<Vec<T>>>| -> Vec<Vec<usize>> {
-                let per = OVERSAMPLE.max(1);
-                let mut samples: Vec<T> = Vec::with_capacity(blocks.len() * nb * per);
-                for b in &blocks {
-                    let n = b.len();
-                    let count = (nb * per).min(n);
-                    samples.extend((0..count).map(|s| b[(2 * s + 1) * n / (2 * count)]));
-                }
-                samples.sort_unstable_by(|a, b| order.cmp(a, b));
-                let splitters: Vec<T> = (1..nb)
-                    .filter_map(|k| samples.get(k * samples.len() / nb).copied())
-                    .collect();
-                blocks
-                    .iter()
-                    .map(|b| {
-                        let mut at = vec![0];
-                        at.extend(
-                            splitters
-                                .iter()
-                                .map(|s| b.partition_point(|x| order.cmp(x, s) == Ordering::Less)),
-                        );
-                        at.resize(nb, b.len());
-                        at.push(b.len());
-                        at
-                    })
-                    .collect()
-            },
-            (list,),
-        );
-        let bounds = plan.fetch()?;
-        let mut cuts = vec![0];
-        let mut buckets = Vec::new();
-        let merge_opts = host_options(&ctx).name("sort_merge");
-        for k in 0..nb {
-            let runs: Vec<(usize, std::ops::Range<usize>)> = (0..nb)
-                .map(|i| (i, bounds[i][k]..bounds[i][k + 1]))
-                .filter(|(_, r)| !r.is_empty())
-                .collect();
-            let len: usize = runs.iter().map(|(_, r)| r.len()).sum();
-            if len == 0 {
-                continue;
+        self.only_1d()?;
+        self.sort_axis(0, order)
+    }
+
+    /// Every lane along `axis` sorted on its own, as `numpy.sort(a, axis)`: element
+    /// `[i, .., t, .., k]` of the result (`t` at `axis`) is the `t`-th smallest (in `order`)
+    /// of the lane `[i, .., :, .., k]`. The result is blocked as this array.
+    ///
+    /// The sort is stable: elements that compare equal keep their order along the axis.
+    /// That shows for `-0.0` and `0.0` (equal, so neither moves past the other) and for
+    /// NaNs, which all compare equal and sort above every number: last in
+    /// [`SortOrder::Ascending`] (as numpy) and first in [`SortOrder::Descending`].
+    ///
+    /// Lanes crossing several blocks are sorted by the blocks they cross, without gathering
+    /// them: each block sorts its pieces of the lanes (a radix sort of 64-bit keys when
+    /// long), a task per row of blocks along `axis` finds exactly which elements of the
+    /// sorted pieces rank in each result block, and a task per result block merges them in
+    /// one pass. All of it runs on CPU
+    /// threads (the scope's, or any when it holds none); the call returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrayError::AxisOutOfRange`] unless `axis < self.ndim()`. What fails in a block
+    /// arrives as [`ArrayError::Task`] when the result is collected.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::SortOrder;
+    /// use ndarray::array;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let a = DArray::distribute(&ctx, &array![[3.0, 1.0, 2.0], [f64::NAN, 0.5, -1.0]], Blocks::new([1, 2]))?;
+    /// let rows = a.sort_axis(1, SortOrder::Ascending)?.collect2()?;
+    /// assert_eq!(rows.row(0).to_vec(), vec![1.0, 2.0, 3.0]);
+    /// assert_eq!(rows.row(1).slice(ndarray::s![..2]).to_vec(), vec![-1.0, 0.5]);
+    /// assert!(rows[[1, 2]].is_nan());
+    /// let cols = a.sort_axis(0, SortOrder::Descending)?.collect2()?;
+    /// assert!(cols[[0, 0]].is_nan());
+    /// assert_eq!(cols.row(1).to_vec(), vec![3.0, 0.5, -1.0]);
+    /// assert!(a.sort_axis(2, SortOrder::Ascending).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sort_axis(&self, axis: usize, order: SortOrder) -> Result<DArray<T>, ArrayError> {
+        sort_along::<Val<T>>(self, axis, order)
+    }
+
+    /// The indices that sort a 1-D array in ascending order (numpy's `argsort` with
+    /// `kind="stable"`): see [`argsort_axis`](Self::argsort_axis).
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let a = DArray::distribute(&ctx, &ndarray::arr1(&[2.0, f64::NAN, 1.0, 2.0, 0.0]), Blocks::new([2]))?;
+    /// assert_eq!(a.argsort()?.collect1()?.to_vec(), vec![4, 2, 0, 3, 1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn argsort(&self) -> Result<DArray<u32>, ArrayError> {
+        self.argsort_with(SortOrder::Ascending)
+    }
+
+    /// The indices that sort a 1-D array in `order`; see [`argsort_axis`](Self::argsort_axis).
+    ///
+    /// # Errors
+    ///
+    /// [`ArrayError::Dimensionality`] naming the shape unless the array is 1-D;
+    /// [`ArrayError::IndexOverflow`] for more than `u32::MAX` elements.
+    pub fn argsort_with(&self, order: SortOrder) -> Result<DArray<u32>, ArrayError> {
+        self.only_1d()?;
+        self.argsort_axis(0, order)
+    }
+
+    /// For every lane along `axis`, the indices along it that sort the lane in `order`
+    /// (`numpy.argsort(a, axis, kind="stable")`), blocked as this array: taking the lane's
+    /// elements at those indices gives [`sort_axis`](Self::sort_axis). Indices are `u32`
+    /// (the widest integer element type).
+    ///
+    /// Ties keep their input order (the sort is stable), in both orders: the indices of
+    /// equal elements ascend. NaNs are equal to each other and above every number.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrayError::AxisOutOfRange`] unless `axis < self.ndim()`;
+    /// [`ArrayError::IndexOverflow`] if the axis is longer than `u32::MAX`.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::SortOrder;
+    /// use ndarray::array;
+    /// let ctx = Context::builder().threads(2).build()?;
+    /// let a = DArray::distribute(&ctx, &array![[1, 0, 1, 0], [7, 8, 9, 7]], Blocks::new([2, 3]))?;
+    /// let i = a.argsort_axis(1, SortOrder::Descending)?.collect2()?;
+    /// assert_eq!(i, array![[0, 2, 1, 3], [2, 1, 0, 3]]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn argsort_axis(&self, axis: usize, order: SortOrder) -> Result<DArray<u32>, ArrayError> {
+        if let Some(&len) = self.shape().get(axis) {
+            if len > u32::MAX as usize {
+                return Err(ArrayError::IndexOverflow { len });
             }
-            cuts.push(cuts.last().expect("starts with 0") + len);
-            let list = SharedList(runs.iter().map(|(i, _)| sorted[*i].shared()).collect());
-            let ranges: Vec<_> = runs.into_iter().map(|(_, r)| r).collect();
-            buckets.push(Block::Task(ctx.spawn_with(
-                merge_opts.clone(),
-                move |blocks: Vec<Arc<Vec<T>>>| {
-                    let mut out = Vec::with_capacity(len);
-                    for (b, r) in blocks.iter().zip(&ranges) {
-                        out.extend_from_slice(&b[r.clone()]);
-                    }
-                    // Sorted runs, merged: the stable sort finds the runs and merges them.
-                    out.sort_by(|a, b| order.cmp(a, b));
-                    out
-                },
-                (list,),
-            )));
         }
-        let merged = DArray::from_parts(&ctx, Grid { cuts: vec![cuts] }, buckets);
-        // The buckets are on the host: cut them there, whatever the scope.
-        let host = host_options(&ctx);
-        Ok(crate::with_options(host, || merged.aligned_to(self.grid())))
+        sort_along::<Indexed<T>>(self, axis, order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_order_like_the_numbers_with_nan_last() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.0,
+            -f64::MIN_POSITIVE,
+            0.0,
+            f64::MIN_POSITIVE,
+            1.0,
+            1e300,
+            f64::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(key_of(w[0]) < key_of(w[1]), "{} < {}", w[0], w[1]);
+        }
+        assert_eq!(key_of(-0.0f64), key_of(0.0f64));
+        assert_eq!(key_of(f64::NAN), key_of(-f64::NAN));
+        assert!(key_of(f64::INFINITY) < key_of(f64::NAN));
+        assert!(key_of(-3i32) < key_of(2i32));
+        assert!(key_of(7u32) < key_of(u32::MAX));
+    }
+
+    #[test]
+    fn radix_sort_is_stable() {
+        let mut v: Vec<Indexed<f32>> = (0..10_000u32)
+            .map(|i| Indexed::new(((i * 7919) % 13) as f32, i))
+            .collect();
+        radix_sort(&mut v, 0);
+        for w in v.windows(2) {
+            assert!(w[0].x < w[1].x || (w[0].x == w[1].x && w[0].index < w[1].index));
+        }
     }
 }

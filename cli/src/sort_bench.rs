@@ -1,0 +1,128 @@
+//! `dagger bench sort`: `DArray::sort` of n uniform random f64 on the CPU threads, beside
+//! `numpy.sort` of the same data (written to a temporary .npy file) in the same run
+//! (`benches/peers/sort.py`).
+
+use std::time::Instant;
+
+use dagger::prelude::*;
+
+/// The peer script, embedded so the command works from any directory.
+const PEER: &str = include_str!("../../benches/peers/sort.py");
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Elements of the 1-D f64 array.
+    #[arg(long, default_value_t = 100_000_000)]
+    n: usize,
+    /// Elements per block (default: n split into one block per CPU thread, so that each
+    /// result block merges as few runs as the threads allow).
+    #[arg(long)]
+    block: Option<usize>,
+    /// CPU worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Repetitions of each sort; the best is reported.
+    #[arg(long, default_value_t = 2)]
+    repeat: usize,
+    /// Skip numpy.sort.
+    #[arg(long)]
+    no_peer: bool,
+    /// Also check that the result is non-decreasing (gathering it on the host).
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    python: super::python::PythonArgs,
+    /// One JSON object per result.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let ctx = super::build_context(args.threads)?;
+    let threads = ctx.num_threads();
+    let n = args.n;
+    let block = args
+        .block
+        .unwrap_or_else(|| n.div_ceil(threads.max(1)))
+        .max(1);
+    let a = DArray::<f64>::rand(&ctx, [n], Blocks::new([block]), 1)?;
+    a.wait()?;
+    let mut best = f64::INFINITY;
+    let mut last = None;
+    for _ in 0..args.repeat.max(1) {
+        drop(last.take());
+        let t = Instant::now();
+        let s = with_options(Options::new().scope(Scope::cpu()), || a.sort())?;
+        s.wait()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        last = Some(s);
+    }
+    if args.check {
+        let s = last.take().expect("sorted at least once").collect1()?;
+        if let Some(i) = s.windows(2).into_iter().position(|w| w[0] > w[1]) {
+            return Err(format!("the result is not sorted at {i}: {} > {}", s[i], s[i + 1]).into());
+        }
+    }
+    drop(last);
+    let peer = if args.no_peer {
+        None
+    } else {
+        peer_secs(args, &a)
+            .map_err(|e| eprintln!("note: the numpy peer did not run: {e}"))
+            .ok()
+    };
+    let rate = n as f64 / best;
+    if args.json {
+        let mut v = serde_json::json!({"bench": "sort", "dtype": "f64", "n": n, "block": block,
+            "threads": threads, "seconds": best, "elements_per_s": rate,
+            "peer": "numpy.sort", "peer_seconds": null, "ratio": null});
+        if let Some(p) = peer {
+            v["peer_seconds"] = serde_json::json!(p);
+            v["ratio"] = serde_json::json!(p / best);
+        }
+        println!("{v}");
+    } else {
+        print!(
+            "sort n={n} f64, blocks of {block}, {threads} threads, best of {}: {best:.3} s, {:.1} M elements/s",
+            args.repeat.max(1),
+            rate / 1e6
+        );
+        if let Some(p) = peer {
+            print!(
+                "; numpy.sort {p:.3} s, {:.1} M elements/s; ratio {:.2}",
+                n as f64 / p / 1e6,
+                p / best
+            );
+        }
+        println!();
+    }
+    Ok(())
+}
+
+/// Seconds numpy.sort takes for the same elements, handed over as a .npy file.
+fn peer_secs(args: &Args, a: &DArray<f64>) -> Result<f64, String> {
+    let python = args.python.interpreter()?;
+    let dir = super::out_dir::new_temp_dir_path("sort");
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let data = dir.join("data.npy");
+    let result = a
+        .to_npy(&data)
+        .map_err(|e| format!("cannot write {}: {e}", data.display()))
+        .and_then(|()| {
+            let argv = [
+                "--data".into(),
+                data.display().to_string(),
+                "--repeat".into(),
+                args.repeat.max(1).to_string(),
+            ];
+            super::python::run(&python, PEER, &argv)
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = result?;
+    let line = out.trim().lines().last().unwrap_or("");
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("unreadable line {line:?}: {e}"))?;
+    v["secs"]
+        .as_f64()
+        .ok_or_else(|| format!("line without `secs`: {line}"))
+}
