@@ -372,6 +372,7 @@ impl ContextBuilder {
                     "found GPU {}",
                     info.index
                 );
+                p.memory.attach(&store);
                 let memory = p.memory.clone();
                 let probe: GpuMemoryProbe = Arc::new(move || memory.stats());
                 gpu_memory.push((info.index, probe));

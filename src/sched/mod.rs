@@ -257,20 +257,33 @@ impl Runtime {
     }
 
     /// Logs a spill or a reload, on the processor of the worker that did it (the process
-    /// when it was another thread).
+    /// when it was another thread), or a GPU eviction, on the GPU's processor.
     fn record_io(&self, r: crate::storage::IoRecord) {
         if !self.log.enabled() {
             return;
         }
-        let processor = worker::local()
-            .filter(|l| std::ptr::eq(Arc::as_ptr(&l.rt), self))
-            .map_or(self.procs[0].id, |l| self.procs[l.slot.get()].id);
+        let local = || {
+            worker::local()
+                .filter(|l| std::ptr::eq(Arc::as_ptr(&l.rt), self))
+                .map_or(self.procs[0].id, |l| self.procs[l.slot.get()].id)
+        };
+        use crate::log::EventKind;
+        use crate::storage::IoKind;
+        let (kind, processor) = match r.kind {
+            IoKind::Spill => (EventKind::Spill, local()),
+            IoKind::Reload => (EventKind::Reload, local()),
+            // On the GPU's lane, whichever thread evicted.
+            IoKind::GpuEvict(device) => (
+                EventKind::GpuEvict,
+                self.procs
+                    .iter()
+                    .find(|p| p.gpu == Some(device) && p.id.process() == self.procs[0].id.process())
+                    .map_or_else(local, |p| p.id),
+            ),
+        };
         let ns = |t: Instant| t.saturating_duration_since(self.epoch).as_nanos() as u64;
         self.log.record(crate::log::LogEvent {
-            kind: match r.kind {
-                crate::storage::IoKind::Spill => crate::log::EventKind::Spill,
-                crate::storage::IoKind::Reload => crate::log::EventKind::Reload,
-            },
+            kind,
             task: 0,
             name: r.type_name.into(),
             processor,

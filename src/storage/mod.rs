@@ -112,9 +112,11 @@ pub struct MemoryStats {
 pub(crate) enum IoKind {
     Spill,
     Reload,
+    /// A buffer evicted from a GPU (its index) to stay under the device's budget.
+    GpuEvict(usize),
 }
 
-/// A spill or reload, as reported to the event log.
+/// A spill, reload or GPU eviction, as reported to the event log.
 pub(crate) struct IoRecord {
     pub(crate) kind: IoKind,
     pub(crate) bytes: u64,
@@ -326,6 +328,18 @@ impl Store {
                 type_name,
             });
         }
+    }
+
+    /// Reports a GPU eviction (that moved `bytes` to host memory) to the event log.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    pub(crate) fn record_gpu_evict(
+        &self,
+        device: usize,
+        bytes: u64,
+        start: Instant,
+        type_name: &'static str,
+    ) {
+        self.record(IoKind::GpuEvict(device), bytes, start, type_name);
     }
 
     pub(crate) fn stats(&self) -> MemoryStats {
