@@ -145,6 +145,22 @@ impl Data {
         }
     }
 
+    /// Marks a managed value as wanted by a ready task (kept in memory before others).
+    #[inline]
+    pub(crate) fn want(&self) {
+        if let Payload::Managed(s) = &self.payload {
+            s.want();
+        }
+    }
+
+    /// A task that wanted the value took it.
+    #[inline]
+    pub(crate) fn unwant(&self) {
+        if let Payload::Managed(s) = &self.payload {
+            s.unwant();
+        }
+    }
+
     /// Starts reading the value back ahead of use if it is spilled.
     #[inline]
     pub(crate) fn prefetch(&self) {

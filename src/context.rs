@@ -373,6 +373,7 @@ impl ContextBuilder {
                     "found GPU {}",
                     info.index
                 );
+                p.memory.attach(&store);
                 let memory = p.memory.clone();
                 let probe: GpuMemoryProbe = Arc::new(move || memory.stats());
                 gpu_memory.push((info.index, probe));
@@ -942,20 +943,24 @@ impl Context {
                 }));
             }
         };
-        let cost_key = match &candidates {
-            Candidates::Set(set) if set.len() > 1 => {
-                let sig: smallvec::SmallVec<[&'static str; 4]> =
-                    inputs[..n_args].iter().map(input_type_name).collect();
-                let key = CostKey::new(fn_type, &sig);
-                // Kernels share one function type per parameter and element type; their
-                // names tell them apart.
-                Some(match &kernel {
-                    Some(k) => key.named(k.kernel().name()),
-                    None => key,
-                })
+        // Tasks placed by cost learn their run times under it; under a memory limit kernels
+        // (array blocks) learn the size of their outputs, to make room for the next one
+        // before it runs.
+        let keyed = match &candidates {
+            Candidates::Set(set) => set.len() > 1,
+            _ => false,
+        } || (kernel.is_some() && self.rt().store.limited());
+        let cost_key = keyed.then(|| {
+            let sig: smallvec::SmallVec<[&'static str; 4]> =
+                inputs[..n_args].iter().map(input_type_name).collect();
+            let key = CostKey::new(fn_type, &sig);
+            // Kernels share one function type per parameter and element type; their
+            // names tell them apart.
+            match &kernel {
+                Some(k) => key.named(k.kernel().name()),
+                None => key,
             }
-            _ => None,
-        };
+        });
         let time_hint_ns = opts
             .as_ref()
             .and_then(|o| o.get_time_hint())

@@ -7,7 +7,8 @@ use parking_lot::Mutex;
 
 use crate::processor::ProcessorId;
 
-/// What a [`LogEvent`] records (serialized as `"task"`, `"move"`, `"spill"` or `"reload"`).
+/// What a [`LogEvent`] records (serialized as `"task"`, `"move"`, `"spill"`, `"reload"` or
+/// `"gpu_evict"`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -21,6 +22,12 @@ pub enum EventKind {
     Spill,
     /// A spilled value was read back from disk (`bytes_moved` the bytes read).
     Reload,
+    /// A buffer was evicted from a GPU to stay under the device's memory budget, on the
+    /// lane of the GPU's processor (`name` is the value's type, `bytes_moved` the bytes
+    /// copied to host memory: 0 when a host copy existed or the buffer was only a copy).
+    /// Serialized as `"gpu_evict"`.
+    #[serde(rename = "gpu_evict")]
+    GpuEvict,
 }
 
 /// One entry of a context's event log (see [`Context::enable_logging`](crate::Context::enable_logging)).

@@ -1,14 +1,15 @@
 //! GPU memory budgets: work whose blocks exceed a device's budget still runs, evicting the
 //! least recently used buffers to host memory and uploading them again, with results read
 //! back bit for bit; a task that cannot fit fails with a typed error and the context
-//! carries on.
+//! carries on. Values evicted from a device go to the host store, under its memory limit
+//! and on to disk, and every eviction is in the event log.
 
 #![cfg(feature = "wgpu")]
 
 mod common;
 
 use dagger::prelude::*;
-use dagger::{GpuMemoryError, GpuMemoryStats};
+use dagger::{EventKind, GpuMemoryError, GpuMemoryStats};
 
 const BLOCK: usize = 128;
 /// Bytes of one 128x128 f32 block.
@@ -100,6 +101,102 @@ fn a_gemm_whose_blocks_exceed_the_budget_runs_and_matches() {
         / cpu.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
     assert!(err < 1e-5, "relative error {err} against the CPU");
     eprintln!("512x512 GEMM in 128-blocks under a 640 KiB budget: {s:?}");
+}
+
+#[test]
+fn values_evicted_from_the_gpu_count_against_the_host_limit_spill_and_are_logged() {
+    let probe = ctx_with_budget(None);
+    if common::gpus_or_skip(&probe, "GPU evictions through the host store").is_empty() {
+        return;
+    }
+    let n = 4 * BLOCK;
+    let budget = 10 * BLOCK_BYTES;
+    // Room for four blocks in host memory: the operands (32 blocks) and the results that
+    // leave the device (up to 16) go to disk.
+    let host_limit = 4 * BLOCK_BYTES;
+    let scratch = common::scratch("gpu-memory", "evict-spill");
+    let spill_dir = scratch.clone();
+    let out = common::within(300, "the GEMM under GPU and host limits", move || {
+        let reference = gemm_on(&probe, Scope::gpu(0), n);
+        let ctx = Context::builder()
+            .threads(2)
+            .memory_limit(host_limit)
+            .spill_dir(&spill_dir)
+            .gpu_memory_budget_for(0, budget)
+            .build()
+            .unwrap();
+        ctx.enable_logging();
+        let a = DArray::<f32>::randn(&ctx, [n, n], Blocks::new([BLOCK, BLOCK]), 11).unwrap();
+        let b = DArray::<f32>::randn(&ctx, [n, n], Blocks::new([BLOCK, BLOCK]), 12).unwrap();
+        let c = with_options(Options::new().scope(Scope::gpu(0)), || a.matmul(&b)).unwrap();
+        c.wait().unwrap();
+        let gpu = stats(&ctx);
+        let log = ctx.fetch_logs();
+        // With the operands gone, the host store holds only the results' host copies: the
+        // ones evicted from the device.
+        drop((a, b));
+        let host = ctx.memory_stats();
+        let got = c.collect2().unwrap();
+        (reference, got, gpu, host, log, ctx)
+    });
+    let (reference, got, gpu, host, log, ctx) = out;
+    assert!(
+        got.iter()
+            .zip(&reference)
+            .all(|(x, y)| x.to_bits() == y.to_bits()),
+        "the GEMM under both limits differs from the unlimited one"
+    );
+    assert!(gpu.downloads > 0, "no result left the device: {gpu:?}");
+    assert!(gpu.peak_resident_bytes <= budget, "{gpu:?}");
+    // Each evicted result is a value of the host store: in memory or on disk.
+    assert_eq!(
+        host.resident_bytes + host.spilled_bytes,
+        gpu.bytes_downloaded,
+        "the host store does not hold what the device evicted: host {host:?}, gpu {gpu:?}"
+    );
+    assert!(
+        host.spilled_bytes > 0 && host.resident_bytes <= host_limit,
+        "evicted results over the host limit were not spilled: host {host:?}, gpu {gpu:?}"
+    );
+    assert!(host.spills > 0 && host.bytes_written > 0, "{host:?}");
+    // Every eviction is in the log, on the GPU's lane, with the bytes it moved to host.
+    let gpu_proc = ctx
+        .processors()
+        .into_iter()
+        .find(|p| p.gpu.as_ref().is_some_and(|g| g.index == 0))
+        .expect("gpu 0 is a processor")
+        .id;
+    let evictions: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == EventKind::GpuEvict)
+        .collect();
+    assert_eq!(evictions.len() as u64, gpu.evictions, "{gpu:?}");
+    assert!(evictions.iter().all(|e| e.processor == gpu_proc));
+    assert!(evictions.iter().all(|e| e.end_ns >= e.start_ns));
+    let moved: Vec<_> = evictions.iter().filter(|e| e.bytes_moved > 0).collect();
+    assert_eq!(moved.len() as u64, gpu.downloads, "{gpu:?}");
+    assert!(moved.iter().all(|e| e.bytes_moved == BLOCK_BYTES));
+    assert!(moved
+        .iter()
+        .all(|e| &*e.name == std::any::type_name::<Vec<f32>>()));
+    assert_eq!(
+        moved.iter().map(|e| e.bytes_moved).sum::<u64>(),
+        gpu.bytes_downloaded
+    );
+    // Shown in the summary and the chart.
+    let summary = dagger::viz::summarize(&log, &ctx.processors());
+    assert_eq!(
+        summary.gpu_evictions,
+        (evictions.len(), gpu.bytes_downloaded)
+    );
+    assert!(summary.to_string().contains("gpu memory:"), "{summary}");
+    let svg = dagger::viz::gantt_svg(&log, &ctx.processors(), "evictions");
+    assert!(
+        svg.contains("GPU eviction of 64.0 KiB"),
+        "no eviction in the chart"
+    );
+    drop(ctx);
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 #[test]

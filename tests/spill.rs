@@ -284,3 +284,78 @@ mod arrays {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// 256 KiB of `f32`s, all `x`.
+fn block(x: f32) -> Vec<f32> {
+    vec![x; 64 << 10]
+}
+
+#[test]
+fn values_that_ready_tasks_wait_for_are_spilled_last() {
+    let dir = common::scratch("spill-test", "wanted");
+    // One thread, room for four blocks.
+    let ctx = Context::builder()
+        .threads(1)
+        .gpus(false)
+        .memory_limit(1 << 20)
+        .spill_dir(&dir)
+        .build()
+        .unwrap();
+    let a: Vec<_> = (0..4).map(|i| ctx.to_chunk(block(i as f32))).collect();
+    assert_eq!(ctx.memory_stats().spills, 0);
+    // The thread is busy: tasks taking the two oldest blocks are ready and waiting.
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let busy = ctx.spawn(move || gate.recv().is_ok(), ());
+    let firsts: Vec<_> = a[..2]
+        .iter()
+        .map(|c| ctx.spawn(|v: Arc<Vec<f32>>| v[0], (c.shared(),)))
+        .collect();
+    // A fifth block makes room: the least recently used block no task waits for goes.
+    let b = ctx.to_chunk(block(9.0));
+    let on_disk: Vec<bool> = a.iter().map(|c| c.is_on_disk()).collect();
+    assert_eq!(
+        on_disk,
+        [false, false, true, false],
+        "the oldest blocks, which ready tasks take next, were spilled first"
+    );
+    open.send(()).unwrap();
+    assert!(busy.fetch().unwrap());
+    for (i, t) in firsts.iter().enumerate() {
+        assert_eq!(t.fetch().unwrap(), i as f32);
+    }
+    assert_eq!(b.collect().unwrap(), block(9.0));
+    drop((a, b, firsts, busy, ctx));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn room_for_a_task_output_is_made_before_the_task_runs() {
+    let dir = common::scratch("spill-test", "output-room");
+    let ctx = Context::builder()
+        .threads(1)
+        .gpus(false)
+        .memory_limit(1 << 20)
+        .spill_dir(&dir)
+        .build()
+        .unwrap();
+    // The limit is full.
+    let a: Vec<_> = (0..4).map(|i| ctx.to_chunk(block(i as f32))).collect();
+    assert_eq!(ctx.memory_stats().spills, 0);
+    // A task making a block as large as its input: while it runs, one block is on disk
+    // already, so its output never takes host memory past the limit.
+    let inner = ctx.clone();
+    let doubled = ctx.spawn(
+        move |v: Arc<Vec<f32>>| {
+            let s = inner.memory_stats();
+            assert!(s.spills >= 1, "no room was made for the output: {s:?}");
+            assert!(s.resident_bytes <= 1 << 20, "{s:?}");
+            v.iter().map(|x| 2.0 * x).collect::<Vec<f32>>()
+        },
+        (a[3].shared(),),
+    );
+    assert_eq!(doubled.fetch().unwrap(), block(6.0));
+    let s = ctx.memory_stats();
+    assert!(s.peak_resident_bytes <= 1 << 20, "{s:?}");
+    drop((a, doubled, ctx));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -84,7 +84,11 @@ impl Runtime {
         let mut moved_from = Vec::new();
         for (k, i) in work.inputs[..work.n_args].iter().enumerate() {
             let d = i.data().expect("inputs of a ready task succeeded");
-            match self.move_to(&d, s, logging) {
+            let moved_in = self.move_to(&d, s, logging);
+            if self.store.limited() {
+                d.unwant();
+            }
+            match moved_in {
                 Ok((v, bytes)) => {
                     moved += bytes;
                     if let (true, Input::Task(t)) = (bytes > 0, i) {
@@ -154,7 +158,7 @@ impl Runtime {
         };
         let entry = &self.procs[s];
         job.ran_on.store(s as u32, Ordering::Relaxed);
-        let held = self.admit(&work, l);
+        let mut held = self.admit(&work, l);
         let logging = self.log.enabled();
         let moved = self.move_inputs(job, s, &work, logging);
         let start = if logging { self.now_ns() } else { 0 };
@@ -164,6 +168,7 @@ impl Runtime {
             Vec::new()
         };
         let cost = work.cost_key.zip(work.placed_est_ns);
+        let out_key = work.cost_key.filter(|_| self.store.limited());
         let timer = cost.map(|_| Instant::now());
         drop_quietly(work.inputs);
         let result = match moved {
@@ -190,6 +195,7 @@ impl Runtime {
                 // The last reference to an input may go here: its `Drop` must not take the
                 // task (which has its result) or the worker with it.
                 drop_quietly(inputs);
+                held.output_made();
                 self.to_result(job, s, out)
             }
         };
@@ -197,6 +203,9 @@ impl Runtime {
             self.cost
                 .record(key, self.cost_class(s), t0.elapsed().as_nanos() as u64);
             self.slots[s].queued_ns.fetch_sub(est, Ordering::Relaxed);
+        }
+        if let (Some(key), Ok(d)) = (out_key, &result) {
+            self.cost.record_output(key, d.managed_bytes());
         }
         if logging {
             let end = self.now_ns();
@@ -217,13 +226,16 @@ impl Runtime {
         self.complete(job, result);
     }
 
-    /// Waits until the memory the task's managed inputs and its output (estimated as large
-    /// as its largest input) need fits beside what running tasks hold; holds it meanwhile.
+    /// Waits until the memory the task's managed inputs and its output need fits beside what
+    /// running tasks hold; holds it meanwhile, and makes room in host memory for the
+    /// output. The output is estimated as large as the function's last one, or as its
+    /// largest input.
     fn admit<'a>(&'a self, work: &Work, l: &'a WorkerLocal) -> Held<'a> {
         let mut h = Held {
             store: &self.store,
             l,
             n: 0,
+            output: 0,
         };
         if !self.store.limited() {
             return h;
@@ -236,11 +248,20 @@ impl Runtime {
                 max = max.max(b);
             }
         }
-        if sum == 0 {
+        let out = work
+            .cost_key
+            .and_then(|k| self.cost.output_bytes(k))
+            .unwrap_or(max);
+        if sum + out == 0 {
             return h;
         }
-        h.n = self.store.admit(sum + max);
+        h.n = self.store.admit(sum + out);
         l.held.set(l.held.get() + h.n);
+        // Room for the output is made now, spilling other values if need be, so that the
+        // output, made while the inputs are in memory, does not take the process past the
+        // limit before it is stored and counted.
+        self.store.reserve(out);
+        h.output = out;
         h
     }
 
@@ -435,10 +456,20 @@ struct Held<'a> {
     store: &'a crate::storage::Store,
     l: &'a WorkerLocal,
     n: u64,
+    /// Room made in host memory for the task's output before it runs, until it is stored.
+    output: u64,
+}
+
+impl Held<'_> {
+    /// The output exists: it is stored (and counted) in place of the room made for it.
+    fn output_made(&mut self) {
+        self.store.unreserve(std::mem::take(&mut self.output));
+    }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
+        self.output_made();
         if self.n > 0 {
             self.l.held.set(self.l.held.get() - self.n);
             self.store.release(self.n);

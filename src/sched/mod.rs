@@ -257,20 +257,33 @@ impl Runtime {
     }
 
     /// Logs a spill or a reload, on the processor of the worker that did it (the process
-    /// when it was another thread).
+    /// when it was another thread), or a GPU eviction, on the GPU's processor.
     fn record_io(&self, r: crate::storage::IoRecord) {
         if !self.log.enabled() {
             return;
         }
-        let processor = worker::local()
-            .filter(|l| std::ptr::eq(Arc::as_ptr(&l.rt), self))
-            .map_or(self.procs[0].id, |l| self.procs[l.slot.get()].id);
+        let local = || {
+            worker::local()
+                .filter(|l| std::ptr::eq(Arc::as_ptr(&l.rt), self))
+                .map_or(self.procs[0].id, |l| self.procs[l.slot.get()].id)
+        };
+        use crate::log::EventKind;
+        use crate::storage::IoKind;
+        let (kind, processor) = match r.kind {
+            IoKind::Spill => (EventKind::Spill, local()),
+            IoKind::Reload => (EventKind::Reload, local()),
+            // On the GPU's lane, whichever thread evicted.
+            IoKind::GpuEvict(device) => (
+                EventKind::GpuEvict,
+                self.procs
+                    .iter()
+                    .find(|p| p.gpu == Some(device) && p.id.process() == self.procs[0].id.process())
+                    .map_or_else(local, |p| p.id),
+            ),
+        };
         let ns = |t: Instant| t.saturating_duration_since(self.epoch).as_nanos() as u64;
         self.log.record(crate::log::LogEvent {
-            kind: match r.kind {
-                crate::storage::IoKind::Spill => crate::log::EventKind::Spill,
-                crate::storage::IoKind::Reload => crate::log::EventKind::Reload,
-            },
+            kind,
             task: 0,
             name: r.type_name.into(),
             processor,
@@ -318,7 +331,7 @@ impl Runtime {
 
     /// A task whose inputs have all finished: enqueue it or fail it (iteratively).
     fn make_ready(self: &Arc<Self>, task: Job, from_completion: bool) {
-        match self.prepare(&task) {
+        match self.prepare(&task, None) {
             Prep::Enqueue { slot, shared } => self.push(task, slot, shared, from_completion),
             Prep::Fail(err) => {
                 let work = task.work.lock().take();
@@ -329,7 +342,9 @@ impl Runtime {
         }
     }
 
-    fn prepare(&self, task: &Job) -> Prep {
+    /// Where a ready task goes; `near` is the slot of the worker that just made one of its
+    /// inputs, preferred among CPU threads when nothing would move.
+    fn prepare(&self, task: &Job, near: Option<usize>) -> Prep {
         let guard = task.work.lock();
         let Some(w) = guard.as_ref() else {
             return Prep::Skip;
@@ -339,9 +354,11 @@ impl Runtime {
                 return Prep::Fail(e.upstream(task.label()));
             }
         }
-        if self.store.may_prefetch() {
-            for i in &w.inputs[..w.n_args] {
-                if let Ok(d) = i.data() {
+        if self.store.limited() {
+            let prefetch = self.store.may_prefetch();
+            for d in w.inputs[..w.n_args].iter().filter_map(Input::data_ref) {
+                d.want();
+                if prefetch {
                     d.prefetch();
                 }
             }
@@ -352,7 +369,7 @@ impl Runtime {
                 (set.iter().next().expect("one candidate"), false)
             }
             Candidates::Set(set) => {
-                let (slot, est) = self.place(set, w);
+                let (slot, est) = self.place(set, w, near);
                 drop(guard);
                 self.slots[slot].queued_ns.fetch_add(est, Ordering::Relaxed);
                 if let Some(w) = task.work.lock().as_mut() {
@@ -376,14 +393,25 @@ impl Runtime {
     }
 
     fn push(self: &Arc<Self>, task: Job, slot: usize, shared: bool, from_completion: bool) {
-        if shared && from_completion {
+        if from_completion {
             if let Some(l) = worker::local() {
                 if Arc::ptr_eq(&l.rt, self) && l.primary.get() && l.slot.get() == slot {
-                    if let Some(prev) = l.next.replace(Some(task)) {
-                        self.slots[slot].shared.push(prev);
-                        self.wake_for(slot, true);
+                    // The finishing worker runs it next, while its inputs are fresh. A task
+                    // only this slot takes waits in the slot's queue if one is already next.
+                    let next = l.next.take();
+                    if shared || next.is_none() {
+                        if let Some((prev, prev_shared)) = next {
+                            if prev_shared {
+                                self.slots[slot].shared.push(prev);
+                            } else {
+                                self.slots[slot].pinned.push(prev);
+                            }
+                            self.wake_for(slot, prev_shared);
+                        }
+                        l.next.set(Some((task, shared)));
+                        return;
                     }
-                    return;
+                    l.next.set(next);
                 }
             }
         }
@@ -440,9 +468,29 @@ impl Runtime {
         failed: &mut SmallVec<[(Job, TaskError); 2]>,
         from_completion: bool,
     ) {
+        // The first dependent placed among CPU threads may go to this worker, to run next.
+        let mut near = if from_completion {
+            worker::local().and_then(|l| {
+                let s = l.slot.get();
+                let free = l.primary.get() && {
+                    let n = l.next.take();
+                    let free = n.is_none();
+                    l.next.set(n);
+                    free
+                };
+                (Arc::ptr_eq(&l.rt, self) && free && self.procs[s].exec == Exec::Thread)
+                    .then_some(s)
+            })
+        } else {
+            None
+        };
         for d in deps {
             if d.release_one() {
-                match self.prepare(&d) {
+                match self.prepare(&d, near) {
+                    Prep::Enqueue { slot, shared } if Some(slot) == near => {
+                        near = None;
+                        self.push(d, slot, shared, from_completion)
+                    }
                     Prep::Enqueue { slot, shared } => self.push(d, slot, shared, from_completion),
                     Prep::Fail(e) => {
                         let work = d.work.lock().take();

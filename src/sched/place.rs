@@ -46,7 +46,9 @@ thread_local! {
 
 impl Runtime {
     /// The slot of a ready task placed by cost among `set`, and its estimated run time.
-    pub(super) fn place(&self, set: &ProcSet, w: &Work) -> (usize, u64) {
+    /// Among CPU threads with nothing to move, `near` (the worker that made an input, when
+    /// it is a candidate) takes it: the input is fresh in its cache and in memory.
+    pub(super) fn place(&self, set: &ProcSet, w: &Work, near: Option<usize>) -> (usize, u64) {
         let flops = w.kernel.as_ref().and_then(|k| k.flops());
         // Among CPU threads and host values nothing moves: look no further (and clone
         // nothing) then.
@@ -59,6 +61,16 @@ impl Runtime {
                     .is_some_and(|d| !d.space().is_host()),
                 Input::Data(d) => !d.space().is_host(),
             });
+        if let Some(s) =
+            near.filter(|&s| !anything_moves && set.iter().any(|i| i == s) && self.is_enabled(s))
+        {
+            let run = w
+                .cost_key
+                .and_then(|k| self.cost.estimate(k, self.cost_class(s)))
+                .or_else(|| flops.map(|f| (f / self.procs[s].prior_gflops) as u64))
+                .unwrap_or(w.time_hint_ns);
+            return (s, run);
+        }
         let args: SmallVec<[Data; 4]> = if anything_moves {
             w.inputs[..w.n_args]
                 .iter()
@@ -322,6 +334,11 @@ impl CostKey {
 #[derive(Default)]
 pub(super) struct CostModel {
     runs: RwLock<HashMap<(CostKey, u32), Ewma>>,
+    /// The bytes the last output of each function took in host memory under a limit
+    /// (functions whose outputs the limit manages only).
+    outputs: RwLock<HashMap<CostKey, u64>>,
+    /// Whether `outputs` has anything (it is not looked at until then).
+    any_outputs: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -337,6 +354,26 @@ impl CostModel {
             .read()
             .get(&(key, class))
             .map(|e| e.mean_ns as u64)
+    }
+
+    /// The bytes the function's last output took in host memory, if one was stored under a
+    /// memory limit.
+    pub(crate) fn output_bytes(&self, key: CostKey) -> Option<u64> {
+        if !self.any_outputs.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.outputs.read().get(&key).copied()
+    }
+
+    /// Records the bytes an output of the function took (0: it was not managed).
+    pub(crate) fn record_output(&self, key: CostKey, bytes: u64) {
+        if bytes == 0 && !self.any_outputs.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.outputs.read().get(&key).copied().unwrap_or(0) != bytes {
+            self.outputs.write().insert(key, bytes);
+            self.any_outputs.store(true, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn record(&self, key: CostKey, class: u32, ns: u64) {

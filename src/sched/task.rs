@@ -149,6 +149,15 @@ impl Input {
         }
     }
 
+    /// The input's value, when it succeeded, without cloning it.
+    #[inline]
+    pub(crate) fn data_ref(&self) -> Option<&Data> {
+        match self {
+            Input::Task(t) => t.result.get().and_then(|r| r.as_ref().ok()),
+            Input::Data(d) => Some(d),
+        }
+    }
+
     #[inline]
     pub(crate) fn data(&self) -> Result<Data, &TaskError> {
         match self {

@@ -35,7 +35,9 @@ pub(super) struct WorkerLocal {
     pub(super) cur_occ: Cell<u32>,
     /// Bytes the tasks running on this thread hold under the memory limit.
     pub(super) held: Cell<u64>,
-    pub(super) next: Cell<Option<Job>>,
+    /// The task this thread runs next (a dependent of the task it just finished), and
+    /// whether other threads may take it.
+    pub(super) next: Cell<Option<(Job, bool)>>,
     pub(super) log: Buffer,
     /// An address near the base of the thread's stack.
     stack_base: usize,
@@ -221,7 +223,7 @@ impl Runtime {
                 return;
             }
             let job = match l.next.take() {
-                Some(j) => {
+                Some((j, _)) => {
                     self.slots[s].active.fetch_add(1, Ordering::AcqRel);
                     Some(j)
                 }
@@ -397,8 +399,12 @@ impl Runtime {
                 return Err(why);
             }
             l.primary.set(false);
-            if let Some(n) = l.next.take() {
-                slot.shared.push(n);
+            if let Some((n, shared)) = l.next.take() {
+                if shared {
+                    slot.shared.push(n);
+                } else {
+                    slot.pinned.push(n);
+                }
             }
             slot.release(l.cur_occ.get());
         } else {

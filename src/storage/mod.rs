@@ -12,11 +12,17 @@
 //!   it back transparently. Values are immutable, so a value read back keeps its file and
 //!   spilling it again frees it without writing.
 //! - A value of a type registered with a size only ([`register_size`]) is counted and kept.
+//! - Values go least recently used first, but values that ready tasks are about to take go
+//!   last: spilling them would only mean reading them back at once.
 //! - When a task becomes ready, its spilled inputs are read ahead on an I/O thread, so reads
 //!   overlap other tasks' compute.
 //! - A task whose inputs and estimated output do not fit beside what running tasks hold waits
 //!   until they finish (a task runs anyway when nothing else does, so the limit never
-//!   deadlocks the graph).
+//!   deadlocks the graph). Room for its output (as large as the function's last output, or
+//!   as its largest input) is made before it runs, so that making the output does not take
+//!   the process past the limit.
+//! - A task made ready by the one a CPU thread just finished runs next on that thread, while
+//!   its input is fresh — so a map's output block is summed before it is ever spilled.
 //!
 //! The limit is [`ContextBuilder::memory_limit`](crate::ContextBuilder::memory_limit), or the
 //! `DAGGER_MEMORY_LIMIT` environment variable (`4GiB`, `512MiB`, `none`), or by default 60%
@@ -60,7 +66,7 @@ pub use file::{File, FileReadError, StorageError};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -112,9 +118,11 @@ pub struct MemoryStats {
 pub(crate) enum IoKind {
     Spill,
     Reload,
+    /// A buffer evicted from a GPU (its index) to stay under the device's budget.
+    GpuEvict(usize),
 }
 
-/// A spill or reload, as reported to the event log.
+/// A spill, reload or GPU eviction, as reported to the event log.
 pub(crate) struct IoRecord {
     pub(crate) kind: IoKind,
     pub(crate) bytes: u64,
@@ -195,6 +203,9 @@ pub(crate) struct Slot {
     spillable: AtomicBool,
     /// Read ahead for a ready task and not used yet: not evicted meanwhile.
     pinned: AtomicBool,
+    /// Ready tasks that take it and have not started: it is evicted only when nothing else
+    /// can be (it would be read back soon).
+    wanted: AtomicU32,
     /// A file of the user's holding the value (from this offset), instead of one in the
     /// spill directory: read from, never written or removed.
     external: Option<(PathBuf, u64)>,
@@ -328,6 +339,18 @@ impl Store {
         }
     }
 
+    /// Reports a GPU eviction (that moved `bytes` to host memory) to the event log.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    pub(crate) fn record_gpu_evict(
+        &self,
+        device: usize,
+        bytes: u64,
+        start: Instant,
+        type_name: &'static str,
+    ) {
+        self.record(IoKind::GpuEvict(device), bytes, start, type_name);
+    }
+
     pub(crate) fn stats(&self) -> MemoryStats {
         let lru = self.lru.lock();
         let s = &self.stats;
@@ -386,6 +409,7 @@ impl Store {
             on_file: AtomicBool::new(false),
             spillable: AtomicBool::new(spillable),
             pinned: AtomicBool::new(false),
+            wanted: AtomicU32::new(0),
             external: None,
         });
         if spillable {
@@ -418,6 +442,7 @@ impl Store {
             on_file: AtomicBool::new(true),
             spillable: AtomicBool::new(true),
             pinned: AtomicBool::new(false),
+            wanted: AtomicU32::new(0),
             external: Some((path, offset)),
         })
     }
@@ -480,33 +505,45 @@ impl Store {
     }
 
     /// The least recently used value in memory that no one else holds and that may be
-    /// spilled, marked as being written; taken out of the order.
+    /// spilled, marked as being written; taken out of the order. Values that ready tasks
+    /// are about to take go last: evicting them means reading them back at once.
     fn pick_victim(lru: &mut Lru, graveyard: &mut Vec<Arc<Slot>>) -> Option<(Arc<Slot>, Value)> {
         let mut found = None;
-        for (&t, w) in lru.order.iter() {
-            let Some(slot) = w.upgrade() else {
-                continue;
-            };
-            if slot.pinned.load(Ordering::Relaxed) || !slot.spillable.load(Ordering::Relaxed) {
-                graveyard.push(slot);
-                continue;
+        let mut any_wanted = false;
+        'passes: for wanted_too in [false, true] {
+            if wanted_too && !any_wanted {
+                break;
             }
-            let Some(mut st) = slot.state.try_lock() else {
-                graveyard.push(slot);
-                continue;
-            };
-            let v = match &*st {
-                State::Memory(v) if !v.is_shared() => v.clone(),
-                _ => {
-                    drop(st);
+            for (&t, w) in lru.order.iter() {
+                let Some(slot) = w.upgrade() else {
+                    continue;
+                };
+                if slot.pinned.load(Ordering::Relaxed) || !slot.spillable.load(Ordering::Relaxed) {
                     graveyard.push(slot);
                     continue;
                 }
-            };
-            *st = State::Writing(v.clone());
-            drop(st);
-            found = Some((t, slot, v));
-            break;
+                if !wanted_too && slot.wanted.load(Ordering::Relaxed) > 0 {
+                    any_wanted = true;
+                    graveyard.push(slot);
+                    continue;
+                }
+                let Some(mut st) = slot.state.try_lock() else {
+                    graveyard.push(slot);
+                    continue;
+                };
+                let v = match &*st {
+                    State::Memory(v) if !v.is_shared() => v.clone(),
+                    _ => {
+                        drop(st);
+                        graveyard.push(slot);
+                        continue;
+                    }
+                };
+                *st = State::Writing(v.clone());
+                drop(st);
+                found = Some((t, slot, v));
+                break 'passes;
+            }
         }
         let (t, slot, v) = found?;
         lru.order.remove(&t);
@@ -608,8 +645,18 @@ impl Store {
     }
 
     /// Gives back `n` reserved or resident bytes.
-    fn unreserve(&self, n: u64) {
-        self.lru.lock().resident -= n;
+    pub(crate) fn unreserve(&self, n: u64) {
+        if n > 0 {
+            self.lru.lock().resident -= n;
+        }
+    }
+
+    /// Makes room for `n` bytes about to be made (a task's output), counting them as
+    /// resident until [`unreserve`](Self::unreserve)d.
+    pub(crate) fn reserve(&self, n: u64) {
+        if n > 0 && self.limited() {
+            self.make_room(n);
+        }
     }
 
     // ----- admission -----------------------------------------------------------------------
@@ -852,6 +899,19 @@ impl Slot {
             State::Memory(v) | State::Writing(v) => Some(v.clone()),
             _ => None,
         }
+    }
+
+    /// A ready task will take the value: it is kept in memory rather than others that no
+    /// task is waiting for.
+    pub(crate) fn want(&self) {
+        self.wanted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A task that wanted the value took it.
+    pub(crate) fn unwant(&self) {
+        let _ = self
+            .wanted
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Asks for the value to be read ahead (when it is on disk).

@@ -108,6 +108,11 @@ pub fn chrome_trace(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
                         "ts": ts, "dur": dur,
                         "args": {"type": &*e.name, "bytes": e.bytes_moved}})
                 }
+                EventKind::GpuEvict => {
+                    json!({"name": "gpu evict", "cat": "gpu memory", "ph": "X", "pid": pid,
+                        "tid": tid, "ts": ts, "dur": dur,
+                        "args": {"type": &*e.name, "bytes": e.bytes_moved}})
+                }
             });
         }
     }

@@ -83,8 +83,8 @@ pub fn run_dot_tasks(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
                 }
             }
             EventKind::Move => moves.entry(e.task).or_default().push(e),
-            // Disk traffic is not part of the graph.
-            EventKind::Spill | EventKind::Reload => {}
+            // Disk traffic and GPU evictions are not part of the graph.
+            EventKind::Spill | EventKind::Reload | EventKind::GpuEvict => {}
         }
     }
 
@@ -213,8 +213,8 @@ pub fn run_dot_grouped(events: &[LogEvent], procs: &[ProcessorInfo]) -> String {
                 tasks.insert(e.task, e);
             }
             EventKind::Move => *moved.entry(e.task).or_default() += e.bytes_moved,
-            // Disk traffic is not part of the graph.
-            EventKind::Spill | EventKind::Reload => {}
+            // Disk traffic and GPU evictions are not part of the graph.
+            EventKind::Spill | EventKind::Reload | EventKind::GpuEvict => {}
         }
     }
     let mut groups: BTreeMap<&str, Group> = BTreeMap::new();

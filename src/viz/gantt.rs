@@ -452,6 +452,11 @@ fn bar(
             super::fmt_bytes(e.bytes_moved),
             e.name
         ),
+        EventKind::GpuEvict => format!(
+            "GPU eviction of {} ({}) to host memory",
+            super::fmt_bytes(e.bytes_moved),
+            e.name
+        ),
     };
     let fill = colour(&e.name);
     let _ = writeln!(

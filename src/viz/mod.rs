@@ -124,8 +124,10 @@ fn lanes<'a>(events: &'a [LogEvent], procs: &'a [ProcessorInfo]) -> Vec<Lane<'a>
         });
         match e.kind {
             EventKind::Task => lane.tasks.push(e),
-            // Transfers: into a memory space, to disk and back.
-            EventKind::Move | EventKind::Spill | EventKind::Reload => lane.moves.push(e),
+            // Transfers: into a memory space, to disk and back, off a GPU.
+            EventKind::Move | EventKind::Spill | EventKind::Reload | EventKind::GpuEvict => {
+                lane.moves.push(e)
+            }
         }
     }
     let mut out: Vec<Lane<'a>> = by_id.into_values().collect();

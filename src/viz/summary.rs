@@ -62,6 +62,9 @@ pub struct Summary {
     pub spills: (usize, u64),
     /// Spilled values read back, and the bytes read.
     pub reloads: (usize, u64),
+    /// Buffers evicted from GPUs under their memory budgets, and the bytes those evictions
+    /// copied to host memory.
+    pub gpu_evictions: (usize, u64),
 }
 
 /// Sums up a run per processor: tasks, failures, busy time, utilization and data moved in.
@@ -134,6 +137,7 @@ pub fn summarize(events: &[LogEvent], procs: &[ProcessorInfo]) -> Summary {
             .sum(),
         spills: disk(EventKind::Spill),
         reloads: disk(EventKind::Reload),
+        gpu_evictions: disk(EventKind::GpuEvict),
         rows,
     }
 }
@@ -216,6 +220,14 @@ impl fmt::Display for Summary {
                 fmt_bytes(self.spills.1),
                 plural(self.reloads.0, "value"),
                 fmt_bytes(self.reloads.1)
+            )?;
+        }
+        if self.gpu_evictions.0 > 0 {
+            writeln!(
+                f,
+                "gpu memory: {} evicted, {} copied to host memory",
+                plural(self.gpu_evictions.0, "buffer"),
+                fmt_bytes(self.gpu_evictions.1)
             )?;
         }
         Ok(())

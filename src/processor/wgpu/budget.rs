@@ -11,6 +11,11 @@
 //! stays readable and from where it is uploaded again when a task needs it on the device.
 //! Pins last until the kernel has finished, so a buffer a kernel uses is never evicted.
 //!
+//! An array's host copy is a value of the context's host [`Store`]: under a host memory
+//! limit it counts against the limit and may be spilled to disk like any other value, so
+//! values that live only on the device move to host memory, and on to disk. Every eviction
+//! is an [`EventKind::GpuEvict`](crate::EventKind::GpuEvict) in the event log.
+//!
 //! A task that cannot fit even on an empty device fails with
 //! [`GpuMemoryError::TaskTooLarge`]; one whose room is held by running kernels waits for
 //! them to finish.
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant};
 use dagger_wgpu::{Device, GpuBuffer, GpuError};
 use parking_lot::{Condvar, Mutex};
 
+use crate::storage::{ReloadError, Slot, Store};
 use crate::value::Value;
 
 /// How a GPU's memory fared under its budget in one context (see
@@ -82,7 +88,9 @@ pub struct GpuMemoryStats {
     pub evictions: u64,
     /// Of those, arrays that lived only on the device and were downloaded first.
     pub downloads: u64,
-    /// Bytes those downloads moved to host memory.
+    /// Bytes those downloads moved to host memory (where, under a host memory limit, they
+    /// count against it and may be spilled to disk: see
+    /// [`MemoryStats`](crate::storage::MemoryStats)).
     pub bytes_downloaded: u64,
     /// Evicted values uploaded again because a task needed them on the device.
     pub reloads: u64,
@@ -155,12 +163,38 @@ fn human(bytes: u64) -> String {
 /// How an array's own copy goes to host memory.
 pub(crate) type Download = fn(&Device, &GpuBuffer, usize) -> Result<Value, GpuError>;
 
+/// An array's contents in host memory: a value of the host store (counted against its
+/// limit, and spilled to disk under it) when the store manages values of its kind.
+pub(crate) enum HostCopy {
+    Plain(Value),
+    Managed(Arc<Slot>),
+}
+
+impl HostCopy {
+    /// The value, read back from disk if it was spilled.
+    pub(crate) fn value(&self) -> Result<Value, ReloadError> {
+        match self {
+            HostCopy::Plain(v) => Ok(v.clone()),
+            HostCopy::Managed(s) => s.get(),
+        }
+    }
+}
+
+/// Why an array's contents could not be had in host memory.
+#[derive(Debug)]
+pub(crate) enum ToHostError {
+    /// Downloading them from the device failed.
+    Gpu(GpuError),
+    /// Reading their host copy back from disk failed.
+    Reload(ReloadError),
+}
+
 /// What a resident is a copy of.
 pub(crate) enum Owner {
     /// An array's own contents: evicting it downloads them (unless `host` has them).
     Array {
         /// The contents in host memory, once downloaded.
-        host: OnceLock<Value>,
+        host: OnceLock<HostCopy>,
         len: usize,
         download: Download,
     },
@@ -223,17 +257,22 @@ impl Resident {
         matches!(*self.place.lock(), Place::Device(_))
     }
 
-    /// An array's host copy, when it has one.
-    pub(crate) fn host(&self) -> Option<&Value> {
+    /// Whether it is an array with a copy in host memory (or spilled from there to disk).
+    pub(crate) fn has_host(&self) -> bool {
+        matches!(&self.owner, Owner::Array { host, .. } if host.get().is_some())
+    }
+
+    /// An array's host copy, when it has one (read back from disk if it was spilled).
+    pub(crate) fn host_value(&self) -> Option<Result<Value, ReloadError>> {
         match &self.owner {
-            Owner::Array { host, .. } => host.get(),
+            Owner::Array { host, .. } => host.get().map(HostCopy::value),
             Owner::Copy => None,
         }
     }
 
     /// The contents in host memory, downloading an array's own copy once (waiting for an
     /// eviction under way).
-    pub(crate) fn to_host(&self, device: &Device) -> Result<Value, GpuError> {
+    pub(crate) fn to_host(&self, device: &Device) -> Result<Value, ToHostError> {
         let Owner::Array {
             host,
             len,
@@ -242,26 +281,35 @@ impl Resident {
         else {
             unreachable!("only an array's own copy is read back")
         };
-        if let Some(v) = host.get() {
-            return Ok(v.clone());
+        if let Some(h) = host.get() {
+            return h.value().map_err(ToHostError::Reload);
         }
         let buf = {
             let mut b = self.mem.books.lock();
             loop {
-                match &*self.place.lock() {
-                    Place::Device(buf) => break buf.clone(),
-                    Place::Host => {
-                        if let Some(v) = host.get() {
-                            return Ok(v.clone());
-                        }
-                    }
-                    Place::Moving => {}
+                let on_device = match &*self.place.lock() {
+                    Place::Device(buf) => Some(buf.clone()),
+                    _ => None,
+                };
+                if let Some(buf) = on_device {
+                    break buf;
+                }
+                if let Some(h) = host.get() {
+                    // Evicted meanwhile: read the host copy without holding the books.
+                    drop(b);
+                    return h.value().map_err(ToHostError::Reload);
                 }
                 self.mem.changed.wait_for(&mut b, Duration::from_millis(50));
             }
         };
-        let v = download(device, &buf, *len)?;
-        Ok(host.get_or_init(|| v).clone())
+        let v = download(device, &buf, *len).map_err(ToHostError::Gpu)?;
+        // Held while the copy is handed to the store, so that it is not spilled before the
+        // caller has it.
+        let held = v.clone();
+        let copy = host.get_or_init(|| self.mem.host_copy(v));
+        let out = copy.value().map_err(ToHostError::Reload);
+        drop(held);
+        out
     }
 }
 
@@ -332,6 +380,9 @@ pub(crate) struct DeviceMemory {
     changed: Condvar,
     /// Copies of host values, by the value's address.
     pub(crate) replicas: Mutex<HashMap<usize, Replica>>,
+    /// The context's host memory: where arrays' host copies are kept, and where evictions
+    /// are reported to the event log.
+    host: OnceLock<Arc<Store>>,
     stats: Counters,
 }
 
@@ -410,8 +461,27 @@ impl DeviceMemory {
             books: Mutex::default(),
             changed: Condvar::new(),
             replicas: Mutex::default(),
+            host: OnceLock::new(),
             stats: Counters::default(),
         })
+    }
+
+    /// Keeps arrays' host copies in `store` (the context's host memory) and reports
+    /// evictions to its event log.
+    pub(crate) fn attach(&self, store: &Arc<Store>) {
+        let _ = self.host.set(store.clone());
+    }
+
+    /// `v`, downloaded from the device, as a host copy: a value of the host store when it
+    /// manages values of its kind.
+    fn host_copy(&self, v: Value) -> HostCopy {
+        match self.host.get() {
+            Some(store) => match store.manage(v) {
+                Ok(slot) => HostCopy::Managed(slot),
+                Err(v) => HostCopy::Plain(v),
+            },
+            None => HostCopy::Plain(v),
+        }
     }
 
     pub(crate) fn stats(&self) -> GpuMemoryStats {
@@ -664,7 +734,9 @@ impl DeviceMemory {
     /// Frees `victim` (marked moving, its buffer taken), downloading an array's own copy
     /// first when the host has none; when the download fails, it stays on the device.
     fn evict(&self, device: &Device, victim: Arc<Resident>, buf: Arc<GpuBuffer>) {
+        let start = Instant::now();
         let mut downloaded = None;
+        let mut type_name = "device copy";
         if let Owner::Array {
             host,
             len,
@@ -674,7 +746,8 @@ impl DeviceMemory {
             if host.get().is_none() {
                 match download(device, &buf, *len) {
                     Ok(v) => {
-                        let _ = host.set(v);
+                        type_name = v.type_name();
+                        let _ = host.set(self.host_copy(v));
                         downloaded = Some(buf.len_bytes());
                     }
                     Err(e) => {
@@ -707,6 +780,9 @@ impl DeviceMemory {
         if let Some(n) = downloaded {
             self.stats.downloads.fetch_add(1, Ordering::Relaxed);
             self.stats.bytes_downloaded.fetch_add(n, Ordering::Relaxed);
+        }
+        if let Some(store) = self.host.get() {
+            store.record_gpu_evict(self.device, downloaded.unwrap_or(0), start, type_name);
         }
         tracing::trace!(
             device = self.device,

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use dagger_wgpu::{Device, GpuBuffer, GpuError};
 use parking_lot::Mutex;
 
-use super::budget::{Admission, DeviceMemory, Need, Owner, Replica, Resident};
+use super::budget::{Admission, DeviceMemory, Need, Owner, Replica, Resident, ToHostError};
 use super::dtype::{DType, GpuScalar};
 use crate::processor::{MemorySpace, MoveError};
 use crate::value::Value;
@@ -208,7 +208,7 @@ pub(crate) fn residence(value: &Value, mem: &DeviceMemory) -> Option<Residence> 
         let on_device = here(&arr.home) || arr.replicas.lock().iter().any(here);
         return Some(Residence {
             bytes: arr.bytes(),
-            on_host: arr.home.host().is_some(),
+            on_host: arr.home.has_host(),
             on_device,
         });
     }
@@ -231,8 +231,14 @@ pub(crate) fn to_host(space: MemorySpace, value: &Value) -> Result<Value, MoveEr
     let Some(arr) = value.downcast_ref::<GpuArray>() else {
         return Ok(value.clone());
     };
-    if let Some(v) = arr.home.host() {
-        return Ok(v.clone());
+    let reload_failed = |e: crate::storage::ReloadError| MoveError::Failed {
+        type_name: value.type_name(),
+        from: space,
+        to: MemorySpace::LOCAL_HOST,
+        source: Box::new(e),
+    };
+    if let Some(v) = arr.home.host_value() {
+        return v.map_err(reload_failed);
     }
     let dev = &devices().devices[arr.device].device;
     let lost = |source: Option<GpuError>| MoveError::Failed {
@@ -250,8 +256,9 @@ pub(crate) fn to_host(space: MemorySpace, value: &Value) -> Result<Value, MoveEr
         return Err(lost(None));
     }
     arr.home.to_host(dev).map_err(|e| match e {
-        GpuError::DeviceLost { .. } => lost(Some(e)),
-        e => failed(value, space, MemorySpace::LOCAL_HOST, e),
+        ToHostError::Gpu(e @ GpuError::DeviceLost { .. }) => lost(Some(e)),
+        ToHostError::Gpu(e) => failed(value, space, MemorySpace::LOCAL_HOST, e),
+        ToHostError::Reload(e) => reload_failed(e),
     })
 }
 /// A value that lived only in the memory of a device that was lost.
