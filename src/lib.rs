@@ -101,11 +101,12 @@
 //! (`tests/layers.rs` checks it):
 //!
 //! 1. values ([`Value`]);
-//! 2. processors, memory spaces and kernels ([`processor`], [`Kernel`]) — the device
-//!    interface is [`Processor`], and wgpu devices ([`WgpuProc`]) are one implementation;
-//! 3. chunks, task errors, scopes and storage ([`Chunk`], [`TaskError`], [`Scope`],
-//!    [`storage`]) — a chunk may be pinned to a scope, and a value in host memory may be
-//!    spilled to disk under the context's memory limit;
+//! 2. processors, memory spaces, kernels and storage ([`processor`], [`Kernel`],
+//!    [`storage`]) — the device interface is [`Processor`], and wgpu devices
+//!    ([`WgpuProc`]) are one implementation; a value in host memory, a GPU's evicted
+//!    copies included, may be spilled to disk under the context's memory limit;
+//! 3. chunks, task errors and scopes ([`Chunk`], [`TaskError`], [`Scope`]) — a chunk may
+//!    be pinned to a scope;
 //! 4. options and the event log ([`Options`], [`LogEvent`]);
 //! 5. the scheduler: the task record, queues, workers, placement (the whole cost model) and
 //!    execution, reaching devices only through [`Processor`];

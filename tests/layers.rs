@@ -1,7 +1,7 @@
 //! The crate's layers: each module of `src/` names only modules of its own layer or below.
 //!
-//! Layers, lowest first (also in the crate docs): values; processors, memory spaces and
-//! kernels; chunks, task errors, scopes and storage; options and the event log; the scheduler; task
+//! Layers, lowest first (also in the crate docs): values; processors, memory spaces,
+//! kernels and storage; chunks, task errors and scopes; options and the event log; the scheduler; task
 //! handles; the context; lazy thunks, datadeps and other processes (remote); arrays;
 //! visualization. The command-line tool (package `dagger-cli` in `cli/`) sits on top and may
 //! use anything public.
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
     &["value"],
-    &["processor", "kernel"],
-    &["chunk", "error", "scope", "storage"],
+    &["processor", "kernel", "storage"],
+    &["chunk", "error", "scope"],
     &["options", "log"],
     &["sched"],
     &["task"],
