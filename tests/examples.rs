@@ -114,9 +114,12 @@ fn out_of_core_example_factors_a_matrix_four_times_the_memory_limit() {
     assert!(r.residual < 1e-5, "residual {}", r.residual);
     let m = &r.memory;
     assert!(m.spills > 0 && m.reloads > 0, "{m:?}");
+    // Each running task's output is counted from before it runs (room is made for it), so
+    // each of the two threads may have one block in flight beyond the limit.
+    let threads = 2;
     assert!(
-        m.peak_resident_bytes <= limit + 64 * 64 * 4,
-        "peak {} over the limit {limit} plus a block: {m:?}",
+        m.peak_resident_bytes <= limit + threads * 64 * 64 * 4,
+        "peak {} over the limit {limit} plus a block per thread: {m:?}",
         m.peak_resident_bytes
     );
 }

@@ -274,9 +274,11 @@ mod arrays {
             "ready tasks' inputs are read ahead: {s:?}"
         );
         assert!(s.bytes_written >= LIMIT, "{s:?}");
+        // A running task's output is counted from before it runs: each of the two threads
+        // may have one block in flight beyond the limit.
         assert!(
-            s.peak_resident_bytes <= LIMIT + BLOCK,
-            "peak {} over the limit {LIMIT} plus a block {BLOCK}: {s:?}",
+            s.peak_resident_bytes <= LIMIT + 2 * BLOCK,
+            "peak {} over the limit {LIMIT} plus a block {BLOCK} per thread: {s:?}",
             s.peak_resident_bytes
         );
         assert_eq!(big.memory_stats().spills, 0);
