@@ -54,6 +54,15 @@ fn child() -> bool {
     std::env::var("DAGGER_MPI_CHILD").is_ok_and(|v| v == "1")
 }
 
+/// Joins the job `mpirun` started, one CPU thread per rank; only rank 0 returns.
+fn join() -> Context {
+    Context::builder()
+        .threads(1)
+        .gpus(false)
+        .mpi()
+        .expect("joined")
+}
+
 fn on(rank: usize) -> Options {
     Options::new().scope(Scope::worker(rank))
 }
@@ -115,11 +124,7 @@ fn rank_checks() {
     if !child() {
         return;
     }
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .mpi()
-        .expect("joined");
+    let ctx = join();
     // Only rank 0 gets here.
     assert_eq!(ctx.ranks(), 3);
     let procs = ctx.processors();
@@ -187,11 +192,7 @@ fn rank_dies() {
     if !child() {
         return;
     }
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .mpi()
-        .expect("joined");
+    let ctx = join();
     assert_eq!(ctx.spawn_remote_with(on(2), add1, (1,)).fetch().unwrap(), 2);
     println!("before the exit");
     let long = ctx.spawn_remote_with(on(1), nap, (60_000u64,));
@@ -212,11 +213,7 @@ fn rank_darray() {
     if !child() {
         return;
     }
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .mpi()
-        .expect("joined");
+    let ctx = join();
     let spread = common::ranks::workload(&ctx);
     let one = Context::builder().threads(2).gpus(false).build().unwrap();
     let local = common::ranks::workload(&one);

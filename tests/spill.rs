@@ -287,6 +287,17 @@ mod arrays {
     }
 }
 
+/// A context of one CPU thread under `limit`, spilling under `dir`.
+fn one_thread_ctx(limit: u64, dir: &std::path::Path) -> Context {
+    Context::builder()
+        .threads(1)
+        .gpus(false)
+        .memory_limit(limit)
+        .spill_dir(dir)
+        .build()
+        .unwrap()
+}
+
 /// 256 KiB of `f32`s, all `x`.
 fn block(x: f32) -> Vec<f32> {
     vec![x; 64 << 10]
@@ -296,13 +307,7 @@ fn block(x: f32) -> Vec<f32> {
 fn values_that_ready_tasks_wait_for_are_spilled_last() {
     let dir = common::scratch("spill-test", "wanted");
     // One thread, room for four blocks.
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .memory_limit(1 << 20)
-        .spill_dir(&dir)
-        .build()
-        .unwrap();
+    let ctx = one_thread_ctx(1 << 20, &dir);
     let a: Vec<_> = (0..4).map(|i| ctx.to_chunk(block(i as f32))).collect();
     assert_eq!(ctx.memory_stats().spills, 0);
     // The thread is busy: tasks taking the two oldest blocks are ready and waiting.
@@ -333,13 +338,7 @@ fn values_that_ready_tasks_wait_for_are_spilled_last() {
 #[test]
 fn room_for_a_task_output_is_made_before_the_task_runs() {
     let dir = common::scratch("spill-test", "output-room");
-    let ctx = Context::builder()
-        .threads(1)
-        .gpus(false)
-        .memory_limit(1 << 20)
-        .spill_dir(&dir)
-        .build()
-        .unwrap();
+    let ctx = one_thread_ctx(1 << 20, &dir);
     // The limit is full.
     let a: Vec<_> = (0..4).map(|i| ctx.to_chunk(block(i as f32))).collect();
     assert_eq!(ctx.memory_stats().spills, 0);
