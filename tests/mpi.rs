@@ -154,6 +154,33 @@ fn rank_checks() {
     let v = ctx.spawn_remote_with(on(1), ones, (1usize << 20,));
     let s = ctx.spawn_remote_with(on(2), total, (&v,));
     assert_eq!(s.fetch().unwrap(), (1u64 << 20) as f64);
+    // Ranks 1 and 2 fetch 4 MiB blocks from each other at the same time: each answer
+    // waits for a receiver that is itself answering.
+    let n = 1usize << 19;
+    let made: Vec<_> = (0..4)
+        .map(|_| {
+            (
+                ctx.spawn_remote_with(on(1), ones, (n,)),
+                ctx.spawn_remote_with(on(2), ones, (n,)),
+            )
+        })
+        .collect();
+    for (a, b) in &made {
+        a.wait();
+        b.wait();
+    }
+    let crossed: Vec<_> = made
+        .iter()
+        .flat_map(|(a, b)| {
+            [
+                ctx.spawn_remote_with(on(2), total, (a,)),
+                ctx.spawn_remote_with(on(1), total, (b,)),
+            ]
+        })
+        .collect();
+    for t in &crossed {
+        assert_eq!(t.fetch().unwrap(), n as f64);
+    }
     let err = ctx
         .spawn_remote_with(on(2), boom, (7,))
         .fetch()

@@ -396,6 +396,23 @@ fn a_rank_that_dies_fails_what_waits_on_it_within_seconds() {
     });
 }
 
+#[test]
+fn a_small_result_comes_to_the_head_with_its_completion() {
+    within(60, "results along", || {
+        let (ctx, _received, ranks) = counted_group(1);
+        let small = ctx.spawn_remote_with(on(1), add1, (1,));
+        // 80 KB: too large to come along; it stays on rank 1 until fetched.
+        let large = ctx.spawn_remote_with(on(1), ones, (10_000usize,));
+        small.wait();
+        large.wait();
+        ranks[0].kill();
+        // The small value is on the head already; the large one was only on rank 1.
+        assert_eq!(small.fetch().unwrap(), 2);
+        let e = large.fetch().unwrap_err();
+        assert!(common::chain(&e).contains("rank 1"), "{e}");
+    });
+}
+
 fn ones32(n: usize) -> Vec<f32> {
     vec![1.0; n]
 }

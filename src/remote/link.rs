@@ -15,6 +15,7 @@ use super::protocol::{Failure, Msg};
 /// A reply: its message, the frame it came in, and where the frame's payload starts.
 pub(crate) type Reply = (Msg, Vec<u8>, usize);
 use super::transport::{Transport, TransportError};
+use super::wire;
 use super::{RemoteCause, RemoteError};
 use crate::processor::{Completion, TaskFailure};
 use crate::value::Value;
@@ -26,7 +27,9 @@ pub(crate) enum Pending {
         rank: usize,
         done: Completion,
         keep: Vec<Value>,
-        on_done: Box<dyn FnOnce(u64, String, u64) -> Value + Send>,
+        /// Makes the head's handle from the object's number, its size, and its value when it
+        /// came along.
+        on_done: Box<dyn FnOnce(u64, u64, Option<Value>) -> Value + Send>,
     },
     /// A reply (`Value` or `Pong`) from `rank`.
     Reply {
@@ -315,6 +318,7 @@ impl Link {
                 obj,
                 type_name,
                 bytes,
+                inline,
             } => match self.take(req) {
                 Some(Pending::Task {
                     done,
@@ -322,7 +326,11 @@ impl Link {
                     on_done,
                     ..
                 }) => {
-                    done.complete(Ok(on_done(obj, type_name, bytes)));
+                    // A value that does not decode here is fetched when wanted instead.
+                    let value = inline
+                        .then(|| wire::decode_value(&type_name, &frame[at..]).ok())
+                        .flatten();
+                    done.complete(Ok(on_done(obj, bytes, value)));
                     drop(keep);
                 }
                 Some(p) => p.fail(RemoteError::Protocol {

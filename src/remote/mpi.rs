@@ -1,15 +1,23 @@
 //! The MPI transport (cargo feature `mpi`): ranks are the processes `mpirun` started.
 //!
-//! MPI is initialized with `MPI_THREAD_MULTIPLE`: any thread sends (a blocking standard
-//! send, which the receiving rank always matches), and one thread per rank receives every
-//! message by probing for any source, so no send can wait on a rank that is itself sending.
+//! MPI is initialized with `MPI_THREAD_MULTIPLE`. Any thread sends; the thread that
+//! consumes messages (the head's link, a worker's serving loop) probes for them itself, so
+//! a message reaches the code that handles it without passing between threads.
+//!
+//! A send is non-blocking underneath: while it waits for its receiver (a large message
+//! waits until the receiver takes it), the sending thread takes in what other ranks send
+//! to this one and queues it for the consumer. Two ranks sending large messages to each
+//! other at once therefore both get through, whichever threads are sending. The queue and
+//! the probe share one lock, so messages from a rank are still consumed in the order they
+//! were sent.
+//!
 //! The protocol uses one tag; [`MpiTransport::ping_pong`] measures raw MPI on another.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use mpi::environment::Universe;
 use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -23,6 +31,12 @@ use super::transport::{Transport, TransportError};
 const PROTOCOL: i32 = 0;
 /// The tag of raw ping-pongs.
 const RAW: i32 = 1;
+/// How long after the last message a waiting consumer keeps polling (yielding the core
+/// between polls) before it polls only every [`IDLE_POLL`], leaving the cores to ranks
+/// that compute.
+const BUSY_AFTER_MESSAGE: Duration = Duration::from_millis(2);
+/// How often an idle rank polls.
+const IDLE_POLL: Duration = Duration::from_micros(200);
 use super::RemoteError;
 use crate::context::{Context, ContextBuilder};
 
@@ -30,9 +44,12 @@ use crate::context::{Context, ContextBuilder};
 pub struct MpiTransport {
     rank: usize,
     size: usize,
-    inbox: Receiver<(usize, Vec<u8>)>,
-    stop: Arc<AtomicBool>,
-    receiver: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Messages a sending thread took in while its own send waited, oldest first.
+    inbox: Mutex<VecDeque<(usize, Vec<u8>)>>,
+    stop: AtomicBool,
+    epoch: Instant,
+    /// When the last message arrived, in µs since `epoch`.
+    last_message_us: AtomicU64,
     universe: Mutex<Option<Universe>>,
 }
 
@@ -46,7 +63,7 @@ impl std::fmt::Debug for MpiTransport {
 }
 
 impl MpiTransport {
-    /// Initializes MPI (once per process) and starts receiving.
+    /// Initializes MPI (once per process).
     pub fn init() -> Result<Arc<MpiTransport>, TransportError> {
         let (universe, level) = mpi::initialize_with_threading(Threading::Multiple).ok_or(
             TransportError::Unreachable {
@@ -64,53 +81,39 @@ impl MpiTransport {
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        let (tx, inbox) = crossbeam_channel::unbounded();
-        let stop = Arc::new(AtomicBool::new(false));
-        let receiver = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name(format!("dagger-mpi-recv{rank}"))
-                .spawn(move || {
-                    let world = SimpleCommunicator::world();
-                    let mut idle = 0u32;
-                    while !stop.load(Ordering::Acquire) {
-                        match world
-                            .any_process()
-                            .immediate_matched_probe_with_tag(PROTOCOL)
-                        {
-                            Some(probed) => {
-                                idle = 0;
-                                let (bytes, status) = probed.matched_receive_vec::<u8>();
-                                if tx.send((status.source_rank() as usize, bytes)).is_err() {
-                                    break;
-                                }
-                            }
-                            None => {
-                                // Spin briefly for latency, then back off so idle ranks
-                                // leave the cores to the ones computing.
-                                idle = idle.saturating_add(1);
-                                if idle < 2_000 {
-                                    std::thread::yield_now();
-                                } else {
-                                    std::thread::sleep(Duration::from_micros(200));
-                                }
-                            }
-                        }
-                    }
-                })
-                .map_err(|e| TransportError::Unreachable {
-                    rank,
-                    reason: format!("could not start the receiving thread: {e}"),
-                })?
-        };
         Ok(Arc::new(MpiTransport {
             rank,
             size,
-            inbox,
-            stop,
-            receiver: Mutex::new(Some(receiver)),
+            inbox: Mutex::new(VecDeque::new()),
+            stop: AtomicBool::new(false),
+            epoch: Instant::now(),
+            last_message_us: AtomicU64::new(0),
             universe: Mutex::new(Some(universe)),
         }))
+    }
+
+    /// Takes one protocol message off MPI, if one has arrived, into the queue (`queue`)
+    /// or for the caller. The lock keeps the order of arrival.
+    fn take_in(&self, queue: bool) -> Option<(usize, Vec<u8>)> {
+        let mut inbox = self.inbox.lock();
+        if !queue {
+            if let Some(m) = inbox.pop_front() {
+                return Some(m);
+            }
+        }
+        let probed = SimpleCommunicator::world()
+            .any_process()
+            .immediate_matched_probe_with_tag(PROTOCOL)?;
+        let (bytes, status) = probed.matched_receive_vec::<u8>();
+        let m = (status.source_rank() as usize, bytes);
+        self.last_message_us
+            .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if queue {
+            inbox.push_back(m);
+            None
+        } else {
+            Some(m)
+        }
     }
 
     /// A raw MPI ping-pong of `bytes`-byte messages between rank 0 and `peer`, `reps` round
@@ -144,12 +147,10 @@ impl MpiTransport {
         }
     }
 
-    /// Stops receiving and finalizes MPI. Nothing can be sent or received afterwards.
+    /// Stops and finalizes MPI. Nothing can be sent or received afterwards; the thread
+    /// consuming messages must have stopped.
     pub fn finalize(&self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.receiver.lock().take() {
-            let _ = t.join();
-        }
         // Dropping the universe calls MPI_Finalize.
         drop(self.universe.lock().take());
     }
@@ -175,17 +176,47 @@ impl Transport for MpiTransport {
             return Err(TransportError::Closed);
         }
         // Errors abort the job under MPI's default error handler.
-        SimpleCommunicator::world()
-            .process_at_rank(to as i32)
-            .send_with_tag(&bytes[..], PROTOCOL);
+        let world = SimpleCommunicator::world();
+        mpi::request::scope(|scope| {
+            let mut req = world.process_at_rank(to as i32).immediate_send_with_tag(
+                scope,
+                &bytes[..],
+                PROTOCOL,
+            );
+            loop {
+                match req.test() {
+                    Ok(_) => break,
+                    Err(r) => req = r,
+                }
+                // Take in what others send meanwhile: they may be waiting on us.
+                if self.take_in(true).is_none() {
+                    std::thread::yield_now();
+                }
+            }
+        });
         Ok(())
     }
 
     fn recv_timeout(&self, timeout: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
-        match self.inbox.recv_timeout(timeout) {
-            Ok(m) => Ok(Some(m)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(TransportError::Closed),
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return Err(TransportError::Closed);
+            }
+            if let Some(m) = self.take_in(false) {
+                return Ok(Some(m));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let since = (now.duration_since(self.epoch).as_micros() as u64)
+                .saturating_sub(self.last_message_us.load(Ordering::Relaxed));
+            if Duration::from_micros(since) < BUSY_AFTER_MESSAGE {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(IDLE_POLL.min(deadline - now));
+            }
         }
     }
 

@@ -1,20 +1,25 @@
 //! The messages ranks exchange, encoded with postcard. A frame is the length of the
 //! encoded message (4 bytes, little-endian), the message, then a payload: the encoded
-//! value a `Value` reply carries, written and read in place so that a large block is not
-//! copied again on its way. Smaller values travel inside messages as [`Bytes`] (raw for
+//! value a `Value` reply (or a small result's `Done`) carries, written and read in place so
+//! that a large block is not copied again on its way. Smaller values travel inside messages as [`Bytes`] (raw for
 //! numeric vectors); everything else is a few integers and names.
 //!
 //! Head → worker: `Run` (a task on one of the worker's processors), `Free` (objects whose
 //! last handle dropped), `Shutdown`. Worker → head: `Hello` (its processors), `Done` /
-//! `Failed` (a task's outcome; the value stays on the worker). Any → owner: `Fetch` (an
-//! object's value), answered by `Value`; a worker fetches the inputs it does not hold
-//! straight from their owner, never through the head, and keeps the copy (a replica) for
-//! the next task that reads it until the head says `Forget`. `Ping`/`Pong` measure links;
+//! `Failed` (a task's outcome; the value stays on the worker, and a result of at most
+//! [`INLINE_MAX`] bytes comes along too, so fetching it needs no second round trip).
+//! Any → owner: `Fetch` (an object's value), answered by `Value`; a worker fetches the
+//! inputs it does not hold straight from their owner, never through the head, and keeps
+//! the copy (a replica) for the next task that reads it until the head says `Forget`. `Ping`/`Pong` measure links;
 //! `Heartbeat` says a rank is alive.
 
 use serde::{Deserialize, Serialize};
 
 use super::wire::Bytes;
+
+/// The largest encoded result a `Done` carries along (bytes): small enough that sending
+/// it costs about what the message itself does.
+pub(crate) const INLINE_MAX: u64 = 16 << 10;
 
 /// One processor of a worker, as it describes itself to the head.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -84,11 +89,14 @@ pub(crate) enum Msg {
         work: Work,
         args: Vec<Arg>,
     },
+    /// A task finished; its result stays on the worker as object `obj`. A small result
+    /// also travels in the frame's payload (`inline`), so that fetching it costs nothing.
     Done {
         req: u64,
         obj: u64,
         type_name: String,
         bytes: u64,
+        inline: bool,
     },
     Failed {
         req: u64,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::protocol::{Arg, Failure, Msg, ProcDesc, Work};
+use super::protocol::{Arg, Failure, Msg, ProcDesc, Work, INLINE_MAX};
 use super::transport::{Transport, TransportError};
 use super::wire::{self, WireError};
 use super::{registry, RemoteError};
@@ -36,10 +36,14 @@ struct Shared {
 
 impl Shared {
     fn send(&self, to: usize, m: &Msg) {
+        self.send_frame(to, m.encode());
+    }
+
+    fn send_frame(&self, to: usize, frame: Vec<u8>) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = self.t.send(to, m.encode()) {
+        if let Err(e) = self.t.send(to, frame) {
             tracing::warn!("rank {} could not send to rank {to}: {e}", self.t.rank());
         }
     }
@@ -428,15 +432,23 @@ fn start(ctx: &Context, shared: &Arc<Shared>, req: u64, w: Waiting) {
                 .unwrap_or_else(|| d.bytes_to_host().max(d.managed_bytes()));
             let type_name = d.type_name().to_owned();
             shared.store.lock().insert(obj, d.clone());
-            shared.send(
-                0,
-                &Msg::Done {
-                    req,
-                    obj,
-                    type_name,
-                    bytes,
-                },
-            );
+            // A small host value goes along, so the head need not ask for it.
+            let small = d.peek().filter(|_| bytes <= INLINE_MAX);
+            let done = |inline| Msg::Done {
+                req,
+                obj,
+                type_name: type_name.clone(),
+                bytes,
+                inline,
+            };
+            let frame = small
+                .and_then(|v| {
+                    done(true)
+                        .encode_with(|out| wire::encode_value_into(&v, out).map(|_| ()))
+                        .ok()
+                })
+                .unwrap_or_else(|| done(false).encode());
+            shared.send_frame(0, frame);
         }
         Err(e) => shared.send(
             0,

@@ -159,7 +159,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Wire for T {
     fn encoded_len(&self) -> u64 {
         match pod_bytes(self) {
             Some(b) => b.len() as u64,
-            None => std::mem::size_of::<T>() as u64,
+            // Walks the value without writing it.
+            None => postcard::experimental::serialized_size(self)
+                .map_or(std::mem::size_of::<T>() as u64, |n| n as u64),
         }
     }
 }
