@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::within;
 use dagger::prelude::*;
-use dagger::remote::{Fallible, InProcessTransport, Transport, TransportError};
+use dagger::remote::{Body, Fallible, InProcessTransport, Incoming, Transport, TransportError};
 use dagger::{ProcessorKind, TaskError, WgslKernel};
 
 fn add1(x: i64) -> i64 {
@@ -393,6 +393,126 @@ fn a_rank_that_dies_fails_what_waits_on_it_within_seconds() {
         // Its objects are gone with it.
         let e = ctx.spawn(|x: i64| x, (&held,)).fetch();
         assert!(e.is_ok() || e.unwrap_err().to_string().contains("rank 2"));
+    });
+}
+
+/// Bodies in flight, by number, shared by the ranks of one group.
+type Bodies = Arc<parking_lot::Mutex<std::collections::HashMap<u64, Vec<u8>>>>;
+
+/// An in-process transport that keeps bodies apart from their frames, as the MPI one
+/// does: a frame says whether a body follows, and the body waits in a shared table until
+/// its receiver takes it.
+struct Apart {
+    inner: Arc<InProcessTransport>,
+    bodies: Bodies,
+    next: Arc<std::sync::atomic::AtomicU64>,
+    apart: Arc<AtomicUsize>,
+}
+
+impl Transport for Apart {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&bytes);
+        self.inner.send(to, framed)
+    }
+    fn send_with_body(&self, to: usize, frame: Vec<u8>, body: &[u8]) -> Result<(), TransportError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.bodies.lock().insert(id, body.to_vec());
+        self.apart.fetch_add(1, Ordering::Relaxed);
+        let mut framed = vec![1u8];
+        framed.extend_from_slice(&id.to_le_bytes());
+        framed.extend_from_slice(&frame);
+        self.inner.send(to, framed)
+    }
+    fn recv_message(&self, t: Duration) -> Result<Option<Incoming>, TransportError> {
+        let Some((from, framed)) = self.inner.recv_timeout(t)? else {
+            return Ok(None);
+        };
+        if framed[0] == 0 {
+            let frame = framed[1..].to_vec();
+            return Ok(Some(Incoming {
+                from,
+                frame,
+                body: None,
+            }));
+        }
+        let id = u64::from_le_bytes(framed[1..9].try_into().unwrap());
+        let frame = framed[9..].to_vec();
+        let len = self.bodies.lock()[&id].len();
+        let bodies = self.bodies.clone();
+        let body = Body::new(len, move |buf| {
+            buf.copy_from_slice(&bodies.lock().remove(&id).expect("a body is taken once"));
+            Ok(())
+        });
+        Ok(Some(Incoming {
+            from,
+            frame,
+            body: Some(body),
+        }))
+    }
+    fn recv_timeout(&self, t: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
+        Ok(self.recv_message(t)?.map(|m| {
+            let mut frame = m.frame;
+            if let Some(b) = m.body {
+                frame.extend_from_slice(&b.recv_vec().unwrap());
+            }
+            (m.from, frame)
+        }))
+    }
+}
+
+#[test]
+fn large_numeric_values_travel_as_bodies_apart_between_any_two_ranks() {
+    within(60, "bodies apart", || {
+        let bodies: Bodies = Default::default();
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let apart = Arc::new(AtomicUsize::new(0));
+        let mut ranks: Vec<Arc<dyn Transport>> = InProcessTransport::group(3)
+            .into_iter()
+            .map(|inner| {
+                Arc::new(Apart {
+                    inner,
+                    bodies: bodies.clone(),
+                    next: next.clone(),
+                    apart: apart.clone(),
+                }) as Arc<dyn Transport>
+            })
+            .collect();
+        let head = ranks.remove(0);
+        for t in ranks {
+            std::thread::spawn(move || Context::builder().threads(1).gpus(false).join(t));
+        }
+        let ctx = Context::builder()
+            .threads(1)
+            .gpus(false)
+            .join(head)
+            .unwrap()
+            .unwrap();
+        let n = 100_000usize;
+        // Made on rank 1, read on rank 2 (a worker receives the body), fetched by the head.
+        let v = ctx.spawn_remote_with(on(1), ones, (n,));
+        let s = ctx.spawn_remote_with(on(2), total, (&v,));
+        assert_eq!(s.fetch().unwrap(), n as f64);
+        assert_eq!(
+            apart.load(Ordering::Relaxed),
+            1,
+            "rank 1 sent its vector apart"
+        );
+        assert_eq!(v.fetch().unwrap(), vec![1.0; n]);
+        let w = ctx.spawn_remote_with(on(2), ones32, (n,));
+        assert_eq!(w.fetch().unwrap(), vec![1.0f32; n]);
+        assert_eq!(apart.load(Ordering::Relaxed), 3, "every fetch of a vector");
+        assert!(bodies.lock().is_empty(), "every body was received");
+        // Other values still travel inside their frames.
+        let words = ctx.spawn_remote_with(on(1), make_shipped, (5000usize,));
+        assert_eq!(words.fetch().unwrap().data.len(), 5000);
+        assert_eq!(apart.load(Ordering::Relaxed), 3);
     });
 }
 

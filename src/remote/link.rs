@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
-use super::protocol::{Failure, Msg};
+use super::protocol::{Failure, Msg, Payload};
 
-/// A reply: its message, the frame it came in, and where the frame's payload starts.
-pub(crate) type Reply = (Msg, Vec<u8>, usize);
-use super::transport::{Transport, TransportError};
-use super::wire;
+/// A reply: its message and the value it carries.
+pub(crate) type Reply = (Msg, Payload);
+use super::transport::{Incoming, Transport, TransportError};
 use super::{RemoteCause, RemoteError};
 use crate::processor::{Completion, TaskFailure};
 use crate::value::Value;
@@ -182,21 +181,17 @@ impl Link {
         }
     }
 
-    /// Fetches the value of object `obj` from `rank`: its type's name, and the frame
-    /// whose payload from the offset is its encoding.
-    pub(crate) fn fetch(
-        &self,
-        rank: usize,
-        obj: u64,
-    ) -> Result<(String, Vec<u8>, usize), RemoteError> {
+    /// Fetches the value of object `obj` from `rank`: its type's name, and where its
+    /// encoding is.
+    pub(crate) fn fetch(&self, rank: usize, obj: u64) -> Result<(String, Payload), RemoteError> {
         match self.request(rank, |req| Msg::Fetch { req, obj })? {
-            (Msg::Value { value: Ok(t), .. }, frame, at) => Ok((t, frame, at)),
-            (Msg::Value { value: Err(e), .. }, ..) => Err(RemoteError::Fetch {
+            (Msg::Value { value: Ok(t), .. }, payload) => Ok((t, payload)),
+            (Msg::Value { value: Err(e), .. }, _) => Err(RemoteError::Fetch {
                 rank,
                 obj,
                 message: e,
             }),
-            (other, ..) => Err(RemoteError::Protocol {
+            (other, _) => Err(RemoteError::Protocol {
                 rank,
                 message: format!("expected a value, got {other:?}"),
             }),
@@ -266,13 +261,13 @@ impl Link {
             r.last_seen_ms.store(self.now_ms(), Ordering::Relaxed);
         }
         while !self.is_stopped() {
-            match self.t.recv_timeout(Duration::from_millis(20)) {
-                Ok(Some((from, bytes))) => {
+            match self.t.recv_message(Duration::from_millis(20)) {
+                Ok(Some(Incoming { from, frame, body })) => {
                     self.ranks[from]
                         .last_seen_ms
                         .store(self.now_ms(), Ordering::Relaxed);
-                    match Msg::decode(&bytes) {
-                        Ok((m, at)) => self.dispatch(from, m, bytes, at),
+                    match Payload::split(frame, body) {
+                        Ok((m, payload)) => self.dispatch(from, m, payload),
                         Err(e) => self.lose(from, format!("it sent an undecodable message: {e}")),
                     }
                 }
@@ -311,7 +306,7 @@ impl Link {
         self.pending.lock().remove(&req)
     }
 
-    fn dispatch(&self, from: usize, m: Msg, frame: Vec<u8>, at: usize) {
+    fn dispatch(&self, from: usize, m: Msg, payload: Payload) {
         match m {
             Msg::Done {
                 req,
@@ -327,9 +322,7 @@ impl Link {
                     ..
                 }) => {
                     // A value that does not decode here is fetched when wanted instead.
-                    let value = inline
-                        .then(|| wire::decode_value(&type_name, &frame[at..]).ok())
-                        .flatten();
+                    let value = inline.then(|| payload.decode(&type_name).ok()).flatten();
                     done.complete(Ok(on_done(obj, bytes, value)));
                     drop(keep);
                 }
@@ -353,7 +346,7 @@ impl Link {
             }
             Msg::Value { req, .. } | Msg::Pong { req, .. } => {
                 if let Some(Pending::Reply { tx, .. }) = self.take(req) {
-                    let _ = tx.send(Ok((m, frame, at)));
+                    let _ = tx.send(Ok((m, payload)));
                 }
             }
             Msg::Heartbeat | Msg::Hello { .. } => {}

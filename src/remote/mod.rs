@@ -70,7 +70,7 @@ pub use mpi::MpiTransport;
 pub use registry::{registered, Fallible, RemoteCallable};
 #[doc(hidden)]
 pub use registry::{Registration, RemoteFnEntry};
-pub use transport::{InProcessTransport, Transport, TransportError};
+pub use transport::{Body, InProcessTransport, Incoming, Transport, TransportError};
 pub use wire::{register_pod, register_type, Wire, WireError};
 
 use std::any::TypeId;
@@ -80,7 +80,7 @@ use std::time::{Duration, Instant};
 use crate::chunk::{Chunk, Data};
 use crate::context::{Context, ContextBuilder, ProcessSpec, RemoteProcSpec};
 use crate::options::Options;
-use crate::processor::Body;
+use crate::processor::Body as TaskBody;
 use crate::task::args::{Dep, Deps};
 use crate::task::DTask;
 use crate::value::Value;
@@ -450,7 +450,7 @@ impl Context {
     {
         let mut deps = Deps::default();
         args.register(&mut deps);
-        let body: Body = Box::new(move |inputs: &[Value]| f.call(inputs));
+        let body: TaskBody = Box::new(move |inputs: &[Value]| f.call(inputs));
         let portable = registry::is_registered::<F>();
         DTask::from_core(self.submit_task(
             std::any::type_name::<F>(),

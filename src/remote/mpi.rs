@@ -11,7 +11,12 @@
 //! the probe share one lock, so messages from a rank are still consumed in the order they
 //! were sent.
 //!
-//! The protocol uses one tag; [`MpiTransport::ping_pong`] measures raw MPI on another.
+//! A large body ([`Transport::send_with_body`]) is sent from the sender's own memory as a
+//! message of its own, on a tag named in the header before it; the receiver takes it
+//! straight into the buffer it will keep (see [`Body`]). Neither side copies it.
+//!
+//! Protocol messages use one tag and headers of bodies another;
+//! [`MpiTransport::ping_pong`] measures raw MPI on a third.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,12 +30,21 @@ use mpi::traits::{Destination, Source};
 use mpi::Threading;
 use parking_lot::Mutex;
 
-use super::transport::{Transport, TransportError};
+use super::transport::{Body, Incoming, Transport, TransportError};
 
 /// The tag of protocol messages.
 const PROTOCOL: i32 = 0;
 /// The tag of raw ping-pongs.
 const RAW: i32 = 1;
+/// The tag of frames whose body follows apart: 8 bytes of body length and 4 of its tag
+/// (little-endian), then the frame.
+const HEADER: i32 = 2;
+/// Bodies take tags from here to [`BODY_TAG_END`] (the least upper bound MPI promises), in
+/// turn, so that bodies sent from several threads at once never mix.
+const BODY_TAG_START: i32 = 16;
+const BODY_TAG_END: i32 = 32_767;
+/// Bodies smaller than this go inside their frame: a copy costs less than a message.
+const BODY_APART_MIN: usize = 64 << 10;
 /// How long after the last message a waiting consumer keeps polling (yielding the core
 /// between polls) before it polls only every [`IDLE_POLL`], leaving the cores to ranks
 /// that compute.
@@ -45,7 +59,9 @@ pub struct MpiTransport {
     rank: usize,
     size: usize,
     /// Messages a sending thread took in while its own send waited, oldest first.
-    inbox: Mutex<VecDeque<(usize, Vec<u8>)>>,
+    inbox: Mutex<VecDeque<Incoming>>,
+    /// The next body's tag, counted from [`BODY_TAG_START`].
+    next_body: AtomicU64,
     stop: AtomicBool,
     epoch: Instant,
     /// When the last message arrived, in µs since `epoch`.
@@ -85,6 +101,7 @@ impl MpiTransport {
             rank,
             size,
             inbox: Mutex::new(VecDeque::new()),
+            next_body: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             epoch: Instant::now(),
             last_message_us: AtomicU64::new(0),
@@ -94,18 +111,45 @@ impl MpiTransport {
 
     /// Takes one protocol message off MPI, if one has arrived, into the queue (`queue`)
     /// or for the caller. The lock keeps the order of arrival.
-    fn take_in(&self, queue: bool) -> Option<(usize, Vec<u8>)> {
+    fn take_in(&self, queue: bool) -> Option<Incoming> {
         let mut inbox = self.inbox.lock();
         if !queue {
             if let Some(m) = inbox.pop_front() {
                 return Some(m);
             }
         }
-        let probed = SimpleCommunicator::world()
+        let world = SimpleCommunicator::world();
+        let m = if let Some(probed) = world
             .any_process()
-            .immediate_matched_probe_with_tag(PROTOCOL)?;
-        let (bytes, status) = probed.matched_receive_vec::<u8>();
-        let m = (status.source_rank() as usize, bytes);
+            .immediate_matched_probe_with_tag(PROTOCOL)
+        {
+            let (frame, status) = probed.matched_receive_vec::<u8>();
+            Incoming {
+                from: status.source_rank() as usize,
+                frame,
+                body: None,
+            }
+        } else {
+            let probed = world
+                .any_process()
+                .immediate_matched_probe_with_tag(HEADER)?;
+            let (header, status) = probed.matched_receive_vec::<u8>();
+            let from = status.source_rank() as usize;
+            let (body, frame) = body_of(from, header);
+            // A thread taking messages in while it sends receives the body at once: its
+            // sender may be waiting on this very rank's send.
+            let body = match body {
+                Some(b) if queue => {
+                    let bytes = b.recv_vec().unwrap_or_default();
+                    Some(Body::new(bytes.len(), move |buf| {
+                        buf.copy_from_slice(&bytes);
+                        Ok(())
+                    }))
+                }
+                other => other,
+            };
+            Incoming { from, frame, body }
+        };
         self.last_message_us
             .store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
         if queue {
@@ -114,6 +158,35 @@ impl MpiTransport {
         } else {
             Some(m)
         }
+    }
+
+    /// Sends `parts` (each a tag and its bytes) without blocking and waits for all of them,
+    /// taking in what others send meanwhile: they may be waiting on this rank.
+    fn send_parts(&self, to: usize, parts: &[(i32, &[u8])]) {
+        // Errors abort the job under MPI's default error handler.
+        let world = SimpleCommunicator::world();
+        let peer = world.process_at_rank(to as i32);
+        mpi::request::scope(|scope| {
+            let mut reqs: Vec<_> = parts
+                .iter()
+                .map(|&(tag, bytes)| Some(peer.immediate_send_with_tag(scope, bytes, tag)))
+                .collect();
+            loop {
+                for r in reqs.iter_mut() {
+                    if let Some(req) = r.take() {
+                        if let Err(req) = req.test() {
+                            *r = Some(req);
+                        }
+                    }
+                }
+                if reqs.iter().all(Option::is_none) {
+                    break;
+                }
+                if self.take_in(true).is_none() {
+                    std::thread::yield_now();
+                }
+            }
+        });
     }
 
     /// A raw MPI ping-pong of `bytes`-byte messages between rank 0 and `peer`, `reps` round
@@ -156,6 +229,46 @@ impl MpiTransport {
     }
 }
 
+impl MpiTransport {
+    fn check(&self, to: usize) -> Result<(), TransportError> {
+        if to >= self.size {
+            return Err(TransportError::NoSuchRank {
+                rank: to,
+                size: self.size,
+            });
+        }
+        if self.stop.load(Ordering::Acquire) {
+            return Err(TransportError::Closed);
+        }
+        Ok(())
+    }
+}
+
+/// The body announced by a header from `from`, and the frame after it. A header too short
+/// to name a body is passed on as the frame, for the protocol to reject.
+fn body_of(from: usize, header: Vec<u8>) -> (Option<Body>, Vec<u8>) {
+    if header.len() < 12 {
+        return (None, header);
+    }
+    let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
+    let tag = i32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    let body = Body::new(len, move |buf| {
+        let status = SimpleCommunicator::world()
+            .process_at_rank(from as i32)
+            .receive_into_with_tag(buf, tag);
+        let got = status.count(<u8 as mpi::datatype::Equivalence>::equivalent_datatype()) as usize;
+        if got == len {
+            Ok(())
+        } else {
+            Err(TransportError::Unreachable {
+                rank: from,
+                reason: format!("a body of {len} bytes came with {got}"),
+            })
+        }
+    });
+    (Some(body), header[12..].to_vec())
+}
+
 impl Transport for MpiTransport {
     fn rank(&self) -> usize {
         self.rank
@@ -166,38 +279,29 @@ impl Transport for MpiTransport {
     }
 
     fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
-        if to >= self.size {
-            return Err(TransportError::NoSuchRank {
-                rank: to,
-                size: self.size,
-            });
-        }
-        if self.stop.load(Ordering::Acquire) {
-            return Err(TransportError::Closed);
-        }
-        // Errors abort the job under MPI's default error handler.
-        let world = SimpleCommunicator::world();
-        mpi::request::scope(|scope| {
-            let mut req = world.process_at_rank(to as i32).immediate_send_with_tag(
-                scope,
-                &bytes[..],
-                PROTOCOL,
-            );
-            loop {
-                match req.test() {
-                    Ok(_) => break,
-                    Err(r) => req = r,
-                }
-                // Take in what others send meanwhile: they may be waiting on us.
-                if self.take_in(true).is_none() {
-                    std::thread::yield_now();
-                }
-            }
-        });
+        self.check(to)?;
+        self.send_parts(to, &[(PROTOCOL, &bytes)]);
         Ok(())
     }
 
-    fn recv_timeout(&self, timeout: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
+    fn send_with_body(&self, to: usize, frame: Vec<u8>, body: &[u8]) -> Result<(), TransportError> {
+        if body.len() < BODY_APART_MIN {
+            let mut frame = frame;
+            frame.extend_from_slice(body);
+            return self.send(to, frame);
+        }
+        self.check(to)?;
+        let span = (BODY_TAG_END - BODY_TAG_START) as u64;
+        let tag = BODY_TAG_START + (self.next_body.fetch_add(1, Ordering::Relaxed) % span) as i32;
+        let mut header = Vec::with_capacity(12 + frame.len());
+        header.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        header.extend_from_slice(&tag.to_le_bytes());
+        header.extend_from_slice(&frame);
+        self.send_parts(to, &[(HEADER, &header), (tag, body)]);
+        Ok(())
+    }
+
+    fn recv_message(&self, timeout: Duration) -> Result<Option<Incoming>, TransportError> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.stop.load(Ordering::Acquire) {
@@ -218,6 +322,19 @@ impl Transport for MpiTransport {
                 std::thread::sleep(IDLE_POLL.min(deadline - now));
             }
         }
+    }
+
+    fn recv_timeout(&self, timeout: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
+        let Some(m) = self.recv_message(timeout)? else {
+            return Ok(None);
+        };
+        let mut frame = m.frame;
+        if let Some(body) = m.body {
+            let at = frame.len();
+            frame.resize(at + body.len(), 0);
+            body.recv_into(&mut frame[at..])?;
+        }
+        Ok(Some((m.from, frame)))
     }
 
     fn name(&self) -> &'static str {

@@ -40,8 +40,8 @@ impl RemoteObj {
         if let Some(v) = self.host.get() {
             return Ok(v.clone());
         }
-        let (type_name, frame, at) = self.link.fetch(self.rank, self.obj)?;
-        let v = wire::decode_value(&type_name, &frame[at..])?;
+        let (type_name, payload) = self.link.fetch(self.rank, self.obj)?;
+        let v = payload.decode(&type_name)?;
         Ok(self.host.get_or_init(|| v).clone())
     }
 }

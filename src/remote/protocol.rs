@@ -1,7 +1,10 @@
 //! The messages ranks exchange, encoded with postcard. A frame is the length of the
 //! encoded message (4 bytes, little-endian), the message, then a payload: the encoded
 //! value a `Value` reply (or a small result's `Done`) carries, written and read in place so
-//! that a large block is not copied again on its way. Smaller values travel inside messages as [`Bytes`] (raw for
+//! that a large block is not copied again on its way. A numeric vector in a `Value` reply
+//! goes as a body apart instead where the transport can keep one
+//! ([`Transport::send_with_body`](super::Transport::send_with_body)): sent from the
+//! value's memory, received into the vector that keeps it ([`Payload`]). Smaller values travel inside messages as [`Bytes`] (raw for
 //! numeric vectors); everything else is a few integers and names.
 //!
 //! Head → worker: `Run` (a task on one of the worker's processors), `Free` (objects whose
@@ -15,7 +18,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::Bytes;
+use super::transport::Body;
+use super::wire::{self, Bytes, WireError};
+use crate::value::Value;
 
 /// The largest encoded result a `Done` carries along (bytes): small enough that sending
 /// it costs about what the message itself does.
@@ -131,6 +136,37 @@ pub(crate) enum Msg {
         owner: u32,
         objs: Vec<u64>,
     },
+}
+
+/// Where the value a message carries is: after the message in its frame, or in a body
+/// that the transport kept apart.
+pub(crate) enum Payload {
+    /// The frame, and where the value's encoding starts in it.
+    Frame(Vec<u8>, usize),
+    /// A body still to be received.
+    Apart(Body),
+}
+
+impl Payload {
+    /// The message received as `frame` (with `body`, when one came apart) and its payload.
+    pub(crate) fn split(
+        frame: Vec<u8>,
+        body: Option<Body>,
+    ) -> Result<(Msg, Payload), postcard::Error> {
+        let (m, at) = Msg::decode(&frame)?;
+        Ok(match body {
+            Some(b) => (m, Payload::Apart(b)),
+            None => (m, Payload::Frame(frame, at)),
+        })
+    }
+
+    /// The value of type `type_name` it carries.
+    pub(crate) fn decode(self, type_name: &str) -> Result<Value, WireError> {
+        match self {
+            Payload::Frame(frame, at) => wire::decode_value(type_name, &frame[at..]),
+            Payload::Apart(body) => wire::recv_value(type_name, body),
+        }
+    }
 }
 
 impl Msg {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::protocol::{Arg, Failure, Msg, ProcDesc, Work, INLINE_MAX};
-use super::transport::{Transport, TransportError};
+use super::protocol::{Arg, Failure, Msg, Payload, ProcDesc, Work, INLINE_MAX};
+use super::transport::{Incoming, Transport, TransportError};
 use super::wire::{self, WireError};
 use super::{registry, RemoteError};
 use crate::chunk::Data;
@@ -143,7 +143,7 @@ pub(crate) fn serve(
     let mut next_pull = 1u64;
     let mut head_seen = Instant::now();
     let outcome = loop {
-        let (from, bytes) = match t.recv_timeout(Duration::from_millis(50)) {
+        let Incoming { from, frame, body } = match t.recv_message(Duration::from_millis(50)) {
             Ok(Some(m)) => m,
             Ok(None) => {
                 if head_seen.elapsed() > timeout {
@@ -160,7 +160,7 @@ pub(crate) fn serve(
         if from == 0 {
             head_seen = Instant::now();
         }
-        let (msg, at) = match Msg::decode(&bytes) {
+        let (msg, payload) = match Payload::split(frame, body) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("rank {me}: undecodable message from rank {from}: {e}");
@@ -238,7 +238,7 @@ pub(crate) fn serve(
                 let decoded = value
                     .map_err(|e| format!("fetching object {} from rank {}: {e}", key.1, key.0))
                     .and_then(|type_name| {
-                        wire::decode_value(&type_name, &bytes[at..]).map_err(|e| {
+                        payload.decode(&type_name).map_err(|e| {
                             format!(
                                 "object {} of rank {} could not be decoded: {e}",
                                 key.1, key.0
@@ -282,28 +282,45 @@ pub(crate) fn serve(
                     None => Err(format!("object {obj} is not on rank {me} (freed already?)")),
                     Some(d) => d.to_host().map_err(|e| e.to_string()),
                 };
-                // The encoding goes straight into the frame, after the message.
-                let frame = host.and_then(|v| {
-                    let type_name = wire::codec_of(v.type_id_of_value())
-                        .map(|c| c.type_name.to_owned())
-                        .ok_or_else(|| {
-                            WireError::Unregistered {
-                                type_name: v.type_name().to_owned(),
+                if shared.closed.load(Ordering::Acquire) {
+                    continue;
+                }
+                let sent = match host {
+                    // A numeric vector goes from its own memory, as a body apart where the
+                    // transport can keep it so.
+                    Ok(v) if wire::raw_value(&v).is_some() => {
+                        let (type_name, raw) = wire::raw_value(&v).expect("checked");
+                        let m = Msg::Value {
+                            req,
+                            value: Ok(type_name.to_owned()),
+                        };
+                        shared.t.send_with_body(from, m.encode(), raw)
+                    }
+                    // Anything else is encoded straight into the frame, after the message.
+                    host => {
+                        let frame = host.and_then(|v| {
+                            let type_name = wire::codec_of(v.type_id_of_value())
+                                .map(|c| c.type_name.to_owned())
+                                .ok_or_else(|| {
+                                    WireError::Unregistered {
+                                        type_name: v.type_name().to_owned(),
+                                    }
+                                    .to_string()
+                                })?;
+                            Msg::Value {
+                                req,
+                                value: Ok(type_name),
                             }
-                            .to_string()
-                        })?;
-                    Msg::Value {
-                        req,
-                        value: Ok(type_name),
+                            .encode_with(|out| wire::encode_value_into(&v, out).map(|_| ()))
+                            .map_err(|e| e.to_string())
+                        });
+                        let frame =
+                            frame.unwrap_or_else(|e| Msg::Value { req, value: Err(e) }.encode());
+                        shared.t.send(from, frame)
                     }
-                    .encode_with(|out| wire::encode_value_into(&v, out).map(|_| ()))
-                    .map_err(|e| e.to_string())
-                });
-                let frame = frame.unwrap_or_else(|e| Msg::Value { req, value: Err(e) }.encode());
-                if !shared.closed.load(Ordering::Acquire) {
-                    if let Err(e) = shared.t.send(from, frame) {
-                        tracing::warn!("rank {me} could not send to rank {from}: {e}");
-                    }
+                };
+                if let Err(e) = sent {
+                    tracing::warn!("rank {me} could not send to rank {from}: {e}");
                 }
             }
             Msg::Free { objs } => {

@@ -58,11 +58,107 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends `bytes` to rank `to`.
     fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError>;
     /// The next message from any rank, with its sender, or `None` if none came within
-    /// `timeout`.
+    /// `timeout`. A body sent apart ([`send_with_body`](Self::send_with_body)) comes
+    /// appended to its frame.
     fn recv_timeout(&self, timeout: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError>;
+    /// Sends `frame` followed by `body`, a large payload in the sender's own memory. A
+    /// transport that can move the body without copying it keeps it apart, and the
+    /// receiver takes it from [`Incoming::body`] straight into memory of its own choosing;
+    /// the default appends it to the frame.
+    fn send_with_body(&self, to: usize, frame: Vec<u8>, body: &[u8]) -> Result<(), TransportError> {
+        let mut frame = frame;
+        frame.extend_from_slice(body);
+        self.send(to, frame)
+    }
+    /// The next message like [`recv_timeout`](Self::recv_timeout), with its body apart
+    /// when it was sent apart. The default never has one.
+    fn recv_message(&self, timeout: Duration) -> Result<Option<Incoming>, TransportError> {
+        Ok(self.recv_timeout(timeout)?.map(|(from, frame)| Incoming {
+            from,
+            frame,
+            body: None,
+        }))
+    }
     /// A short name for logs and `dagger info` (`"in-process"`, `"mpi"`).
     fn name(&self) -> &'static str {
         "custom"
+    }
+}
+
+/// A message as it arrives: its sender, its frame, and its body when that travels apart.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The sender's rank.
+    pub from: usize,
+    /// The frame.
+    pub frame: Vec<u8>,
+    /// The body sent apart from the frame, still to be received.
+    pub body: Option<Body>,
+}
+
+type TakeBody = Box<dyn FnOnce(&mut [u8]) -> Result<(), TransportError> + Send>;
+
+/// The body of a message, sent apart from its frame and not received yet: the receiver
+/// gives it memory of the right size (a vector of the value's own element type, say), so
+/// it lands where it stays. A body dropped without being received is received and
+/// discarded, so that its sender is never left waiting.
+pub struct Body {
+    len: usize,
+    take: Option<TakeBody>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body").field("len", &self.len).finish()
+    }
+}
+
+impl Body {
+    /// A body of `len` bytes that `take` receives into a buffer of exactly that size.
+    pub fn new(
+        len: usize,
+        take: impl FnOnce(&mut [u8]) -> Result<(), TransportError> + Send + 'static,
+    ) -> Body {
+        Body {
+            len,
+            take: Some(Box::new(take)),
+        }
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Receives it into `buf`, which must hold exactly [`len`](Self::len) bytes.
+    ///
+    /// # Panics
+    /// If `buf` is another size.
+    pub fn recv_into(mut self, buf: &mut [u8]) -> Result<(), TransportError> {
+        assert_eq!(buf.len(), self.len, "a body is received whole");
+        let take = self.take.take().expect("a body is received once");
+        take(buf)
+    }
+
+    /// Receives it into a vector of its own.
+    pub fn recv_vec(self) -> Result<Vec<u8>, TransportError> {
+        let mut v = vec![0u8; self.len];
+        self.recv_into(&mut v)?;
+        Ok(v)
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let Some(take) = self.take.take() {
+            let mut scratch = vec![0u8; self.len];
+            let _ = take(&mut scratch);
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! How values cross process boundaries: [`Wire`] encodes `serde` types with postcard and
 //! numeric vectors as their raw bytes (bytemuck), never element by element; a registry of
 //! codecs by type lets type-erased [`Value`]s be encoded and decoded by their type's name,
-//! which every rank of one program agrees on.
+//! which every rank of one program agrees on. A numeric vector large enough to travel as
+//! a body apart ([`Body`]) is sent from its own memory and received into a vector of its
+//! own element type, so neither side copies it.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -11,6 +13,7 @@ use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::transport::{Body, TransportError};
 use crate::value::Value;
 
 /// Why a value could not be encoded or decoded.
@@ -41,6 +44,15 @@ pub enum WireError {
         type_name: &'static str,
         /// The byte count.
         len: usize,
+    },
+    /// A value's bytes, sent apart from its message, could not be received.
+    #[error("the bytes of a `{type_name}` could not be received")]
+    Body {
+        /// The type.
+        type_name: &'static str,
+        /// What the transport said.
+        #[source]
+        source: TransportError,
     },
     /// A value was not of the type its codec encodes.
     #[error("a codec for `{expected}` was given a `{found}`")]
@@ -173,6 +185,45 @@ pub(crate) struct Codec {
     encode: fn(&Value, &mut Vec<u8>) -> Result<(), WireError>,
     decode: fn(&[u8]) -> Result<Value, WireError>,
     len: fn(&Value) -> u64,
+    /// The value's memory, when its encoding is exactly that (a numeric vector).
+    raw: fn(&Value) -> Option<&[u8]>,
+    /// Receives a value whose encoding came as a body.
+    recv: fn(Body) -> Result<Value, WireError>,
+}
+
+fn raw_of<T: 'static>(v: &Value) -> Option<&[u8]> {
+    v.downcast_ref::<T>().and_then(pod_bytes)
+}
+
+/// Receives a `T` from `body`: a numeric vector straight into a vector of its element
+/// type (zeroed by the allocator, so untouched pages cost nothing), anything else through
+/// its encoding.
+fn recv_of<T: Wire>(body: Body) -> Result<Value, WireError> {
+    let failed = |source| WireError::Body {
+        type_name: std::any::type_name::<T>(),
+        source,
+    };
+    let id = TypeId::of::<T>();
+    macro_rules! try_vec {
+        ($t:ty) => {
+            if id == TypeId::of::<Vec<$t>>() {
+                let size = std::mem::size_of::<$t>();
+                if body.len() % size != 0 {
+                    return Err(WireError::Length {
+                        type_name: std::any::type_name::<T>(),
+                        len: body.len(),
+                    });
+                }
+                let mut v: Vec<$t> = vec![<$t>::default(); body.len() / size];
+                body.recv_into(bytemuck::cast_slice_mut::<$t, u8>(&mut v))
+                    .map_err(failed)?;
+                return Ok(Value::new(v));
+            }
+        };
+    }
+    pod_vecs!(try_vec);
+    let bytes = body.recv_vec().map_err(failed)?;
+    T::decode(&bytes).map(Value::new)
 }
 
 impl Codec {
@@ -188,6 +239,8 @@ impl Codec {
             },
             decode: |b| T::decode(b).map(Value::new),
             len: |v| v.downcast_ref::<T>().map_or(0, Wire::encoded_len),
+            raw: raw_of::<T>,
+            recv: recv_of::<T>,
         }
     }
 
@@ -289,6 +342,19 @@ pub fn register_pod<T: bytemuck::Pod + Send + Sync>() {
                 })
         },
         len: |_| std::mem::size_of::<T>() as u64,
+        raw: |v| v.downcast_ref::<T>().map(bytemuck::bytes_of),
+        recv: |body| {
+            let bytes = body.recv_vec().map_err(|source| WireError::Body {
+                type_name: std::any::type_name::<T>(),
+                source,
+            })?;
+            bytemuck::try_pod_read_unaligned::<T>(&bytes)
+                .map(Value::new)
+                .map_err(|_| WireError::Length {
+                    type_name: std::any::type_name::<T>(),
+                    len: bytes.len(),
+                })
+        },
     };
     codecs().write().add(id, codec);
 }
@@ -309,6 +375,20 @@ pub(crate) fn encode_value(v: &Value) -> Result<(&'static str, Vec<u8>), WireErr
     let mut out = Vec::with_capacity(codec.len(v) as usize + 16);
     codec.encode(v, &mut out)?;
     Ok((codec.type_name, out))
+}
+
+/// The type's name and memory of a value whose encoding is exactly its memory.
+pub(crate) fn raw_value(v: &Value) -> Option<(&'static str, &[u8])> {
+    let codec = codec_of(v.type_id_of_value())?;
+    (codec.raw)(v).map(|b| (codec.type_name, b))
+}
+
+/// A value of the type named `type_name` received from `body`.
+pub(crate) fn recv_value(type_name: &str, body: Body) -> Result<Value, WireError> {
+    let codec = codec_named(type_name).ok_or_else(|| WireError::Unregistered {
+        type_name: type_name.to_owned(),
+    })?;
+    (codec.recv)(body)
 }
 
 /// Appends the encoding of a type-erased value to `out`; returns its type's name.
