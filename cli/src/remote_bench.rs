@@ -65,6 +65,49 @@ fn array_rates(
     Ok((2.0 * nf.powi(3) / gemm / 1e9, nf.powi(3) / 3.0 / chol / 1e9))
 }
 
+/// The calling thread allowed on every core until dropped, then bound as before.
+struct Unbound {
+    #[cfg(target_os = "linux")]
+    before: Option<libc::cpu_set_t>,
+}
+
+impl Unbound {
+    fn all_cores() -> Unbound {
+        #[cfg(target_os = "linux")]
+        {
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: `cpu_set_t` is plain data whose all-zero value is the empty set; the
+            // calls read or write only the set they are given, for the calling thread
+            // (pid 0), and `CPU_SET` indexes below `CPU_SETSIZE`.
+            let before = unsafe {
+                let mut before: libc::cpu_set_t = std::mem::zeroed();
+                let mut all: libc::cpu_set_t = std::mem::zeroed();
+                for c in 0..libc::CPU_SETSIZE as usize {
+                    libc::CPU_SET(c, &mut all);
+                }
+                (libc::sched_getaffinity(0, size, &mut before) == 0
+                    && libc::sched_setaffinity(0, size, &all) == 0)
+                    .then_some(before)
+            };
+            Unbound { before }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Unbound {}
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(before) = &self.before {
+            // SAFETY: as in `all_cores`: the set is one `sched_getaffinity` filled.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), before);
+            }
+        }
+    }
+}
+
 fn next(x: u64) -> u64 {
     x + 1
 }
@@ -147,11 +190,16 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // (spread GEMM, spread Cholesky, one-process GEMM, one-process Cholesky) GFLOP/s.
     let arrays = if args.array > 0 {
         let spread = array_rates(&ctx, args.array, args.array_block)?;
+        // mpirun binds each rank to a core of its own: the one-process run gets the cores
+        // all ranks had (its threads inherit this thread's binding).
+        let bound = Unbound::all_cores();
         let one = Context::builder()
             .threads(args.threads * ctx.ranks())
             .gpus(false)
             .build()?;
         let local = array_rates(&one, args.array, args.array_block)?;
+        drop(one);
+        drop(bound);
         Some((spread.0, spread.1, local.0, local.1))
     } else {
         None
