@@ -248,3 +248,53 @@ fn stencils_that_do_not_fit_are_errors() {
         Err(ArrayError::InvalidStencil { .. })
     ));
 }
+
+#[test]
+fn passes_of_several_steps_equal_one_step_at_a_time_bit_for_bit() {
+    common::within(600, "stencil passes", || {
+        let ctx = Context::builder().threads(2).gpus(false).build().unwrap();
+        let mut cases = stencils();
+        // Blocks large enough to be stepped in strips (f64 rows of ~320 elements), one
+        // dividing the shape and one not.
+        cases.push((vec![650, 300], vec![300, 300], Stencil::jacobi_5pt()));
+        cases.push((vec![400, 256], vec![200, 256], Stencil::jacobi_5pt()));
+        for (shape, blocks, st) in cases {
+            let x = random(&shape, 11);
+            for b in [Boundary::Constant(0.75), Boundary::Wrap] {
+                for iters in [1usize, 2, 3, 7, 9] {
+                    let a = DArray::distribute(&ctx, &x, Blocks::new(blocks.clone())).unwrap();
+                    let nblocks: usize = shape
+                        .iter()
+                        .zip(&blocks)
+                        .map(|(n, b)| n.div_ceil(*b))
+                        .product();
+                    ctx.enable_logging();
+                    let _ = ctx.fetch_logs();
+                    let fused = a.stencil_iter(&st, b, iters).unwrap().collect().unwrap();
+                    let passes = ctx
+                        .fetch_logs()
+                        .iter()
+                        .filter(|e| e.kind == dagger::EventKind::Task && &*e.name == "stencil")
+                        .count();
+                    let mut one = a.clone();
+                    for _ in 0..iters {
+                        one = one.stencil(&st, b).unwrap();
+                    }
+                    let one = one.collect().unwrap();
+                    let same = fused
+                        .iter()
+                        .zip(one.iter())
+                        .all(|(f, o)| f.to_bits() == o.to_bits());
+                    assert!(same, "{shape:?} in {blocks:?}, {b:?}, {iters} steps");
+                    if iters > 1 {
+                        assert!(
+                            passes < iters * nblocks,
+                            "several steps per pass: {passes} block tasks for {iters} steps \
+                             of {nblocks} blocks"
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
