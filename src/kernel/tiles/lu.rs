@@ -92,8 +92,7 @@ pub(super) fn cpu_tile_kernel<P: CpuTileParams>(name: &str, dtype: &str) -> Kern
         .clone()
 }
 
-/// Registers the CPU tiles of LU and the solves for element type `T`, and the factored
-/// panel they pass one another as a value that crosses processes.
+/// Registers the CPU tiles of LU and the solves for element type `T`.
 pub(super) fn register_tiles<T: TileScalar>() {
     let dtype = <T as dagger_cpu::Scalar>::NAME;
     cpu_tile_kernel::<PanelTile<T>>("lu_panel_tile", dtype);
@@ -103,8 +102,6 @@ pub(super) fn register_tiles<T: TileScalar>() {
     cpu_tile_kernel::<TriSolveTile<T>>("trsm_left_tile", dtype);
     cpu_tile_kernel::<GatherRowsTile<T>>("gather_rows_tile", dtype);
     cpu_tile_kernel::<TrianglePartTile<T>>("lu_part_tile", dtype);
-    crate::remote::register_type::<Panel<T>>();
-    crate::remote::register_type::<Vec<usize>>();
 }
 
 /// A factored panel: its rows `P [A_kk; ...; A_nk]` as `L` and `U`, one block each (shared

@@ -19,11 +19,12 @@ pub(crate) use cholesky::{
 };
 pub(crate) use gemm::GemmTile;
 pub(crate) use lu::CpuTile;
+pub(crate) use lu::Panel;
 pub(crate) use lu::{
     cpu_tile_call, GatherRowsTile, LuPart, PanelPartTile, PanelPivotsTile, PanelRowsTile,
     PanelTile, TriSolveTile, TrianglePartTile, ZeroPivot,
 };
-pub(crate) use qr::{QrPanelTile, QrPart, QrPartTile};
+pub(crate) use qr::{QrPanel, QrPanelTile, QrPart, QrPartTile};
 pub(crate) use syrk::SyrkTile;
 
 use std::any::TypeId;
@@ -197,8 +198,8 @@ fn register_tiles<T: TileScalar>() {
 }
 
 /// Registers the tile kernels of Cholesky, GEMM, SYRK, LU, QR and the solves for both
-/// element types, and the values their tiles pass one another, so that every rank finds
-/// them by name and reads what other ranks send.
+/// element types, so that every rank finds them by name (the values the tiles pass one
+/// another are registered for the wire by the arrays that spawn them).
 fn register_builtin() {
     register_tiles::<f32>();
     register_tiles::<f64>();

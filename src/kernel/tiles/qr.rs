@@ -13,13 +13,11 @@ use super::{block, CpuTile, TileScalar};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
-/// Registers the CPU tiles of QR for element type `T`, and the factored panel they pass
-/// one another as a value that crosses processes.
+/// Registers the CPU tiles of QR for element type `T`.
 pub(super) fn register_tiles<T: TileScalar>() {
     let dtype = <T as dagger_cpu::Scalar>::NAME;
     cpu_tile_kernel::<QrPanelTile<T>>("qr_panel_tile", dtype);
     cpu_tile_kernel::<QrPartTile<T>>("qr_part_tile", dtype);
-    crate::remote::register_type::<QrPanel<T>>();
 }
 
 /// A factored QR panel, one value per block of its column: the packed factors (`R` on and
