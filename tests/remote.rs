@@ -708,6 +708,68 @@ fn a_cholesky_failing_on_a_worker_names_the_block_and_pivot() {
     });
 }
 
+#[test]
+fn a_singular_matrix_on_a_worker_names_the_block_and_pivot() {
+    within(120, "a zero pivot on a worker", || {
+        let ctx = cluster(2);
+        // Column 3 is zero: diagonal block 1 (rows 2..4), on rank 1 of the 3 x 1 process
+        // grid, meets a zero pivot at its second row, with or without pivoting.
+        let mut m = ndarray::Array2::<f64>::eye(6);
+        m[[3, 3]] = 0.0;
+        let a = DArray::distribute(&ctx, &m, Blocks::new([2, 2])).unwrap();
+        assert_eq!(a.owner(4), 1, "block (1, 1)");
+        let failed_on = |name: &str| {
+            ctx.fetch_logs()
+                .iter()
+                .filter(|e| &*e.name == name && !e.ok)
+                .map(|e| e.processor.process())
+                .collect::<Vec<_>>()
+        };
+        let singular = |err: &dagger::ArrayError| {
+            matches!(
+                err,
+                dagger::ArrayError::Singular {
+                    block: 1,
+                    pivot: 1,
+                    row: 3
+                }
+            )
+        };
+        for pivoting in [dagger::Pivoting::Partial, dagger::Pivoting::None] {
+            ctx.enable_logging();
+            let err = a.lu(pivoting).unwrap_err();
+            assert!(singular(&err), "{pivoting:?}: {err}");
+            assert_eq!(
+                failed_on("lu_panel"),
+                [2],
+                "the failing panel ran on rank 1"
+            );
+        }
+        let err = a.inv().unwrap_err();
+        assert!(singular(&err), "{err}");
+        // A triangular solve meets the zero on the diagonal where block row 1 is solved.
+        let b = DArray::<f64>::ones(&ctx, [6, 2], Blocks::new([2, 2])).unwrap();
+        let err = a
+            .solve_triangular(
+                &b,
+                dagger::Triangle::Lower,
+                dagger::Trans::No,
+                dagger::Diag::NonUnit,
+            )
+            .unwrap_err();
+        assert!(singular(&err), "{err}");
+        assert_eq!(failed_on("trsm"), [2], "the failing solve ran on rank 1");
+        // The group carries on.
+        let x = DArray::distribute(&ctx, &ndarray::Array2::<f64>::eye(6), Blocks::new([2, 2]))
+            .unwrap()
+            .inv()
+            .unwrap()
+            .collect2()
+            .unwrap();
+        assert_eq!(x, ndarray::Array2::<f64>::eye(6));
+    });
+}
+
 /// Values decoded from the wire (replicas and the like), and how many are alive.
 static DECODED: AtomicI64 = AtomicI64::new(0);
 static DECODED_LIVE: AtomicI64 = AtomicI64::new(0);

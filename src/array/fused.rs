@@ -164,13 +164,14 @@ impl<T: Float> Fused<T> {
             .iter()
             .zip(src.subdomains())
             .map(|(b, d)| {
-                DArray::<T>::launch_where(
+                let part = DArray::<T>::launch_where(
                     ctx,
                     host,
                     &kernel,
                     ReduceShape::new(1, d.len(), 1),
                     vec![b.arg()],
-                )
+                );
+                (part, None)
             })
             .collect();
         let total = src.combine(parts, op.combine_op());

@@ -312,7 +312,7 @@ impl<T: Element> DArray<T> {
     }
 
     /// A new array blocked as `grid`, whose element `i` is this array's element
-    /// `offset + i`.
+    /// `offset + i`; each new block made on the rank owning it.
     fn regrid(&self, offset: &[usize], grid: Grid) -> DArray<T> {
         let ctx = self.context();
         let src = self.grid();
@@ -323,7 +323,9 @@ impl<T: Element> DArray<T> {
         let blocks = grid
             .domains()
             .into_iter()
-            .map(|dom| {
+            .enumerate()
+            .map(|(at, dom)| {
+                let owner = super::ranks::owner_of(ctx, &grid, at);
                 let oshape = dom.shape();
                 let ostr = strides(&oshape);
                 let n = dom.len();
@@ -364,12 +366,15 @@ impl<T: Element> DArray<T> {
                     if whole {
                         return self.blocks()[i].clone();
                     }
-                    return Self::launch(ctx, &gather, p, vec![self.blocks()[i].arg()]);
+                    let arg = vec![self.blocks()[i].arg()];
+                    return Self::launch_owned(ctx, owner, false, &gather, p, arg);
                 }
-                let mut out = Self::launch(ctx, &fill, Len::new(n), vec![(&zero).into()]);
+                let zero = vec![(&zero).into()];
+                let mut out = Self::launch_owned(ctx, owner, false, &fill, Len::new(n), zero);
                 for k in 0..count {
                     let (i, _, p) = piece(k);
-                    out = Self::launch(ctx, &copy_into, p, vec![self.blocks()[i].arg(), out.arg()]);
+                    let args = vec![self.blocks()[i].arg(), out.arg()];
+                    out = Self::launch_owned(ctx, owner, false, &copy_into, p, args);
                 }
                 out
             })

@@ -10,26 +10,37 @@ use super::{host_options, Block, DArray};
 use crate::DTask;
 
 impl<T: Element> DArray<T> {
-    /// Combines partial results pairwise, as a tree of elementwise tasks.
-    pub(super) fn combine(&self, mut parts: Vec<Block<T>>, op: Binary) -> Block<T> {
+    /// Combines partial results pairwise, as a tree of elementwise tasks. Each part comes
+    /// with the rank where a combination with it on the left runs (the rank of the block
+    /// it came from, or of the block the result makes), or `None` where placement decides.
+    pub(super) fn combine(
+        &self,
+        mut parts: Vec<(Block<T>, Option<usize>)>,
+        op: Binary,
+    ) -> Block<T> {
         let kernel = kernels::binary::<T>(op).expect("the built-in elementwise kernels build");
+        let ctx = self.context();
         while parts.len() > 1 {
             let mut next = Vec::with_capacity(parts.len().div_ceil(2));
             let mut it = parts.into_iter();
-            while let Some(a) = it.next() {
+            while let Some((a, rank)) = it.next() {
                 match it.next() {
-                    Some(b) => next.push(Self::launch(
-                        self.context(),
-                        &kernel,
-                        (),
-                        vec![a.arg(), b.arg()],
-                    )),
-                    None => next.push(a),
+                    Some((b, _)) => {
+                        let args = vec![a.arg(), b.arg()];
+                        next.push((
+                            match rank {
+                                Some(r) => Self::launch_owned(ctx, r, false, &kernel, (), args),
+                                None => Self::launch(ctx, &kernel, (), args),
+                            },
+                            rank,
+                        ))
+                    }
+                    None => next.push((a, rank)),
                 }
             }
             parts = next;
         }
-        parts.pop().expect("at least one part")
+        parts.pop().expect("at least one part").0
     }
 
     fn reduce_all(&self, op: Reduce, finish: impl Fn(T) -> T + Send + 'static) -> DTask<T> {
@@ -47,7 +58,9 @@ impl<T: Element> DArray<T> {
             .enumerate()
             .map(|(i, (b, d))| {
                 let p = ReduceShape::new(1, d.len(), 1);
-                Self::launch_owned(ctx, self.owner(i), false, &kernel, p, vec![b.arg()])
+                let owner = self.owner(i);
+                let part = Self::launch_owned(ctx, owner, false, &kernel, p, vec![b.arg()]);
+                (part, Some(owner))
             })
             .collect();
         let total = self.combine(parts, op.combine_op());
@@ -118,6 +131,8 @@ impl<T: Element> DArray<T> {
         let along = self.grid().counts()[axis];
         let blocks = (0..out_grid.num_blocks())
             .map(|o| {
+                // The partial results are combined where the block they make lives.
+                let out_owner = super::ranks::owner_of(ctx, &out_grid, o);
                 let oidx = out_grid.unravel(o);
                 let parts = (0..along)
                     .map(|k| {
@@ -131,7 +146,8 @@ impl<T: Element> DArray<T> {
                             s[axis + 1..].iter().product(),
                         );
                         let args = vec![self.blocks()[i].arg()];
-                        Self::launch_owned(ctx, self.owner(i), false, &kernel, p, args)
+                        let part = Self::launch_owned(ctx, self.owner(i), false, &kernel, p, args);
+                        (part, Some(out_owner))
                     })
                     .collect();
                 self.combine(parts, op.combine_op())

@@ -119,6 +119,20 @@ pub(crate) struct BuiltinKernels(pub(crate) fn());
 
 inventory::collect!(BuiltinKernels);
 
+/// Makes the built-in kernels (and registers the values they pass between ranks), once per
+/// process; whether this call made them.
+pub(crate) fn register_builtin() -> bool {
+    static BUILTIN: OnceLock<()> = OnceLock::new();
+    let mut built = false;
+    BUILTIN.get_or_init(|| {
+        for b in inventory::iter::<BuiltinKernels> {
+            (b.0)();
+        }
+        built = true;
+    });
+    built
+}
+
 struct KernelDef {
     name: Arc<str>,
     cpu: Option<Arc<CpuImpl>>,
@@ -194,15 +208,7 @@ impl Kernel {
         if let Some(k) = registry().read().get(name) {
             return Some(k.clone());
         }
-        static BUILTIN: OnceLock<()> = OnceLock::new();
-        let mut built = false;
-        BUILTIN.get_or_init(|| {
-            for b in inventory::iter::<BuiltinKernels> {
-                (b.0)();
-            }
-            built = true;
-        });
-        if built {
+        if register_builtin() {
             registry().read().get(name).cloned()
         } else {
             None

@@ -20,7 +20,10 @@
 //!   owner when the last handle to it drops.
 //! - **DArrays are spread over the ranks**: block-cyclically over a process grid
 //!   ([`DArray::owner`](crate::DArray::owner)); creation, elementwise operations,
-//!   reductions, GEMM, SYRK and Cholesky compute each block on its owner. The kernels of
+//!   reductions, re-blocking, GEMM, SYRK, Cholesky, LU (with and without pivoting), QR,
+//!   the triangular and general solves, the inverse and norms compute each block on its
+//!   owner; LU and QR panels, with a pivoted panel's row interchanges, travel as task
+//!   results to the tiles that read them, and only the interchanges reach the head. The kernels of
 //!   DArray and the tile kernels are found by name on every rank
 //!   ([`Kernel::lookup`](crate::Kernel::lookup)); kernels built from expressions and
 //!   closures stay on the head.

@@ -359,12 +359,24 @@ pub fn register_pod<T: bytemuck::Pod + Send + Sync>() {
     codecs().write().add(id, codec);
 }
 
+/// The codec of a type, looked up again after the built-in kernels registered theirs
+/// (the values tiles pass one another) when it is missing.
 pub(crate) fn codec_of(id: TypeId) -> Option<Codec> {
-    codecs().read().by_id.get(&id).copied()
+    let found = codecs().read().by_id.get(&id).copied();
+    match found {
+        None if crate::kernel::register_builtin() => codecs().read().by_id.get(&id).copied(),
+        found => found,
+    }
 }
 
+/// The codec of a type by name, looked up again after the built-in kernels registered
+/// theirs when it is missing.
 pub(crate) fn codec_named(name: &str) -> Option<Codec> {
-    codecs().read().by_name.get(name).copied()
+    let found = codecs().read().by_name.get(name).copied();
+    match found {
+        None if crate::kernel::register_builtin() => codecs().read().by_name.get(name).copied(),
+        found => found,
+    }
 }
 
 /// A type-erased value with its type's name and encoding.

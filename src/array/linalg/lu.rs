@@ -3,17 +3,17 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use dagger_cpu::{Pivoting, Trans};
 use dagger_wgpu::blas::GemmKernel;
 
-use super::{block_of, tile_options, version_of, width, Gemm};
+use super::{block_of, owned_tile_options, tile_options, version_of, width, Gemm};
 use crate::array::{host_options, ArrayError, Block, DArray};
 use crate::chunk::Chunk;
+use crate::datadeps::Version;
 use crate::error::TaskError;
 use crate::kernel::tiles::{
-    cpu_tile_call, tile_call, GemmTile, LuPart, PanelPartTile, PanelPerms, PanelRowsTile,
+    cpu_tile_call, tile_call, GemmTile, LuPart, PanelPartTile, PanelPivotsTile, PanelRowsTile,
     PanelTile, TrianglePartTile, ZeroPivot,
 };
 use crate::task::args::Deps;
@@ -59,7 +59,7 @@ impl<T: Gemm> Lu<T> {
         let ctx = f.context().clone();
         let grid = f.grid().clone();
         let (rc, cc) = (&grid.cuts[0], &grid.cuts[1]);
-        let nbc = cc.len() - 1;
+        let (nbr, nbc) = (rc.len() - 1, cc.len() - 1);
         let opts = host_options(&ctx).name("lu_part");
         let blocks = f
             .blocks()
@@ -75,6 +75,7 @@ impl<T: Gemm> Lu<T> {
                     col0: cc[j],
                     _t: PhantomData,
                 };
+                let opts = owned_tile_options(&ctx, opts.clone(), (nbr, nbc), (i, j), true);
                 triangle_part(&ctx, "lu_part", &opts, b, tile)
             })
             .collect();
@@ -123,6 +124,11 @@ impl<T: Gemm> DArray<T> {
     /// thread when the scope holds none). A non-square blocking is made square along the
     /// row cuts. Waits for the factorization.
     ///
+    /// Over several ranks every tile runs on the rank owning the block it writes (the panel
+    /// on the diagonal block's): the factored panel, with its row interchanges, is a value
+    /// the other tiles take as an input wherever they run, and only the interchanges reach
+    /// the caller's process, to form [`Lu::permutation`].
+    ///
     /// # Errors
     ///
     /// [`ArrayError::Singular`] naming the diagonal block and the pivot (also as a row of
@@ -152,12 +158,16 @@ impl<T: Gemm> DArray<T> {
         let ctx = self.context().clone();
         let w = |i: usize| width(&cuts, i);
         let host = host_options(&ctx);
-        let opts = |name: &'static str| host.clone().name(name);
+        // Each tile runs on the rank owning the block it writes, on CPU threads unless it
+        // is a GEMM.
+        let opts = |name: &'static str, (i, j): (usize, usize)| {
+            owned_tile_options(&ctx, host.clone().name(name), (nb, nb), (i, j), true)
+        };
         let dtype = <T as dagger_cpu::Scalar>::NAME;
-        let perms: PanelPerms = Arc::new(parking_lot::Mutex::new(vec![None; nb]));
         let empty = || version_of(&Block::Data(Chunk::new(Vec::<T>::new())));
         let factor = ctx.spawn_datadeps(|r| {
             let mut keys: Vec<u64> = a.blocks().iter().map(|b| r.track(version_of(b))).collect();
+            let mut pivots: Vec<u64> = Vec::with_capacity(nb);
             for k in 0..nb {
                 let first_row = cuts[k];
                 // Local (from the panel's first row) row ranges of the blocks k.. of a column.
@@ -169,7 +179,7 @@ impl<T: Gemm> DArray<T> {
                 r.submit_versioned(
                     "lu_panel".into(),
                     TypeId::of::<PanelTile<T>>(),
-                    opts("lu_panel"),
+                    opts("lu_panel", (k, k)),
                     &args,
                     None,
                     Some(cpu_tile_call(
@@ -181,16 +191,33 @@ impl<T: Gemm> DArray<T> {
                             first_row,
                             heights: (k..nb).map(w).collect(),
                             width: w(k),
-                            perms: perms.clone(),
                             _t: PhantomData,
                         },
                     )),
                 );
+                if pivoting == Pivoting::Partial {
+                    // The interchanges alone, for the caller: nothing in the region waits
+                    // for them.
+                    let p = r.track(empty());
+                    r.submit_versioned(
+                        "lu_pivots".into(),
+                        TypeId::of::<PanelPivotsTile<T>>(),
+                        opts("lu_pivots", (k, k)),
+                        &[(panel, false), (p, true)],
+                        None,
+                        Some(cpu_tile_call(
+                            "lu_pivots_tile",
+                            dtype,
+                            PanelPivotsTile::<T> { _t: PhantomData },
+                        )),
+                    );
+                    pivots.push(p);
+                }
                 for i in k..nb {
                     r.submit_versioned(
                         "lu_panel_part".into(),
                         TypeId::of::<PanelPartTile<T>>(),
-                        opts("lu_panel_part"),
+                        opts("lu_panel_part", (i, k)),
                         &[(panel, false), (keys[i * nb + k], true)],
                         None,
                         Some(cpu_tile_call(
@@ -213,7 +240,7 @@ impl<T: Gemm> DArray<T> {
                             r.submit_versioned(
                                 "lu_rows".into(),
                                 TypeId::of::<PanelRowsTile<T>>(),
-                                opts("lu_rows"),
+                                opts("lu_rows", (k, j)),
                                 &[(panel, false), (keys[k * nb + j], true)],
                                 None,
                                 Some(cpu_tile_call(
@@ -244,7 +271,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "lu_rows".into(),
                         TypeId::of::<PanelRowsTile<T>>(),
-                        opts("lu_rows"),
+                        opts("lu_rows", (k, j)),
                         &args,
                         None,
                         Some(cpu_tile_call(
@@ -265,7 +292,7 @@ impl<T: Gemm> DArray<T> {
                         r.submit_versioned(
                             "lu_rows".into(),
                             TypeId::of::<PanelRowsTile<T>>(),
-                            opts("lu_rows"),
+                            opts("lu_rows", (i, j)),
                             &[
                                 (panel, false),
                                 (keys[k * nb + j], false),
@@ -305,7 +332,7 @@ impl<T: Gemm> DArray<T> {
                         r.submit_versioned(
                             "gemm".into(),
                             TypeId::of::<GemmTile<T>>(),
-                            tile_options("gemm"),
+                            owned_tile_options(&ctx, tile_options("gemm"), (nb, nb), (i, j), false),
                             &[
                                 (keys[i * nb + k], false),
                                 (keys[k * nb + j], false),
@@ -317,12 +344,14 @@ impl<T: Gemm> DArray<T> {
                     }
                 }
             }
-            keys.iter().map(|&k| r.latest(k)).collect::<Vec<_>>()
+            let latest: Vec<Version> = keys.iter().map(|&k| r.latest(k)).collect();
+            let pivots: Vec<Version> = pivots.iter().map(|&p| r.latest(p)).collect();
+            (latest, pivots)
         });
-        let latest = factor.map_err(singular)?;
+        let (latest, pivots) = factor.map_err(singular)?;
         let mut perm: Vec<usize> = (0..n).collect();
-        for (k, p) in perms.lock().iter().enumerate() {
-            let p = p.as_ref().expect("every panel ran");
+        for (k, p) in pivots.into_iter().enumerate() {
+            let p = pivots_of(p).map_err(ArrayError::Task)?;
             let r0 = cuts[k];
             let old = perm[r0..].to_vec();
             for (q, &src) in p.iter().enumerate() {
@@ -337,15 +366,29 @@ impl<T: Gemm> DArray<T> {
     }
 }
 
+/// A panel's row interchanges, from the task that took them out of it (on whichever rank
+/// it ran).
+fn pivots_of(v: Version) -> Result<Vec<usize>, TaskError> {
+    match v {
+        Version::Task(t) => DTask::<Vec<usize>>::from_core(t).fetch(),
+        Version::Data(d) => Chunk::<Vec<usize>>::from_data(d).collect(),
+    }
+}
+
 /// A region's error as an array error: a zero pivot by name, anything else as is.
 pub(super) fn singular(e: TaskError) -> ArrayError {
     if let TaskError::Failed { cause, .. } = e.root_cause() {
-        if let Some(z) = cause.downcast_ref::<ZeroPivot>() {
-            return ArrayError::Singular {
-                block: z.block,
-                pivot: z.pivot,
-                row: z.row,
+        // The typed error, or (from another rank) its message somewhere in the chain.
+        let mut link: Option<&(dyn std::error::Error + 'static)> = Some(&**cause);
+        while let Some(err) = link {
+            let found = match err.downcast_ref::<ZeroPivot>() {
+                Some(z) => Some((z.block, z.pivot, z.row)),
+                None => ZeroPivot::parse(&err.to_string()).map(|z| (z.block, z.pivot, z.row)),
             };
+            if let Some((block, pivot, row)) = found {
+                return ArrayError::Singular { block, pivot, row };
+            }
+            link = err.source();
         }
     }
     ArrayError::Task(e)

@@ -61,6 +61,20 @@ fn owned_tile_options(
     }
 }
 
+/// Lets the values the LU and QR tiles pass one another cross processes: the factored
+/// panels (a pivoted LU panel with its row interchanges) and the interchanges alone.
+fn register_wire_types() {
+    fn of<T: Gemm>() {
+        crate::remote::register_type::<crate::kernel::tiles::Panel<T>>();
+        crate::remote::register_type::<crate::kernel::tiles::QrPanel<T>>();
+    }
+    of::<f32>();
+    of::<f64>();
+    crate::remote::register_type::<Vec<usize>>();
+}
+
+inventory::submit! { crate::kernel::BuiltinKernels(register_wire_types) }
+
 fn width(cuts: &[usize], i: usize) -> usize {
     cuts[i + 1] - cuts[i]
 }

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use dagger_cpu::{Diag, Trans, Triangle};
 use dagger_wgpu::blas::GemmKernel;
 
-use super::{block_of, tile_options, version_of, width, Gemm};
+use super::{block_of, owned_tile_options, tile_options, version_of, width, Gemm};
 use crate::array::domain::Grid;
 use crate::array::{host_options, ArrayError, Block, DArray};
 use crate::chunk::Chunk;
@@ -62,10 +62,14 @@ fn zeros_key<T: Gemm>(r: &mut DataRegion<'_>, len: usize) -> u64 {
 /// One panel's reflector applied to one column of blocks of `B` (their keys, from the
 /// panel's diagonal block down): `W = Σ_i left_iᵀ B_i`, then `B_i -= right_i W`; for `Qᵀ`
 /// `left = Y` and `right = V`, for `Q` the other way round. All GEMM tiles, which run on
-/// CPU threads or GPUs.
+/// CPU threads or GPUs: over several ranks, `B_i`'s on its owner (block `(k + i, j)` of a
+/// grid of `counts` blocks), `W`'s on the owner of the column's diagonal block `(k, j)`.
 #[allow(clippy::too_many_arguments)]
 fn reflect_column<T: Gemm>(
     r: &mut DataRegion<'_>,
+    ctx: &crate::Context,
+    counts: (usize, usize),
+    (k, j): (usize, usize),
     left: &[u64],
     right: &[u64],
     heights: &[usize],
@@ -73,6 +77,7 @@ fn reflect_column<T: Gemm>(
     column: &[u64],
     wj: usize,
 ) {
+    let on = |i: usize| owned_tile_options(ctx, tile_options("gemm"), counts, (i, j), false);
     let wkey = zeros_key::<T>(r, wk * wj);
     let mut args: Vec<(u64, bool)> = left.iter().map(|&k| (k, false)).collect();
     args.extend(column.iter().map(|&k| (k, false)));
@@ -91,7 +96,7 @@ fn reflect_column<T: Gemm>(
     r.submit_versioned(
         "gemm".into(),
         TypeId::of::<GemmTile<T>>(),
-        tile_options("gemm"),
+        on(k),
         &args,
         None,
         Some(tile_call("gemm_tile", tile)),
@@ -111,7 +116,7 @@ fn reflect_column<T: Gemm>(
         r.submit_versioned(
             "gemm".into(),
             TypeId::of::<GemmTile<T>>(),
-            tile_options("gemm"),
+            on(k + i),
             &[(right[i], false), (wkey, false), (column[i], true)],
             None,
             Some(tile_call("gemm_tile", tile)),
@@ -154,6 +159,7 @@ impl<T: Gemm> Qr<T> {
                     col0: cc[j],
                     _t: PhantomData,
                 };
+                let opts = owned_tile_options(&ctx, opts.clone(), (nbc, nbc), (i, j), true);
                 blocks.push(super::lu::triangle_part(&ctx, "qr_r", &opts, b, tile));
             }
         }
@@ -193,6 +199,9 @@ impl<T: Gemm> Qr<T> {
                     let column: Vec<u64> = (k..rc.len() - 1).map(|i| keys[i * nbb + j]).collect();
                     reflect_column::<T>(
                         r,
+                        &ctx,
+                        (rc.len() - 1, nbb),
+                        (k, j),
                         left,
                         right,
                         &heights,
@@ -332,6 +341,11 @@ impl<T: Gemm> DArray<T> {
         let wr = |i: usize| width(&rc, i);
         let wc = |j: usize| width(&cc, j);
         let host = host_options(&ctx);
+        // Each tile runs on the rank owning the block it writes (the panel, on the diagonal
+        // block's; a block's parts of the reflector, on the block's), on CPU threads.
+        let on = |opts: crate::Options, (i, j): (usize, usize)| {
+            owned_tile_options(&ctx, opts, (nbr, nbc), (i, j), true)
+        };
         let dtype = <T as dagger_cpu::Scalar>::NAME;
         let empty = || version_of(&Block::Data(Chunk::new(Vec::<T>::new())));
         let (latest, parts) = ctx.spawn_datadeps(|r| {
@@ -347,7 +361,10 @@ impl<T: Gemm> DArray<T> {
                     "qr_panel".into(),
                     TypeId::of::<QrPanelTile<T>>(),
                     // The panel is the critical path: it may use threads nothing else needs.
-                    host.clone().name("qr_panel").max_threads(usize::MAX),
+                    on(
+                        host.clone().name("qr_panel").max_threads(usize::MAX),
+                        (k, k),
+                    ),
                     &args,
                     None,
                     Some(cpu_tile_call(
@@ -364,7 +381,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "qr_part".into(),
                         TypeId::of::<QrPartTile<T>>(),
-                        host.clone().name("qr_part"),
+                        on(host.clone().name("qr_part"), (k + index, k)),
                         &[(panel, false), (into, true)],
                         None,
                         Some(cpu_tile_call(
@@ -393,7 +410,18 @@ impl<T: Gemm> DArray<T> {
                 // Qᵀ A_j for the columns to the right, the next panel's column first.
                 for j in k + 1..nbc {
                     let column: Vec<u64> = (k..nbr).map(|i| keys[i * nbc + j]).collect();
-                    reflect_column::<T>(r, &y, &v, &heights, wc(k), &column, wc(j));
+                    reflect_column::<T>(
+                        r,
+                        &ctx,
+                        (nbr, nbc),
+                        (k, j),
+                        &y,
+                        &v,
+                        &heights,
+                        wc(k),
+                        &column,
+                        wc(j),
+                    );
                 }
                 parts.push((v, y));
             }

@@ -8,7 +8,7 @@ use dagger_cpu::{Diag, Pivoting, Side, Trans, Triangle};
 use dagger_wgpu::blas::GemmKernel;
 
 use super::lu::{singular, Lu};
-use super::{block_of, tile_options, version_of, width, Gemm};
+use super::{block_of, owned_tile_options, tile_options, version_of, width, Gemm};
 use crate::array::domain::Grid;
 use crate::array::{host_options, make_grid, ArrayError, Block, Blocking, DArray};
 use crate::chunk::Chunk;
@@ -73,7 +73,8 @@ impl<T: Gemm> DArray<T> {
     /// thread), then GEMM tiles (on CPU threads or GPUs, as the scope allows) subtract it
     /// from the block rows not yet solved; all in one datadeps region. `B` is re-blocked
     /// along its rows to `A`'s blocking, which is made square along its row cuts. Waits for
-    /// the solve.
+    /// the solve. Over several ranks each tile runs on the rank owning the block of `X` it
+    /// writes.
     ///
     /// # Errors
     ///
@@ -145,7 +146,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "trsm".into(),
                         TypeId::of::<TriSolveTile<T>>(),
-                        host.clone(),
+                        owned_tile_options(&ctx, host.clone(), (nb, nbc), (k, j), true),
                         &[(ak[k * nb + k], false), (bk[k * nbc + j], true)],
                         None,
                         Some(cpu_tile_call("trsm_left_tile", dtype, tile)),
@@ -177,7 +178,13 @@ impl<T: Gemm> DArray<T> {
                         r.submit_versioned(
                             "gemm".into(),
                             TypeId::of::<GemmTile<T>>(),
-                            tile_options("gemm"),
+                            owned_tile_options(
+                                &ctx,
+                                tile_options("gemm"),
+                                (nb, nbc),
+                                (i, j),
+                                false,
+                            ),
                             &[
                                 (ak[a_at], false),
                                 (bk[k * nbc + j], false),
@@ -293,8 +300,8 @@ impl<T: Gemm> Lu<T> {
     }
 }
 
-/// `P B`: row `i` is row `perm[i]` of `B`, blocked as `B`; one host task per block, reading
-/// the blocks of its column that hold its rows.
+/// `P B`: row `i` is row `perm[i]` of `B`, blocked as `B`; one host task per block (on the
+/// rank owning it), reading the blocks of its column that hold its rows.
 fn permute_rows<T: Gemm>(b: &DArray<T>, perm: &[usize]) -> DArray<T> {
     let ctx = b.context().clone();
     let grid = b.grid().clone();
@@ -326,7 +333,7 @@ fn permute_rows<T: Gemm>(b: &DArray<T>, perm: &[usize]) -> DArray<T> {
             let task = ctx.submit_kernel(
                 "permute_rows",
                 TypeId::of::<GatherRowsTile<T>>(),
-                opts.clone(),
+                owned_tile_options(&ctx, opts.clone(), (nbr, nbc), (i, j), true),
                 deps,
                 None,
                 Some(cpu_tile_call(

@@ -5,17 +5,19 @@
 //! gathers and triangle extraction. They have CPU implementations only (`dagger-cpu`'s
 //! `getrf` and `trsm`): each is a named kernel (`dagger.lu_panel_tile.f64`, ...) that the
 //! scheduler places on CPU threads, while the GEMM updates between them are GEMM tiles that
-//! GPUs run too.
+//! GPUs run too. Their parameters are `serde` types, and a factored panel — its blocks and
+//! its row interchanges — is a value that crosses processes, so every tile runs on any rank.
 
 use std::any::TypeId;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use dagger_cpu::{Diag, MatMut, MatRef, Pivoting, Side, Threads, Trans, Triangle};
 use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{block, TileScalar};
-use crate::kernel::{Kernel, KernelCall};
+use crate::kernel::{Kernel, KernelCall, ParamsCodec};
 use crate::processor::TaskFailure;
 use crate::value::Value;
 
@@ -29,6 +31,23 @@ pub(crate) struct ZeroPivot {
     pub(crate) row: usize,
 }
 
+impl ZeroPivot {
+    /// The error its message describes: what reaches the head when the tile failed on
+    /// another rank, which sends its errors as their messages.
+    pub(crate) fn parse(message: &str) -> Option<Self> {
+        let rest = message.strip_prefix("diagonal block (")?;
+        let (block, rest) = rest.split_once(',')?;
+        let rest = rest.split_once(") has a zero pivot at ")?.1;
+        let (pivot, rest) = rest.split_once(" (row ")?;
+        let row = rest.strip_suffix(" of the matrix)")?;
+        Some(ZeroPivot {
+            block: block.trim().parse().ok()?,
+            pivot: pivot.trim().parse().ok()?,
+            row: row.trim().parse().ok()?,
+        })
+    }
+}
+
 /// A tile that runs on CPU threads only.
 pub(crate) trait CpuTile: Send + Sync + 'static {
     /// Computes the result from host inputs.
@@ -39,17 +58,28 @@ pub(crate) trait CpuTile: Send + Sync + 'static {
     }
 }
 
+/// Parameters of a CPU tile: what its kernel runs, and what crosses processes with a call.
+pub(crate) trait CpuTileParams: CpuTile + Serialize + DeserializeOwned {}
+
+impl<P: CpuTile + Serialize + DeserializeOwned> CpuTileParams for P {}
+
 /// A CPU tile with its parameters, as a call of its named kernel `dagger.<name>.<dtype>`,
-/// registered once per tile type.
-pub(crate) fn cpu_tile_call<P: CpuTile>(name: &str, dtype: &str, tile: P) -> KernelCall {
+/// registered once per tile type. The parameters travel to other ranks as the call's.
+pub(crate) fn cpu_tile_call<P: CpuTileParams>(name: &str, dtype: &str, tile: P) -> KernelCall {
+    cpu_tile_kernel::<P>(name, dtype).call(Value::new(tile))
+}
+
+/// The kernel of CPU tile `P`, named `dagger.<name>.<dtype>`, made once.
+pub(super) fn cpu_tile_kernel<P: CpuTileParams>(name: &str, dtype: &str) -> Kernel {
     static KERNELS: std::sync::OnceLock<Mutex<std::collections::HashMap<TypeId, Kernel>>> =
         std::sync::OnceLock::new();
-    let kernel = KERNELS
+    KERNELS
         .get_or_init(Default::default)
         .lock()
         .entry(TypeId::of::<P>())
         .or_insert_with(|| {
             Kernel::builder(format!("dagger.{name}.{dtype}"))
+                .params_codec(ParamsCodec::serde::<P>())
                 .cpu(|params, inputs| {
                     params
                         .downcast_ref::<P>()
@@ -59,31 +89,84 @@ pub(crate) fn cpu_tile_call<P: CpuTile>(name: &str, dtype: &str, tile: P) -> Ker
                 .flops(|params| params.downcast_ref::<P>().and_then(P::flops))
                 .register()
         })
-        .clone();
-    kernel.call(Value::new(tile))
+        .clone()
 }
 
-/// The row interchanges of each panel, by step: `perm[q]` is the row (counted from the
-/// panel's first row) that row `q` of the permuted panel came from.
-pub(crate) type PanelPerms = Arc<Mutex<Vec<Option<Vec<usize>>>>>;
+/// Registers the CPU tiles of LU and the solves for element type `T`.
+pub(super) fn register_tiles<T: TileScalar>() {
+    let dtype = <T as dagger_cpu::Scalar>::NAME;
+    cpu_tile_kernel::<PanelTile<T>>("lu_panel_tile", dtype);
+    cpu_tile_kernel::<PanelPartTile<T>>("lu_panel_part_tile", dtype);
+    cpu_tile_kernel::<PanelPivotsTile<T>>("lu_pivots_tile", dtype);
+    cpu_tile_kernel::<PanelRowsTile<T>>("lu_rows_tile", dtype);
+    cpu_tile_kernel::<TriSolveTile<T>>("trsm_left_tile", dtype);
+    cpu_tile_kernel::<GatherRowsTile<T>>("gather_rows_tile", dtype);
+    cpu_tile_kernel::<TrianglePartTile<T>>("lu_part_tile", dtype);
+}
 
 /// A factored panel: its rows `P [A_kk; ...; A_nk]` as `L` and `U`, one block each (shared
-/// with the blocks taken out of it, never copied again), and where each row came from.
+/// with the blocks taken out of it, never copied again in one process), and where each row
+/// came from: `perm[q]` is the row (counted from the panel's first row) that row `q` of the
+/// permuted panel came from. Tiles on other ranks receive it as the blocks and the rows.
 pub(crate) struct Panel<T> {
     blocks: Vec<Value>,
     perm: Vec<usize>,
     _t: PhantomData<fn() -> T>,
 }
 
+impl<T: TileScalar> Serialize for Panel<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (blocks_of::<T, S>(&self.blocks)?, &self.perm).serialize(s)
+    }
+}
+
+impl<'de, T: TileScalar> Deserialize<'de> for Panel<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (blocks, perm) = <(Vec<Vec<T>>, Vec<usize>)>::deserialize(d)?;
+        Ok(Panel {
+            blocks: values_of(blocks),
+            perm,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// The blocks of a factored panel as vectors, to be sent.
+pub(super) fn blocks_of<T: TileScalar, S: Serializer>(
+    blocks: &[Value],
+) -> Result<Vec<&Vec<T>>, S::Error> {
+    blocks
+        .iter()
+        .map(|b| {
+            b.downcast_ref::<Vec<T>>().ok_or_else(|| {
+                <S::Error as serde::ser::Error>::custom(format!(
+                    "a panel block is a {}, not a {}",
+                    b.type_name(),
+                    std::any::type_name::<Vec<T>>()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Received blocks of a factored panel as values.
+pub(super) fn values_of<T: TileScalar>(blocks: Vec<Vec<T>>) -> Vec<Value> {
+    blocks.into_iter().map(Value::new).collect()
+}
+
 /// Factors the panel of step `block`: the blocks of its column from the diagonal down.
 /// Inputs: those blocks (heights in `heights`), then the value the panel replaces (unread).
+/// The result is the factored panel with its row interchanges, which the tiles applying
+/// them take as an input.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct PanelTile<T> {
+    #[serde(with = "super::enum_wire::pivoting")]
     pub(crate) pivoting: Pivoting,
     pub(crate) block: usize,
     pub(crate) first_row: usize,
     pub(crate) heights: Vec<usize>,
     pub(crate) width: usize,
-    pub(crate) perms: PanelPerms,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
 
@@ -114,7 +197,6 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
         for (j, &p) in piv.iter().enumerate() {
             perm.swap(j, p);
         }
-        self.perms.lock()[self.block] = Some(perm.clone());
         let mut first = 0;
         let blocks = self
             .heights
@@ -140,6 +222,8 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
 
 /// Block `index` (counted from the diagonal) of a factored panel's column, shared with the
 /// panel. Inputs: the panel, then the block replaced (unread).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct PanelPartTile<T> {
     pub(crate) index: usize,
     pub(crate) _t: PhantomData<fn() -> T>,
@@ -160,6 +244,20 @@ impl<T: TileScalar> CpuTile for PanelPartTile<T> {
     }
 }
 
+/// A factored panel's row interchanges, as a `Vec<usize>` (see [`Panel`]): what the head
+/// fetches to form the permutation, without the panel's blocks. Input: the panel.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct PanelPivotsTile<T> {
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: TileScalar> CpuTile for PanelPivotsTile<T> {
+    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        Ok(Value::new(panel::<T>(&inputs[0])?.perm.clone()))
+    }
+}
+
 /// One block of another column after a panel's row interchanges: rows `out` (counted from
 /// the panel's first row) of the permuted column, gathered from the blocks `parts`
 /// (`(first row, height)` each, in input order). With `solve`, the result is then the
@@ -168,6 +266,8 @@ impl<T: TileScalar> CpuTile for PanelPartTile<T> {
 ///
 /// Inputs: the panel, the parts that are read only, then the block written: when `own` is
 /// set it is the part at `own`, else it is not read.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct PanelRowsTile<T> {
     pub(crate) cols: usize,
     pub(crate) parts: Vec<(usize, usize)>,
@@ -235,10 +335,16 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
 /// `op(A)⁻¹ B` or `B op(A)⁻¹` for a triangular diagonal block `A` (`m x m` or `n x n`) and
 /// a block `B` (`m x n`). Inputs: `A`, `B`. A zero on `A`'s diagonal (unless `Diag::Unit`)
 /// is a [`ZeroPivot`] at block `block`, whose first row is `first_row`.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct TriSolveTile<T> {
+    #[serde(with = "super::enum_wire::side")]
     pub(crate) side: Side,
+    #[serde(with = "super::enum_wire::triangle")]
     pub(crate) triangle: Triangle,
+    #[serde(with = "super::enum_wire::trans")]
     pub(crate) trans: Trans,
+    #[serde(with = "super::enum_wire::diag")]
     pub(crate) diag: Diag,
     pub(crate) m: usize,
     pub(crate) n: usize,
@@ -289,6 +395,8 @@ impl<T: TileScalar> CpuTile for TriSolveTile<T> {
 /// One block of `P B`: row `q` of the result is row `rows[q]` of `B`'s column of blocks,
 /// gathered from the blocks `parts` (`(first row, height)` each, in input order), all
 /// `cols` wide. Inputs: those blocks.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct GatherRowsTile<T> {
     pub(crate) cols: usize,
     pub(crate) parts: Vec<(usize, usize)>,
@@ -315,7 +423,7 @@ impl<T: TileScalar> CpuTile for GatherRowsTile<T> {
 }
 
 /// Which part of a packed LU a [`TrianglePartTile`] keeps.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum LuPart {
     /// The strict lower triangle, with ones on the diagonal.
     UnitLower,
@@ -325,6 +433,8 @@ pub(crate) enum LuPart {
 
 /// A block (`rows x cols`, its first element at `(row0, col0)` of the matrix) of `L` or
 /// `U` from the packed LU. Input: that block of the packed LU.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct TrianglePartTile<T> {
     pub(crate) part: LuPart,
     pub(crate) rows: usize,

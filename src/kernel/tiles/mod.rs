@@ -3,8 +3,10 @@
 //! implementation (`dagger-cpu`, single-threaded unless the scheduler lends the task
 //! threads) and a WGSL one (`dagger-wgpu`'s BLAS launchers); and, in `lu` and `qr`, the tiles of LU
 //! and QR factorization and triangular solves, which have a CPU implementation only. The tiles'
-//! parameters are the kernel call's parameters. DArray's `gemm`, `syrk`, `cholesky`, `lu`
-//! and the solves spawn them.
+//! parameters are the kernel call's parameters, `serde` types that travel to other ranks,
+//! as do the factored panels the LU and QR tiles pass one another (a pivoted LU panel
+//! carries its row interchanges). DArray's `gemm`, `syrk`, `cholesky`, `lu`, `qr` and the
+//! solves spawn them.
 
 mod cholesky;
 mod gemm;
@@ -17,11 +19,12 @@ pub(crate) use cholesky::{
 };
 pub(crate) use gemm::GemmTile;
 pub(crate) use lu::CpuTile;
+pub(crate) use lu::Panel;
 pub(crate) use lu::{
-    cpu_tile_call, GatherRowsTile, LuPart, PanelPartTile, PanelPerms, PanelRowsTile, PanelTile,
-    TriSolveTile, TrianglePartTile, ZeroPivot,
+    cpu_tile_call, GatherRowsTile, LuPart, PanelPartTile, PanelPivotsTile, PanelRowsTile,
+    PanelTile, TriSolveTile, TrianglePartTile, ZeroPivot,
 };
-pub(crate) use qr::{QrPanelTile, QrPart, QrPartTile};
+pub(crate) use qr::{QrPanel, QrPanelTile, QrPart, QrPartTile};
 pub(crate) use syrk::SyrkTile;
 
 use std::any::TypeId;
@@ -190,10 +193,13 @@ fn register_tiles<T: TileScalar>() {
     tile_kernel::<SyrkTile<T>>("syrk_tile", T::DTYPE);
     tile_kernel::<PotrfTile<T>>("potrf_tile", T::DTYPE);
     tile_kernel::<TrsmTile<T>>("trsm_tile", T::DTYPE);
+    lu::register_tiles::<T>();
+    qr::register_tiles::<T>();
 }
 
-/// Registers the tile kernels of Cholesky, GEMM and SYRK for both element types, so that
-/// every rank finds them by name.
+/// Registers the tile kernels of Cholesky, GEMM, SYRK, LU, QR and the solves for both
+/// element types, so that every rank finds them by name (the values the tiles pass one
+/// another are registered for the wire by the arrays that spawn them).
 fn register_builtin() {
     register_tiles::<f32>();
     register_tiles::<f64>();
@@ -230,6 +236,24 @@ pub(crate) mod enum_wire {
         dagger_cpu::Triangle,
         dagger_cpu::Triangle::Lower,
         dagger_cpu::Triangle::Upper
+    );
+    byte_enum!(
+        side,
+        dagger_cpu::Side,
+        dagger_cpu::Side::Left,
+        dagger_cpu::Side::Right
+    );
+    byte_enum!(
+        diag,
+        dagger_cpu::Diag,
+        dagger_cpu::Diag::NonUnit,
+        dagger_cpu::Diag::Unit
+    );
+    byte_enum!(
+        pivoting,
+        dagger_cpu::Pivoting,
+        dagger_cpu::Pivoting::None,
+        dagger_cpu::Pivoting::Partial
     );
     byte_enum!(
         gemm_kernel,

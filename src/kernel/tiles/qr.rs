@@ -1,14 +1,24 @@
 //! The tiles of Householder QR: the panel factorization (a column of blocks, by
 //! `dagger-cpu`'s `geqrt`) and taking its parts out. The panel has a CPU implementation
-//! only; everything else QR does is GEMM tiles, which GPUs run too.
+//! only; everything else QR does is GEMM tiles, which GPUs run too. Like LU's, the tiles'
+//! parameters and the factored panel cross processes, so they run on any rank.
 
 use std::marker::PhantomData;
 
 use dagger_cpu::{Accum, MatMut, MatRef, Threads, Trans};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::lu::{blocks_of, cpu_tile_kernel, values_of};
 use super::{block, CpuTile, TileScalar};
 use crate::processor::TaskFailure;
 use crate::value::Value;
+
+/// Registers the CPU tiles of QR for element type `T`.
+pub(super) fn register_tiles<T: TileScalar>() {
+    let dtype = <T as dagger_cpu::Scalar>::NAME;
+    cpu_tile_kernel::<QrPanelTile<T>>("qr_panel_tile", dtype);
+    cpu_tile_kernel::<QrPartTile<T>>("qr_part_tile", dtype);
+}
 
 /// A factored QR panel, one value per block of its column: the packed factors (`R` on and
 /// above the diagonal, the Householder vectors below), the Householder vectors `V` on their
@@ -16,15 +26,61 @@ use crate::value::Value;
 /// reflector `Q = I - V T Vᵀ` is applied with two products: `Qᵀ B = B - V (Yᵀ B)` and
 /// `Q B = B - Y (Vᵀ B)`.
 pub(crate) struct QrPanel<T> {
+    width: usize,
     packed: Vec<Value>,
     v: Vec<Value>,
     y: Vec<Value>,
     _t: PhantomData<fn() -> T>,
 }
 
+/// Sent as the packed factors, `Y` and the width; `V` is the packed factors' part below the
+/// diagonal, with a unit diagonal, and is remade on arrival.
+impl<T: TileScalar> Serialize for QrPanel<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (
+            self.width,
+            blocks_of::<T, S>(&self.packed)?,
+            blocks_of::<T, S>(&self.y)?,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de, T: TileScalar> Deserialize<'de> for QrPanel<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (width, packed, y) = <(usize, Vec<Vec<T>>, Vec<Vec<T>>)>::deserialize(d)?;
+        let mut v = packed.clone();
+        unit_lower(&mut v, width);
+        Ok(QrPanel {
+            width,
+            packed: values_of(packed),
+            v: values_of(v),
+            y: values_of(y),
+            _t: PhantomData,
+        })
+    }
+}
+
+/// The Householder vectors from the packed factors of a panel `width` wide, split in
+/// blocks: ones on the diagonal of its first rows and zeros above it.
+fn unit_lower<T: TileScalar>(blocks: &mut [Vec<T>], width: usize) {
+    let mut r = 0;
+    for b in blocks {
+        for row in b.chunks_exact_mut(width.max(1)) {
+            if r < width {
+                row[r] = T::from_f64_rounded(1.0);
+                row[r + 1..].fill(T::from_f64_rounded(0.0));
+            }
+            r += 1;
+        }
+    }
+}
+
 /// Factors the panel of a QR step: the blocks of one column from the diagonal down.
 /// Inputs: those blocks (heights in `heights`, all `width` wide), then the value the panel
 /// replaces (unread).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct QrPanelTile<T> {
     pub(crate) heights: Vec<usize>,
     pub(crate) width: usize,
@@ -48,10 +104,7 @@ impl<T: TileScalar> CpuTile for QrPanelTile<T> {
             threads,
         );
         let mut v = a.clone();
-        for r in 0..w.min(h) {
-            v[r * w + r] = T::from_f64_rounded(1.0);
-            v[r * w + r + 1..(r + 1) * w].fill(zero);
-        }
+        unit_lower(std::slice::from_mut(&mut v), w);
         let mut y = vec![zero; h * w];
         dagger_cpu::gemm(
             Trans::No,
@@ -75,6 +128,7 @@ impl<T: TileScalar> CpuTile for QrPanelTile<T> {
                 .collect()
         };
         Ok(Value::new(QrPanel::<T> {
+            width: w,
             packed: split(&a),
             v: split(&v),
             y: split(&y),
@@ -89,7 +143,7 @@ impl<T: TileScalar> CpuTile for QrPanelTile<T> {
 }
 
 /// Which part of a factored QR panel a [`QrPartTile`] takes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub(crate) enum QrPart {
     /// The packed factors of a block.
     Packed,
@@ -101,6 +155,8 @@ pub(crate) enum QrPart {
 
 /// Block `index` (counted from the diagonal) of one part of a factored QR panel, shared
 /// with the panel. Inputs: the panel, then the value replaced (unread).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub(crate) struct QrPartTile<T> {
     pub(crate) part: QrPart,
     pub(crate) index: usize,
