@@ -297,9 +297,8 @@ fn set_direct(_: &std::fs::File) -> std::io::Result<()> {
 fn plain_write_read(path: &Path, bytes: u64, chunk: usize, direct: bool) -> Result<f64, String> {
     const ALIGN: usize = 4096;
     let chunk = chunk.div_ceil(ALIGN) * ALIGN;
-    let mut raw = vec![0u8; chunk + ALIGN];
-    let at = raw.as_ptr().align_offset(ALIGN);
-    let buf = &mut raw[at..at + chunk];
+    let mut raw = PageBuf::new(chunk)?;
+    let buf = raw.bytes();
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i * 31 % 251) as u8;
     }
@@ -342,4 +341,66 @@ fn plain_write_read(path: &Path, bytes: u64, chunk: usize, direct: bool) -> Resu
         return Err(format!("read back {total} bytes of {bytes}"));
     }
     Ok(secs)
+}
+
+/// Page-aligned memory mapped for the plain write and read, and unmapped after: handed
+/// back to the system at once, not kept by the allocator beside dagger's blocks.
+#[cfg(unix)]
+struct PageBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+#[cfg(unix)]
+impl PageBuf {
+    fn new(len: usize) -> Result<PageBuf, String> {
+        // SAFETY: a private anonymous mapping at an address the kernel picks; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "cannot map {len} bytes: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(PageBuf { ptr: p.cast(), len })
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable (zeroed by the kernel),
+        // owned by `self` and borrowed mutably for the slice's life.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+#[cfg(not(unix))]
+struct PageBuf(Vec<u8>);
+
+#[cfg(not(unix))]
+impl PageBuf {
+    fn new(len: usize) -> Result<PageBuf, String> {
+        Ok(PageBuf(vec![0u8; len + 4096]))
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        let at = self.0.as_ptr().align_offset(4096);
+        let len = self.0.len() - 4096;
+        &mut self.0[at..at + len]
+    }
 }

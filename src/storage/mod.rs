@@ -386,18 +386,37 @@ impl Store {
     /// `v` as a managed value, or `v` back when it is not managed (no limit, too small, or
     /// of an unregistered type).
     pub(crate) fn manage(self: &Arc<Self>, v: Value) -> Result<Arc<Slot>, Value> {
+        self.manage_reserved(v, 0)
+    }
+
+    /// [`manage`](Self::manage) for a value that room was made for beforehand
+    /// ([`reserve`](Self::reserve)d, `reserved` bytes): the reservation becomes the value's
+    /// count, with no moment when the value exists uncounted.
+    pub(crate) fn manage_reserved(
+        self: &Arc<Self>,
+        v: Value,
+        reserved: u64,
+    ) -> Result<Arc<Slot>, Value> {
+        let unmanaged = |v: Value| {
+            self.unreserve(reserved);
+            Err(v)
+        };
         if !self.limited() {
-            return Err(v);
+            return unmanaged(v);
         }
         let Some(codec) = codec::codec_of(&v) else {
-            return Err(v);
+            return unmanaged(v);
         };
         let bytes = codec.bytes(&v);
         if bytes < self.threshold {
-            return Err(v);
+            return unmanaged(v);
         }
         let spillable = codec.spillable();
-        self.make_room(bytes);
+        if bytes > reserved {
+            self.make_room(bytes - reserved);
+        } else {
+            self.unreserve(reserved - bytes);
+        }
         if !spillable {
             self.stats
                 .unspillable_values
