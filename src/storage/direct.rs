@@ -38,7 +38,7 @@ impl Stage {
 
     /// A zeroed buffer of `len` bytes (a positive multiple of [`ALIGN`]).
     fn new(len: usize) -> Stage {
-        debug_assert!(len > 0 && len % ALIGN == 0);
+        debug_assert!(len > 0 && len.is_multiple_of(ALIGN));
         let layout = Self::layout(len);
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
@@ -425,8 +425,8 @@ impl Read for SpillReader<'_> {
             return Ok(k);
         }
         // Straight into `out` when it lines up.
-        let lined_up =
-            !self.direct || (at % ALIGN as u64 == 0 && out.as_ptr().align_offset(ALIGN) == 0);
+        let lined_up = !self.direct
+            || (at.is_multiple_of(ALIGN as u64) && out.as_ptr().align_offset(ALIGN) == 0);
         if want >= ZERO_COPY && lined_up {
             let k = if self.direct {
                 want / ALIGN * ALIGN
