@@ -473,9 +473,10 @@ mod tests {
     /// Writes a header and `n` bytes starting `skew` bytes into an allocation (as a
     /// vector's elements lie), reads them back into memory skewed by `back`.
     fn roundtrip(direct: &Direct, dir: &std::path::Path, n: usize, skew: usize, back: usize) {
+        let stage = direct.stage_len;
         let data: Vec<u8> = (0..n + skew).map(|i| (i * 131 % 251) as u8).collect();
         let body = &data[skew..];
-        let path = dir.join(format!("{n}-{skew}-{back}.spill"));
+        let path = dir.join(format!("{stage}-{n}-{skew}-{back}.spill"));
         let f = File::options()
             .write(true)
             .create_new(true)

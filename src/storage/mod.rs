@@ -31,7 +31,8 @@
 //! [`ContextBuilder::spill_dir`](crate::ContextBuilder::spill_dir) or the system's temporary
 //! directory, created at the first spill and removed with everything in it once the context
 //! and every chunk of it are gone. Files are created new, never written over or through a
-//! link.
+//! link. They are written and read with direct I/O where the file system allows it, past the
+//! page cache (see `direct.rs`); `DAGGER_SPILL_DIRECT=0` sends them through the page cache.
 //!
 //! ```
 //! use dagger::prelude::*;
