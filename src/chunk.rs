@@ -59,7 +59,13 @@ impl Data {
     /// A value in host memory, managed by `store` when it manages values of its kind.
     #[inline]
     pub(crate) fn stored(value: Value, store: &Arc<Store>) -> Self {
-        let payload = match store.manage(value) {
+        Self::stored_reserved(value, store, 0)
+    }
+
+    /// [`stored`](Self::stored) in place of `reserved` bytes the store made room for.
+    #[inline]
+    pub(crate) fn stored_reserved(value: Value, store: &Arc<Store>, reserved: u64) -> Self {
+        let payload = match store.manage_reserved(value, reserved) {
             Ok(slot) => Payload::Managed(slot),
             Err(v) => Payload::Value(v),
         };

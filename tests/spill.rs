@@ -183,6 +183,12 @@ fn spills_and_reloads_are_in_the_event_log() {
     let blocks: Vec<_> = (0..6u32)
         .map(|i| ctx.spawn(move || vec![i as f32; 100_000], ()))
         .collect();
+    // Every block made (and the first ones spilled to make room) before any is read: a
+    // value still being written out is read from memory, and spills through direct I/O
+    // can take long enough on a busy disk for all reads to catch them so.
+    for b in &blocks {
+        b.wait();
+    }
     let total: f32 = blocks
         .iter()
         .map(|b| b.fetch_shared().unwrap().iter().sum::<f32>())

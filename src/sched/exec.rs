@@ -195,8 +195,9 @@ impl Runtime {
                 // The last reference to an input may go here: its `Drop` must not take the
                 // task (which has its result) or the worker with it.
                 drop_quietly(inputs);
-                held.output_made();
-                self.to_result(job, s, out)
+                // The room made for the output is handed to it as it is stored.
+                let reserved = std::mem::take(&mut held.output);
+                self.to_result(job, s, out, reserved)
             }
         };
         if let (Some((key, est)), Some(t0)) = (cost, timer) {
@@ -320,7 +321,7 @@ impl Runtime {
         let job2 = job.clone();
         let timer = Instant::now();
         let done = Completion::new(move |out: Result<Value, TaskFailure>| {
-            let result = rt.to_result(&job2, s, Ok(out));
+            let result = rt.to_result(&job2, s, Ok(out), 0);
             if let Some((key, est)) = cost {
                 rt.cost
                     .record(key, rt.cost_class(s), timer.elapsed().as_nanos() as u64);
@@ -407,15 +408,23 @@ impl Runtime {
         self.wake_for(s, false);
     }
 
+    /// The task's result, stored (a host value managed in place of the `reserved` bytes
+    /// room was made for; they are given back whatever the outcome).
     pub(super) fn to_result(
         &self,
         job: &Job,
         s: usize,
         out: std::thread::Result<Result<Value, TaskFailure>>,
+        reserved: u64,
     ) -> Result<Data, TaskError> {
         let entry = &self.procs[s];
+        if !matches!(out, Ok(Ok(_))) || entry.space != MemorySpace::LOCAL_HOST {
+            self.store.unreserve(reserved);
+        }
         match out {
-            Ok(Ok(v)) if entry.space == MemorySpace::LOCAL_HOST => Ok(Data::stored(v, &self.store)),
+            Ok(Ok(v)) if entry.space == MemorySpace::LOCAL_HOST => {
+                Ok(Data::stored_reserved(v, &self.store, reserved))
+            }
             Ok(Ok(v)) => Ok(Data::on(v, entry.space, &entry.proc)),
             Ok(Err(TaskFailure::Error(e))) => Err(TaskError::Failed {
                 task: job.label(),
@@ -456,20 +465,15 @@ struct Held<'a> {
     store: &'a crate::storage::Store,
     l: &'a WorkerLocal,
     n: u64,
-    /// Room made in host memory for the task's output before it runs, until it is stored.
+    /// Room made in host memory for the task's output before it runs, until the output is
+    /// stored in its place.
     output: u64,
-}
-
-impl Held<'_> {
-    /// The output exists: it is stored (and counted) in place of the room made for it.
-    fn output_made(&mut self) {
-        self.store.unreserve(std::mem::take(&mut self.output));
-    }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.output_made();
+        // Room for an output that was never stored (the inputs could not be moved).
+        self.store.unreserve(std::mem::take(&mut self.output));
         if self.n > 0 {
             self.l.held.set(self.l.held.get() - self.n);
             self.store.release(self.n);

@@ -31,7 +31,8 @@
 //! [`ContextBuilder::spill_dir`](crate::ContextBuilder::spill_dir) or the system's temporary
 //! directory, created at the first spill and removed with everything in it once the context
 //! and every chunk of it are gone. Files are created new, never written over or through a
-//! link.
+//! link. They are written and read with direct I/O where the file system allows it, past the
+//! page cache (see `direct.rs`); `DAGGER_SPILL_DIRECT=0` sends them through the page cache.
 //!
 //! ```
 //! use dagger::prelude::*;
@@ -57,6 +58,7 @@
 //! ```
 
 mod codec;
+mod direct;
 mod file;
 
 pub use codec::{is_spillable, register, register_serde, register_size, Spill};
@@ -64,7 +66,7 @@ pub(crate) use file::{load_value, open_saved, save_value, save_value_replacing};
 pub use file::{File, FileReadError, StorageError};
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -111,6 +113,9 @@ pub struct MemoryStats {
     pub admission_waits: u64,
     /// The spill directory, once created.
     pub spill_dir: Option<PathBuf>,
+    /// Whether spill files are written and read with direct I/O, past the page cache (on
+    /// Linux unless the file system refuses it or `DAGGER_SPILL_DIRECT=0`).
+    pub spill_direct_io: bool,
 }
 
 /// What the store reports to the context's event log.
@@ -157,6 +162,8 @@ pub(crate) struct Store {
     live: AtomicU64,
     /// Whether the context has ended: the spill directory goes with the last value.
     ended: AtomicBool,
+    /// Staging buffers for spill files and whether they go through direct I/O.
+    direct: direct::Direct,
 }
 
 #[derive(Default)]
@@ -209,6 +216,8 @@ pub(crate) struct Slot {
     /// A file of the user's holding the value (from this offset), instead of one in the
     /// spill directory: read from, never written or removed.
     external: Option<(PathBuf, u64)>,
+    /// Padding in its spill file (where direct I/O lined the value up with its memory).
+    holes: Mutex<direct::Holes>,
 }
 
 enum State {
@@ -312,6 +321,7 @@ impl Store {
             stats: Counters::default(),
             live: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            direct: direct::Direct::new(limit),
         })
     }
 
@@ -370,24 +380,44 @@ impl Store {
             over_limit: s.over_limit.load(Ordering::Relaxed),
             admission_waits: s.admission_waits.load(Ordering::Relaxed),
             spill_dir: self.dir.lock().clone(),
+            spill_direct_io: self.direct.enabled(),
         }
     }
 
     /// `v` as a managed value, or `v` back when it is not managed (no limit, too small, or
     /// of an unregistered type).
     pub(crate) fn manage(self: &Arc<Self>, v: Value) -> Result<Arc<Slot>, Value> {
+        self.manage_reserved(v, 0)
+    }
+
+    /// [`manage`](Self::manage) for a value that room was made for beforehand
+    /// ([`reserve`](Self::reserve)d, `reserved` bytes): the reservation becomes the value's
+    /// count, with no moment when the value exists uncounted.
+    pub(crate) fn manage_reserved(
+        self: &Arc<Self>,
+        v: Value,
+        reserved: u64,
+    ) -> Result<Arc<Slot>, Value> {
+        let unmanaged = |v: Value| {
+            self.unreserve(reserved);
+            Err(v)
+        };
         if !self.limited() {
-            return Err(v);
+            return unmanaged(v);
         }
         let Some(codec) = codec::codec_of(&v) else {
-            return Err(v);
+            return unmanaged(v);
         };
         let bytes = codec.bytes(&v);
         if bytes < self.threshold {
-            return Err(v);
+            return unmanaged(v);
         }
         let spillable = codec.spillable();
-        self.make_room(bytes);
+        if bytes > reserved {
+            self.make_room(bytes - reserved);
+        } else {
+            self.unreserve(reserved - bytes);
+        }
         if !spillable {
             self.stats
                 .unspillable_values
@@ -411,6 +441,7 @@ impl Store {
             pinned: AtomicBool::new(false),
             wanted: AtomicU32::new(0),
             external: None,
+            holes: Mutex::new(Vec::new()),
         });
         if spillable {
             self.insert(&slot);
@@ -444,6 +475,7 @@ impl Store {
             pinned: AtomicBool::new(false),
             wanted: AtomicU32::new(0),
             external: Some((path, offset)),
+            holes: Mutex::new(Vec::new()),
         })
     }
 
@@ -559,7 +591,10 @@ impl Store {
         let written = if clean {
             Ok(0)
         } else {
-            self.write_file(slot, &value)
+            self.write_file(slot, &value).map(|(n, holes)| {
+                *slot.holes.lock() = holes;
+                n
+            })
         };
         drop(value);
         match written {
@@ -620,24 +655,17 @@ impl Store {
         Ok(p)
     }
 
-    fn write_file(&self, slot: &Slot, value: &Value) -> io::Result<u64> {
+    fn write_file(&self, slot: &Slot, value: &Value) -> io::Result<(u64, direct::Holes)> {
         let path = self.dir()?.join(slot.file_name());
         let f = std::fs::File::options()
             .write(true)
             .create_new(true)
             .open(&path)?;
-        let mut w = Counting {
-            inner: BufWriter::with_capacity(1 << 16, f),
-            n: 0,
-        };
-        let done = slot
-            .codec
-            .write(value, &mut w)
-            .and_then(|_| w.inner.flush());
+        let mut w = self.direct.writer(f);
+        let done = slot.codec.write(value, &mut w).and_then(|_| w.finish());
         match done {
-            Ok(()) => Ok(w.n),
+            Ok(written) => Ok(written),
             Err(e) => {
-                drop(w);
                 let _ = std::fs::remove_file(&path);
                 Err(e)
             }
@@ -819,22 +847,6 @@ impl Store {
     }
 }
 
-struct Counting<W> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let k = self.inner.write(b)?;
-        self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 impl Store {
     /// The context ended: the spill directory is removed now, or with the last value that
     /// outlives the context.
@@ -975,9 +987,14 @@ impl Slot {
             ),
         };
         let read = std::fs::File::open(&path).and_then(|mut f| {
-            io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
-            let mut r = BufReader::with_capacity(1 << 16, f);
-            self.codec.read(&mut r)
+            if self.external.is_some() {
+                // A file of the user's, from an offset: read through the page cache.
+                io::Seek::seek(&mut f, io::SeekFrom::Start(offset))?;
+                self.codec.read(&mut BufReader::with_capacity(1 << 16, f))
+            } else {
+                let holes = self.holes.lock().clone();
+                self.codec.read(&mut store.direct.reader(f, holes))
+            }
         });
         match read {
             Ok(v) => {
