@@ -122,19 +122,34 @@ fn pod_bytes<T: 'static>(v: &T) -> Option<&[u8]> {
 
 /// `T` from raw bytes if it is a vector of numbers (`None` if it is not such a type).
 fn pod_from_bytes<T: 'static>(bytes: &[u8]) -> Option<Result<T, WireError>> {
+    pod_vec_filled(bytes.len(), |buf| {
+        buf.copy_from_slice(bytes);
+        Ok(())
+    })
+}
+
+/// `T`, if it is a vector of numbers, of `len` bytes that `fill` writes into its memory
+/// (zeroed by the allocator first, so untouched pages cost nothing); `None` if `T` is not
+/// such a type, and then `fill` is not called.
+fn pod_vec_filled<T: 'static>(
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), WireError>,
+) -> Option<Result<T, WireError>> {
     let id = TypeId::of::<T>();
     macro_rules! try_vec {
         ($t:ty) => {
             if id == TypeId::of::<Vec<$t>>() {
                 let size = std::mem::size_of::<$t>();
-                if bytes.len() % size != 0 {
+                if len % size != 0 {
                     return Some(Err(WireError::Length {
                         type_name: std::any::type_name::<T>(),
-                        len: bytes.len(),
+                        len,
                     }));
                 }
-                let mut v: Vec<$t> = vec![<$t>::default(); bytes.len() / size];
-                bytemuck::cast_slice_mut::<$t, u8>(&mut v).copy_from_slice(bytes);
+                let mut v: Vec<$t> = vec![<$t>::default(); len / size];
+                if let Err(e) = fill(bytemuck::cast_slice_mut::<$t, u8>(&mut v)) {
+                    return Some(Err(e));
+                }
                 let boxed: Box<dyn Any> = Box::new(v);
                 return Some(Ok(*boxed.downcast::<T>().expect("the type was checked")));
             }
@@ -203,25 +218,16 @@ fn recv_of<T: Wire>(body: Body) -> Result<Value, WireError> {
         type_name: std::any::type_name::<T>(),
         source,
     };
-    let id = TypeId::of::<T>();
-    macro_rules! try_vec {
-        ($t:ty) => {
-            if id == TypeId::of::<Vec<$t>>() {
-                let size = std::mem::size_of::<$t>();
-                if body.len() % size != 0 {
-                    return Err(WireError::Length {
-                        type_name: std::any::type_name::<T>(),
-                        len: body.len(),
-                    });
-                }
-                let mut v: Vec<$t> = vec![<$t>::default(); body.len() / size];
-                body.recv_into(bytemuck::cast_slice_mut::<$t, u8>(&mut v))
-                    .map_err(failed)?;
-                return Ok(Value::new(v));
-            }
-        };
+    let mut body = Some(body);
+    let len = body.as_ref().map_or(0, Body::len);
+    let pod = pod_vec_filled::<T>(len, |buf| {
+        let body = body.take().expect("filled once");
+        body.recv_into(buf).map_err(failed)
+    });
+    if let Some(v) = pod {
+        return v.map(Value::new);
     }
-    pod_vecs!(try_vec);
+    let body = body.expect("not a numeric vector: the body is still here");
     let bytes = body.recv_vec().map_err(failed)?;
     T::decode(&bytes).map(Value::new)
 }
