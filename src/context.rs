@@ -906,7 +906,7 @@ impl Context {
             let k = kernel.as_ref()?;
             k.kernel().has(&crate::Backend::CPU).then(|| {
                 let k = k.clone();
-                let b: Body = Box::new(move |inputs: &[Value]| k.run_cpu(inputs));
+                let b: Body = Box::new(move |inputs: &mut [Value]| k.run_cpu_owned(inputs));
                 b
             })
         });
@@ -967,7 +967,9 @@ impl Context {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let body = body.unwrap_or_else(|| {
-            Box::new(|_: &[Value]| Err(TaskFailure::msg("this kernel has no CPU implementation")))
+            Box::new(|_: &mut [Value]| {
+                Err(TaskFailure::msg("this kernel has no CPU implementation"))
+            })
         });
         let task = Arc::new(TaskCore::new(
             name,
@@ -1328,12 +1330,12 @@ impl Context {
         let fail = |e: crate::storage::StorageError| TaskFailure::Error(Box::new(e));
         if path.is_file() {
             tracing::debug!(task = %key, path = %path.display(), "restoring from a checkpoint");
-            *body = Some(Box::new(move |_: &[Value]| {
+            *body = Some(Box::new(move |_: &mut [Value]| {
                 crate::storage::load_value(&path, None).map_err(fail)
             }));
             true
         } else {
-            *body = Some(Box::new(move |inputs: &[Value]| {
+            *body = Some(Box::new(move |inputs: &mut [Value]| {
                 let v = run(inputs)?;
                 crate::storage::save_value_replacing(&v, &path).map_err(fail)?;
                 Ok(v)

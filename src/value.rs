@@ -74,6 +74,13 @@ impl Value {
         Arc::downgrade(&self.inner)
     }
 
+    /// The value, mutably, if it has type `T` and this handle is the only one: no clone
+    /// and no weak reference (such as a device's copy of it) exists. A task can then update
+    /// an input in place and return it as its result, since nothing else can see it.
+    pub(crate) fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        Arc::get_mut(&mut self.inner)?.downcast_mut::<T>()
+    }
+
     /// Whether another clone of this value is alive (someone besides this handle holds it).
     pub(crate) fn is_shared(&self) -> bool {
         Arc::strong_count(&self.inner) > 1

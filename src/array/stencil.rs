@@ -674,7 +674,7 @@ impl<T: Float> DArray<T> {
         let taps = taps.clone();
         // Elements no box covers hold the constant.
         let fill = boxes.iter().map(|(_, b)| b.len()).sum::<usize>() != plen;
-        let body: Body = Box::new(move |inputs: &[Value]| {
+        let body: Body = Box::new(move |inputs: &mut [Value]| {
             // The padded block is scratch of this thread, reused from block to block and
             // iteration to iteration: no fresh pages to fault in each time.
             thread_local! {

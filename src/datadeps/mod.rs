@@ -701,7 +701,7 @@ impl DataRegion<'_> {
             meta.push((a.cell, a.region, a.write));
             lockers.push(Some(a.lock));
         }
-        let body: Body = Box::new(move |inputs: &[Value]| {
+        let body: Body = Box::new(move |inputs: &mut [Value]| {
             // Take the locks in cell order, so tasks never wait on each other in a cycle.
             let mut slots: Vec<Option<Box<dyn Any>>> = (0..lockers.len()).map(|_| None).collect();
             for &i in &order {

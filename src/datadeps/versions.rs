@@ -387,7 +387,7 @@ impl DataRegion<'_> {
             std::any::TypeId::of::<Tracked>(),
             host_task(name),
             deps,
-            Some(Box::new(body)),
+            Some(Box::new(move |inputs: &mut [Value]| body(inputs))),
             None,
         );
         self.record(key, Part::Whole, true, &core);

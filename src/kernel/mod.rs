@@ -60,6 +60,10 @@ impl fmt::Display for Backend {
 /// A kernel's CPU implementation: its parameters and its inputs (host values) to its result.
 pub type CpuImpl = dyn Fn(&Value, &[Value]) -> Result<Value, TaskFailure> + Send + Sync;
 
+/// A CPU implementation that may take over inputs nothing else holds (see
+/// [`KernelBuilder::cpu_in_place`]).
+type CpuInPlace = dyn Fn(&Value, &mut [Value]) -> Result<Value, TaskFailure> + Send + Sync;
+
 type Flops = dyn Fn(&Value) -> Option<f64> + Send + Sync;
 
 /// How a kernel's parameters cross processes: what it takes is what it decodes, so every
@@ -135,7 +139,7 @@ pub(crate) fn register_builtin() -> bool {
 
 struct KernelDef {
     name: Arc<str>,
-    cpu: Option<Arc<CpuImpl>>,
+    cpu: Option<Arc<CpuInPlace>>,
     impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
     flops: Option<Box<Flops>>,
     local: bool,
@@ -268,6 +272,18 @@ impl Kernel {
 
     /// Runs the CPU implementation on host values.
     pub fn run_cpu(&self, params: &Value, inputs: &[Value]) -> Result<Value, TaskFailure> {
+        // Clones of the caller's handles: an in-place implementation finds every input
+        // shared, so it takes none of them over.
+        self.run_cpu_owned(params, &mut inputs.to_vec())
+    }
+
+    /// Runs the CPU implementation on inputs it may take over where no other handle holds
+    /// them (what a task's inputs are once it starts).
+    pub(crate) fn run_cpu_owned(
+        &self,
+        params: &Value,
+        inputs: &mut [Value],
+    ) -> Result<Value, TaskFailure> {
         match &self.def.cpu {
             Some(f) => f(params, inputs),
             None => Err(TaskFailure::msg(format!(
@@ -292,7 +308,7 @@ impl Kernel {
 #[must_use]
 pub struct KernelBuilder {
     name: String,
-    cpu: Option<Arc<CpuImpl>>,
+    cpu: Option<Arc<CpuInPlace>>,
     impls: Vec<(Backend, Arc<dyn Any + Send + Sync>)>,
     flops: Option<Box<Flops>>,
     local: bool,
@@ -304,6 +320,21 @@ impl KernelBuilder {
     pub fn cpu(
         mut self,
         f: impl Fn(&Value, &[Value]) -> Result<Value, TaskFailure> + Send + Sync + 'static,
+    ) -> Self {
+        self.cpu = Some(Arc::new(move |params: &Value, inputs: &mut [Value]| {
+            f(params, inputs)
+        }));
+        self
+    }
+
+    /// The CPU implementation, given its inputs mutably: an input that no other handle
+    /// holds (no other task reads it, no array keeps it) can be taken over with
+    /// [`Value::get_mut`] and updated in place instead of copied. A tile that accumulates
+    /// into a block it is given, as GEMM's `C = A B + C` does, then reuses that block's
+    /// memory, which is already in cache and needs no fresh pages.
+    pub(crate) fn cpu_in_place(
+        mut self,
+        f: impl Fn(&Value, &mut [Value]) -> Result<Value, TaskFailure> + Send + Sync + 'static,
     ) -> Self {
         self.cpu = Some(Arc::new(f));
         self
@@ -386,5 +417,10 @@ impl KernelCall {
     /// Runs the kernel's CPU implementation on host values.
     pub fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
         self.kernel.run_cpu(&self.params, inputs)
+    }
+
+    /// Runs the kernel's CPU implementation on a task's inputs, which it may take over.
+    pub(crate) fn run_cpu_owned(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
+        self.kernel.run_cpu_owned(&self.params, inputs)
     }
 }

@@ -8,7 +8,7 @@ use crate::kernel::{Backend, KernelCall};
 use crate::value::Value;
 
 /// The body of a task, type-erased: takes the input values in dependency order.
-pub(crate) type Body = Box<dyn FnOnce(&[Value]) -> Result<Value, TaskFailure> + Send>;
+pub(crate) type Body = Box<dyn FnOnce(&mut [Value]) -> Result<Value, TaskFailure> + Send>;
 
 /// How a task's body or a processor reports failure (see
 /// [`Processor::execute`](crate::Processor::execute)). The scheduler turns it into a
@@ -154,13 +154,14 @@ impl TaskCall {
     /// Runs the task's host body on the calling thread and returns its value: the closure,
     /// or a kernel's CPU implementation with the call's parameters. The inputs must be host
     /// values.
-    pub fn run(self) -> Result<Value, TaskFailure> {
-        (self.body)(&self.inputs)
+    pub fn run(mut self) -> Result<Value, TaskFailure> {
+        (self.body)(&mut self.inputs)
     }
 
     /// [`run`](Self::run) with other inputs.
     pub fn run_with(self, inputs: &[Value]) -> Result<Value, TaskFailure> {
-        (self.body)(inputs)
+        // Clones of the caller's handles, so the body takes none of them over.
+        (self.body)(&mut inputs.to_vec())
     }
 }
 

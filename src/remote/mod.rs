@@ -453,7 +453,7 @@ impl Context {
     {
         let mut deps = Deps::default();
         args.register(&mut deps);
-        let body: TaskBody = Box::new(move |inputs: &[Value]| f.call(inputs));
+        let body: TaskBody = Box::new(move |inputs: &mut [Value]| f.call(inputs));
         let portable = registry::is_registered::<F>();
         DTask::from_core(self.submit_task(
             std::any::type_name::<F>(),

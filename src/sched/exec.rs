@@ -173,7 +173,7 @@ impl Runtime {
         drop_quietly(work.inputs);
         let result = match moved {
             Err(e) => Err(e),
-            Ok(inputs) => {
+            Ok(mut inputs) => {
                 let _opts = CurrentGuard::set(work.opts);
                 let prev_in_task = l.in_task.replace(true);
                 let prev_occ = l.cur_occ.replace(occ);
@@ -187,7 +187,7 @@ impl Runtime {
                         processor = %entry.id
                     )
                     .entered();
-                    body(&inputs)
+                    body(&mut inputs)
                 }));
                 set_task_processor(prev_proc);
                 l.in_task.set(prev_in_task);

@@ -555,7 +555,7 @@ where
     F: TaskFn<A::Outs, R>,
     R: Send + Sync + 'static,
 {
-    Box::new(move |inputs: &[Value]| {
+    Box::new(move |inputs: &mut [Value]| {
         let outs = A::get(getters, inputs)?;
         Ok(Value::new(f.call(outs)))
     })
@@ -569,7 +569,7 @@ where
     R: Send + Sync + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    Box::new(move |inputs: &[Value]| {
+    Box::new(move |inputs: &mut [Value]| {
         let outs = A::get(getters, inputs)?;
         f.call(outs)
             .map(Value::new)

@@ -112,6 +112,7 @@ macro_rules! packed_gemm {
             const KC: usize = $kc;
             const MC: usize = $mc;
             const NC: usize = $nc;
+            const PF: usize = 4;
 
             /// `C[0..m, 0..n] = alpha * Ap Bp + beta * C` for one `MR x NR` tile, `m <= MR`,
             /// `n <= NR`, from `kc` steps of packed panels; `beta = 0` does not read `C`.
@@ -143,6 +144,9 @@ macro_rules! packed_gemm {
                 }
                 let (mut a, mut b) = (a, b);
                 for _ in 0..kc {
+                    // The A micro-panel streams in from L2: ask for it a few steps ahead.
+                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(PF * MR).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(PF * MR + LANES).cast());
                     let mut av = [$setzero(); MRV];
                     for (v, x) in av.iter_mut().enumerate() {
                         // SAFETY: the A micro-panel holds MR aligned elements per step.

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 #[cfg(feature = "wgpu")]
 use super::{as_gpu, Sequence};
-use super::{block, TileScalar};
+use super::{block, owned_block, TileScalar};
 use crate::processor::wgpu::kernel::CpuRun;
 use crate::processor::wgpu::{DType, GpuLaunch};
 #[cfg(feature = "wgpu")]
@@ -52,10 +52,10 @@ pub(crate) fn potrf_cpu<T: TileScalar>(
     block_index: usize,
     first_row: usize,
     n: usize,
-    inputs: &[Value],
+    inputs: &mut [Value],
 ) -> Result<Value, TaskFailure> {
     {
-        let mut out = block::<T>(&inputs[0], 0)?.clone();
+        let mut out = owned_block::<T>(inputs, 0)?;
         dagger_cpu::potrf(Triangle::Lower, MatMut::new(&mut out, n, n)).map_err(|e| match e {
             dagger_cpu::PotrfError::NotPositiveDefinite { pivot } => {
                 TaskFailure::from(NotPositiveDefinite {
@@ -77,11 +77,11 @@ pub(crate) fn potrf_cpu<T: TileScalar>(
 pub(crate) fn trsm_cpu<T: TileScalar>(
     m: usize,
     n: usize,
-    inputs: &[Value],
+    inputs: &mut [Value],
 ) -> Result<Value, TaskFailure> {
     {
+        let mut out = owned_block::<T>(inputs, 1)?;
         let l = block::<T>(&inputs[0], 0)?;
-        let mut out = block::<T>(&inputs[1], 1)?.clone();
         dagger_cpu::trsm(
             Side::Right,
             Triangle::Lower,
@@ -122,7 +122,7 @@ pub(crate) struct PotrfTile<T> {
 }
 
 impl<T: TileScalar> CpuRun for PotrfTile<T> {
-    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run_cpu(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         potrf_cpu::<T>(self.block, self.first_row, self.n, inputs)
     }
 }
@@ -183,7 +183,7 @@ pub(crate) struct TrsmTile<T> {
 }
 
 impl<T: TileScalar> CpuRun for TrsmTile<T> {
-    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run_cpu(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         trsm_cpu::<T>(self.m, self.n, inputs)
     }
 }

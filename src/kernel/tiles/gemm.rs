@@ -10,7 +10,7 @@ use dagger_wgpu::blas::{self, GpuMatrix};
 #[cfg(feature = "wgpu")]
 use dagger_wgpu::{Device, GpuError};
 
-use super::{accum_of, block, TileScalar};
+use super::{accum_of, block, owned_block, TileScalar};
 #[cfg(feature = "wgpu")]
 use super::{as_gpu, supports_depth, Sequence};
 use crate::processor::wgpu::kernel::CpuRun;
@@ -53,11 +53,11 @@ impl<T: TileScalar> GemmTile<T> {
 }
 
 impl<T: TileScalar> CpuRun for GemmTile<T> {
-    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run_cpu(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         {
             let nk = self.a.len();
             let mut out = if self.reads_c() {
-                block::<T>(&inputs[2 * nk], 2 * nk)?.clone()
+                owned_block::<T>(inputs, 2 * nk)?
             } else {
                 vec![T::from_f64_rounded(0.0); self.m * self.n]
             };

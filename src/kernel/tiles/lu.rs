@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{block, TileScalar};
+use super::{block, owned_block, TileScalar};
 use crate::kernel::{Kernel, KernelCall, ParamsCodec};
 use crate::processor::TaskFailure;
 use crate::value::Value;
@@ -51,7 +51,7 @@ impl ZeroPivot {
 /// A tile that runs on CPU threads only.
 pub(crate) trait CpuTile: Send + Sync + 'static {
     /// Computes the result from host inputs.
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure>;
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure>;
     /// Floating-point operations of one run, if known.
     fn flops(&self) -> Option<f64> {
         None
@@ -80,7 +80,7 @@ pub(super) fn cpu_tile_kernel<P: CpuTileParams>(name: &str, dtype: &str) -> Kern
         .or_insert_with(|| {
             Kernel::builder(format!("dagger.{name}.{dtype}"))
                 .params_codec(ParamsCodec::serde::<P>())
-                .cpu(|params, inputs| {
+                .cpu_in_place(|params, inputs| {
                     params
                         .downcast_ref::<P>()
                         .ok_or_else(|| TaskFailure::msg("the tile's parameters have another type"))?
@@ -171,7 +171,7 @@ pub(crate) struct PanelTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for PanelTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         let w = self.width;
         let h: usize = self.heights.iter().sum();
         let mut lu = Vec::with_capacity(h * w);
@@ -239,7 +239,7 @@ fn panel<T: TileScalar>(v: &Value) -> Result<&Panel<T>, TaskFailure> {
 }
 
 impl<T: TileScalar> CpuTile for PanelPartTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         Ok(panel::<T>(&inputs[0])?.blocks[self.index].clone())
     }
 }
@@ -253,7 +253,7 @@ pub(crate) struct PanelPivotsTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for PanelPivotsTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         Ok(Value::new(panel::<T>(&inputs[0])?.perm.clone()))
     }
 }
@@ -278,7 +278,7 @@ pub(crate) struct PanelRowsTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         let p = panel::<T>(&inputs[0])?;
         let c = self.cols;
         let mut sources: Vec<((usize, usize), &Vec<T>)> = Vec::new();
@@ -354,9 +354,9 @@ pub(crate) struct TriSolveTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for TriSolveTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
+        let mut b = owned_block::<T>(inputs, 1)?;
         let a = block::<T>(&inputs[0], 0)?;
-        let mut b = block::<T>(&inputs[1], 1)?.clone();
         let k = match self.side {
             Side::Left => self.m,
             Side::Right => self.n,
@@ -405,7 +405,7 @@ pub(crate) struct GatherRowsTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for GatherRowsTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         let c = self.cols;
         let mut out = Vec::with_capacity(self.rows.len() * c);
         for &src in &self.rows {
@@ -445,8 +445,8 @@ pub(crate) struct TrianglePartTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for TrianglePartTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
-        let mut out = block::<T>(&inputs[0], 0)?.clone();
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
+        let mut out = owned_block::<T>(inputs, 0)?;
         let (zero, one) = (T::from_f64_rounded(0.0), T::from_f64_rounded(1.0));
         for i in 0..self.rows {
             for j in 0..self.cols {

@@ -88,7 +88,7 @@ pub(crate) struct QrPanelTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for QrPanelTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         let w = self.width;
         let h: usize = self.heights.iter().sum();
         let mut a = Vec::with_capacity(h * w);
@@ -164,7 +164,7 @@ pub(crate) struct QrPartTile<T> {
 }
 
 impl<T: TileScalar> CpuTile for QrPartTile<T> {
-    fn run(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         let p = inputs[0]
             .downcast_ref::<QrPanel<T>>()
             .ok_or(TaskFailure::ArgumentType {

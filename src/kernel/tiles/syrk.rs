@@ -9,7 +9,7 @@ use dagger_wgpu::blas::{self, GpuMatrix};
 #[cfg(feature = "wgpu")]
 use dagger_wgpu::{Device, GpuError};
 
-use super::{accum_of, block, TileScalar};
+use super::{accum_of, block, owned_block, TileScalar};
 #[cfg(feature = "wgpu")]
 use super::{as_gpu, supports_depth, Sequence};
 use crate::processor::wgpu::kernel::CpuRun;
@@ -34,10 +34,10 @@ pub(crate) struct SyrkTile<T> {
 }
 
 impl<T: TileScalar> CpuRun for SyrkTile<T> {
-    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure> {
+    fn run_cpu(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         {
             let nk = self.a.len();
-            let mut out = block::<T>(&inputs[nk], nk)?.clone();
+            let mut out = owned_block::<T>(inputs, nk)?;
             if nk == 0 {
                 scale_triangle(&mut out, self.n, self.triangle, self.beta);
             }

@@ -116,7 +116,7 @@ where
 {
     let k = Kernel::builder(name)
         .params_codec(ParamsCodec::serde::<P>())
-        .cpu(|params, inputs| {
+        .cpu_in_place(|params, inputs| {
             params_of::<P>(params)
                 .map_err(TaskFailure::msg)?
                 .run_cpu(inputs)
@@ -129,8 +129,9 @@ where
 
 /// The CPU side of a kernel whose parameters run themselves.
 pub(crate) trait CpuRun: Send + Sync {
-    /// Computes the result from host inputs.
-    fn run_cpu(&self, inputs: &[Value]) -> Result<Value, TaskFailure>;
+    /// Computes the result from host inputs; one that no other handle holds may be taken
+    /// over (see [`Value::get_mut`]).
+    fn run_cpu(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure>;
 }
 
 /// The GPU side of a kernel whose parameters launch themselves (without the `wgpu`
