@@ -527,3 +527,52 @@ fn try_spawn_fails_the_region_without_a_panic() {
     assert_eq!(x.get(), 5, "the writer after the failing one did not run");
     assert_eq!(y.get(), 1, "independent tasks ran");
 }
+
+/// A value whose drop is seen.
+struct Watched(
+    &'static std::sync::atomic::AtomicBool,
+    #[allow(dead_code)] Vec<u8>,
+);
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_finished_tasks_value_that_nothing_reads_is_freed_while_the_region_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DROPPED: AtomicBool = AtomicBool::new(false);
+    let ctx = ctx(1);
+    let x = Cell::new(0u32);
+    let later = ctx
+        .spawn_datadeps(|r| {
+            let first = r.spawn(
+                |mut x: RefMut<u32>| {
+                    *x += 1;
+                    Watched(&DROPPED, vec![0; 1 << 20])
+                },
+                (Out(&x),),
+            );
+            drop(first);
+            // Ordered after the first task; by the time it runs, nothing holds the first
+            // task's value any more, the region included.
+            r.spawn(
+                |x: Ref<u32>| {
+                    let t = std::time::Instant::now();
+                    while !DROPPED.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(5) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    (*x, DROPPED.load(Ordering::SeqCst))
+                },
+                (In(&x),),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        later.fetch().unwrap(),
+        (1, true),
+        "the region kept the value"
+    );
+}

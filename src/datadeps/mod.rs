@@ -16,6 +16,14 @@
 //! region ends. Both kinds mix in one region; tasks are placed by the same cost model as any
 //! task, within the region's scope.
 //!
+//! A region holds no more than it needs while it runs: a task that succeeded is forgotten as
+//! it finishes (a failed one is kept for the region's error), a task that writes a whole
+//! cell replaces the earlier accesses of it in the region's history (ordering after it
+//! orders after them), and of a value tracked by versions without a cell to go back to (the
+//! blocks inside DArray factorizations) only the latest version is kept. A version is then
+//! freed as soon as the tasks that read it have run, and a tile that updates a block
+//! nothing else holds any more updates it in place instead of copying it.
+//!
 //! ```
 //! use dagger::prelude::*;
 //! use dagger::{Cell, In, InOut, Ref, RefMut};
@@ -41,10 +49,10 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::lock_api::{ArcRwLockReadGuard, ArcRwLockWriteGuard};
-use parking_lot::{RawRwLock, RwLock};
+use parking_lot::{Mutex, RawRwLock, RwLock};
 
 use crate::context::Context;
 use crate::error::TaskError;
@@ -523,10 +531,72 @@ impl<T: Partition> IntoArg for InOut<View<'_, T>> {
     }
 }
 
+/// An earlier access of a cell. The task is held weakly: one that has not finished is
+/// held by the scheduler (or by the tasks it waits for), and one that failed by the
+/// region's [`RegionTasks`], so a task that is gone finished without error and orders
+/// nothing any more; its value is not kept alive for the ordering's sake.
 struct Past {
     region: Part,
     write: bool,
-    task: Arc<TaskCore>,
+    task: Weak<TaskCore>,
+}
+
+/// The tasks spawned through a region, in submission order. A task that succeeds is
+/// forgotten as it finishes, so the region holds neither it nor its value: a version that
+/// no later task reads is freed while the region still runs, as it would be outside one.
+/// A task that failed stays, for the region's error.
+#[derive(Default)]
+struct RegionTasks {
+    slots: Arc<Mutex<Vec<Option<Arc<TaskCore>>>>>,
+}
+
+impl RegionTasks {
+    fn push(&self, core: &Arc<TaskCore>) {
+        let index = {
+            let mut slots = self.slots.lock();
+            slots.push(Some(core.clone()));
+            slots.len() - 1
+        };
+        let slots = Arc::downgrade(&self.slots);
+        core.on_done(Box::new(move |result| {
+            if result.is_ok() {
+                if let Some(slots) = slots.upgrade() {
+                    // Taken out under the lock, dropped after it.
+                    let finished = slots.lock()[index].take();
+                    drop(finished);
+                }
+            }
+        }));
+    }
+
+    /// How many tasks were spawned.
+    fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
+
+    /// Task `index`, unless it finished without error.
+    fn held(&self, index: usize) -> Option<Arc<TaskCore>> {
+        self.slots.lock()[index].clone()
+    }
+
+    /// Tasks held (not known to have succeeded) that have not finished.
+    fn unfinished(&self) -> usize {
+        self.slots
+            .lock()
+            .iter()
+            .flatten()
+            .filter(|t| !t.is_done())
+            .count()
+    }
+
+    /// The error of the first task, in submission order, that failed.
+    fn first_failure(&self) -> Option<TaskError> {
+        self.slots
+            .lock()
+            .iter()
+            .flatten()
+            .find_map(|t| t.result.get().and_then(|r| r.as_ref().err().cloned()))
+    }
 }
 
 /// A datadeps region: tasks spawned through it are ordered by their accesses.
@@ -534,7 +604,7 @@ pub struct DataRegion<'c> {
     ctx: &'c Context,
     history: HashMap<u64, Vec<Past>>,
     /// The tasks spawned through the region, in submission order.
-    tasks: Vec<Arc<TaskCore>>,
+    tasks: RegionTasks,
     /// The region's own tasks (moving versions in and out of cells).
     internal: Vec<Arc<TaskCore>>,
     /// Values tracked by versions (see [`versions`]).
@@ -550,20 +620,33 @@ impl DataRegion<'_> {
         if let Some(hist) = self.history.get_mut(&key) {
             // Finished accesses order nothing any more, unless they failed: what they
             // should have written is missing, so later accesses fail too.
-            hist.retain(|p| !matches!(p.task.result.get(), Some(Ok(_))));
+            hist.retain(|p| {
+                p.task
+                    .upgrade()
+                    .is_some_and(|t| !matches!(t.result.get(), Some(Ok(_))))
+            });
             for p in hist.iter() {
                 if (write || p.write) && region.overlaps(&p.region) {
-                    deps.after.push(p.task.clone());
+                    if let Some(t) = p.task.upgrade() {
+                        deps.after.push(t);
+                    }
                 }
             }
         }
     }
 
     fn record(&mut self, key: u64, region: Part, write: bool, task: &Arc<TaskCore>) {
-        self.history.entry(key).or_default().push(Past {
+        let hist = self.history.entry(key).or_default();
+        if write && region == Part::Whole {
+            // The task was ordered after every earlier access of the cell (`order_after`
+            // ran first), and every later access conflicts with it: ordering after it
+            // orders after them too. Forgetting them lets their values go once they ran.
+            hist.clear();
+        }
+        hist.push(Past {
             region,
             write,
-            task: task.clone(),
+            task: Arc::downgrade(task),
         });
     }
 
@@ -681,7 +764,7 @@ impl DataRegion<'_> {
                         )),
                     },
                 ));
-                self.tasks.push(core.clone());
+                self.tasks.push(&core);
                 return DTask::from_core(core);
             }
         }
@@ -719,7 +802,7 @@ impl DataRegion<'_> {
         for (cell, region, write) in meta {
             self.record(cell, region, write, &core);
         }
-        self.tasks.push(core.clone());
+        self.tasks.push(&core);
         DTask::from_core(core)
     }
 }
@@ -783,35 +866,30 @@ impl Context {
         let mut region = DataRegion {
             ctx: self,
             history: HashMap::new(),
-            tasks: Vec::new(),
+            tasks: RegionTasks::default(),
             internal: Vec::new(),
             versions: Default::default(),
             checked_in: Vec::new(),
         };
         let out = f(&mut region);
-        let mut first = None;
         let until = deadline.map(|d| d.0);
-        for t in region.tasks.iter().chain(&region.internal) {
-            if !crate::sched::block_on_until(t, until) {
-                let unfinished = region
-                    .tasks
-                    .iter()
-                    .chain(&region.internal)
-                    .filter(|t| !t.is_done())
-                    .count();
+        // One task at a time, so that the wait itself keeps no finished task's value.
+        let spawned = region.tasks.len();
+        let waits = (0..spawned)
+            .filter_map(|i| region.tasks.held(i))
+            .chain(region.internal.iter().cloned());
+        for t in waits {
+            if !crate::sched::block_on_until(&t, until) {
+                let unfinished = region.tasks.unfinished()
+                    + region.internal.iter().filter(|t| !t.is_done()).count();
                 return Err(RegionTimeoutError::TimedOut {
                     waited: deadline.map(|d| d.1).unwrap_or_default(),
                     unfinished,
-                    total: region.tasks.len() + region.internal.len(),
+                    total: spawned + region.internal.len(),
                 });
             }
         }
-        for t in &region.tasks {
-            if let Some(Err(e)) = t.result.get() {
-                first = Some(e.clone());
-                break;
-            }
-        }
+        let mut first = region.tasks.first_failure();
         if let Err(e) = region.restore_cells() {
             // Values lost with a device say more than the first task failure, which they
             // carry as their source; otherwise the first failure is the region's error.

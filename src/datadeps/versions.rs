@@ -306,7 +306,7 @@ impl DataRegion<'_> {
                     }
                 ),
             );
-            self.tasks.push(core.clone());
+            self.tasks.push(&core);
             return core;
         }
         let mut deps = Deps::default();
@@ -326,10 +326,15 @@ impl DataRegion<'_> {
             self.record(key, Part::Whole, write, &core);
             if write {
                 let t = self.versions.get_mut(&key).expect("tracked");
+                if t.home.is_none() {
+                    // Without a cell to put a version back into, only the latest one is
+                    // ever read again: the older ones are freed once their readers ran.
+                    t.versions.clear();
+                }
                 t.versions.push(Version::Task(core.clone()));
             }
         }
-        self.tasks.push(core.clone());
+        self.tasks.push(&core);
         core
     }
 
@@ -468,11 +473,11 @@ impl DataRegion<'_> {
             name: "datadeps check-in".into(),
         };
         if !restored.is_empty() {
-            let first_failure = self
-                .tasks
-                .iter()
-                .chain(&self.internal)
-                .find_map(|t| t.result.get().and_then(|r| r.as_ref().err().cloned()));
+            let first_failure = self.tasks.first_failure().or_else(|| {
+                self.internal
+                    .iter()
+                    .find_map(|t| t.result.get().and_then(|r| r.as_ref().err().cloned()))
+            });
             return Err(TaskError::Failed {
                 task: label(),
                 processor: "host".into(),

@@ -178,8 +178,8 @@ struct Links {
     done: bool,
     dependents: SmallVec<[Arc<TaskCore>; 2]>,
     /// Told the result when the task finishes (a process serving another's tasks reports
-    /// them so).
-    on_done: Option<OnDone>,
+    /// them so; a datadeps region forgets a task that succeeded).
+    on_done: SmallVec<[OnDone; 1]>,
 }
 
 /// The shared state of one task.
@@ -232,7 +232,7 @@ impl TaskCore {
             links: Mutex::new(Links {
                 done: false,
                 dependents: SmallVec::new(),
-                on_done: None,
+                on_done: SmallVec::new(),
             }),
             work: Mutex::new(Some(work)),
             result: OnceLock::new(),
@@ -252,7 +252,7 @@ impl TaskCore {
             links: Mutex::new(Links {
                 done: true,
                 dependents: SmallVec::new(),
-                on_done: None,
+                on_done: SmallVec::new(),
             }),
             work: Mutex::new(None),
             result: OnceLock::new(),
@@ -370,7 +370,10 @@ impl TaskCore {
         let (deps, on_done) = {
             let mut l = self.links.lock();
             l.done = true;
-            (std::mem::take(&mut l.dependents), l.on_done.take())
+            (
+                std::mem::take(&mut l.dependents),
+                std::mem::take(&mut l.on_done),
+            )
         };
         let old = self.state.fetch_or(DONE, Ordering::AcqRel);
         if old & WAITERS != 0 {
@@ -378,19 +381,21 @@ impl TaskCore {
             let _g = s.lock.lock();
             s.cv.notify_all();
         }
-        if let (Some(f), Some(r)) = (on_done, self.result.get()) {
-            f(r);
+        if let Some(r) = self.result.get() {
+            for f in on_done {
+                f(r);
+            }
         }
         deps
     }
 
-    /// Calls `f` with the task's result when it finishes (at once if it has). One callback
-    /// per task; a second replaces the first.
+    /// Calls `f` with the task's result when it finishes (at once if it has), after the
+    /// callbacks registered before it.
     pub(crate) fn on_done(&self, f: OnDone) {
         {
             let mut l = self.links.lock();
             if !l.done {
-                l.on_done = Some(f);
+                l.on_done.push(f);
                 return;
             }
         }

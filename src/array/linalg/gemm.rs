@@ -229,3 +229,91 @@ impl<T: Gemm> DArray<T> {
         Ok(DArray::from_parts(self.context(), out_grid, blocks))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::any::TypeId;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use dagger_cpu::Trans;
+    use dagger_wgpu::blas::GemmKernel;
+
+    use crate::kernel::tiles::{tile_call, GemmTile};
+    use crate::prelude::*;
+    use crate::task::args::Deps;
+    use crate::task::DTask;
+    use crate::KernelArg;
+
+    /// Runs the tile `C = A I + C` (2 x 2) as a task on a `C` made by a task, keeping a
+    /// handle to that `C` or not; returns where `C` was, where the result is, the result
+    /// and, if kept, `C` afterwards.
+    fn accumulate(keep_c: bool) -> (usize, usize, Vec<f64>, Option<Vec<f64>>) {
+        static C_AT: AtomicUsize = AtomicUsize::new(0);
+        let ctx = Context::builder().threads(1).build().expect("a context");
+        let a = ctx.spawn(|| vec![1.0f64, 2.0, 3.0, 4.0], ());
+        let b = ctx.spawn(|| vec![1.0f64, 0.0, 0.0, 1.0], ());
+        let c = ctx.spawn(
+            || {
+                let v = vec![10.0f64; 4];
+                C_AT.store(v.as_ptr() as usize, Ordering::SeqCst);
+                v
+            },
+            (),
+        );
+        c.wait();
+        let mut deps = Deps::default();
+        for x in [&a, &b, &c] {
+            deps.list.push(KernelArg::from(x).dep);
+        }
+        let tile = GemmTile::<f64> {
+            kernel: GemmKernel::Tiled,
+            op_a: Trans::No,
+            op_b: Trans::No,
+            alpha: 1.0,
+            beta: 1.0,
+            m: 2,
+            n: 2,
+            a: vec![(2, 2)],
+            b: vec![(2, 2)],
+        };
+        let core = ctx.submit_kernel(
+            "gemm",
+            TypeId::of::<GemmTile<f64>>(),
+            Options::new().scope(Scope::cpu()),
+            deps,
+            None,
+            Some(tile_call("gemm_tile", tile)),
+        );
+        let kept = keep_c.then_some(c);
+        let out: DTask<Vec<f64>> = DTask::from_core(core);
+        let at = ctx
+            .spawn(|v: Arc<Vec<f64>>| v.as_ptr() as usize, (out.shared(),))
+            .fetch()
+            .expect("the result's address");
+        let c_after = kept.map(|c| c.fetch().expect("C is still readable"));
+        (
+            C_AT.load(Ordering::SeqCst),
+            at,
+            out.fetch().expect("the result"),
+            c_after,
+        )
+    }
+
+    #[test]
+    fn a_tile_updates_a_block_nothing_else_holds_in_place_and_copies_a_held_one() {
+        let want = vec![11.0, 12.0, 13.0, 14.0];
+        // Nothing but the tile holds C once it starts: its memory becomes the result.
+        let (c_at, out_at, out, _) = accumulate(false);
+        assert_eq!(out, want);
+        assert_eq!(out_at, c_at, "the tile copied a block nothing else held");
+        // A handle to C is kept: the tile writes a copy and C stays as it was.
+        let (c_at, out_at, out, c_after) = accumulate(true);
+        assert_eq!(out, want);
+        assert_ne!(
+            out_at, c_at,
+            "the tile wrote into a block that is still held"
+        );
+        assert_eq!(c_after, Some(vec![10.0; 4]));
+    }
+}
