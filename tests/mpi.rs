@@ -50,6 +50,21 @@ fn nap(ms: u64) -> u64 {
 }
 dagger::remote_fn!(nap);
 
+fn ramp(n: usize) -> Vec<f64> {
+    (0..n).map(|i| i as f64).collect()
+}
+dagger::remote_fn!(ramp);
+
+fn bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+dagger::remote_fn!(bytes);
+
+fn ramp_is_whole(v: Vec<f64>) -> bool {
+    v.iter().enumerate().all(|(i, &x)| x == i as f64)
+}
+dagger::remote_fn!(ramp_is_whole);
+
 fn child() -> bool {
     std::env::var("DAGGER_MPI_CHILD").is_ok_and(|v| v == "1")
 }
@@ -70,6 +85,11 @@ fn on(rank: usize) -> Options {
 /// Runs `rank_fn` of this binary on 3 ranks; returns whether mpirun succeeded, its output,
 /// and how long it took. Fails the test if it runs longer than `secs`.
 fn mpirun(rank_fn: &str, secs: u64) -> (bool, String, Duration) {
+    mpirun_with(rank_fn, secs, &[])
+}
+
+/// [`mpirun`] with more variables in the ranks' environment.
+fn mpirun_with(rank_fn: &str, secs: u64, env: &[(&str, &str)]) -> (bool, String, Duration) {
     let exe = std::env::current_exe().expect("the test binary");
     let t0 = Instant::now();
     let mut child = Command::new("mpirun")
@@ -80,6 +100,7 @@ fn mpirun(rank_fn: &str, secs: u64) -> (bool, String, Duration) {
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -201,6 +222,38 @@ fn rank_checks() {
         );
     }
     println!("head checks passed");
+}
+
+/// Bodies cut into pieces far smaller than themselves (and than one element, at the
+/// edges: the size is odd) arrive whole, worker to head and worker to worker.
+#[test]
+fn a_body_larger_than_a_message_arrives_whole_from_its_pieces() {
+    let (ok, out, _) = mpirun_with("rank_pieces", 240, &[("DAGGER_MPI_PIECE_BYTES", "100003")]);
+    assert!(ok, "mpirun failed:\n{out}");
+    assert!(out.contains("piece checks passed"), "{out}");
+}
+
+#[test]
+fn rank_pieces() {
+    if !child() {
+        return;
+    }
+    let ctx = join();
+    let n = (1usize << 20) + 3;
+    let v = ctx.spawn_remote_with(on(1), ramp, (n,));
+    let got = v.fetch().unwrap();
+    assert_eq!(got.len(), n);
+    assert!(ramp_is_whole(got), "the ramp came back changed");
+    assert!(ctx
+        .spawn_remote_with(on(2), ramp_is_whole, (&v,))
+        .fetch()
+        .unwrap());
+    let b = ctx
+        .spawn_remote_with(on(2), bytes, (300_001usize,))
+        .fetch()
+        .unwrap();
+    assert_eq!(b, bytes(300_001));
+    println!("piece checks passed");
 }
 
 #[test]

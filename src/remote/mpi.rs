@@ -11,20 +11,23 @@
 //! the probe share one lock, so messages from a rank are still consumed in the order they
 //! were sent.
 //!
-//! A large body ([`Transport::send_with_body`]) is sent from the sender's own memory as a
-//! message of its own, on a tag named in the header before it; the receiver takes it
-//! straight into the buffer it will keep (see [`Body`]). Neither side copies it.
+//! A large body ([`Transport::send_with_body`]) is sent from the sender's own memory as
+//! messages of its own (pieces of at most 1 GiB, in order), on a tag named in the header
+//! before them; the receiver takes it straight into the buffer it will keep (see
+//! [`Body`]), which is never zeroed first. Neither side copies it.
 //!
 //! Protocol messages use one tag and headers of bodies another;
 //! [`MpiTransport::ping_pong`] measures raw MPI on a third.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpi::environment::Universe;
-use mpi::point_to_point::MatchedReceiveVec;
+use mpi::point_to_point::{MatchedReceiveVec, Status};
+use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{Destination, Source};
 use mpi::Threading;
@@ -36,8 +39,8 @@ use super::transport::{Body, Incoming, Transport, TransportError};
 const PROTOCOL: i32 = 0;
 /// The tag of raw ping-pongs.
 const RAW: i32 = 1;
-/// The tag of frames whose body follows apart: 8 bytes of body length and 4 of its tag
-/// (little-endian), then the frame.
+/// The tag of frames whose body follows apart: 8 bytes of body length, 4 of its tag and 4
+/// of the size of its pieces (little-endian), then the frame.
 const HEADER: i32 = 2;
 /// Bodies take tags from here to [`BODY_TAG_END`] (the least upper bound MPI promises), in
 /// turn, so that bodies sent from several threads at once never mix.
@@ -45,6 +48,12 @@ const BODY_TAG_START: i32 = 16;
 const BODY_TAG_END: i32 = 32_767;
 /// Bodies smaller than this go inside their frame: a copy costs less than a message.
 const BODY_APART_MIN: usize = 64 << 10;
+/// A body travels in messages of at most this many bytes, in order on its tag: an MPI
+/// count is a C `int`. `DAGGER_MPI_PIECE_BYTES` sets a smaller size (to exercise the
+/// splitting); the receiver follows the size the header names.
+const PIECE: usize = 1 << 30;
+/// The size of a header before its frame.
+const HEADER_LEN: usize = 16;
 /// How long after the last message a waiting consumer keeps polling (yielding the core
 /// between polls) before it polls only every [`IDLE_POLL`], leaving the cores to ranks
 /// that compute.
@@ -66,6 +75,8 @@ pub struct MpiTransport {
     epoch: Instant,
     /// When the last message arrived, in µs since `epoch`.
     last_message_us: AtomicU64,
+    /// The largest message a body is sent in.
+    piece: usize,
     universe: Mutex<Option<Universe>>,
 }
 
@@ -105,6 +116,10 @@ impl MpiTransport {
             stop: AtomicBool::new(false),
             epoch: Instant::now(),
             last_message_us: AtomicU64::new(0),
+            piece: std::env::var("DAGGER_MPI_PIECE_BYTES")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .map_or(PIECE, |p| p.clamp(1, PIECE)),
             universe: Mutex::new(Some(universe)),
         }))
     }
@@ -247,26 +262,55 @@ impl MpiTransport {
 /// The body announced by a header from `from`, and the frame after it. A header too short
 /// to name a body is passed on as the frame, for the protocol to reject.
 fn body_of(from: usize, header: Vec<u8>) -> (Option<Body>, Vec<u8>) {
-    if header.len() < 12 {
+    if header.len() < HEADER_LEN {
         return (None, header);
     }
     let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
     let tag = i32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    let body = Body::new(len, move |buf| {
-        let status = SimpleCommunicator::world()
-            .process_at_rank(from as i32)
-            .receive_into_with_tag(buf, tag);
-        let got = status.count(<u8 as mpi::datatype::Equivalence>::equivalent_datatype()) as usize;
-        if got == len {
-            Ok(())
-        } else {
-            Err(TransportError::Unreachable {
-                rank: from,
-                reason: format!("a body of {len} bytes came with {got}"),
-            })
+    let piece = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")) as usize;
+    let piece = piece.clamp(1, PIECE);
+    let take = move |buf: &mut [MaybeUninit<u8>]| {
+        for piece in buf.chunks_mut(piece) {
+            recv_piece(from, tag, piece)?;
         }
-    });
-    (Some(body), header[12..].to_vec())
+        Ok(())
+    };
+    // SAFETY: `take` returns `Ok` only when every piece, which together cover the buffer,
+    // was received whole, and MPI writes only the bytes it received.
+    let body = unsafe { Body::new_uninit(len, take) };
+    (Some(body), header[HEADER_LEN..].to_vec())
+}
+
+/// Receives one piece of a body from `from` on `tag` into `buf`, which it must fill.
+fn recv_piece(from: usize, tag: i32, buf: &mut [MaybeUninit<u8>]) -> Result<(), TransportError> {
+    let world = SimpleCommunicator::world();
+    let bytes = <u8 as mpi::datatype::Equivalence>::equivalent_datatype();
+    let mut status = MaybeUninit::<mpi::ffi::MPI_Status>::uninit();
+    // SAFETY: `buf` is valid for writes of its `len` bytes (at most `PIECE`, which fits the
+    // count's C `int`) for the whole call, and MPI writes nothing past the count it is
+    // given; a larger message is an error, which aborts the job under MPI's default error
+    // handler. `status` is valid for writes and filled before MPI_Recv returns.
+    let status = unsafe {
+        mpi::ffi::MPI_Recv(
+            buf.as_mut_ptr().cast(),
+            buf.len() as std::ffi::c_int,
+            bytes.as_raw(),
+            from as std::ffi::c_int,
+            tag,
+            world.as_raw(),
+            status.as_mut_ptr(),
+        );
+        Status::from_raw(status.assume_init())
+    };
+    let got = status.count(bytes) as usize;
+    if got == buf.len() {
+        Ok(())
+    } else {
+        Err(TransportError::Unreachable {
+            rank: from,
+            reason: format!("a piece of a body of {} bytes came with {got}", buf.len()),
+        })
+    }
 }
 
 impl Transport for MpiTransport {
@@ -293,11 +337,14 @@ impl Transport for MpiTransport {
         self.check(to)?;
         let span = (BODY_TAG_END - BODY_TAG_START) as u64;
         let tag = BODY_TAG_START + (self.next_body.fetch_add(1, Ordering::Relaxed) % span) as i32;
-        let mut header = Vec::with_capacity(12 + frame.len());
+        let mut header = Vec::with_capacity(HEADER_LEN + frame.len());
         header.extend_from_slice(&(body.len() as u64).to_le_bytes());
         header.extend_from_slice(&tag.to_le_bytes());
+        header.extend_from_slice(&(self.piece as u32).to_le_bytes());
         header.extend_from_slice(&frame);
-        self.send_parts(to, &[(HEADER, &header), (tag, body)]);
+        let mut parts = vec![(HEADER, &header[..])];
+        parts.extend(body.chunks(self.piece).map(|piece| (tag, piece)));
+        self.send_parts(to, &parts);
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! channels — the same encoded messages as between processes, so the protocol is tested
 //! by plain `cargo test` — and the `mpi` feature adds one over MPI.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +97,18 @@ pub struct Incoming {
     pub body: Option<Body>,
 }
 
-type TakeBody = Box<dyn FnOnce(&mut [u8]) -> Result<(), TransportError> + Send>;
+type TakeInit = Box<dyn FnOnce(&mut [u8]) -> Result<(), TransportError> + Send>;
+type TakeUninit = Box<dyn FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), TransportError> + Send>;
+
+/// How a body is taken off its transport.
+enum Take {
+    /// Into initialized memory.
+    Init(TakeInit),
+    /// Into memory that may be uninitialized, every byte of which it writes when it
+    /// returns `Ok` (see [`Body::new_uninit`]).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    Uninit(TakeUninit),
+}
 
 /// The body of a message, sent apart from its frame and not received yet: the receiver
 /// gives it memory of the right size (a vector of the value's own element type, say), so
@@ -104,7 +116,7 @@ type TakeBody = Box<dyn FnOnce(&mut [u8]) -> Result<(), TransportError> + Send>;
 /// discarded, so that its sender is never left waiting.
 pub struct Body {
     len: usize,
-    take: Option<TakeBody>,
+    take: Option<Take>,
 }
 
 impl std::fmt::Debug for Body {
@@ -121,7 +133,24 @@ impl Body {
     ) -> Body {
         Body {
             len,
-            take: Some(Box::new(take)),
+            take: Some(Take::Init(Box::new(take))),
+        }
+    }
+
+    /// A body that `take` receives straight into memory that need not be initialized, so
+    /// the receiver neither zeroes its buffer first nor touches it twice.
+    ///
+    /// # Safety
+    /// When `take` returns `Ok`, it has written every byte of the buffer it was given, and
+    /// it never writes an uninitialized byte into it.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) unsafe fn new_uninit(
+        len: usize,
+        take: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), TransportError> + Send + 'static,
+    ) -> Body {
+        Body {
+            len,
+            take: Some(Take::Uninit(Box::new(take))),
         }
     }
 
@@ -141,14 +170,49 @@ impl Body {
     /// If `buf` is another size.
     pub fn recv_into(mut self, buf: &mut [u8]) -> Result<(), TransportError> {
         assert_eq!(buf.len(), self.len, "a body is received whole");
-        let take = self.take.take().expect("a body is received once");
-        take(buf)
+        match self.take.take().expect("a body is received once") {
+            Take::Init(take) => take(buf),
+            Take::Uninit(take) => {
+                // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have one layout, and by the
+                // contract of `new_uninit` the closure writes only initialized bytes, so
+                // `buf` stays initialized whatever it returns.
+                let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+                take(buf)
+            }
+        }
+    }
+
+    /// Receives it into `buf`, which must hold exactly [`len`](Self::len) bytes and need
+    /// not be initialized. When this returns `Ok`, every byte of `buf` is initialized.
+    ///
+    /// # Panics
+    /// If `buf` is another size.
+    pub(crate) fn recv_into_uninit(
+        mut self,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Result<(), TransportError> {
+        assert_eq!(buf.len(), self.len, "a body is received whole");
+        match self.take.take().expect("a body is received once") {
+            Take::Uninit(take) => take(buf),
+            Take::Init(take) => {
+                for b in buf.iter_mut() {
+                    *b = MaybeUninit::new(0);
+                }
+                // SAFETY: every byte was just written, and `[MaybeUninit<u8>]` and `[u8]`
+                // have one layout.
+                take(unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) })
+            }
+        }
     }
 
     /// Receives it into a vector of its own.
     pub fn recv_vec(self) -> Result<Vec<u8>, TransportError> {
-        let mut v = vec![0u8; self.len];
-        self.recv_into(&mut v)?;
+        let len = self.len;
+        let mut v = Vec::with_capacity(len);
+        self.recv_into_uninit(&mut v.spare_capacity_mut()[..len])?;
+        // SAFETY: `recv_into_uninit` returned `Ok`, so the first `len` bytes are
+        // initialized, and the capacity is at least `len`.
+        unsafe { v.set_len(len) };
         Ok(v)
     }
 }
@@ -156,9 +220,20 @@ impl Body {
 impl Drop for Body {
     fn drop(&mut self) {
         if let Some(take) = self.take.take() {
-            let mut scratch = vec![0u8; self.len];
-            let _ = take(&mut scratch);
+            let body = Body {
+                len: self.len,
+                take: Some(take),
+            };
+            let _ = body.recv_vec();
         }
+    }
+}
+
+/// Copies `src` into `dst`, of the same length, initializing every byte of it.
+pub(crate) fn write_bytes(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "copied whole");
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = MaybeUninit::new(s);
     }
 }
 

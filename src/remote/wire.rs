@@ -7,13 +7,14 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::transport::{Body, TransportError};
+use super::transport::{write_bytes, Body, TransportError};
 use crate::value::Value;
 
 /// Why a value could not be encoded or decoded.
@@ -123,17 +124,18 @@ fn pod_bytes<T: 'static>(v: &T) -> Option<&[u8]> {
 /// `T` from raw bytes if it is a vector of numbers (`None` if it is not such a type).
 fn pod_from_bytes<T: 'static>(bytes: &[u8]) -> Option<Result<T, WireError>> {
     pod_vec_filled(bytes.len(), |buf| {
-        buf.copy_from_slice(bytes);
+        write_bytes(buf, bytes);
         Ok(())
     })
 }
 
 /// `T`, if it is a vector of numbers, of `len` bytes that `fill` writes into its memory
-/// (zeroed by the allocator first, so untouched pages cost nothing); `None` if `T` is not
-/// such a type, and then `fill` is not called.
+/// (not initialized before, so it is written once); `None` if `T` is not such a type, and
+/// then `fill` is not called. When `fill` returns `Ok` it must have written every byte it
+/// was given.
 fn pod_vec_filled<T: 'static>(
     len: usize,
-    fill: impl FnOnce(&mut [u8]) -> Result<(), WireError>,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> Result<(), WireError>,
 ) -> Option<Result<T, WireError>> {
     let id = TypeId::of::<T>();
     macro_rules! try_vec {
@@ -146,10 +148,23 @@ fn pod_vec_filled<T: 'static>(
                         len,
                     }));
                 }
-                let mut v: Vec<$t> = vec![<$t>::default(); len / size];
-                if let Err(e) = fill(bytemuck::cast_slice_mut::<$t, u8>(&mut v)) {
+                let mut v: Vec<$t> = Vec::with_capacity(len / size);
+                let spare = &mut v.spare_capacity_mut()[..len / size];
+                // SAFETY: the slice covers the `len` bytes of `len / size` elements the
+                // vector has room for; `MaybeUninit<u8>` has alignment 1 and asks nothing
+                // of the bytes it holds.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        spare.as_mut_ptr().cast::<MaybeUninit<u8>>(),
+                        len,
+                    )
+                };
+                if let Err(e) = fill(bytes) {
                     return Some(Err(e));
                 }
+                // SAFETY: `fill` returned `Ok`, so it wrote all `len` bytes of the first
+                // `len / size` elements, and any bytes are a valid number of this type.
+                unsafe { v.set_len(len / size) };
                 let boxed: Box<dyn Any> = Box::new(v);
                 return Some(Ok(*boxed.downcast::<T>().expect("the type was checked")));
             }
@@ -211,8 +226,7 @@ fn raw_of<T: 'static>(v: &Value) -> Option<&[u8]> {
 }
 
 /// Receives a `T` from `body`: a numeric vector straight into a vector of its element
-/// type (zeroed by the allocator, so untouched pages cost nothing), anything else through
-/// its encoding.
+/// type (written once, never zeroed first), anything else through its encoding.
 fn recv_of<T: Wire>(body: Body) -> Result<Value, WireError> {
     let failed = |source| WireError::Body {
         type_name: std::any::type_name::<T>(),
@@ -222,7 +236,7 @@ fn recv_of<T: Wire>(body: Body) -> Result<Value, WireError> {
     let len = body.as_ref().map_or(0, Body::len);
     let pod = pod_vec_filled::<T>(len, |buf| {
         let body = body.take().expect("filled once");
-        body.recv_into(buf).map_err(failed)
+        body.recv_into_uninit(buf).map_err(failed)
     });
     if let Some(v) = pod {
         return v.map(Value::new);
