@@ -141,6 +141,9 @@ pub struct ContextBuilder {
     pub(crate) remote_timeout: Option<std::time::Duration>,
     pub(crate) processes: Vec<ProcessSpec>,
     pub(crate) attached: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    /// Whether idle CPU threads spin a moment before they sleep (see
+    /// [`Runtime::set_spin`](crate::sched::Runtime::set_spin)).
+    pub(crate) spin: bool,
 }
 
 /// Another process's processors, as this context drives them: its process processor and
@@ -401,6 +404,8 @@ impl ContextBuilder {
             for p in spec.procs {
                 let id = ProcessorId::new(spec.process, procs.len() as u32);
                 let mut e = entry(id, p.proc, Exec::Device, Some(os));
+                // Another rank's processor: its launch encodes the task and sends it.
+                e.launch_inline = true;
                 e.thread = p.thread;
                 e.gpu = p.gpu;
                 e.backend = p.backend;
@@ -411,7 +416,11 @@ impl ContextBuilder {
         gpus.resize(procs.len(), None);
         Ok(Context {
             inner: Arc::new(ContextInner {
-                rt: Runtime::new(procs, store),
+                rt: {
+                    let rt = Runtime::new(procs, store);
+                    rt.set_spin(self.spin);
+                    rt
+                },
                 checkpoints: Default::default(),
                 _attached: self.attached,
                 #[cfg(feature = "wgpu")]
@@ -443,6 +452,7 @@ fn entry(
         thread: None,
         gpu: None,
         backend: None,
+        launch_inline: false,
     }
 }
 
@@ -466,6 +476,7 @@ impl Context {
             remote_timeout: None,
             processes: Vec::new(),
             attached: Vec::new(),
+            spin: true,
         }
     }
 

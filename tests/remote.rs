@@ -51,6 +51,13 @@ fn nap(ms: u64) -> u64 {
 }
 dagger::remote_fn!(nap);
 
+/// The name of the thread a task runs on, after `ms` ms.
+fn thread_after(ms: u64) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    std::thread::current().name().unwrap_or("").to_owned()
+}
+dagger::remote_fn!(thread_after);
+
 fn unregistered(x: i64) -> i64 {
     x * 10
 }
@@ -175,6 +182,38 @@ fn registered_functions_run_on_the_rank_their_scope_names() {
         let t = Scope::worker(1).constrain(&Scope::thread(1));
         let d = ctx.spawn_remote_with(Options::new().scope(t), add1, (1,));
         assert_eq!(d.fetch().unwrap(), 2);
+    });
+}
+
+/// A function that has run in a few µs on a worker runs on the thread that receives it
+/// there (rank 1's thread is `dagger-rank1`), when its processor is idle; one that took
+/// longer goes to a worker thread, so the receiving thread stays free.
+#[test]
+fn a_short_function_runs_where_it_is_received_and_a_long_one_on_a_worker_thread() {
+    within(60, "short tasks", || {
+        let ctx = cluster(1);
+        let one = Options::new().scope(Scope::worker(1).constrain(&Scope::thread(0)));
+        let run = |ms: u64| {
+            ctx.spawn_remote_with(one.clone(), thread_after, (ms,))
+                .fetch()
+                .unwrap()
+        };
+        // The first run is not measured yet: a worker thread runs it.
+        assert_eq!(run(0), "dagger-thread");
+        let short: Vec<String> = (0..20).map(|_| run(0)).collect();
+        let here = short.iter().filter(|n| *n == "dagger-rank1").count();
+        assert!(here >= 15, "short runs where they were received: {short:?}");
+        // Once it has run for milliseconds, it no longer runs on the receiving thread (the
+        // first long run, expected short, still may).
+        let long: Vec<String> = (0..3).map(|_| run(5)).collect();
+        assert!(long[1..].iter().all(|n| n == "dagger-thread"), "{long:?}");
+        // Another task on the same processor queues behind a long one rather than run
+        // beside it on the receiving thread.
+        let busy = ctx.spawn_remote_with(one.clone(), thread_after, (200,));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let beside = ctx.spawn_remote_with(one.clone(), thread_after, (0,));
+        assert_eq!(busy.fetch().unwrap(), "dagger-thread");
+        assert_eq!(beside.fetch().unwrap(), "dagger-thread");
     });
 }
 

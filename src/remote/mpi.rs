@@ -424,6 +424,8 @@ impl ContextBuilder {
     pub fn mpi_over(self, t: Arc<MpiTransport>) -> Result<Context, RemoteError> {
         let rank = t.rank();
         let mut b = self;
+        // The thread taking messages in polls; threads spinning beside it would delay them.
+        b.spin = false;
         // Dropped after the link to the other ranks (see `join`).
         b.attached.push(Box::new(Finalize(t.clone())));
         match b.join(t.clone()) {

@@ -269,7 +269,15 @@ impl Runtime {
     /// Runs a job on a processor reached through the trait (slot `s`, `occ` units of its
     /// capacity reserved): moves its inputs in and launches it. Its completion — at once or
     /// later, from any thread — completes the task and gives the capacity back.
-    pub(super) fn run_device_job(self: &Arc<Self>, job: Job, s: usize, occ: u32, l: &WorkerLocal) {
+    /// Launches a claimed job on device slot `s`, which holds `occ` of its capacity for
+    /// it, from this thread: a worker of this runtime (`l`) or any other.
+    pub(super) fn run_device_job(
+        self: &Arc<Self>,
+        job: Job,
+        s: usize,
+        occ: u32,
+        l: Option<&WorkerLocal>,
+    ) {
         if !self.procs[s].proc.is_available() && self.place_elsewhere(&job, s, occ) {
             return;
         }
@@ -343,8 +351,7 @@ impl Runtime {
             rt.finish_device_job(&job2, s, occ, result);
         });
         let _opts = CurrentGuard::set(work.opts);
-        let prev_in_task = l.in_task.replace(true);
-        let prev_occ = l.cur_occ.replace(occ);
+        let prev = l.map(|l| (l.in_task.replace(true), l.cur_occ.replace(occ)));
         let prev_proc = set_task_processor(Some(entry.id));
         let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _span = tracing::trace_span!(
@@ -357,8 +364,10 @@ impl Runtime {
             entry.proc.launch(call, done);
         }));
         set_task_processor(prev_proc);
-        l.in_task.set(prev_in_task);
-        l.cur_occ.set(prev_occ);
+        if let (Some(l), Some((in_task, occ))) = (l, prev) {
+            l.in_task.set(in_task);
+            l.cur_occ.set(occ);
+        }
         // A panicking launch dropped its completion, which failed the task.
         if let Err(p) = launched {
             drop_payload(p);
@@ -403,9 +412,14 @@ impl Runtime {
         result: Result<Data, TaskError>,
     ) {
         self.complete(job, result);
-        self.slots[s].active.fetch_sub(1, Ordering::AcqRel);
-        self.slots[s].release(occ);
-        self.wake_for(s, false);
+        let slot = &self.slots[s];
+        slot.active.fetch_sub(1, Ordering::AcqRel);
+        slot.release(occ);
+        // The room given back matters only to a job queued for it; one queued later wakes
+        // the thread itself.
+        if slot.queue_len() > 0 {
+            self.wake_for(s, false);
+        }
     }
 
     /// The task's result, stored (a host value managed in place of the `reserved` bytes

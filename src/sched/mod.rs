@@ -20,7 +20,7 @@
 //!   A task blocked in `fetch` gives its units back and, if it was its processor's primary
 //!   thread, hands that role to a spare thread, so nested waiting never deadlocks.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -89,6 +89,10 @@ pub(crate) struct ProcEntry {
     pub(crate) capacity: u32,
     /// Throughput assumed before run times are measured, in GFLOP/s.
     pub(crate) prior_gflops: f64,
+    /// Whether a task is launched from the thread that made it ready, when the processor
+    /// has room and nothing queued: a processor whose launch only hands the task on (to
+    /// another rank), so a wake-up of its worker thread would cost more than the launch.
+    pub(crate) launch_inline: bool,
 }
 
 impl ProcEntry {
@@ -125,6 +129,8 @@ pub(crate) struct Runtime {
     /// How many threads beyond the primaries nested waits may keep.
     spare_limit: AtomicUsize,
     total_sleepers: AtomicUsize,
+    /// Rounds an idle thread looks for work before it sleeps.
+    spin_rounds: AtomicU32,
     shutdown: AtomicBool,
     /// Processors taken out of service while running (by slot): they finish what they run
     /// and take nothing new.
@@ -144,6 +150,15 @@ enum Prep {
 }
 
 impl Runtime {
+    /// Whether an idle CPU thread spins a moment, looking for work, before it sleeps (the
+    /// default). Spinning saves a wake-up when the next task comes soon, but where another
+    /// thread of the process polls for messages on the same cores (a rank under MPI),
+    /// spinning threads take turns with it and delay every message.
+    pub(crate) fn set_spin(&self, spin: bool) {
+        let rounds = if spin { worker::SPIN_ROUNDS } else { 0 };
+        self.spin_rounds.store(rounds, Ordering::Relaxed);
+    }
+
     pub(crate) fn new(procs: Vec<ProcEntry>, store: Arc<Store>) -> Arc<Runtime> {
         let mut thread_set = ProcSet::default();
         let mut default_set = ProcSet::default();
@@ -188,6 +203,7 @@ impl Runtime {
             base_threads: procs_with_threads,
             spare_limit: AtomicUsize::new(usize::MAX),
             total_sleepers: AtomicUsize::new(0),
+            spin_rounds: AtomicU32::new(worker::SPIN_ROUNDS),
             shutdown: AtomicBool::new(false),
             disabled: (0..n_procs).map(|_| AtomicBool::new(false)).collect(),
             disabled_count: AtomicUsize::new(0),
@@ -393,6 +409,17 @@ impl Runtime {
     }
 
     fn push(self: &Arc<Self>, task: Job, slot: usize, shared: bool, from_completion: bool) {
+        if !from_completion {
+            let here = match self.procs[slot].exec {
+                Exec::Device if self.procs[slot].launch_inline => self.launch_here(task, slot),
+                Exec::Thread => self.run_short_here(task, slot),
+                _ => Err(task),
+            };
+            match here {
+                Ok(()) => return,
+                Err(t) => return self.enqueue(t, slot, shared),
+            }
+        }
         if from_completion {
             if let Some(l) = worker::local() {
                 if Arc::ptr_eq(&l.rt, self) && l.primary.get() && l.slot.get() == slot {
@@ -415,6 +442,10 @@ impl Runtime {
                 }
             }
         }
+        self.enqueue(task, slot, shared);
+    }
+
+    fn enqueue(&self, task: Job, slot: usize, shared: bool) {
         let s = &self.slots[slot];
         if shared {
             s.shared.push(task);

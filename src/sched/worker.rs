@@ -41,6 +41,11 @@ pub(super) struct WorkerLocal {
     pub(super) log: Buffer,
     /// An address near the base of the thread's stack.
     stack_base: usize,
+    /// The size of the thread's stack, as far as tasks run inline may use it.
+    stack_size: usize,
+    /// Whether the thread runs a short task it makes ready itself, when the task's
+    /// processor is idle (see [`Runtime::adopt_for_short_tasks`]).
+    runs_short: bool,
 }
 
 /// An address in the current stack frame.
@@ -59,7 +64,23 @@ pub(super) fn local() -> Option<Rc<WorkerLocal>> {
     LOCAL.with(|l| l.borrow().clone())
 }
 
-const SPIN_ROUNDS: u32 = 256;
+pub(super) const SPIN_ROUNDS: u32 = 256;
+/// The longest expected run time of a task that a thread adopted for short tasks runs
+/// itself.
+pub(super) const SHORT_HERE_NS: u64 = 20_000;
+
+/// A thread adopted for short tasks, until dropped.
+pub(crate) struct Adopted {
+    before: Option<Rc<WorkerLocal>>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        let before = self.before.take();
+        LOCAL.with(|c| *c.borrow_mut() = before);
+    }
+}
 /// Stack of every worker thread: room for tasks run inline in nested waits.
 const WORKER_STACK: usize = 16 << 20;
 /// Stack a worker keeps free: a nested wait deeper than this hands over instead of running
@@ -139,6 +160,8 @@ impl Runtime {
             next: Cell::new(None),
             log: self.log.register(),
             stack_base: stack_addr(),
+            stack_size: WORKER_STACK,
+            runs_short: false,
         });
         LOCAL.with(|c| *c.borrow_mut() = Some(l.clone()));
         let mut role = Some(first);
@@ -236,7 +259,7 @@ impl Runtime {
                 }
                 None => {
                     rounds += 1;
-                    if rounds < SPIN_ROUNDS {
+                    if rounds < self.spin_rounds.load(Ordering::Relaxed) {
                         if rounds % 8 == 0 {
                             std::thread::yield_now();
                         } else {
@@ -330,7 +353,7 @@ impl Runtime {
         slot.reserve_blocking(occ);
         if self.procs[s].exec == Exec::Device {
             // Launched from this thread; its completion gives the capacity back.
-            self.run_device_job(job, s, occ, l);
+            self.run_device_job(job, s, occ, Some(l));
             return;
         }
         if occ >= FULL_OCCUPANCY || slot.capacity <= occ {
@@ -350,6 +373,87 @@ impl Runtime {
             slot.active.fetch_sub(1, Ordering::AcqRel);
             slot.release(occ);
         }
+    }
+
+    /// Launches a ready job on slot `s` from this thread, when the slot's processor has
+    /// room for it and nothing queued before it; otherwise hands the job back, to be
+    /// queued.
+    pub(super) fn launch_here(self: &Arc<Self>, job: Job, s: usize) -> Result<(), Job> {
+        let slot = &self.slots[s];
+        let occ = self.occupancy_units(&job, s);
+        if slot.queue_len() > 0 || !self.is_enabled(s) || !slot.try_reserve(occ) {
+            return Err(job);
+        }
+        slot.active.fetch_add(1, Ordering::AcqRel);
+        if !job.claim() {
+            // Cancelled meanwhile: whoever claimed it finishes it.
+            slot.active.fetch_sub(1, Ordering::AcqRel);
+            slot.release(occ);
+            return Ok(());
+        }
+        let l = local().filter(|l| Arc::ptr_eq(&l.rt, self));
+        self.run_device_job(job, s, occ, l.as_deref());
+        Ok(())
+    }
+
+    /// Makes the calling thread, which is not one of the workers, run the short tasks it
+    /// makes ready itself (see [`run_short_here`](Self::run_short_here)) until the guard
+    /// drops: a thread that receives tasks from another rank, for which handing a task of
+    /// a few µs to a worker thread costs more than running it.
+    pub(crate) fn adopt_for_short_tasks(self: &Arc<Self>) -> Adopted {
+        let l = Rc::new(WorkerLocal {
+            rt: self.clone(),
+            slot: Cell::new(0),
+            primary: Cell::new(false),
+            in_task: Cell::new(false),
+            cur_occ: Cell::new(0),
+            held: Cell::new(0),
+            next: Cell::new(None),
+            log: self.log.register(),
+            stack_base: stack_addr(),
+            // Its stack is not the workers' size: tasks it waits for are never run inline.
+            stack_size: 0,
+            runs_short: true,
+        });
+        let before = LOCAL.with(|c| c.borrow_mut().replace(l));
+        Adopted {
+            before,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs a job that became ready on CPU thread slot `s` from this thread, when this
+    /// thread was adopted for short tasks, the job is expected
+    /// ([`Options::time_hint`](crate::Options::time_hint)) to take at most
+    /// [`SHORT_HERE_NS`], and the slot is idle with nothing queued; otherwise hands the job
+    /// back, to be queued.
+    pub(super) fn run_short_here(self: &Arc<Self>, job: Job, s: usize) -> Result<(), Job> {
+        let Some(l) = local() else {
+            return Err(job);
+        };
+        if !l.runs_short || l.in_task.get() || !Arc::ptr_eq(&l.rt, self) {
+            return Err(job);
+        }
+        let hint = job.work.lock().as_ref().map_or(0, |w| w.time_hint_ns);
+        if hint == 0 || hint > SHORT_HERE_NS {
+            return Err(job);
+        }
+        let slot = &self.slots[s];
+        if slot.queue_len() > 0 || !self.is_enabled(s) || !slot.try_claim_idle() {
+            return Err(job);
+        }
+        let occ = slot.capacity;
+        slot.active.fetch_add(1, Ordering::AcqRel);
+        if job.claim() {
+            l.slot.set(s);
+            self.run_job(&job, s, &l, occ);
+        }
+        slot.active.fetch_sub(1, Ordering::AcqRel);
+        slot.release(occ);
+        if slot.queue_len() > 0 {
+            self.wake_for(s, false);
+        }
+        Ok(())
     }
 
     /// Idle CPU threads lent to a job that can use several
@@ -431,7 +535,7 @@ impl Runtime {
             return false;
         }
         let used = l.stack_base.abs_diff(stack_addr());
-        if used + STACK_RESERVE > WORKER_STACK {
+        if used + STACK_RESERVE > l.stack_size {
             return false;
         }
         // Tasks placed by cost among several processors count in their placed slot's
