@@ -348,7 +348,7 @@ impl Processor for RemoteProc {
     }
 
     /// Eight times the remote processor's own: tasks wait in the worker's queue while the
-    /// next are on their way, so the link's latency (tens of µs a round trip) is hidden
+    /// next are on their way, so the link's latency (about 10 µs a round trip) is hidden
     /// behind work even when tasks are short. Placement is decided before launch, so the
     /// depth changes no task's processor; a worker fetches the inputs of the tasks it has
     /// queued ahead of running them.
