@@ -154,12 +154,24 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..100 {
         ctx.spawn_remote_with(on1.clone(), next, (i,)).fetch()?;
     }
+    // Each round trip is timed too: the mean carries every stall of a shared machine, the
+    // median what a task costs.
+    let mut each_us = Vec::with_capacity(args.latency_tasks);
     let t0 = Instant::now();
     for i in 0..args.latency_tasks as u64 {
+        let t1 = Instant::now();
         let r = ctx.spawn_remote_with(on1.clone(), next, (i,)).fetch()?;
+        each_us.push(t1.elapsed().as_secs_f64() * 1e6);
         assert_eq!(r, i + 1);
     }
     let latency_us = t0.elapsed().as_secs_f64() / args.latency_tasks.max(1) as f64 * 1e6;
+    each_us.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        each_us
+            .get(((each_us.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+    };
+    let (median_us, p99_us) = (quantile(0.5), quantile(0.99));
 
     let workers = Options::new().scope(Scope::workers(1..));
     let t0 = Instant::now();
@@ -213,6 +225,8 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 "ranks": ctx.ranks(),
                 "threads_per_rank": args.threads,
                 "latency_us": latency_us,
+                "latency_median_us": median_us,
+                "latency_p99_us": p99_us,
                 "tasks_per_s": tasks_per_s,
                 "move_mib": args.move_mib,
                 "move_gbps": move_gbps,
@@ -235,7 +249,11 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             ctx.ranks(),
             args.threads
         );
-        println!("latency      {latency_us:>10.1} µs per task, one at a time");
+        println!(
+            "latency      {latency_us:>10.1} µs per task, one at a time (median {:.1}, 99th percentile {:.1})",
+            median_us.unwrap_or(f64::NAN),
+            p99_us.unwrap_or(f64::NAN)
+        );
         println!(
             "throughput   {tasks_per_s:>10.0} tasks/s, {} in flight",
             args.tasks

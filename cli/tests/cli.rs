@@ -115,6 +115,37 @@ fn bench_overhead_json_has_three_shapes() {
     }
 }
 
+/// Without `mpirun` the workers are threads of the process; the figures are all there and
+/// consistent.
+#[test]
+fn bench_remote_json_reports_latency_throughput_and_move() {
+    let (ok, out, err) = dagger(&[
+        "bench",
+        "remote",
+        "--latency-tasks",
+        "200",
+        "--tasks",
+        "500",
+        "--move-mib",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let l: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(l["bench"], "remote");
+    assert_eq!(l["transport"], "in-process");
+    let f = |k: &str| l[k].as_f64().unwrap_or_else(|| panic!("{k} in {l}"));
+    assert!(f("latency_us") > 0.0 && f("tasks_per_s") > 0.0 && f("move_gbps") > 0.0);
+    let (median, p99) = (f("latency_median_us"), f("latency_p99_us"));
+    assert!(0.0 < median && median <= p99, "{l}");
+    // At least half of the 200 round trips take the median or longer.
+    assert!(f("latency_us") * 200.0 >= median * 100.0, "{l}");
+    assert!(
+        l["mpi_latency_us"].is_null(),
+        "no raw MPI without mpirun: {l}"
+    );
+}
+
 #[test]
 fn demo_checks_its_result_and_writes_a_gantt_chart() {
     let dir = std::env::temp_dir().join(format!("dagger-demo-{}", std::process::id()));
