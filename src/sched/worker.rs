@@ -149,8 +149,14 @@ impl Runtime {
         self.spawn_thread(role)
     }
 
-    fn thread_main(self: Arc<Self>, first: Role) {
-        let l = Rc::new(WorkerLocal {
+    /// The state of a thread that runs this runtime's tasks, with `stack_size` bytes of
+    /// stack from here for tasks run inline.
+    fn thread_local_state(
+        self: &Arc<Self>,
+        stack_size: usize,
+        runs_short: bool,
+    ) -> Rc<WorkerLocal> {
+        Rc::new(WorkerLocal {
             rt: self.clone(),
             slot: Cell::new(0),
             primary: Cell::new(false),
@@ -160,9 +166,13 @@ impl Runtime {
             next: Cell::new(None),
             log: self.log.register(),
             stack_base: stack_addr(),
-            stack_size: WORKER_STACK,
-            runs_short: false,
-        });
+            stack_size,
+            runs_short,
+        })
+    }
+
+    fn thread_main(self: Arc<Self>, first: Role) {
+        let l = self.thread_local_state(WORKER_STACK, false);
         LOCAL.with(|c| *c.borrow_mut() = Some(l.clone()));
         let mut role = Some(first);
         loop {
@@ -401,20 +411,8 @@ impl Runtime {
     /// drops: a thread that receives tasks from another rank, for which handing a task of
     /// a few µs to a worker thread costs more than running it.
     pub(crate) fn adopt_for_short_tasks(self: &Arc<Self>) -> Adopted {
-        let l = Rc::new(WorkerLocal {
-            rt: self.clone(),
-            slot: Cell::new(0),
-            primary: Cell::new(false),
-            in_task: Cell::new(false),
-            cur_occ: Cell::new(0),
-            held: Cell::new(0),
-            next: Cell::new(None),
-            log: self.log.register(),
-            stack_base: stack_addr(),
-            // Its stack is not the workers' size: tasks it waits for are never run inline.
-            stack_size: 0,
-            runs_short: true,
-        });
+        // Its stack is not the workers' size: tasks it waits for are never run inline.
+        let l = self.thread_local_state(0, true);
         let before = LOCAL.with(|c| c.borrow_mut().replace(l));
         Adopted {
             before,
