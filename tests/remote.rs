@@ -435,6 +435,64 @@ fn a_rank_that_dies_fails_what_waits_on_it_within_seconds() {
     });
 }
 
+/// Far more tasks than a remote processor takes at once: the rest wait on the head and
+/// are launched as room is given back, every one of them, whichever thread gives it.
+#[test]
+fn tasks_beyond_a_remote_processors_room_are_all_launched_as_room_comes_back() {
+    within(120, "many in flight", || {
+        let ctx = cluster(2);
+        let n = 20_000i64;
+        let tasks: Vec<DTask<i64>> = (0..n)
+            .map(|i| ctx.spawn_remote_with(Options::new().scope(Scope::workers(1..)), add1, (i,)))
+            .collect();
+        let sum: i64 = tasks.iter().map(|t| t.fetch().unwrap()).sum();
+        assert_eq!(sum, n * (n + 1) / 2);
+        // Dependent tasks launched from the thread that completes their input.
+        let mut x = ctx.spawn_remote_with(on(1), add1, (0,));
+        for _ in 0..2_000 {
+            x = ctx.spawn_remote_with(on(2), add1, (&x,));
+        }
+        assert_eq!(x.fetch().unwrap(), 2_001);
+    });
+}
+
+/// When a rank is lost with tens of thousands of tasks waiting on the head for its room,
+/// each fails at its launch, which gives the room back to the next: every one fails with
+/// the rank named, none is left waiting, and the launches follow one another rather than
+/// nest (nested, they would overflow the stack of the thread that noticed the loss).
+#[test]
+fn a_lost_rank_fails_every_task_waiting_for_its_room() {
+    within(120, "a long queue on a dead rank", || {
+        let (ctx, _received, ranks) = counted_group(1);
+        // Rank 1's one thread takes eight tasks at once; these fill it.
+        let long: Vec<DTask<u64>> = (0..8)
+            .map(|_| ctx.spawn_remote_with(on(1), nap, (30_000u64,)))
+            .collect();
+        let queued: Vec<DTask<i64>> = (0..50_000)
+            .map(|i| ctx.spawn_remote_with(on(1), add1, (i,)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        ranks[0].kill();
+        for t in &long {
+            let e = t.fetch().unwrap_err();
+            assert!(
+                common::chain(&e).contains("rank 1"),
+                "{}",
+                common::chain(&e)
+            );
+        }
+        for t in &queued {
+            let e = t.fetch().unwrap_err();
+            assert!(
+                common::chain(&e).contains("rank 1"),
+                "{}",
+                common::chain(&e)
+            );
+        }
+        assert_eq!(ctx.spawn(|| 7, ()).fetch().unwrap(), 7);
+    });
+}
+
 /// Bodies in flight, by number, shared by the ranks of one group.
 type Bodies = Arc<parking_lot::Mutex<std::collections::HashMap<u64, Vec<u8>>>>;
 

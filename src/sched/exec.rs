@@ -415,9 +415,15 @@ impl Runtime {
         let slot = &self.slots[s];
         slot.active.fetch_sub(1, Ordering::AcqRel);
         slot.release(occ);
-        // The room given back matters only to a job queued for it (one queued later wakes
-        // the thread itself), and the last job's end to a thread waiting to shut down.
-        if slot.queue_len() > 0 || self.shutdown.load(Ordering::Acquire) {
+        if self.procs[s].launch_inline {
+            self.pump(s);
+            if self.shutdown.load(Ordering::Acquire) {
+                self.wake_for(s, false);
+            }
+        } else if slot.queue_len() > 0 || self.shutdown.load(Ordering::Acquire) {
+            // The room given back matters only to a job queued for it (one queued later
+            // wakes the thread itself), and the last job's end to a thread waiting to shut
+            // down.
             self.wake_for(s, false);
         }
     }

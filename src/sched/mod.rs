@@ -89,9 +89,10 @@ pub(crate) struct ProcEntry {
     pub(crate) capacity: u32,
     /// Throughput assumed before run times are measured, in GFLOP/s.
     pub(crate) prior_gflops: f64,
-    /// Whether a task is launched from the thread that made it ready, when the processor
-    /// has room and nothing queued: a processor whose launch only hands the task on (to
-    /// another rank), so a wake-up of its worker thread would cost more than the launch.
+    /// Whether tasks are launched by the threads that make them ready or give the
+    /// processor's room back, rather than by a thread of its own: a processor whose launch
+    /// only hands the task on (to another rank), so a wake-up of a thread of its own would
+    /// cost more than the launch. Its thread only looks at the queue now and then.
     pub(crate) launch_inline: bool,
 }
 
@@ -409,16 +410,25 @@ impl Runtime {
     }
 
     fn push(self: &Arc<Self>, task: Job, slot: usize, shared: bool, from_completion: bool) {
-        if !from_completion {
-            let here = match self.procs[slot].exec {
-                Exec::Device if self.procs[slot].launch_inline => self.launch_here(task, slot),
-                Exec::Thread => self.run_short_here(task, slot),
-                _ => Err(task),
-            };
-            match here {
-                Ok(()) => return,
-                Err(t) => return self.enqueue(t, slot, shared),
+        if self.procs[slot].launch_inline {
+            // Launched from this thread when the processor has room; else by whichever
+            // thread gives room back.
+            let s = &self.slots[slot];
+            if shared {
+                s.shared.push(task);
+            } else {
+                s.pinned.push(task);
             }
+            return self.pump(slot);
+        }
+        if !from_completion {
+            return match self.procs[slot].exec {
+                Exec::Thread => match self.run_short_here(task, slot) {
+                    Ok(()) => {}
+                    Err(t) => self.enqueue(t, slot, shared),
+                },
+                _ => self.enqueue(task, slot, shared),
+            };
         }
         if from_completion {
             if let Some(l) = worker::local() {

@@ -30,6 +30,10 @@ pub(super) struct Slot {
     pub(super) chosen: AtomicU64,
     /// Sum of its estimated run times over the decisions it was offered.
     pub(super) estimate_sum_ns: AtomicU64,
+    /// A processor whose jobs are launched by the threads that make them ready: the job
+    /// taken from the queues that did not fit, first in line for the next room given back
+    /// (counted in `active`). The lock also keeps launches in the order of the queues.
+    pub(super) next_launch: Mutex<Option<Job>>,
 }
 
 impl Slot {
@@ -50,6 +54,7 @@ impl Slot {
             offered: AtomicU64::new(0),
             chosen: AtomicU64::new(0),
             estimate_sum_ns: AtomicU64::new(0),
+            next_launch: Mutex::new(None),
         }
     }
 

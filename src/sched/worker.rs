@@ -64,6 +64,56 @@ pub(super) fn local() -> Option<Rc<WorkerLocal>> {
     LOCAL.with(|l| l.borrow().clone())
 }
 
+/// A processor slot of a runtime.
+type SlotOf = (Arc<Runtime>, usize);
+
+thread_local! {
+    /// While this thread launches queued jobs ([`Runtime::pump`]): the slots whose queues
+    /// it is to look at next.
+    static PUMPING: RefCell<Option<Vec<SlotOf>>> = const { RefCell::new(None) };
+}
+
+/// The outermost [`Runtime::pump`] on this thread; ends the pumping when dropped, also on
+/// unwinding.
+struct Pumping;
+
+impl Pumping {
+    /// Starts pumping on this thread, or, when it pumps already, notes slot `s` of `rt`
+    /// for the outermost call to look at and returns `None`.
+    fn enter(rt: &Arc<Runtime>, s: usize) -> Option<Pumping> {
+        PUMPING.with(|p| {
+            let mut p = p.borrow_mut();
+            match p.as_mut() {
+                Some(later) => {
+                    if !later.iter().any(|(r, t)| *t == s && Arc::ptr_eq(r, rt)) {
+                        later.push((rt.clone(), s));
+                    }
+                    None
+                }
+                None => {
+                    *p = Some(Vec::new());
+                    Some(Pumping)
+                }
+            }
+        })
+    }
+
+    /// The next slot noted, oldest first.
+    fn next() -> Option<SlotOf> {
+        PUMPING.with(|p| {
+            let mut p = p.borrow_mut();
+            let later = p.as_mut()?;
+            (!later.is_empty()).then(|| later.remove(0))
+        })
+    }
+}
+
+impl Drop for Pumping {
+    fn drop(&mut self) {
+        let _ = PUMPING.try_with(|p| p.borrow_mut().take());
+    }
+}
+
 pub(super) const SPIN_ROUNDS: u32 = 256;
 /// The longest expected run time of a task that a thread adopted for short tasks runs
 /// itself.
@@ -250,6 +300,17 @@ impl Runtime {
 
     fn primary_loop(self: &Arc<Self>, l: &WorkerLocal) {
         let s = l.slot.get();
+        if self.procs[s].launch_inline {
+            // Other threads launch its jobs; this one looks now and then (and when the
+            // processor is put back in service).
+            while l.primary.get() {
+                self.pump(s);
+                if !self.rest(s) {
+                    return;
+                }
+            }
+            return;
+        }
         let mut rounds = 0;
         loop {
             if !l.primary.get() {
@@ -346,6 +407,21 @@ impl Runtime {
         keep
     }
 
+    /// Waits until woken or half a second passes, on a processor whose jobs other threads
+    /// launch. Returns false when the thread should exit (shutdown and nothing left
+    /// anywhere).
+    fn rest(&self, s: usize) -> bool {
+        let slot = &self.slots[s];
+        let mut g = slot.sleep_lock.lock();
+        slot.sleepers.fetch_add(1, Ordering::SeqCst);
+        let keep = !(self.shutdown.load(Ordering::SeqCst) && self.quiescent());
+        if keep {
+            slot.sleep_cv.wait_for(&mut g, Duration::from_millis(500));
+        }
+        slot.sleepers.fetch_sub(1, Ordering::SeqCst);
+        keep
+    }
+
     fn quiescent(&self) -> bool {
         self.slots
             .iter()
@@ -385,25 +461,64 @@ impl Runtime {
         }
     }
 
-    /// Launches a ready job on slot `s` from this thread, when the slot's processor has
-    /// room for it and nothing queued before it; otherwise hands the job back, to be
-    /// queued.
-    pub(super) fn launch_here(self: &Arc<Self>, job: Job, s: usize) -> Result<(), Job> {
-        let slot = &self.slots[s];
-        let occ = self.occupancy_units(&job, s);
-        if slot.queue_len() > 0 || !self.is_enabled(s) || !slot.try_reserve(occ) {
-            return Err(job);
-        }
-        slot.active.fetch_add(1, Ordering::AcqRel);
-        if !job.claim() {
-            // Cancelled meanwhile: whoever claimed it finishes it.
-            slot.active.fetch_sub(1, Ordering::AcqRel);
-            slot.release(occ);
-            return Ok(());
-        }
+    /// Launches the jobs queued for slot `s`, a processor whose jobs are launched by the
+    /// threads that make them ready or give its room back ([`ProcEntry::launch_inline`]),
+    /// from this thread, in the order they were queued, while the processor has room. A
+    /// job that does not fit waits first in line for the next room given back.
+    ///
+    /// A launch that completes at once (it failed) and so makes more jobs ready, on this
+    /// or another such processor, does not launch them from within: the outermost call on
+    /// the thread does, one after another, so that a long chain never deepens the stack.
+    ///
+    /// [`ProcEntry::launch_inline`]: super::ProcEntry::launch_inline
+    pub(super) fn pump(self: &Arc<Self>, s: usize) {
+        let Some(_outer) = Pumping::enter(self, s) else {
+            return;
+        };
         let l = local().filter(|l| Arc::ptr_eq(&l.rt, self));
-        self.run_device_job(job, s, occ, l.as_deref());
-        Ok(())
+        let mut next = Some((self.clone(), s));
+        while let Some((rt, s)) = next {
+            let l = l.as_deref().filter(|l| Arc::ptr_eq(&l.rt, &rt));
+            rt.launch_queued(s, l);
+            next = Pumping::next();
+        }
+    }
+
+    fn launch_queued(self: &Arc<Self>, s: usize, l: Option<&WorkerLocal>) {
+        let slot = &self.slots[s];
+        loop {
+            if !self.is_enabled(s) {
+                return;
+            }
+            let mut first = slot.next_launch.lock();
+            let job = match first.take() {
+                Some(j) => j,
+                None => {
+                    slot.active.fetch_add(1, Ordering::AcqRel);
+                    match steal(&slot.pinned).or_else(|| steal(&slot.shared)) {
+                        Some(j) => j,
+                        None => {
+                            slot.active.fetch_sub(1, Ordering::AcqRel);
+                            return;
+                        }
+                    }
+                }
+            };
+            let occ = self.occupancy_units(&job, s);
+            if !slot.try_reserve(occ) {
+                // Whoever gives room back launches it.
+                *first = Some(job);
+                return;
+            }
+            drop(first);
+            if !job.claim() {
+                // Cancelled meanwhile: whoever claimed it finishes it.
+                slot.active.fetch_sub(1, Ordering::AcqRel);
+                slot.release(occ);
+                continue;
+            }
+            self.run_device_job(job, s, occ, l);
+        }
     }
 
     /// Makes the calling thread, which is not one of the workers, run the short tasks it
