@@ -493,6 +493,117 @@ fn a_lost_rank_fails_every_task_waiting_for_its_room() {
     });
 }
 
+/// Records the name of the thread that takes in each message a rank receives.
+struct Receivers {
+    inner: Arc<InProcessTransport>,
+    names: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl Transport for Receivers {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
+        self.inner.send(to, bytes)
+    }
+    fn recv_timeout(&self, t: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
+        let r = self.inner.recv_timeout(t)?;
+        if r.is_some() {
+            let me = std::thread::current();
+            self.names.lock().push(me.name().unwrap_or("").to_owned());
+        }
+        Ok(r)
+    }
+}
+
+/// A thread waiting for a task on another rank takes the reply in itself, so the task
+/// completes where it is wanted; messages nobody waits for are taken in by the link's
+/// thread. Waits with a deadline keep it, and several threads may wait at once.
+#[test]
+fn a_thread_waiting_for_a_remote_task_takes_its_reply_in_itself() {
+    within(60, "waiting threads", || {
+        let mut ranks = InProcessTransport::group(2);
+        let head = ranks.remove(0);
+        let worker: Arc<dyn Transport> = ranks.remove(0);
+        std::thread::spawn(move || Context::builder().threads(1).gpus(false).join(worker));
+        let names = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let t = Arc::new(Receivers {
+            inner: head,
+            names: names.clone(),
+        });
+        let ctx = Context::builder()
+            .threads(1)
+            .gpus(false)
+            .join(t)
+            .unwrap()
+            .unwrap();
+        let waiter = std::thread::Builder::new()
+            .name("the-waiter".into())
+            .spawn({
+                let ctx = ctx.clone();
+                move || {
+                    for i in 0..200 {
+                        let r = ctx.spawn_remote_with(on(1), add1, (i,)).fetch().unwrap();
+                        assert_eq!(r, i + 1);
+                    }
+                }
+            })
+            .unwrap();
+        waiter.join().unwrap();
+        let took = |who: &str| names.lock().iter().filter(|n| *n == who).count();
+        assert!(took("the-waiter") >= 50, "{:?}", names.lock());
+        // Nobody waits: the link's thread takes the replies in.
+        names.lock().clear();
+        let t = ctx.spawn_remote_with(on(1), add1, (1,));
+        std::thread::sleep(Duration::from_millis(100));
+        // (Heartbeats come too.)
+        let n = names.lock().len();
+        assert!(n >= 1 && took("dagger-link") == n, "{:?}", names.lock());
+        assert_eq!(t.fetch().unwrap(), 2);
+        // A wait with a deadline ends at it, and the link's thread takes over again.
+        let slow = ctx.spawn_remote_with(on(1), nap, (300u64,));
+        let t0 = Instant::now();
+        assert!(!slow.wait_timeout(Duration::from_millis(20)));
+        assert!(
+            t0.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            t0.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(slow.is_ready(), "the reply was taken in without a waiter");
+        // Several threads wait at once, on both kinds of task.
+        let waits: Vec<_> = (0..4i64)
+            .map(|k| {
+                let ctx = ctx.clone();
+                std::thread::spawn(move || {
+                    (0..100i64)
+                        .map(|i| {
+                            if i % 10 == 0 {
+                                ctx.spawn_remote_with(on(1), nap, (2u64,)).fetch().unwrap() as i64
+                            } else {
+                                ctx.spawn_remote_with(on(1), add1, (k * i,))
+                                    .fetch()
+                                    .unwrap()
+                            }
+                        })
+                        .sum::<i64>()
+                })
+            })
+            .collect();
+        let sums: Vec<i64> = waits.into_iter().map(|w| w.join().unwrap()).collect();
+        for (k, s) in sums.iter().enumerate() {
+            let k = k as i64;
+            let want: i64 = (0..100i64)
+                .map(|i| if i % 10 == 0 { 2 } else { k * i + 1 })
+                .sum();
+            assert_eq!(*s, want);
+        }
+    });
+}
+
 /// Bodies in flight, by number, shared by the ranks of one group.
 type Bodies = Arc<parking_lot::Mutex<std::collections::HashMap<u64, Vec<u8>>>>;
 

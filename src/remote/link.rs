@@ -1,10 +1,14 @@
 //! The head's end of the link to its workers: one thread receives every message, completes
 //! the tasks and fetches waiting for them, sends heartbeats, and declares a rank lost when
 //! it falls silent or cannot be reached — failing whatever waited on it, within seconds.
+//!
+//! A thread waiting for a task launched on a worker takes messages in itself meanwhile
+//! ([`WaitPoll`]), and the receiving thread rests while any does: the reply completes the
+//! task on the thread that waits for it, without a wake-up between threads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -17,7 +21,17 @@ pub(crate) type Reply = (Msg, Payload);
 use super::transport::{Incoming, Transport, TransportError};
 use super::{RemoteCause, RemoteError};
 use crate::processor::{Completion, TaskFailure};
+use crate::sched::WaitPoll;
 use crate::value::Value;
+
+/// How long a waiting thread goes on taking messages in after the last one, before it
+/// leaves them to the receiving thread and sleeps: tasks of a few ms are not worth a core.
+const WAIT_POLL_IDLE: Duration = Duration::from_micros(500);
+/// For how long after the last message a waiting thread polls without yielding its core.
+const WAIT_POLL_SPIN: Duration = Duration::from_micros(20);
+/// How long the receiving thread rests while threads that wait take messages in, before it
+/// looks whether they still do.
+const POLLED_REST: Duration = Duration::from_millis(1);
 
 /// What a request waits for.
 pub(crate) enum Pending {
@@ -83,6 +97,12 @@ pub(crate) struct Link {
     stopped: AtomicBool,
     epoch: Instant,
     pub(crate) stats: RwLock<Vec<LinkStats>>,
+    /// Threads taking messages in while they wait for a task.
+    pollers: AtomicUsize,
+    /// Whether the receiving thread rests because others take messages in.
+    resting: AtomicBool,
+    /// The receiving thread.
+    receiver: OnceLock<std::thread::Thread>,
 }
 
 impl Link {
@@ -103,6 +123,9 @@ impl Link {
             stopped: AtomicBool::new(false),
             epoch: Instant::now(),
             stats: RwLock::new(Vec::new()),
+            pollers: AtomicUsize::new(0),
+            resting: AtomicBool::new(false),
+            receiver: OnceLock::new(),
         })
     }
 
@@ -260,23 +283,25 @@ impl Link {
         for r in &self.ranks {
             r.last_seen_ms.store(self.now_ms(), Ordering::Relaxed);
         }
+        let _ = self.receiver.set(std::thread::current());
         while !self.is_stopped() {
-            match self.t.recv_message(Duration::from_millis(20)) {
-                Ok(Some(Incoming { from, frame, body })) => {
-                    self.ranks[from]
-                        .last_seen_ms
-                        .store(self.now_ms(), Ordering::Relaxed);
-                    match Payload::split(frame, body) {
-                        Ok((m, payload)) => self.dispatch(from, m, payload),
-                        Err(e) => self.lose(from, format!("it sent an undecodable message: {e}")),
+            if self.pollers.load(Ordering::SeqCst) > 0 {
+                // Threads that wait take the messages in; rest until the last leaves.
+                self.resting.store(true, Ordering::SeqCst);
+                if self.pollers.load(Ordering::SeqCst) > 0 {
+                    std::thread::park_timeout(POLLED_REST);
+                }
+                self.resting.store(false, Ordering::SeqCst);
+            } else {
+                match self.t.recv_message(Duration::from_millis(20)) {
+                    Ok(Some(m)) => self.handle(m),
+                    Ok(None) => {}
+                    Err(TransportError::Closed) => {
+                        self.stop();
+                        return;
                     }
+                    Err(e) => tracing::warn!("receiving: {e}"),
                 }
-                Ok(None) => {}
-                Err(TransportError::Closed) => {
-                    self.stop();
-                    return;
-                }
-                Err(e) => tracing::warn!("receiving: {e}"),
             }
             if last_beat.elapsed() >= beat {
                 last_beat = Instant::now();
@@ -299,6 +324,18 @@ impl Link {
                     }
                 }
             }
+        }
+    }
+
+    /// Handles one message that arrived.
+    fn handle(&self, m: Incoming) {
+        let Incoming { from, frame, body } = m;
+        self.ranks[from]
+            .last_seen_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+        match Payload::split(frame, body) {
+            Ok((m, payload)) => self.dispatch(from, m, payload),
+            Err(e) => self.lose(from, format!("it sent an undecodable message: {e}")),
         }
     }
 
@@ -352,5 +389,49 @@ impl Link {
             Msg::Heartbeat | Msg::Hello { .. } => {}
             other => tracing::warn!("rank {from} sent the head an unexpected {other:?}"),
         }
+    }
+}
+
+impl WaitPoll for Link {
+    fn poll_while(&self, waiting: &dyn Fn() -> bool, until: Option<Instant>) -> bool {
+        self.pollers.fetch_add(1, Ordering::SeqCst);
+        let mut last = Instant::now();
+        let done = loop {
+            if !waiting() {
+                break true;
+            }
+            if self.is_stopped() {
+                break false;
+            }
+            match self.t.recv_message(Duration::ZERO) {
+                Ok(Some(m)) => {
+                    self.handle(m);
+                    last = Instant::now();
+                }
+                Ok(None) => {
+                    let now = Instant::now();
+                    let idle = now.duration_since(last);
+                    if idle >= WAIT_POLL_IDLE || until.is_some_and(|u| now >= u) {
+                        break false;
+                    }
+                    if idle >= WAIT_POLL_SPIN {
+                        std::thread::yield_now();
+                    }
+                }
+                // The receiving thread reports it.
+                Err(_) => break false,
+            }
+        };
+        // A thread whose task completed is likely to wait again soon; the receiving thread
+        // looks again within a millisecond anyway. One that gave up hands over at once.
+        if self.pollers.fetch_sub(1, Ordering::SeqCst) == 1
+            && !done
+            && self.resting.load(Ordering::SeqCst)
+        {
+            if let Some(t) = self.receiver.get() {
+                t.unpark();
+            }
+        }
+        done
     }
 }

@@ -344,7 +344,9 @@ impl ContextBuilder {
         *link.stats.write() = stats;
         // First, so that the link stops before anything attached earlier goes.
         b.attached.insert(0, Box::new(session));
-        Ok(Some(b.build()?))
+        let ctx = b.build()?;
+        ctx.rt().set_wait_poll(link);
+        Ok(Some(ctx))
     }
 }
 

@@ -40,10 +40,12 @@ pub(crate) mod progress;
 mod queue;
 mod task;
 pub(crate) mod task_queue;
+mod waitpoll;
 mod worker;
 
 pub(crate) use place::{resolve_candidates, CostKey, TaskKind, THREAD_PRIOR_GFLOPS};
 pub(crate) use task::{fn_or_call_site, Input, TaskCore, TaskName, Work, FULL_OCCUPANCY};
+pub(crate) use waitpoll::WaitPoll;
 pub(crate) use worker::{block_on, block_on_until, blocking};
 
 use place::CostModel;
@@ -148,6 +150,12 @@ enum Prep {
     Enqueue { slot: usize, shared: bool },
     Fail(TaskError),
     Skip,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.unset_wait_poll();
+    }
 }
 
 impl Runtime {

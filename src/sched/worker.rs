@@ -759,6 +759,11 @@ pub(crate) fn block_on_until(task: &Job, deadline: Option<Instant>) -> bool {
             return rt.block_worker(task, &l, deadline);
         }
     }
+    if let Some(poll) = super::waitpoll::poll_for(task) {
+        if poll.poll_while(&|| !task.is_done(), deadline) {
+            return true;
+        }
+    }
     task.wait_done_until(deadline)
 }
 
