@@ -16,8 +16,10 @@
 //! before them; the receiver takes it straight into the buffer it will keep (see
 //! [`Body`]), which is never zeroed first. Neither side copies it.
 //!
-//! Protocol messages use one tag and headers of bodies another;
-//! [`MpiTransport::ping_pong`] measures raw MPI on a third.
+//! Protocol messages and the headers of bodies travel on a communicator of their own (a
+//! duplicate of `MPI_COMM_WORLD`), each kind with its tag, so that one probe for any tag
+//! finds the next of either, in the order they were sent; bodies and
+//! [`MpiTransport::ping_pong`]'s raw messages use `MPI_COMM_WORLD`.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -35,15 +37,16 @@ use parking_lot::Mutex;
 
 use super::transport::{Body, Incoming, Transport, TransportError};
 
-/// The tag of protocol messages.
+/// The tag of protocol messages (on [`MpiTransport::messages`]).
 const PROTOCOL: i32 = 0;
-/// The tag of raw ping-pongs.
+/// The tag of raw ping-pongs (on the world communicator).
 const RAW: i32 = 1;
-/// The tag of frames whose body follows apart: 8 bytes of body length, 4 of its tag and 4
+/// The tag of frames whose body follows apart (on [`MpiTransport::messages`]): 8 bytes of body length, 4 of its tag and 4
 /// of the size of its pieces (little-endian), then the frame.
 const HEADER: i32 = 2;
 /// Bodies take tags from here to [`BODY_TAG_END`] (the least upper bound MPI promises), in
-/// turn, so that bodies sent from several threads at once never mix.
+/// turn, so that bodies sent from several threads at once never mix (on the world
+/// communicator).
 const BODY_TAG_START: i32 = 16;
 const BODY_TAG_END: i32 = 32_767;
 /// Bodies smaller than this go inside their frame: a copy costs less than a message.
@@ -63,10 +66,22 @@ const IDLE_POLL: Duration = Duration::from_micros(200);
 use super::RemoteError;
 use crate::context::{Context, ContextBuilder};
 
+/// A communicator every thread uses (MPI is initialized with `MPI_THREAD_MULTIPLE`).
+struct Shared(std::mem::ManuallyDrop<SimpleCommunicator>);
+
+// SAFETY: under MPI_THREAD_MULTIPLE, which `MpiTransport::init` requires, MPI calls on a
+// communicator may come from any thread at once; the handle is only read. It is never
+// freed (MPI_Finalize releases it), so no thread can use it after a free.
+unsafe impl Send for Shared {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Shared {}
+
 /// The ranks of `MPI_COMM_WORLD`, as a [`Transport`].
 pub struct MpiTransport {
     rank: usize,
     size: usize,
+    /// Protocol messages and headers of bodies: a duplicate of the world communicator.
+    messages: Shared,
     /// Messages a sending thread took in while its own send waited, oldest first.
     inbox: Mutex<VecDeque<Incoming>>,
     /// The next body's tag, counted from [`BODY_TAG_START`].
@@ -108,9 +123,12 @@ impl MpiTransport {
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
+        // Collective: every rank initializes the transport.
+        let messages = Shared(std::mem::ManuallyDrop::new(world.duplicate()));
         Ok(Arc::new(MpiTransport {
             rank,
             size,
+            messages,
             inbox: Mutex::new(VecDeque::new()),
             next_body: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -133,11 +151,8 @@ impl MpiTransport {
                 return Some(m);
             }
         }
-        let world = SimpleCommunicator::world();
-        let m = if let Some(probed) = world
-            .any_process()
-            .immediate_matched_probe_with_tag(PROTOCOL)
-        {
+        let probed = self.messages.0.any_process().immediate_matched_probe()?;
+        let m = if probed.1.tag() != HEADER {
             let (frame, status) = probed.matched_receive_vec::<u8>();
             Incoming {
                 from: status.source_rank() as usize,
@@ -145,9 +160,6 @@ impl MpiTransport {
                 body: None,
             }
         } else {
-            let probed = world
-                .any_process()
-                .immediate_matched_probe_with_tag(HEADER)?;
             let (header, status) = probed.matched_receive_vec::<u8>();
             let from = status.source_rank() as usize;
             let (body, frame) = body_of(from, header);
@@ -175,16 +187,22 @@ impl MpiTransport {
         }
     }
 
-    /// Sends `parts` (each a tag and its bytes) without blocking and waits for all of them,
+    /// Sends `parts` (each a tag and its bytes; the first on [`messages`](Self::messages),
+    /// the rest on the world communicator) without blocking and waits for all of them,
     /// taking in what others send meanwhile: they may be waiting on this rank.
     fn send_parts(&self, to: usize, parts: &[(i32, &[u8])]) {
         // Errors abort the job under MPI's default error handler.
         let world = SimpleCommunicator::world();
-        let peer = world.process_at_rank(to as i32);
+        let first = self.messages.0.process_at_rank(to as i32);
+        let rest = world.process_at_rank(to as i32);
         mpi::request::scope(|scope| {
             let mut reqs: Vec<_> = parts
                 .iter()
-                .map(|&(tag, bytes)| Some(peer.immediate_send_with_tag(scope, bytes, tag)))
+                .enumerate()
+                .map(|(i, &(tag, bytes))| {
+                    let peer = if i == 0 { &first } else { &rest };
+                    Some(peer.immediate_send_with_tag(scope, bytes, tag))
+                })
                 .collect();
             loop {
                 for r in reqs.iter_mut() {
