@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::within;
+
 use dagger::prelude::*;
 use dagger::{Gemm, GemmKernel, ProcessorKind, Trans, Triangle};
 use ndarray::Array2;
@@ -53,55 +55,61 @@ fn check<T: Gemm + Into<f64>>(
 
 #[test]
 fn matmul_matches_the_reference_everywhere() {
-    let ctx = Context::builder().threads(2).build().unwrap();
-    for (scope, f64_ok) in scopes(&ctx) {
-        for &(m, k, n, block) in &[
-            (1, 1, 1, 16),
-            (15, 16, 17, 16),
-            (17, 33, 16, 16),
-            (128, 127, 129, 64),
-            (40, 7, 90, 32),
-        ] {
-            check::<f32>(&ctx, &scope, m, k, n, block, 1e-5);
-            if f64_ok {
-                check::<f64>(&ctx, &scope, m, k, n, block, 1e-12);
+    within(600, "matmul_matches_the_reference_everywhere", || {
+        let ctx = Context::builder().threads(2).build().unwrap();
+        for (scope, f64_ok) in scopes(&ctx) {
+            for &(m, k, n, block) in &[
+                (1, 1, 1, 16),
+                (15, 16, 17, 16),
+                (17, 33, 16, 16),
+                (128, 127, 129, 64),
+                (40, 7, 90, 32),
+            ] {
+                check::<f32>(&ctx, &scope, m, k, n, block, 1e-5);
+                if f64_ok {
+                    check::<f64>(&ctx, &scope, m, k, n, block, 1e-12);
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
 fn matmul_shape_errors_name_both_shapes() {
-    let ctx = Context::builder().threads(1).build().unwrap();
-    let a = DArray::<f32>::zeros(&ctx, [3, 4], Blocks::new([2, 2])).unwrap();
-    let e = a.matmul(&a).unwrap_err().to_string();
-    assert!(e.contains("[3, 4]") && e.contains("matmul"), "{e}");
-    let empty = DArray::<f32>::zeros(&ctx, [3, 0], Blocks::new([2, 2])).unwrap();
-    let z = DArray::<f32>::zeros(&ctx, [0, 5], Blocks::new([2, 2])).unwrap();
-    let c = empty.matmul(&z).unwrap().collect2().unwrap();
-    assert_eq!(c, Array2::<f32>::zeros((3, 5)));
+    within(600, "matmul_shape_errors_name_both_shapes", || {
+        let ctx = Context::builder().threads(1).build().unwrap();
+        let a = DArray::<f32>::zeros(&ctx, [3, 4], Blocks::new([2, 2])).unwrap();
+        let e = a.matmul(&a).unwrap_err().to_string();
+        assert!(e.contains("[3, 4]") && e.contains("matmul"), "{e}");
+        let empty = DArray::<f32>::zeros(&ctx, [3, 0], Blocks::new([2, 2])).unwrap();
+        let z = DArray::<f32>::zeros(&ctx, [0, 5], Blocks::new([2, 2])).unwrap();
+        let c = empty.matmul(&z).unwrap().collect2().unwrap();
+        assert_eq!(c, Array2::<f32>::zeros((3, 5)));
+    });
 }
 
 #[test]
 fn tiles_land_where_the_scope_says() {
-    let ctx = Context::builder().threads(2).build().unwrap();
-    if common::gpus_or_skip(&ctx, "tile placement").is_empty() {
-        return;
-    }
-    let gpus = ctx.processors_of_kind(ProcessorKind::Wgpu);
-    ctx.enable_logging();
-    let a = DArray::<f32>::ones(&ctx, [64, 64], Blocks::new([32, 32])).unwrap();
-    a.wait().unwrap();
-    let _ = ctx.fetch_logs();
-    let c = with_options(Options::new().scope(Scope::gpu(0)), || a.matmul(&a)).unwrap();
-    assert!(c.collect2().unwrap().iter().all(|&x| x == 64.0));
-    let gemms: Vec<_> = ctx
-        .fetch_logs()
-        .into_iter()
-        .filter(|e| &*e.name == "gemm" && e.kind == dagger::EventKind::Task)
-        .collect();
-    assert_eq!(gemms.len(), 4, "one task per output block");
-    assert!(gemms.iter().all(|e| e.processor == gpus[0]));
+    within(600, "tiles_land_where_the_scope_says", || {
+        let ctx = Context::builder().threads(2).build().unwrap();
+        if common::gpus_or_skip(&ctx, "tile placement").is_empty() {
+            return;
+        }
+        let gpus = ctx.processors_of_kind(ProcessorKind::Wgpu);
+        ctx.enable_logging();
+        let a = DArray::<f32>::ones(&ctx, [64, 64], Blocks::new([32, 32])).unwrap();
+        a.wait().unwrap();
+        let _ = ctx.fetch_logs();
+        let c = with_options(Options::new().scope(Scope::gpu(0)), || a.matmul(&a)).unwrap();
+        assert!(c.collect2().unwrap().iter().all(|&x| x == 64.0));
+        let gemms: Vec<_> = ctx
+            .fetch_logs()
+            .into_iter()
+            .filter(|e| &*e.name == "gemm" && e.kind == dagger::EventKind::Task)
+            .collect();
+        assert_eq!(gemms.len(), 4, "one task per output block");
+        assert!(gemms.iter().all(|e| e.processor == gpus[0]));
+    });
 }
 
 /// `op(X)` of a host matrix.
@@ -157,48 +165,52 @@ fn check_gemm<T: Gemm + Into<f64>>(
 
 #[test]
 fn gemm_every_transpose_and_beta_everywhere() {
-    let ctx = Context::builder().threads(2).build().unwrap();
-    for (scope, f64_ok) in scopes(&ctx) {
-        for (s, &size) in SIZES.iter().enumerate() {
-            for (t, (&ta, &tb)) in TRANS
-                .iter()
-                .flat_map(|a| TRANS.iter().map(move |b| (a, b)))
-                .enumerate()
-            {
-                let beta = [0.0, 1.0, -0.5][(s + t) % 3];
-                let kernel = GemmKernel::Tiled;
-                check_gemm::<f32>(&ctx, &scope, size, ta, tb, beta, kernel, 1e-5);
-                if f64_ok {
-                    check_gemm::<f64>(&ctx, &scope, size, ta, tb, beta, kernel, 1e-12);
+    within(600, "gemm_every_transpose_and_beta_everywhere", || {
+        let ctx = Context::builder().threads(2).build().unwrap();
+        for (scope, f64_ok) in scopes(&ctx) {
+            for (s, &size) in SIZES.iter().enumerate() {
+                for (t, (&ta, &tb)) in TRANS
+                    .iter()
+                    .flat_map(|a| TRANS.iter().map(move |b| (a, b)))
+                    .enumerate()
+                {
+                    let beta = [0.0, 1.0, -0.5][(s + t) % 3];
+                    let kernel = GemmKernel::Tiled;
+                    check_gemm::<f32>(&ctx, &scope, size, ta, tb, beta, kernel, 1e-5);
+                    if f64_ok {
+                        check_gemm::<f64>(&ctx, &scope, size, ta, tb, beta, kernel, 1e-12);
+                    }
                 }
             }
+            // The naive GPU kernel, the reference the tiled one is measured against.
+            for &(ta, tb) in &[(Trans::No, Trans::No), (Trans::Yes, Trans::Yes)] {
+                let kernel = GemmKernel::Naive;
+                check_gemm::<f32>(&ctx, &scope, SIZES[3], ta, tb, -0.5, kernel, 1e-5);
+            }
         }
-        // The naive GPU kernel, the reference the tiled one is measured against.
-        for &(ta, tb) in &[(Trans::No, Trans::No), (Trans::Yes, Trans::Yes)] {
-            let kernel = GemmKernel::Naive;
-            check_gemm::<f32>(&ctx, &scope, SIZES[3], ta, tb, -0.5, kernel, 1e-5);
-        }
-    }
+    });
 }
 
 #[test]
 fn gemm_shape_errors_name_the_shapes() {
-    let ctx = Context::builder().threads(1).build().unwrap();
-    let a = DArray::<f64>::zeros(&ctx, [3, 4], Blocks::new([2, 2])).unwrap();
-    let mut c = DArray::<f64>::zeros(&ctx, [3, 3], Blocks::new([2, 2])).unwrap();
-    let e = c
-        .gemm(Trans::No, Trans::No, 1.0, &a, &a, 0.0)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("[3, 4]") && e.contains("inner"), "{e}");
-    let e = c
-        .gemm(Trans::Yes, Trans::No, 1.0, &a, &a, 0.0)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("[4, 4]") && e.contains("[3, 3]"), "{e}");
-    // c is unchanged and usable.
-    c.gemm(Trans::No, Trans::Yes, 1.0, &a, &a, 0.0).unwrap();
-    assert_eq!(c.collect2().unwrap(), Array2::<f64>::zeros((3, 3)));
+    within(600, "gemm_shape_errors_name_the_shapes", || {
+        let ctx = Context::builder().threads(1).build().unwrap();
+        let a = DArray::<f64>::zeros(&ctx, [3, 4], Blocks::new([2, 2])).unwrap();
+        let mut c = DArray::<f64>::zeros(&ctx, [3, 3], Blocks::new([2, 2])).unwrap();
+        let e = c
+            .gemm(Trans::No, Trans::No, 1.0, &a, &a, 0.0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[3, 4]") && e.contains("inner"), "{e}");
+        let e = c
+            .gemm(Trans::Yes, Trans::No, 1.0, &a, &a, 0.0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[4, 4]") && e.contains("[3, 3]"), "{e}");
+        // c is unchanged and usable.
+        c.gemm(Trans::No, Trans::Yes, 1.0, &a, &a, 0.0).unwrap();
+        assert_eq!(c.collect2().unwrap(), Array2::<f64>::zeros((3, 3)));
+    });
 }
 
 fn check_syrk<T: Gemm + Into<f64>>(
@@ -253,31 +265,33 @@ fn check_syrk<T: Gemm + Into<f64>>(
 
 #[test]
 fn syrk_both_triangles_and_transposes_everywhere() {
-    let ctx = Context::builder().threads(2).build().unwrap();
-    for (scope, f64_ok) in scopes(&ctx) {
-        for (s, &size) in [
-            (1, 1, 16),
-            (15, 17, 16),
-            (17, 16, 16),
-            (129, 40, 64),
-            (33, 127, 16),
-        ]
-        .iter()
-        .enumerate()
-        {
-            for (t, (&tri, &tr)) in [Triangle::Lower, Triangle::Upper]
-                .iter()
-                .flat_map(|a| TRANS.iter().map(move |b| (a, b)))
-                .enumerate()
+    within(600, "syrk_both_triangles_and_transposes_everywhere", || {
+        let ctx = Context::builder().threads(2).build().unwrap();
+        for (scope, f64_ok) in scopes(&ctx) {
+            for (s, &size) in [
+                (1, 1, 16),
+                (15, 17, 16),
+                (17, 16, 16),
+                (129, 40, 64),
+                (33, 127, 16),
+            ]
+            .iter()
+            .enumerate()
             {
-                let beta = [0.0, 1.0, 0.25][(s + t) % 3];
-                check_syrk::<f32>(&ctx, &scope, size, tri, tr, beta, 1e-5);
-                if f64_ok {
-                    check_syrk::<f64>(&ctx, &scope, size, tri, tr, beta, 1e-12);
+                for (t, (&tri, &tr)) in [Triangle::Lower, Triangle::Upper]
+                    .iter()
+                    .flat_map(|a| TRANS.iter().map(move |b| (a, b)))
+                    .enumerate()
+                {
+                    let beta = [0.0, 1.0, 0.25][(s + t) % 3];
+                    check_syrk::<f32>(&ctx, &scope, size, tri, tr, beta, 1e-5);
+                    if f64_ok {
+                        check_syrk::<f64>(&ctx, &scope, size, tri, tr, beta, 1e-12);
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 /// A seeded symmetric positive definite matrix: M Mᵀ / n + I.
@@ -324,60 +338,69 @@ fn check_cholesky<T: Gemm + Into<f64>>(
 
 #[test]
 fn cholesky_factors_everywhere() {
-    let ctx = Context::builder().threads(2).build().unwrap();
-    let mut all = scopes(&ctx);
-    if all.len() > 2 {
-        // CPU threads and GPUs together: tiles go where the cost model puts them.
-        let mixed = Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap();
-        all.push((mixed, false));
-    }
-    for (scope, f64_ok) in all {
-        for &(n, block) in &[
-            (1, 16),
-            (15, 16),
-            (16, 16),
-            (17, 16),
-            (127, 32),
-            (128, 32),
-            (129, 32),
-            (200, 64),
-        ] {
-            check_cholesky::<f32>(&ctx, &scope, n, block, 1e-5);
-            if f64_ok {
-                check_cholesky::<f64>(&ctx, &scope, n, block, 1e-13);
+    within(600, "cholesky_factors_everywhere", || {
+        let ctx = Context::builder().threads(2).build().unwrap();
+        let mut all = scopes(&ctx);
+        if all.len() > 2 {
+            // CPU threads and GPUs together: tiles go where the cost model puts them.
+            let mixed = Scope::union([Scope::cpu(), Scope::gpus(..)]).unwrap();
+            all.push((mixed, false));
+        }
+        for (scope, f64_ok) in all {
+            for &(n, block) in &[
+                (1, 16),
+                (15, 16),
+                (16, 16),
+                (17, 16),
+                (127, 32),
+                (128, 32),
+                (129, 32),
+                (200, 64),
+            ] {
+                check_cholesky::<f32>(&ctx, &scope, n, block, 1e-5);
+                if f64_ok {
+                    check_cholesky::<f64>(&ctx, &scope, n, block, 1e-13);
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
 fn cholesky_of_a_matrix_that_is_not_positive_definite_names_block_and_pivot() {
-    let ctx = Context::builder().threads(2).build().unwrap();
-    let mut a = spd(50, 9);
-    // Row 37 (block 2 of 16-row blocks, pivot 5 there) makes the matrix indefinite.
-    a[[37, 37]] = -100.0;
-    let d = DArray::distribute(&ctx, &a.mapv(|x| x as f32), Blocks::new([16, 16])).unwrap();
-    // On CPU threads the tile task fails; on a GPU the tile reports the pivot it stopped at.
-    for (scope, _) in scopes(&ctx) {
-        let err = with_options(Options::new().scope(scope.clone()), || d.cholesky()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                dagger::ArrayError::NotPositiveDefinite {
-                    block: 2,
-                    pivot: 5,
-                    row: 37
-                }
-            ),
-            "on {scope}: {err:?}"
-        );
-        let msg = err.to_string();
-        assert!(msg.contains("block 2") && msg.contains("row 37"), "{msg}");
-    }
-    // Not square.
-    let r = DArray::<f64>::zeros(&ctx, [4, 5], Blocks::new([2, 2])).unwrap();
-    assert!(r.cholesky().unwrap_err().to_string().contains("[4, 5]"));
-    // The context works afterwards.
-    let ok = DArray::distribute(&ctx, &spd(20, 1), Blocks::new([8, 8])).unwrap();
-    assert!(ok.cholesky().is_ok());
+    within(
+        600,
+        "cholesky_of_a_matrix_that_is_not_positive_definite_names_block_and_pivot",
+        || {
+            let ctx = Context::builder().threads(2).build().unwrap();
+            let mut a = spd(50, 9);
+            // Row 37 (block 2 of 16-row blocks, pivot 5 there) makes the matrix indefinite.
+            a[[37, 37]] = -100.0;
+            let d = DArray::distribute(&ctx, &a.mapv(|x| x as f32), Blocks::new([16, 16])).unwrap();
+            // On CPU threads the tile task fails; on a GPU the tile reports the pivot it stopped at.
+            for (scope, _) in scopes(&ctx) {
+                let err =
+                    with_options(Options::new().scope(scope.clone()), || d.cholesky()).unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        dagger::ArrayError::NotPositiveDefinite {
+                            block: 2,
+                            pivot: 5,
+                            row: 37
+                        }
+                    ),
+                    "on {scope}: {err:?}"
+                );
+                let msg = err.to_string();
+                assert!(msg.contains("block 2") && msg.contains("row 37"), "{msg}");
+            }
+            // Not square.
+            let r = DArray::<f64>::zeros(&ctx, [4, 5], Blocks::new([2, 2])).unwrap();
+            assert!(r.cholesky().unwrap_err().to_string().contains("[4, 5]"));
+            // The context works afterwards.
+            let ok = DArray::distribute(&ctx, &spd(20, 1), Blocks::new([8, 8])).unwrap();
+            assert!(ok.cholesky().is_ok());
+        },
+    );
 }
