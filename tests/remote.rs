@@ -281,13 +281,21 @@ fn failures_on_a_worker_name_the_rank_the_processor_and_the_cause() {
     });
 }
 
-/// Counts the bytes a rank receives.
-struct Counting {
-    inner: Arc<InProcessTransport>,
+/// What a rank receives: how many bytes, and the name of the thread that took in each
+/// message.
+#[derive(Clone, Default)]
+struct Watch {
     received: Arc<AtomicUsize>,
+    names: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
-impl Transport for Counting {
+/// A rank's transport, watched.
+struct Watched {
+    inner: Arc<InProcessTransport>,
+    watch: Watch,
+}
+
+impl Transport for Watched {
     fn rank(&self) -> usize {
         self.inner.rank()
     }
@@ -300,7 +308,10 @@ impl Transport for Counting {
     fn recv_timeout(&self, t: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
         let r = self.inner.recv_timeout(t)?;
         if let Some((_, b)) = &r {
-            self.received.fetch_add(b.len(), Ordering::Relaxed);
+            self.watch.received.fetch_add(b.len(), Ordering::Relaxed);
+            let me = std::thread::current();
+            let name = me.name().unwrap_or("").to_owned();
+            self.watch.names.lock().push(name);
         }
         Ok(r)
     }
@@ -308,24 +319,30 @@ impl Transport for Counting {
 
 /// A group whose head counts what it receives; the worker transports are returned too.
 fn counted_group(workers: usize) -> (Context, Arc<AtomicUsize>, Vec<Arc<InProcessTransport>>) {
+    let (ctx, watch, ranks) = watched_group(workers);
+    (ctx, watch.received, ranks)
+}
+
+/// A group whose head is watched; the worker transports are returned too.
+fn watched_group(workers: usize) -> (Context, Watch, Vec<Arc<InProcessTransport>>) {
     let mut ranks = InProcessTransport::group(workers + 1);
     let head = ranks.remove(0);
     for t in &ranks {
         let t: Arc<dyn Transport> = t.clone();
         std::thread::spawn(move || Context::builder().threads(1).gpus(false).join(t));
     }
-    let received = Arc::new(AtomicUsize::new(0));
-    let counting = Arc::new(Counting {
+    let watch = Watch::default();
+    let watched = Arc::new(Watched {
         inner: head,
-        received: received.clone(),
+        watch: watch.clone(),
     });
     let ctx = Context::builder()
         .threads(1)
         .gpus(false)
-        .join(counting)
+        .join(watched)
         .unwrap()
         .unwrap();
-    (ctx, received, ranks)
+    (ctx, watch, ranks)
 }
 
 #[test]
@@ -493,53 +510,14 @@ fn a_lost_rank_fails_every_task_waiting_for_its_room() {
     });
 }
 
-/// Records the name of the thread that takes in each message a rank receives.
-struct Receivers {
-    inner: Arc<InProcessTransport>,
-    names: Arc<parking_lot::Mutex<Vec<String>>>,
-}
-
-impl Transport for Receivers {
-    fn rank(&self) -> usize {
-        self.inner.rank()
-    }
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<(), TransportError> {
-        self.inner.send(to, bytes)
-    }
-    fn recv_timeout(&self, t: Duration) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
-        let r = self.inner.recv_timeout(t)?;
-        if r.is_some() {
-            let me = std::thread::current();
-            self.names.lock().push(me.name().unwrap_or("").to_owned());
-        }
-        Ok(r)
-    }
-}
-
 /// A thread waiting for a task on another rank takes the reply in itself, so the task
 /// completes where it is wanted; messages nobody waits for are taken in by the link's
 /// thread. Waits with a deadline keep it, and several threads may wait at once.
 #[test]
 fn a_thread_waiting_for_a_remote_task_takes_its_reply_in_itself() {
     within(60, "waiting threads", || {
-        let mut ranks = InProcessTransport::group(2);
-        let head = ranks.remove(0);
-        let worker: Arc<dyn Transport> = ranks.remove(0);
-        std::thread::spawn(move || Context::builder().threads(1).gpus(false).join(worker));
-        let names = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let t = Arc::new(Receivers {
-            inner: head,
-            names: names.clone(),
-        });
-        let ctx = Context::builder()
-            .threads(1)
-            .gpus(false)
-            .join(t)
-            .unwrap()
-            .unwrap();
+        let (ctx, watch, _ranks) = watched_group(1);
+        let names = watch.names;
         let waiter = std::thread::Builder::new()
             .name("the-waiter".into())
             .spawn({
