@@ -20,6 +20,15 @@
 //! loads/stores of `C`; `beta` is applied in the write-back of the first depth block, and
 //! `beta = 0` does not read `C`.
 //!
+//! The f64 kernel makes four steps per turn of its loop. One step is 28 FMAs, 16 loads and
+//! two prefetches, so the loop's own counter and pointer updates were a tenth of what the
+//! front end issued per step; unrolled, the FMA ports stay fuller. Its A block is 384 rows
+//! (768 KiB, half of a 2 MiB L2 and within a 1 MiB one), so each B micro-panel brought into
+//! L1 serves twice as many register tiles as with 192. Measured on a 2-core AVX-512 VM,
+//! alternating the two builds within one process (30 rounds of a 1024³ product, and 8 of a
+//! 4096² DArray GEMM on both cores): one thread +8.7% (median ratio, faster in 26 of 30), DArray
+//! GEMM +13.6% (faster in 8 of 8). Unrolling alone gave +6%, a 384-row block alone +3%.
+//!
 //! faer's own kernels reach about 85% of what OpenBLAS does on the same AVX-512 core (its
 //! blocking is chosen for the general case); this path is what lets one-thread-per-tile
 //! DArray GEMM keep up with OpenBLAS's multithreaded GEMM. It runs only where the CPU has
@@ -38,7 +47,7 @@ struct Line([u8; 64]);
 /// Per-thread scratch for packed panels, kept between calls: a DArray worker runs many tile
 /// products in a row, and fresh megabytes per call would cost a page fault per 4 KiB. It
 /// grows to the largest product the thread has run, at most `KC x NC + MC x KC` elements
-/// (about 8.3 MiB for f64, 6.3 MiB for f32; 2.4 MiB for f64 tiles of 1024), and is freed
+/// (about 8.6 MiB for f64, 6.3 MiB for f32; 2.8 MiB for f64 tiles of 1024), and is freed
 /// when the thread ends.
 #[derive(Default)]
 struct Scratch {
@@ -98,7 +107,7 @@ macro_rules! packed_gemm {
     (
         $name:ident, $t:ty, $mask:ty,
         lanes = $lanes:expr, mrv = $mrv:expr, nr = $nr:expr,
-        kc = $kc:expr, mc = $mc:expr, nc = $nc:expr,
+        kc = $kc:expr, mc = $mc:expr, nc = $nc:expr, unroll = $unroll:expr, pf = $pf:expr,
         $setzero:ident, $load:ident, $set1:ident, $fmadd:ident, $mul:ident,
         $maskload:ident, $maskstore:ident
     ) => {
@@ -112,7 +121,8 @@ macro_rules! packed_gemm {
             const KC: usize = $kc;
             const MC: usize = $mc;
             const NC: usize = $nc;
-            const PF: usize = 4;
+            const PF: usize = $pf;
+            const UNROLL: usize = $unroll;
 
             /// `C[0..m, 0..n] = alpha * Ap Bp + beta * C` for one `MR x NR` tile, `m <= MR`,
             /// `n <= NR`, from `kc` steps of packed panels; `beta = 0` does not read `C`.
@@ -143,23 +153,38 @@ macro_rules! packed_gemm {
                     }
                 }
                 let (mut a, mut b) = (a, b);
-                for _ in 0..kc {
+                // One step: a rank-1 update of the tile from `a` and `b`, `u` steps ahead.
+                let step = |acc: &mut [[_; MRV]; NR], a: *const $t, b: *const $t, u: usize| {
                     // The A micro-panel streams in from L2: ask for it a few steps ahead.
-                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(PF * MR).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(PF * MR + LANES).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add((PF + u) * MR).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add((PF + u) * MR + LANES).cast());
                     let mut av = [$setzero(); MRV];
                     for (v, x) in av.iter_mut().enumerate() {
                         // SAFETY: the A micro-panel holds MR aligned elements per step.
-                        *x = unsafe { $load(a.add(v * LANES)) };
+                        *x = unsafe { $load(a.add(u * MR + v * LANES)) };
                     }
                     for (j, row) in acc.iter_mut().enumerate() {
                         // SAFETY: the B micro-panel holds NR elements per step.
-                        let bj = $set1(unsafe { *b.add(j) });
+                        let bj = $set1(unsafe { *b.add(u * NR + j) });
                         for (x, y) in row.iter_mut().zip(av) {
                             *x = $fmadd(y, bj, *x);
                         }
                     }
+                };
+                // UNROLL steps per turn of the loop: fewer instructions that are not FMAs.
+                for _ in 0..kc / UNROLL {
+                    for u in 0..UNROLL {
+                        step(&mut acc, a, b, u);
+                    }
                     // SAFETY: both stay within (or one past) their panels.
+                    unsafe {
+                        a = a.add(UNROLL * MR);
+                        b = b.add(UNROLL * NR);
+                    }
+                }
+                for _ in 0..kc % UNROLL {
+                    step(&mut acc, a, b, 0);
+                    // SAFETY: as above.
                     unsafe {
                         a = a.add(MR);
                         b = b.add(NR);
@@ -336,8 +361,10 @@ packed_gemm!(
     mrv = 2,
     nr = 14,
     kc = 256,
-    mc = 192,
+    mc = 384,
     nc = 4032,
+    unroll = 4,
+    pf = 4,
     _mm512_setzero_pd,
     _mm512_load_pd,
     _mm512_set1_pd,
@@ -357,6 +384,8 @@ packed_gemm!(
     kc = 384,
     mc = 256,
     nc = 4032,
+    unroll = 1,
+    pf = 4,
     _mm512_setzero_ps,
     _mm512_load_ps,
     _mm512_set1_ps,

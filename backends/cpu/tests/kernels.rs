@@ -255,11 +255,18 @@ fn gemm_f64() {
 }
 
 /// Shapes past the cache blocks of the packed x86-64 kernel (several depth blocks, so
-/// `beta` must act once; several row blocks; two column panels of `B`), on one thread and
+/// `beta` must act once, the last of a depth its unrolled loop does not divide; several
+/// row blocks, in either orientation of `C`; two column panels of `B`), on one thread and
 /// split over several.
 fn gemm_blocks<T: Scalar>(seed: u64) {
     let mut rng = Rng::new(seed);
-    for shape in [(300, 290, 800), (20, 4100, 3), (7, 9, 1000)] {
+    for shape in [
+        (300, 290, 803),
+        (810, 300, 259),
+        (300, 810, 6),
+        (20, 4100, 3),
+        (7, 9, 1000),
+    ] {
         for ta in TRANS {
             for tb in TRANS {
                 gemm_case_on::<T>(&mut rng, shape, ta, tb, Threads::SEQ);
