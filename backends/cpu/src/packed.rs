@@ -131,7 +131,8 @@ macro_rules! packed_gemm {
             /// AVX-512F must be available; `a` holds `kc * MR` and `b` `kc * NR` elements,
             /// `a` 64-byte aligned; `c` reaches `m x n` elements with leading dimension `ldc`.
             #[target_feature(enable = "avx512f")]
-            #[allow(clippy::too_many_arguments)]
+            // `modulo_one`: a kernel that is not unrolled (`UNROLL = 1`) has no remainder.
+            #[allow(clippy::too_many_arguments, clippy::modulo_one)]
             unsafe fn micro(
                 kc: usize,
                 a: *const $t,
