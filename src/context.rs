@@ -629,7 +629,7 @@ impl Context {
             .filter(|(i, p)| {
                 p.exec != Exec::None
                     && rt.is_enabled(*i)
-                    && (p.exec != Exec::Device || p.proc.is_available())
+                    && (p.exec != Exec::Device || p.available())
                     && scope.contains(&p.view())
             })
             .map(|(_, p)| p.id)

@@ -354,3 +354,134 @@ fn fetch_and_wait_with_timeouts() {
         assert_eq!(x.get(), 2);
     });
 }
+
+/// A device whose driver panics while moving the next `panics` inputs in — as wgpu's GL
+/// backend does when a thread waits more than six seconds for the driver, which it holds
+/// while it compiles a shader — and whose availability check panics while `broken_check`
+/// is set.
+struct FlakyDriver {
+    panics: std::sync::atomic::AtomicUsize,
+    broken_check: std::sync::atomic::AtomicBool,
+}
+
+impl dagger::Processor for FlakyDriver {
+    fn kind(&self) -> dagger::ProcessorKind {
+        dagger::ProcessorKind::Custom("flaky-driver")
+    }
+    fn memory_space(&self) -> dagger::MemorySpace {
+        dagger::MemorySpace::LOCAL_HOST
+    }
+    fn is_compatible(&self, _task: &dagger::TaskInfo) -> bool {
+        true
+    }
+    fn is_available(&self) -> bool {
+        if self.broken_check.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("the availability check crashed");
+        }
+        true
+    }
+    fn move_in(
+        &self,
+        _from: dagger::MemorySpace,
+        value: dagger::Value,
+    ) -> Result<dagger::Value, dagger::MoveError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self
+            .panics
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("Could not lock adapter context. This is most-likely a deadlock.");
+        }
+        Ok(value)
+    }
+}
+
+/// A device processor's driver that panics before the launch (moving inputs in) fails that
+/// task with the panic's message and gives the processor's room back: the tasks after it
+/// on the processor run, a datadeps region over it returns its error, and nothing waits
+/// forever. Unwinding instead lost the task and the room, and everything queued on the
+/// processor after it waited for ever — the hang of a not-positive-definite Cholesky on the
+/// GL adapter under load.
+#[test]
+fn a_driver_panic_before_the_launch_fails_the_task_and_frees_the_processor() {
+    bounded("driver panics while moving inputs in", 60, || {
+        let flaky = std::sync::Arc::new(FlakyDriver {
+            panics: 2.into(),
+            broken_check: false.into(),
+        });
+        let ctx = Context::builder()
+            .threads(1)
+            .processor(flaky.clone())
+            .build()
+            .unwrap();
+        let on = Options::new().scope(Scope::kind(dagger::ProcessorKind::Custom("flaky-driver")));
+        // Its capacity is one task: a room not given back would stall the rest.
+        // Inputs that tasks made go through the processor's `move_in`.
+        let tasks: Vec<_> = (0..4i64)
+            .map(|i| {
+                let input = ctx.spawn(move || i + 1, ());
+                ctx.spawn_with(on.clone(), |x: i64| x * 10, (input,))
+            })
+            .collect();
+        let results: Vec<_> = tasks.iter().map(|t| t.fetch()).collect();
+        let failed: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+            .collect();
+        assert_eq!(failed.len(), 2, "{results:?}");
+        for e in &failed {
+            assert!(
+                e.contains("panicked") && e.contains("moving the task's inputs in"),
+                "{e}"
+            );
+            assert!(e.contains("Could not lock adapter context"), "{e}");
+        }
+        let sum: i64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
+        assert!(sum > 0, "{results:?}");
+
+        // In a region: the failing task's dependents fail with it, and the region returns.
+        flaky.panics.store(1, std::sync::atomic::Ordering::SeqCst);
+        let x = dagger::Cell::new(1i64);
+        let one = ctx.spawn(|| 1i64, ());
+        let err = ctx
+            .spawn_datadeps(|r| {
+                r.spawn_with(
+                    on.clone(),
+                    |mut x: dagger::RefMut<i64>, y: i64| *x += y,
+                    (dagger::InOut(&x), one.clone()),
+                );
+                r.spawn(|mut x: dagger::RefMut<i64>| *x *= 3, (dagger::InOut(&x),));
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("Could not lock adapter context"),
+            "{err}"
+        );
+        assert_eq!(x.get(), 1, "nothing ran after the failed task");
+        ctx.spawn_datadeps(|r| {
+            r.spawn_with(
+                on.clone(),
+                |mut x: dagger::RefMut<i64>, y: i64| *x += y,
+                (dagger::InOut(&x), one),
+            );
+        })
+        .unwrap();
+        assert_eq!(x.get(), 2);
+
+        // An availability check that panics takes the processor out of placement.
+        flaky
+            .broken_check
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = ctx
+            .spawn_with(on.clone(), |x: i64| x, (5,))
+            .fetch()
+            .unwrap_err();
+        assert!(e.to_string().contains("not available"), "{e}");
+        assert_eq!(ctx.spawn(|x: i64| x + 1, (1,)).fetch().unwrap(), 2);
+        flaky
+            .broken_check
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(ctx.spawn_with(on, |x: i64| x + 1, (6,)).fetch().unwrap(), 7);
+    });
+}

@@ -266,11 +266,17 @@ impl Runtime {
         h
     }
 
-    /// Runs a job on a processor reached through the trait (slot `s`, `occ` units of its
-    /// capacity reserved): moves its inputs in and launches it. Its completion — at once or
-    /// later, from any thread — completes the task and gives the capacity back.
-    /// Launches a claimed job on device slot `s`, which holds `occ` of its capacity for
-    /// it, from this thread: a worker of this runtime (`l`) or any other.
+    /// Runs a claimed job on a processor reached through the trait (slot `s`, `occ` units
+    /// of its capacity reserved) from this thread — a worker of this runtime (`l`) or any
+    /// other: moves its inputs in and launches it. Its completion, at once or later from any
+    /// thread, completes the task and gives the capacity back.
+    ///
+    /// Never unwinds. The processor's code runs here before its launch takes the
+    /// completion (moving inputs in and out of devices, drivers included), and a panic
+    /// there fails the task and gives the capacity back like a failed move: were it to
+    /// unwind, the task would never finish and its room never come back, and every later
+    /// task on the processor would wait for it. (wgpu's GL backend panics so when a thread
+    /// waits more than six seconds for the driver.)
     pub(super) fn run_device_job(
         self: &Arc<Self>,
         job: Job,
@@ -278,7 +284,7 @@ impl Runtime {
         occ: u32,
         l: Option<&WorkerLocal>,
     ) {
-        if !self.procs[s].proc.is_available() && self.place_elsewhere(&job, s, occ) {
+        if !self.procs[s].available() && self.place_elsewhere(&job, s, occ) {
             return;
         }
         let Some(work) = job.work.lock().take() else {
@@ -293,7 +299,19 @@ impl Runtime {
         let entry = &self.procs[s];
         job.ran_on.store(s as u32, Ordering::Relaxed);
         let logging = self.log.enabled();
-        let inputs = match self.move_inputs(&job, s, &work, logging) {
+        let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.move_inputs(&job, s, &work, logging)
+        }))
+        .unwrap_or_else(|p| {
+            let message = panic_message(&*p);
+            drop_payload(p);
+            Err(TaskError::Panicked {
+                task: job.label(),
+                processor: self.proc_label(s),
+                message: format!("moving the task's inputs in panicked: {message}"),
+            })
+        });
+        let inputs = match moved {
             Ok(i) => i,
             Err(e) => {
                 if let Some((_, est)) = work.cost_key.zip(work.placed_est_ns) {
@@ -324,7 +342,7 @@ impl Runtime {
             inputs: inputs.into_vec(),
             body: work.body,
         };
-        drop(work.inputs);
+        drop_quietly(work.inputs);
         let rt = self.clone();
         let job2 = job.clone();
         let timer = Instant::now();
@@ -385,8 +403,7 @@ impl Runtime {
             };
             let elsewhere = match &w.candidates {
                 Candidates::Set(set) => set.iter().any(|i| {
-                    i != s
-                        && (self.procs[i].exec == Exec::Thread || self.procs[i].proc.is_available())
+                    i != s && (self.procs[i].exec == Exec::Thread || self.procs[i].available())
                 }),
                 Candidates::AllThreads => false,
             };

@@ -99,6 +99,17 @@ pub(crate) struct ProcEntry {
 }
 
 impl ProcEntry {
+    /// Whether the processor takes tasks ([`Processor::is_available`]). One whose check
+    /// panics is taken as unavailable: the panic would otherwise unwind through placement
+    /// on whichever thread asked.
+    pub(crate) fn available(&self) -> bool {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.proc.is_available()))
+            .unwrap_or_else(|p| {
+                crate::processor::drop_payload(p);
+                false
+            })
+    }
+
     pub(crate) fn view(&self) -> crate::scope::ProcView<'_> {
         crate::scope::ProcView {
             id: self.id,

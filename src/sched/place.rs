@@ -149,7 +149,7 @@ impl Runtime {
         let record = self.log.enabled();
         for i in set.iter() {
             // A processor lost or disabled since the task was spawned is passed over.
-            if (self.procs[i].exec == Exec::Device && !self.procs[i].proc.is_available())
+            if (self.procs[i].exec == Exec::Device && !self.procs[i].available())
                 || !self.is_enabled(i)
             {
                 continue;
@@ -258,7 +258,7 @@ pub(crate) fn resolve_candidates(
             Exec::Thread => kind.host,
             // A processor that is no longer available (a lost device) takes no new tasks.
             Exec::Device => {
-                p.proc.is_available() && {
+                p.available() && {
                     let ti = info_cache.get_or_insert_with(&info);
                     p.proc.is_compatible(ti)
                 }
@@ -283,9 +283,7 @@ pub(crate) fn resolve_candidates(
                     _ if !rt.is_enabled(p.id.index()) => "disabled".into(),
                     Exec::Thread if !kind.host => "the kernel has no CPU implementation".into(),
                     Exec::Thread => "available".into(),
-                    Exec::Device if !p.proc.is_available() => {
-                        "not available (lost or shut down)".into()
-                    }
+                    Exec::Device if !p.available() => "not available (lost or shut down)".into(),
                     Exec::Device if !p.proc.is_compatible(&ti) => p.proc.incompatibility(&ti),
                     Exec::Device => "available".into(),
                 }
