@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
 
 use crate::buffer::BufferInner;
 use crate::error::GpuError;
@@ -36,6 +36,9 @@ pub(crate) struct Core {
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, (Arc<str>, Pipeline)>>,
     pub(crate) server_thread: OnceLock<ThreadId>,
+    /// Held by every call of this crate into a driver that admits one thread at a time
+    /// (GL): see [`driver`](Self::driver).
+    pub(crate) driver: Option<ReentrantMutex<()>>,
 }
 
 impl Core {
@@ -68,9 +71,24 @@ impl Core {
         Ok(())
     }
 
+    /// The driver to the calling thread alone, on a backend whose driver admits one thread
+    /// at a time (GL); `None` elsewhere.
+    ///
+    /// wgpu's GL backend guards its context with a lock that panics after six seconds of
+    /// waiting, and its holder may keep it that long: llvmpipe compiling a large shader
+    /// with a cold shader cache on a loaded machine, or a long kernel being waited for.
+    /// The threads of this crate (workers moving data in, the server submitting and
+    /// waiting) therefore queue here, without a deadline, before they call into the
+    /// device. Never held while waiting for another thread.
+    pub(crate) fn driver(&self) -> Option<ReentrantMutexGuard<'_, ()>> {
+        self.driver.as_ref().map(ReentrantMutex::lock)
+    }
+
     /// Runs `f` inside error scopes for validation, out-of-memory and internal errors, on the
-    /// calling thread, and returns the first error wgpu raised in it.
+    /// calling thread, and returns the first error wgpu raised in it. Holds the
+    /// [`driver`](Self::driver) meanwhile.
     pub(crate) fn scoped<R>(&self, f: impl FnOnce() -> R) -> (R, Option<wgpu::Error>) {
+        let _driver = self.driver();
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
@@ -146,6 +164,7 @@ impl Core {
             self.pool.lock().put(class, buffer, POOL_IDLE_CAP)
         };
         if let Some(buffer) = evicted {
+            let _driver = self.driver();
             buffer.destroy();
             Counters::sub(&self.stats.bytes_allocated, class);
         }
@@ -154,6 +173,7 @@ impl Core {
     /// Frees every idle pooled buffer.
     pub(crate) fn trim_pool(&self) {
         let (buffers, bytes) = self.pool.lock().drain();
+        let _driver = self.driver();
         for b in buffers {
             b.destroy();
         }

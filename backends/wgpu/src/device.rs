@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, ReentrantMutex};
 
 use crate::buffer::GpuBuffer;
 use crate::core::Core;
@@ -230,6 +230,7 @@ fn open_adapter(
         uncaptured,
         pipelines: Mutex::new(HashMap::new()),
         server_thread: OnceLock::new(),
+        driver: (raw.backend == wgpu::Backend::Gl).then(|| ReentrantMutex::new(())),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     let thread = {
@@ -330,6 +331,7 @@ impl Device {
             if let Some(e) = err {
                 return Err(core.wgpu_error("creating an upload buffer", size, e));
             }
+            let driver = core.driver();
             {
                 let mut view = staging.get_mapped_range_mut(..).map_err(|e| {
                     core.or_lost(GpuError::Wgpu {
@@ -340,6 +342,7 @@ impl Device {
                 view.slice(..bytes.len()).copy_from_slice(bytes);
             }
             staging.unmap();
+            drop(driver);
             self.send(Command::Upload {
                 staging,
                 dst: Arc::clone(&dst),
@@ -381,6 +384,8 @@ impl Device {
                 reply,
             })?;
             let staging = rx.recv().map_err(|_| self.server_gone())??;
+            // Taken after the reply: the server needs the driver to answer.
+            let _driver = core.driver();
             {
                 let view = staging.get_mapped_range(..).map_err(|e| {
                     core.or_lost(GpuError::Wgpu {
@@ -391,6 +396,7 @@ impl Device {
                 bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&view[..len as usize]);
             }
             staging.unmap();
+            drop(staging);
         }
         Counters::add(&core.stats.downloads, 1);
         Counters::add(&core.stats.download_bytes, len);
@@ -722,6 +728,7 @@ impl Device {
     pub fn destroy(&self) {
         let core = self.core();
         let _ = core.lost.set("destroyed by Device::destroy".to_owned());
+        let _driver = core.driver();
         core.device.destroy();
     }
 

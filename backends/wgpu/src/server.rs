@@ -122,6 +122,9 @@ impl Server {
     fn run_batch(&self, commands: Vec<Command>) {
         let core = &*self.core;
         let mut batch = Batch::default();
+        // Encoding, submitting and waiting call into the driver; answering (which runs
+        // callbacks that may wait for other threads) does not hold it.
+        let driver = core.driver();
         let mut encoder = core
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -165,6 +168,7 @@ impl Server {
         } else {
             drop(encoder);
         }
+        drop(driver);
         let uncaptured = std::mem::take(&mut *core.uncaptured.lock());
         if !uncaptured.is_empty() {
             failure.get_or_insert(Failure::Wgpu(uncaptured.join("; ")));
@@ -361,9 +365,12 @@ impl Server {
             bind_groups,
             encoded: _,
         } = batch;
-        drop(bind_groups);
-        drop(raw);
-        drop(buffers);
+        {
+            let _driver = core.driver();
+            drop(bind_groups);
+            drop(raw);
+            drop(buffers);
+        }
         let lost = core.lost.get().is_some();
         let error = |what: &str| -> Option<GpuError> {
             match &failure {
@@ -422,6 +429,7 @@ impl Server {
             if let Some(lost) = self.core.lost_error() {
                 return Err(lost);
             }
+            let _driver = self.core.driver();
             let _ = self.core.device.poll(wgpu::PollType::wait_indefinitely());
         }
         Err(GpuError::Wgpu {
