@@ -21,9 +21,9 @@
 //! `beta = 0` does not read `C`.
 //!
 //! The f64 kernel makes four steps per turn of its loop. One step is 28 FMAs, 16 loads and
-//! two prefetches, so the loop's own counter and pointer updates were a tenth of what the
-//! front end issued per step; unrolled, the FMA ports stay fuller. Its A block is 384 rows
-//! (768 KiB, half of a 2 MiB L2 and within a 1 MiB one), so each B micro-panel brought into
+//! two prefetches, and the loop's own counter and pointer updates added three more
+//! instructions to each; unrolled, the FMA ports stay fuller. Its A block is 384 rows
+//! (768 KiB, within a 1 MiB L2 as well as this 2 MiB one), so each B micro-panel brought into
 //! L1 serves twice as many register tiles as with 192. Measured on a 2-core AVX-512 VM,
 //! alternating the two builds within one process (30 rounds of a 1024³ product, and 8 of a
 //! 4096² DArray GEMM on both cores): one thread +8.7% (median ratio, faster in 26 of 30), DArray
