@@ -11,10 +11,16 @@ with chunks of --block (GEMM only). Each runs once to warm up, then --repeat tim
 
 Prints one JSON object: peer, op, n, dtype, block (dask), secs (the best run) and gflops
 (GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3, QR 4n³/3).
+
+With --serve it makes the data, runs once to warm up and prints `{"ready": true}`, then
+times one run for each line `run` read from standard input and prints `{"secs": …,
+"gflops": …}` for it, until end of input. `dagger bench` uses this to alternate the peer's
+runs with its own, so that both meet the same load on a shared machine.
 """
 
 import argparse
 import json
+import sys
 import time
 
 FLOPS = {
@@ -36,29 +42,31 @@ def best(f, repeat):
     return t
 
 
-def openblas(op, n, dtype, repeat):
+def openblas(op, n, dtype):
+    """The peer's run of `op` as a function of no arguments, its data made."""
     import numpy as np
 
     a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
     if op == "gemm":
         b = a.copy()
-        return best(lambda: a @ b, repeat)
+        return lambda: a @ b
     if op == "qr":
-        return best(lambda: np.linalg.qr(a, mode="raw"), repeat)
+        return lambda: np.linalg.qr(a, mode="raw")
     if op == "syrk":
         from scipy.linalg import blas
 
         syrk = blas.ssyrk if a.dtype == np.float32 else blas.dsyrk
-        return best(lambda: syrk(1.0, a), repeat)
+        return lambda: syrk(1.0, a)
     import scipy.linalg as sl
 
     if op == "lu":
-        return best(lambda: sl.lu_factor(a, check_finite=False), repeat)
+        return lambda: sl.lu_factor(a, check_finite=False)
     s = (a @ a.T) / n + np.eye(n, dtype=a.dtype)
-    return best(lambda: sl.cholesky(s, lower=True, check_finite=False), repeat)
+    return lambda: sl.cholesky(s, lower=True, check_finite=False)
 
 
-def dask_array(op, n, block, dtype, repeat):
+def dask_array(op, n, block, dtype):
+    """dask.array's blocked product as a function of no arguments, its inputs persisted."""
     if op != "gemm":
         raise SystemExit(f"the dask peer runs gemm only, not {op}")
     import dask.array as da
@@ -67,7 +75,20 @@ def dask_array(op, n, block, dtype, repeat):
     rng = np.random.default_rng(0)
     a = da.from_array(rng.standard_normal((n, n)).astype(dtype), chunks=block).persist()
     b = da.from_array(rng.standard_normal((n, n)).astype(dtype), chunks=block).persist()
-    return best(lambda: (a @ b).persist(scheduler="threads"), repeat)
+    return lambda: (a @ b).persist(scheduler="threads")
+
+
+def serve(job, flops):
+    """Warm up, then time one run of `job` per line `run` on standard input."""
+    job()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            raise SystemExit(f"unknown command {line.strip()!r}: the only one is `run`")
+        t0 = time.perf_counter()
+        job()
+        secs = time.perf_counter() - t0
+        print(json.dumps({"secs": secs, "gflops": flops / secs / 1e9}), flush=True)
 
 
 def main():
@@ -78,18 +99,24 @@ def main():
     p.add_argument("--dtype", choices=["f32", "f64"], default="f32")
     p.add_argument("--block", type=int, default=1024)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--serve", action="store_true")
     a = p.parse_args()
     if a.block < 1:
         raise SystemExit("--block must be at least 1")
     dtype = {"f32": "float32", "f64": "float64"}[a.dtype]
     if a.peer == "openblas":
-        secs = openblas(a.op, a.n, dtype, a.repeat)
+        job = openblas(a.op, a.n, dtype)
     else:
-        secs = dask_array(a.op, a.n, a.block, dtype, a.repeat)
+        job = dask_array(a.op, a.n, a.block, dtype)
+    flops = FLOPS[a.op](a.n)
+    if a.serve:
+        serve(job, flops)
+        return
+    secs = best(job, a.repeat)
     out = {"peer": a.peer, "op": a.op, "n": a.n, "dtype": a.dtype}
     if a.peer == "dask":
         out["block"] = a.block
-    out.update(secs=secs, gflops=FLOPS[a.op](a.n) / secs / 1e9)
+    out.update(secs=secs, gflops=flops / secs / 1e9)
     print(json.dumps(out))
 
 

@@ -1,6 +1,8 @@
 //! `dagger bench gemm|syrk|cholesky|lu|qr`: blocked dense linear algebra on DArrays, GFLOP/s on
 //! a chosen scope, beside OpenBLAS (through numpy/scipy) and dask.array, timed in the same
-//! run by `benches/peers/linalg.py`.
+//! run by `benches/peers/linalg.py`. The peers' runs alternate with ours (each peer runs
+//! once after each of ours), so that on a shared machine both sides meet the same load;
+//! each side reports its best run.
 
 use std::time::Instant;
 
@@ -10,6 +12,11 @@ use ndarray::Array2;
 
 /// The peer script, embedded so the command works from any directory.
 const PEERS: &str = include_str!("../../benches/peers/linalg.py");
+
+/// The pause before each timed run when runs alternate with a peer's: threads of the
+/// side that ran last (OpenBLAS's, ours) spin for a while before they sleep, and would
+/// otherwise take cycles from the side that runs next.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The operation a run measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,7 +69,8 @@ pub(crate) struct Args {
     /// The WGSL GEMM kernel of GPU tiles: tiled (register-blocked) or naive (reference).
     #[arg(long, default_value = "tiled")]
     kernel: String,
-    /// Repetitions; the best is reported.
+    /// Repetitions; the best is reported. With --peer each peer runs once after each of
+    /// ours, so that both meet the same load on a shared machine.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Also report the relative error against an f64 reference.
@@ -203,11 +211,43 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     if let Some(c0) = &c0 {
         c0.wait()?;
     }
+    // The peers start before the timing, with their own data, and then run once after
+    // each of ours (interleaved), so that both sides meet the same load.
+    let dask_block = args.dask_block.unwrap_or(b);
+    let python = if args.peer {
+        match args.python.interpreter() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("note: the peers did not run: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut peers: Vec<Peer> = Vec::new();
+    if let Some(py) = python.as_deref() {
+        peers.extend(Peer::start(py, "openblas", op, n, None, &args.dtype));
+        if op == Op::Gemm {
+            peers.extend(Peer::start(
+                py,
+                "dask",
+                op,
+                n,
+                Some(dask_block),
+                &args.dtype,
+            ));
+        }
+    }
     let mut best = f64::INFINITY;
     let mut last = None;
     let mut last_perm: Vec<usize> = Vec::new();
     let mut last_qr = None;
     for _ in 0..args.repeat.max(1) {
+        if !peers.is_empty() {
+            // OpenBLAS's and dask's threads spin for a moment after a run: let them stop.
+            std::thread::sleep(PAUSE);
+        }
         let t = Instant::now();
         let out = with_options(Options::new().scope(scope.clone()), || {
             Ok::<_, dagger::ArrayError>(match op {
@@ -238,6 +278,11 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
         out.wait()?;
         best = best.min(t.elapsed().as_secs_f64());
         last = Some(out);
+        for peer in &mut peers {
+            // Our workers, too, spin for a moment before they sleep.
+            std::thread::sleep(PAUSE);
+            peer.run();
+        }
     }
     let gflops = op.flops(n) / best / 1e9;
     let mut error = None;
@@ -301,25 +346,9 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
             }
         });
     }
-    let dask_block = args.dask_block.unwrap_or(b);
-    let python = if args.peer {
-        match args.python.interpreter() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                eprintln!("note: the peers did not run: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let peer = python
-        .as_deref()
-        .and_then(|py| peer_gflops(py, "openblas", op, n, None, &args.dtype));
-    let dask = python
-        .as_deref()
-        .filter(|_| op == Op::Gemm)
-        .and_then(|py| peer_gflops(py, "dask", op, n, Some(dask_block), &args.dtype));
+    let best_of = |name: &str| peers.iter().find(|p| p.name == name).and_then(Peer::gflops);
+    let (peer, dask) = (best_of("openblas"), best_of("dask"));
+    drop(peers);
     let backend = format!(
         "gemm {}, others {}",
         dagger_cpu::gemm_backend_name(),
@@ -367,43 +396,76 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-/// GFLOP/s of the same operation by a peer of `benches/peers/linalg.py` (`openblas`: numpy
-/// `@`, scipy `?syrk`, scipy `cholesky`; `dask`: dask.array's blocked matmul on the threaded
-/// scheduler with chunks of `block`); `None`, with a note, when it cannot run.
-fn peer_gflops(
-    python: &std::path::Path,
-    peer: &str,
-    op: Op,
-    n: usize,
-    block: Option<usize>,
-    dtype: &str,
-) -> Option<f64> {
-    let mut argv = vec![
-        "--peer".to_string(),
-        peer.to_string(),
-        "--op".to_string(),
-        op.name().to_string(),
-        "--n".to_string(),
-        n.to_string(),
-        "--dtype".to_string(),
-        dtype.to_string(),
-    ];
-    if let Some(b) = block {
-        argv.extend(["--block".to_string(), b.to_string()]);
-    }
-    let gflops = super::python::run(python, PEERS, &argv).and_then(|out| {
-        let line = out.trim().lines().last().unwrap_or("");
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("unreadable line {line:?}: {e}"))?;
-        v["gflops"]
-            .as_f64()
-            .ok_or_else(|| format!("line without `gflops`: {line}"))
-    });
-    match gflops {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("note: the {peer} peer did not run: {e}");
-            None
+/// A peer of `benches/peers/linalg.py` (`openblas`: numpy `@`, scipy `?syrk`, `cholesky`,
+/// `lu_factor`, numpy `qr`; `dask`: dask.array's blocked matmul on the threaded scheduler
+/// with chunks of `block`), kept running to time one run after each of ours.
+struct Peer {
+    name: &'static str,
+    session: Option<super::python::Session>,
+    /// The best run so far, in GFLOP/s.
+    best: Option<f64>,
+}
+
+impl Peer {
+    /// Starts the peer (it makes its data and warms up); `None`, with a note, when it
+    /// cannot run.
+    fn start(
+        python: &std::path::Path,
+        name: &'static str,
+        op: Op,
+        n: usize,
+        block: Option<usize>,
+        dtype: &str,
+    ) -> Option<Self> {
+        let mut argv = vec![
+            "--peer".to_string(),
+            name.to_string(),
+            "--op".to_string(),
+            op.name().to_string(),
+            "--n".to_string(),
+            n.to_string(),
+            "--dtype".to_string(),
+            dtype.to_string(),
+            "--serve".to_string(),
+        ];
+        if let Some(b) = block {
+            argv.extend(["--block".to_string(), b.to_string()]);
         }
+        match super::python::Session::start(python, PEERS, &argv) {
+            Ok(session) => Some(Self {
+                name,
+                session: Some(session),
+                best: None,
+            }),
+            Err(e) => {
+                eprintln!("note: the {name} peer did not run: {e}");
+                None
+            }
+        }
+    }
+
+    /// Times one run; a peer that fails is noted and not asked again.
+    fn run(&mut self) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let gflops = session.call("run").and_then(|v| {
+            v["gflops"]
+                .as_f64()
+                .ok_or_else(|| format!("a line without `gflops`: {v}"))
+        });
+        match gflops {
+            Ok(g) => self.best = Some(self.best.map_or(g, |b| b.max(g))),
+            Err(e) => {
+                eprintln!("note: the {} peer stopped: {e}", self.name);
+                self.session = None;
+                self.best = None;
+            }
+        }
+    }
+
+    /// The best of the peer's runs, if every run asked of it succeeded.
+    fn gflops(&self) -> Option<f64> {
+        self.best
     }
 }

@@ -6,9 +6,10 @@
 //! is imported and the `PYTHON*` environment variables are ignored: a `numpy.py` lying in
 //! the directory the benchmark was started from is never executed.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
 
 /// The environment variable that names the interpreter when `--python` is not given.
 const ENV: &str = "DAGGER_PYTHON";
@@ -106,4 +107,120 @@ pub(crate) fn run(python: &Path, script: &str, args: &[String]) -> Result<String
     }
     String::from_utf8(out.stdout)
         .map_err(|e| format!("{} printed non-UTF-8: {e}", python.display()))
+}
+
+/// A peer script kept running between timed runs, so that its runs can alternate with the
+/// benchmark's own (see `benches/peers/linalg.py --serve`): on a shared machine the load
+/// changes within seconds, and two sides timed one after the other can meet different
+/// loads. The script runs under `python -I -c SOURCE ARGS` (its standard input carries the
+/// commands), answers each command line with one JSON line, and ends at end of input.
+pub(crate) struct Session {
+    python: PathBuf,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// Reads the script's standard error to its end, so that a talkative script never
+    /// blocks on a full pipe; its last line names what went wrong.
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Session {
+    /// Starts `script` with `args` and waits for its first line (the script's "ready",
+    /// printed once its data is made and warmed up).
+    pub(crate) fn start(python: &Path, script: &str, args: &[String]) -> Result<Self, String> {
+        let mut child = Command::new(python)
+            .arg("-I")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .env_remove("OPENBLAS_CORETYPE")
+            .env_remove("OPENBLAS_L2_SIZE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
+        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            unreachable!("all three streams are piped")
+        };
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut session = Self {
+            python: python.to_path_buf(),
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            stderr: Some(stderr),
+        };
+        session.answer()?;
+        Ok(session)
+    }
+
+    /// Sends one command line and returns the JSON object the script answers with.
+    pub(crate) fn call(&mut self, command: &str) -> Result<serde_json::Value, String> {
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{command}").and_then(|()| stdin.flush()),
+            None => return Err("the peer's input is closed".to_string()),
+        };
+        if let Err(e) = sent {
+            // The script has most likely exited; its status says more than the pipe does.
+            return Err(self
+                .failure()
+                .unwrap_or_else(|| format!("cannot write to it: {e}")));
+        }
+        self.answer()
+    }
+
+    /// The next line of the script's output, as JSON.
+    fn answer(&mut self) -> Result<serde_json::Value, String> {
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) | Err(_) => Err(self
+                .failure()
+                .unwrap_or_else(|| format!("{} ended its output", self.python.display()))),
+            Ok(_) => serde_json::from_str(line.trim())
+                .map_err(|e| format!("unreadable line {:?}: {e}", line.trim())),
+        }
+    }
+
+    /// Closes the script's input, waits for it and describes how it ended, with the last
+    /// line of its standard error; `None` if it ended well.
+    fn failure(&mut self) -> Option<String> {
+        self.stdin = None;
+        let status = self.child.wait().ok()?;
+        let err = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let last = err.trim().lines().last().unwrap_or("");
+        (!status.success())
+            .then(|| format!("{} exited with {status}: {last}", self.python.display()))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // End of input ends the script; a script that does not read it is killed.
+        self.stdin = None;
+        match self.child.try_wait() {
+            Ok(Some(_)) => {}
+            _ => {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while std::time::Instant::now() < deadline {
+                    if let Ok(Some(_)) = self.child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
 }

@@ -132,6 +132,78 @@ fn the_chosen_interpreter_runs_isolated() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A stand-in for the peer script's `--serve` mode: answers "ready", then one line per
+/// `run` whose GFLOP/s is the run's number times 10 (`openblas`) or 100 (`dask`), and logs
+/// each command with the peer's name. With `stop_after`, it exits with an error instead of
+/// answering that run.
+fn serving_python(dir: &Path, log: &Path, stop_after: Option<usize>) -> PathBuf {
+    let fake = dir.join("serving-python");
+    let stop = stop_after.map_or(0, |k| k + 1);
+    executable(
+        &fake,
+        &format!(
+            r#"#!/bin/sh
+peer=; prev=
+for a in "$@"; do [ "$prev" = "--peer" ] && peer=$a; prev=$a; done
+case "$peer" in dask) scale=100 ;; *) scale=10 ;; esac
+echo '{{"ready": true}}'
+i=0
+while read line; do
+  i=$((i+1))
+  echo "$peer $line" >> '{log}'
+  if [ "$i" = "{stop}" ]; then echo "peer gave up at run $i" >&2; exit 3; fi
+  echo "{{\"secs\": 1.0, \"gflops\": $((i*scale))}}"
+done
+"#,
+            log = log.display()
+        ),
+    );
+    fake
+}
+
+#[test]
+fn peers_run_once_after_each_of_ours_and_report_their_best() {
+    let dir = scratch("serving");
+    let log = dir.join("log");
+    let fake = serving_python(&dir, &log, None);
+    let args = [
+        "bench", "gemm", "--n", "32", "--block", "16", "--repeat", "3", "--peer", "--json",
+        "--python", fake.to_str().unwrap(),
+    ];
+    let r = dagger_in(&dir, &[], &args);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
+    assert_eq!(line["openblas_gflops"], 30.0, "the best of 10, 20, 30: {line}");
+    assert_eq!(line["dask_gflops"], 300.0, "{line}");
+    let ratio = line["gflops"].as_f64().unwrap() / 30.0;
+    assert!((line["ratio"].as_f64().unwrap() - ratio).abs() < 1e-12, "{line}");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log_text.lines().collect::<Vec<_>>(),
+        ["openblas run", "dask run"].repeat(3),
+        "one run of each peer per run of ours"
+    );
+
+    // A peer that fails part-way is named, gives no ratio, and the benchmark still ends well.
+    std::fs::remove_file(&log).unwrap();
+    let fake = serving_python(&dir, &log, Some(1));
+    let mut args = args.to_vec();
+    *args.last_mut().unwrap() = fake.to_str().unwrap();
+    let r = dagger_in(&dir, &[], &args);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert!(r.err.contains("the openblas peer stopped"), "{}", r.err);
+    assert!(r.err.contains("peer gave up at run 2"), "{}", r.err);
+    let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
+    assert!(line.get("ratio").is_none(), "no ratio from a failed peer: {line}");
+    assert!(line.get("dask_ratio").is_none(), "{line}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        4,
+        "each peer is asked twice, and not again after it failed"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 const OVERHEAD_TINY: [&str; 8] = [
     "bench",
     "overhead",
