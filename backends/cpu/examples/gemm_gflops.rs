@@ -9,7 +9,8 @@
 use std::time::Instant;
 
 use dagger_cpu::{
-    backend_name, gemm, gemm_backend_name, potrf, syrk, Accum, MatMut, MatRef, Scalar, Threads,
+    backend_name, gemm, gemm_backend_name, getrf, potrf, syrk, Accum, MatMut, MatRef, Pivoting,
+    Scalar, Threads,
 };
 use dagger_cpu::{Trans, Triangle};
 
@@ -131,6 +132,27 @@ fn main() {
     println!(
         "f64 potrf n={n} threads=1  {:8.2} GFLOP/s ({:.1} ms, includes a copy)",
         (n as f64).powi(3) / 3.0 / t / 1e9,
+        t * 1e3
+    );
+    // getrf of a tall panel, as a tiled LU's panel task: n x 512 (or n x n if smaller).
+    let w = n.min(512);
+    let panel = data::<f64>(n * w, 4);
+    let t = best_of(3, || {
+        let mut a = panel.clone();
+        let mut piv = vec![0; w];
+        getrf(
+            Pivoting::Partial,
+            MatMut::new(&mut a, n, w),
+            &mut piv,
+            Threads::SEQ,
+        )
+        .expect("random data is not singular");
+    });
+    let (m, w) = (n as f64, w as f64);
+    println!(
+        "f64 getrf {n}x{} threads=1  {:8.2} GFLOP/s ({:.1} ms, includes a copy)",
+        w,
+        (m * w * w - w * w * w / 3.0) / t / 1e9,
         t * 1e3
     );
 }

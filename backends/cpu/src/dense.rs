@@ -319,8 +319,6 @@ pub fn trsm<'a, 'b, T: Scalar>(
     a: impl Into<MatRef<'a, T>>,
     b: impl Into<MatMut<'b, T>>,
 ) {
-    use faer::linalg::triangular_solve as ts;
-
     let (a, mut b) = (a.into(), b.into());
     let needed = match side {
         Side::Left => b.rows(),
@@ -364,19 +362,93 @@ pub fn trsm<'a, 'b, T: Scalar>(
             b.t()
         }
     };
-    let par = faer::Par::Seq;
-    match (tri, diag) {
-        (Triangle::Lower, Diag::NonUnit) => {
-            ts::solve_lower_triangular_in_place(m.faer(), b.faer(), par)
+    solve_in_place(m, tri, diag, b);
+}
+
+/// Rows of a triangle at or below which [`solve_in_place`] hands it to faer.
+const TRSM_BASE: usize = 64;
+
+/// `B = M⁻¹ B` for a triangular `M` (`tri`, `diag`), recursive: the triangle is split in
+/// two halves, one half solved, the other half of `B` updated by a [`gemm`] with the
+/// off-diagonal block, and the other half solved. All but the small diagonal blocks is
+/// GEMM work, in this crate's packed kernel where it has one; faer solves the rest.
+fn solve_in_place<T: Scalar>(m: MatRef<'_, T>, tri: Triangle, diag: Diag, mut b: MatMut<'_, T>) {
+    use faer::linalg::triangular_solve as ts;
+
+    let n = m.rows();
+    if n <= TRSM_BASE {
+        let par = faer::Par::Seq;
+        match (tri, diag) {
+            (Triangle::Lower, Diag::NonUnit) => {
+                ts::solve_lower_triangular_in_place(m.faer(), b.faer(), par)
+            }
+            (Triangle::Lower, Diag::Unit) => {
+                ts::solve_unit_lower_triangular_in_place(m.faer(), b.faer(), par)
+            }
+            (Triangle::Upper, Diag::NonUnit) => {
+                ts::solve_upper_triangular_in_place(m.faer(), b.faer(), par)
+            }
+            (Triangle::Upper, Diag::Unit) => {
+                ts::solve_unit_upper_triangular_in_place(m.faer(), b.faer(), par)
+            }
         }
-        (Triangle::Lower, Diag::Unit) => {
-            ts::solve_unit_lower_triangular_in_place(m.faer(), b.faer(), par)
+        return;
+    }
+    let n1 = n / 2;
+    let k = b.cols();
+    let (rs, cs) = (m.row_stride(), m.col_stride());
+    // SAFETY: each block lies inside `m`, which is borrowed for the whole call.
+    let block = |i: usize, j: usize, rows: usize, cols: usize| unsafe {
+        MatRef::from_raw_parts(
+            m.as_ptr().offset(i as isize * rs + j as isize * cs),
+            rows,
+            cols,
+            rs,
+            cs,
+        )
+    };
+    let (brs, bcs) = (b.row_stride(), b.col_stride());
+    let p = b.as_mut_ptr();
+    // SAFETY: rows `..n1` and `n1..` of `b` are disjoint parts of it, which is uniquely
+    // borrowed for the whole call.
+    let (mut top, mut bottom) = unsafe {
+        (
+            MatMut::from_raw_parts(p, n1, k, brs, bcs),
+            MatMut::from_raw_parts(p.offset(n1 as isize * brs), n - n1, k, brs, bcs),
+        )
+    };
+    let minus_one = T::from_f64_rounded(-1.0);
+    let (m11, m22) = (block(0, 0, n1, n1), block(n1, n1, n - n1, n - n1));
+    match tri {
+        Triangle::Lower => {
+            solve_in_place(m11, tri, diag, top.rb());
+            let m21 = block(n1, 0, n - n1, n1);
+            gemm(
+                Trans::No,
+                Trans::No,
+                minus_one,
+                m21,
+                top.as_ref(),
+                Accum::Add,
+                bottom.rb(),
+                Threads::SEQ,
+            );
+            solve_in_place(m22, tri, diag, bottom);
         }
-        (Triangle::Upper, Diag::NonUnit) => {
-            ts::solve_upper_triangular_in_place(m.faer(), b.faer(), par)
-        }
-        (Triangle::Upper, Diag::Unit) => {
-            ts::solve_unit_upper_triangular_in_place(m.faer(), b.faer(), par)
+        Triangle::Upper => {
+            solve_in_place(m22, tri, diag, bottom.rb());
+            let m12 = block(0, n1, n1, n - n1);
+            gemm(
+                Trans::No,
+                Trans::No,
+                minus_one,
+                m12,
+                bottom.as_ref(),
+                Accum::Add,
+                top.rb(),
+                Threads::SEQ,
+            );
+            solve_in_place(m11, tri, diag, top);
         }
     }
 }

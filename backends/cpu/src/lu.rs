@@ -8,6 +8,10 @@ use crate::{GetrfError, Triangle};
 /// Columns at or below which the recursion stops and factors column by column.
 const BASE: usize = 16;
 
+/// Columns at or below which a matrix without contiguous columns is factored in a
+/// column-major copy ([`factor_copied`]).
+const SLAB: usize = 64;
+
 /// LU factorization in place (LAPACK `?getrf`) of an `m x n` block with `m >= n`:
 /// `P A = L U` with `L` unit lower triangular (`m x n`, its unit diagonal not stored) and
 /// `U` upper triangular (`n x n`), both written over `A`.
@@ -130,8 +134,11 @@ unsafe fn factor<T: Scalar>(
     piv: &mut [usize],
     threads: Threads,
 ) -> Result<(), usize> {
-    if n <= BASE {
+    if n <= BASE && a.rs == 1 {
         return factor_columns(a, m, n, pivoting, piv);
+    }
+    if n <= SLAB && a.rs != 1 {
+        return factor_copied(a, m, n, pivoting, piv, threads);
     }
     let n1 = n / 2;
     let n2 = n - n1;
@@ -169,10 +176,50 @@ unsafe fn factor<T: Scalar>(
     Ok(())
 }
 
-/// Column-by-column LU of a narrow `m x n` matrix (right-looking, rank-1 updates).
+/// Copies the `m x n` matrix at `a` into a column-major buffer, factors it there and
+/// copies it back.
+///
+/// A tall block of a row-major matrix puts each row on its own page: every column step
+/// of the factorization walks all `m` rows, a page each, and the TLB misses made the base
+/// case most of the time of a whole panel. In the buffer the pivot search and the updates
+/// run down contiguous columns, and the rows are walked only to copy in and out.
 ///
 /// # Safety
 /// As [`factor`].
+unsafe fn factor_copied<T: Scalar>(
+    a: Raw<T>,
+    m: usize,
+    n: usize,
+    pivoting: Pivoting,
+    piv: &mut [usize],
+    threads: Threads,
+) -> Result<(), usize> {
+    let mut buf = vec![T::from_f64_rounded(0.0); m * n];
+    for i in 0..m {
+        for (c, col) in buf.chunks_exact_mut(m).enumerate() {
+            col[i] = *a.at(i, c);
+        }
+    }
+    let b = Raw {
+        p: buf.as_mut_ptr(),
+        rs: 1,
+        cs: m as isize,
+    };
+    // SAFETY: `b` spans `buf`, an `m x n` column-major matrix owned here.
+    let result = factor(b, m, n, pivoting, piv, threads);
+    for i in 0..m {
+        for (c, col) in buf.chunks_exact(m).enumerate() {
+            *a.at(i, c) = col[i];
+        }
+    }
+    result
+}
+
+/// Column-by-column LU of a narrow `m x n` matrix with contiguous columns (right-looking,
+/// rank-1 updates).
+///
+/// # Safety
+/// As [`factor`], and `a.rs == 1` with columns at least `m` elements apart.
 unsafe fn factor_columns<T: Scalar>(
     a: Raw<T>,
     m: usize,
@@ -180,14 +227,18 @@ unsafe fn factor_columns<T: Scalar>(
     pivoting: Pivoting,
     piv: &mut [usize],
 ) -> Result<(), usize> {
+    debug_assert!(a.rs == 1 && (n <= 1 || a.cs >= m as isize));
     let zero = T::from_f64_rounded(0.0);
     let abs = |x: T| if x < zero { zero - x } else { x };
+    // SAFETY: column `c` is `m` contiguous elements of the matrix, disjoint from the others.
+    let column = |c: usize| std::slice::from_raw_parts_mut(a.at(0, c), m);
     for (j, pj) in piv.iter_mut().enumerate().take(n) {
         let mut p = j;
         if pivoting == Pivoting::Partial {
-            let mut best = abs(*a.at(j, j));
-            for i in j + 1..m {
-                let v = abs(*a.at(i, j));
+            let col = column(j);
+            let mut best = abs(col[j]);
+            for (i, &v) in col.iter().enumerate().skip(j + 1) {
+                let v = abs(v);
                 if v > best {
                     best = v;
                     p = i;
@@ -199,14 +250,22 @@ unsafe fn factor_columns<T: Scalar>(
         if d == zero {
             return Err(j);
         }
-        a.swap_rows(j, p, 0..n);
+        if p != j {
+            for c in 0..n {
+                column(c).swap(j, p);
+            }
+        }
+        let col = column(j);
         let r = T::from_f64_rounded(1.0) / d;
-        for i in j + 1..m {
-            let l = *a.at(i, j) * r;
-            *a.at(i, j) = l;
-            if l != zero {
-                for c in j + 1..n {
-                    *a.at(i, c) -= l * *a.at(j, c);
+        for l in &mut col[j + 1..] {
+            *l *= r;
+        }
+        for c in j + 1..n {
+            let other = column(c);
+            let u = other[j];
+            if u != zero {
+                for (x, &l) in other[j + 1..].iter_mut().zip(&col[j + 1..]) {
+                    *x -= l * u;
                 }
             }
         }
