@@ -167,16 +167,32 @@ fn peers_run_once_after_each_of_ours_and_report_their_best() {
     let log = dir.join("log");
     let fake = serving_python(&dir, &log, None);
     let args = [
-        "bench", "gemm", "--n", "32", "--block", "16", "--repeat", "3", "--peer", "--json",
-        "--python", fake.to_str().unwrap(),
+        "bench",
+        "gemm",
+        "--n",
+        "32",
+        "--block",
+        "16",
+        "--repeat",
+        "3",
+        "--peer",
+        "--json",
+        "--python",
+        fake.to_str().unwrap(),
     ];
     let r = dagger_in(&dir, &[], &args);
     assert!(r.ok, "{}\n{}", r.out, r.err);
     let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
-    assert_eq!(line["openblas_gflops"], 30.0, "the best of 10, 20, 30: {line}");
+    assert_eq!(
+        line["openblas_gflops"], 30.0,
+        "the best of 10, 20, 30: {line}"
+    );
     assert_eq!(line["dask_gflops"], 300.0, "{line}");
     let ratio = line["gflops"].as_f64().unwrap() / 30.0;
-    assert!((line["ratio"].as_f64().unwrap() - ratio).abs() < 1e-12, "{line}");
+    assert!(
+        (line["ratio"].as_f64().unwrap() - ratio).abs() < 1e-12,
+        "{line}"
+    );
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         log_text.lines().collect::<Vec<_>>(),
@@ -194,7 +210,10 @@ fn peers_run_once_after_each_of_ours_and_report_their_best() {
     assert!(r.err.contains("the openblas peer stopped"), "{}", r.err);
     assert!(r.err.contains("peer gave up at run 2"), "{}", r.err);
     let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
-    assert!(line.get("ratio").is_none(), "no ratio from a failed peer: {line}");
+    assert!(
+        line.get("ratio").is_none(),
+        "no ratio from a failed peer: {line}"
+    );
     assert!(line.get("dask_ratio").is_none(), "{line}");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap().lines().count(),
