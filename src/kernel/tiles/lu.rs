@@ -279,6 +279,9 @@ pub(crate) struct PanelRowsTile<T> {
 
 impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
     fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
+        let last = inputs.len() - 1;
+        let (inputs, written) = inputs.split_at_mut(last);
+        let written = &mut written[0];
         let p = panel::<T>(&inputs[0])?;
         let c = self.cols;
         let mut sources: Vec<((usize, usize), &Vec<T>)> = Vec::new();
@@ -288,12 +291,42 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
         let (first, height) = self.out;
         let mut out = match self.own {
             Some(own) => {
-                let last = inputs.len() - 1;
                 if self.solve.is_none() && (first..first + height).all(|q| p.perm[q] == q) {
                     // No row of this block moves: it stays as it is, shared.
-                    return Ok(inputs[last].clone());
+                    return Ok(written.clone());
                 }
-                let data = block::<T>(&inputs[last], last)?;
+                let (r0, h) = own;
+                let from_own = |q: usize| p.perm[q] != q && (r0..r0 + h).contains(&p.perm[q]);
+                if self.solve.is_none()
+                    && own == self.out
+                    && !(first..first + height).any(from_own)
+                    && written.get_mut::<Vec<T>>().is_some()
+                {
+                    // Rows that move here all come from other blocks (as below a panel's
+                    // diagonal block, which gives rows only to the rows it takes): they are
+                    // written over the block in place, which nothing else holds.
+                    let mut out = written
+                        .get_mut::<Vec<T>>()
+                        .map(std::mem::take)
+                        .expect("checked unique above");
+                    for q in first..first + height {
+                        let src = p.perm[q];
+                        if src == q {
+                            continue;
+                        }
+                        let ((s0, _), data) = sources
+                            .iter()
+                            .find(|((s0, h), _)| (*s0..s0 + h).contains(&src))
+                            .ok_or_else(|| {
+                                TaskFailure::msg(format!("row {src} of the panel is in no input"))
+                            })?;
+                        let t = q - first;
+                        out[t * c..(t + 1) * c]
+                            .copy_from_slice(&data[(src - s0) * c..(src - s0 + 1) * c]);
+                    }
+                    return Ok(Value::new(out));
+                }
+                let data = block::<T>(&*written, last)?;
                 sources.push((own, data));
                 data.clone()
             }
