@@ -6,7 +6,8 @@
 //! The dense kernels work on one block at a time, in place, over [faer] (or the system
 //! OpenBLAS with the `openblas` cargo feature, see [`backend_name`]); on x86-64 CPUs with
 //! AVX-512, [`gemm`] runs this crate's own packed kernel instead, which keeps up with
-//! OpenBLAS where faer's runs 15–20% behind ([`gemm_backend_name`]):
+//! OpenBLAS where faer's runs 15–20% behind ([`gemm_backend_name`]). [`trsm`] and
+//! [`getrf`] recurse, so that most of their work is [`gemm`] calls:
 //!
 //! | kernel | computes | BLAS/LAPACK name |
 //! |---|---|---|
