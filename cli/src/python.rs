@@ -8,8 +8,22 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a peer session may take to answer one command (its first answer includes
+/// making its data): `$DAGGER_PEER_TIMEOUT` seconds, 600 by default. One that takes longer
+/// is stopped and the benchmark goes on without it.
+fn answer_limit() -> Duration {
+    let secs = std::env::var("DAGGER_PEER_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(600.0);
+    Duration::from_secs_f64(secs)
+}
 
 /// The environment variable that names the interpreter when `--python` is not given.
 const ENV: &str = "DAGGER_PYTHON";
@@ -118,7 +132,9 @@ pub(crate) struct Session {
     python: PathBuf,
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// The script's output lines, read on their own thread so that waiting for one has a
+    /// deadline.
+    lines: Receiver<std::io::Result<String>>,
     /// Reads the script's standard error to its end, so that a talkative script never
     /// blocks on a full pipe; its last line names what went wrong.
     stderr: Option<JoinHandle<String>>,
@@ -150,11 +166,19 @@ impl Session {
             let _ = stderr.read_to_string(&mut text);
             text
         });
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut session = Self {
             python: python.to_path_buf(),
             child,
             stdin: Some(stdin),
-            stdout: BufReader::new(stdout),
+            lines,
             stderr: Some(stderr),
         };
         session.answer()?;
@@ -178,13 +202,23 @@ impl Session {
 
     /// The next line of the script's output, as JSON.
     fn answer(&mut self) -> Result<serde_json::Value, String> {
-        let mut line = String::new();
-        match self.stdout.read_line(&mut line) {
-            Ok(0) | Err(_) => Err(self
+        let limit = answer_limit();
+        match self.lines.recv_timeout(limit) {
+            Ok(Ok(line)) => serde_json::from_str(line.trim())
+                .map_err(|e| format!("unreadable line {:?}: {e}", line.trim())),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                Err(format!(
+                    "{} gave no answer within {} s and was stopped (DAGGER_PEER_TIMEOUT sets \
+                     the limit)",
+                    self.python.display(),
+                    limit.as_secs_f64()
+                ))
+            }
+            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => Err(self
                 .failure()
                 .unwrap_or_else(|| format!("{} ended its output", self.python.display()))),
-            Ok(_) => serde_json::from_str(line.trim())
-                .map_err(|e| format!("unreadable line {:?}: {e}", line.trim())),
         }
     }
 

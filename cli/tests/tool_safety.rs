@@ -223,6 +223,42 @@ fn peers_run_once_after_each_of_ours_and_report_their_best() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_peer_that_never_answers_is_stopped_at_its_deadline() {
+    let dir = scratch("silent-peer");
+    let fake = dir.join("silent-python");
+    // Ready, then silent: it never reads its commands or answers them.
+    executable(
+        &fake,
+        "#!/bin/sh\necho '{\"ready\": true}'\nexec sleep 120\n",
+    );
+    let args = [
+        "bench",
+        "gemm",
+        "--n",
+        "32",
+        "--block",
+        "16",
+        "--repeat",
+        "1",
+        "--peer",
+        "--json",
+        "--python",
+        fake.to_str().unwrap(),
+    ];
+    let r = dagger_in(&dir, &[("DAGGER_PEER_TIMEOUT", "1")], &args);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert!(
+        r.err.contains("gave no answer within 1 s"),
+        "names the deadline: {}",
+        r.err
+    );
+    assert!(r.took < Duration::from_secs(60), "took {:?}", r.took);
+    let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
+    assert!(line.get("ratio").is_none(), "{line}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 const OVERHEAD_TINY: [&str; 8] = [
     "bench",
     "overhead",
