@@ -83,18 +83,26 @@ fn is_executable(p: &Path) -> bool {
     }
 }
 
-/// Runs `script` (its source, fed on stdin) under `python -I` with `args` and returns its
-/// standard output. OpenBLAS tuning variables of this machine are removed for the peer only.
-pub(crate) fn run(python: &Path, script: &str, args: &[String]) -> Result<String, String> {
-    let mut child = Command::new(python)
+/// `python -I`, its three standard streams piped, without this machine's OpenBLAS tuning
+/// variables (removed for the peer only); the caller adds the script and its arguments.
+fn isolated(python: &Path) -> Command {
+    let mut command = Command::new(python);
+    command
         .arg("-I")
-        .arg("-")
-        .args(args)
         .env_remove("OPENBLAS_CORETYPE")
         .env_remove("OPENBLAS_L2_SIZE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `script` (its source, fed on stdin) under `python -I` with `args` and returns its
+/// standard output. OpenBLAS tuning variables of this machine are removed for the peer only.
+pub(crate) fn run(python: &Path, script: &str, args: &[String]) -> Result<String, String> {
+    let mut child = isolated(python)
+        .arg("-")
+        .args(args)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
     let fed = child
@@ -144,16 +152,10 @@ impl Session {
     /// Starts `script` with `args` and waits for its first line (the script's "ready",
     /// printed once its data is made and warmed up).
     pub(crate) fn start(python: &Path, script: &str, args: &[String]) -> Result<Self, String> {
-        let mut child = Command::new(python)
-            .arg("-I")
+        let mut child = isolated(python)
             .arg("-c")
             .arg(script)
             .args(args)
-            .env_remove("OPENBLAS_CORETYPE")
-            .env_remove("OPENBLAS_L2_SIZE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
         let (Some(stdin), Some(stdout), Some(mut stderr)) =
