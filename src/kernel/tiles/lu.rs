@@ -305,30 +305,15 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
                     // Rows that move here all come from other blocks (as below a panel's
                     // diagonal block, which gives rows only to the rows it takes): they are
                     // written over the block in place, which nothing else holds.
-                    let mut out = written
+                    written
                         .get_mut::<Vec<T>>()
                         .map(std::mem::take)
-                        .expect("checked unique above");
-                    for q in first..first + height {
-                        let src = p.perm[q];
-                        if src == q {
-                            continue;
-                        }
-                        let ((s0, _), data) = sources
-                            .iter()
-                            .find(|((s0, h), _)| (*s0..s0 + h).contains(&src))
-                            .ok_or_else(|| {
-                                TaskFailure::msg(format!("row {src} of the panel is in no input"))
-                            })?;
-                        let t = q - first;
-                        out[t * c..(t + 1) * c]
-                            .copy_from_slice(&data[(src - s0) * c..(src - s0 + 1) * c]);
-                    }
-                    return Ok(Value::new(out));
+                        .expect("checked unique above")
+                } else {
+                    let data = block::<T>(&*written, last)?;
+                    sources.push((own, data));
+                    data.clone()
                 }
-                let data = block::<T>(&*written, last)?;
-                sources.push((own, data));
-                data.clone()
             }
             None => vec![T::from_f64_rounded(0.0); height * c],
         };
