@@ -9,10 +9,16 @@ up, then --repeat times.
 
 Prints one JSON object: peer, n, iters, dtype, secs (the best run) and gpts (10^9 point
 updates per second).
+
+With --serve it makes the grid, runs once to warm up and prints `{"ready": true}`, then
+times one run for each line `run` read from standard input and prints `{"secs": …,
+"gpts": …}` for it, until end of input. `dagger bench stencil` uses this to alternate
+numpy's runs with its own, so that both meet the same load on a shared machine.
 """
 
 import argparse
 import json
+import sys
 import time
 
 
@@ -22,6 +28,7 @@ def main():
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--dtype", choices=["f32", "f64"], default="f32")
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--serve", action="store_true")
     a = p.parse_args()
     import numpy as np
 
@@ -43,6 +50,16 @@ def main():
         return u
 
     run()
+    if a.serve:
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                raise SystemExit(f"unknown command {line.strip()!r}: the only one is `run`")
+            t0 = time.perf_counter()
+            run()
+            secs = time.perf_counter() - t0
+            print(json.dumps({"secs": secs, "gpts": n * n * a.iters / secs / 1e9}), flush=True)
+        return
     secs = float("inf")
     for _ in range(a.repeat):
         t0 = time.perf_counter()

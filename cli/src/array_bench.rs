@@ -1,10 +1,14 @@
 //! `dagger bench map` and `dagger bench reduce`: DArray throughput on the CPU scope, in GB/s
 //! of input, beside numpy and dask.array on the same sizes (run in the same invocation
-//! through `benches/peers/array.py`), and the peak memory of chained maps.
+//! through `benches/peers/array.py`), and the peak memory of chained maps. The peers' runs
+//! alternate with ours (each peer runs once after each of ours), so that on a shared
+//! machine both sides meet the same load; each side reports its best run.
 
 use std::time::Instant;
 
 use dagger::prelude::*;
+
+use super::peer::{Best, Peers};
 
 /// The peer script, embedded so the command works from any directory.
 const PEERS: &str = include_str!("../../benches/peers/array.py");
@@ -20,7 +24,8 @@ pub(crate) struct Args {
     /// CPU worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Repetitions; the best is reported.
+    /// Repetitions; the best is reported. numpy and dask.array each run once after each
+    /// of ours, so that both sides meet the same load on a shared machine.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Skip numpy and dask.array.
@@ -89,52 +94,69 @@ fn run(args: &Args, op: Op) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = super::build_context(args.threads)?;
     let threads = ctx.num_threads();
     let bytes = (args.n * 4) as f64;
-    let time = |fused: bool| {
+    let a = with_options(Options::new().scope(Scope::cpu()), || {
+        DArray::<f32>::rand(&ctx, [args.n], Blocks::new([args.block]), 1)
+    })?;
+    a.wait()?;
+    // The peers start before the timing, with their own data, and then run once after
+    // each of ours (interleaved), so that both sides meet the same load.
+    let mut peers = Peers::new(!args.no_peers, &args.python);
+    for name in ["numpy", "dask"] {
+        peers.start(
+            name,
+            PEERS,
+            &peer_args(args, op, threads, name),
+            Best::Lowest("secs"),
+        );
+    }
+    // One timed run: the single map or reduction, or the chain fused or unfused.
+    let once = |fused: bool| {
         with_options(Options::new().scope(Scope::cpu()), || {
-            let a = DArray::<f32>::rand(&ctx, [args.n], Blocks::new([args.block]), 1)?;
-            a.wait()?;
-            let mut best = f64::INFINITY;
-            for _ in 0..args.repeat.max(1) {
-                let t = Instant::now();
-                match op {
-                    Op::Map => {
-                        let b = a.map_wgsl("x * 2.0 + 1.0")?;
-                        b.wait()?;
-                    }
-                    Op::Reduce => {
-                        a.sum().fetch()?;
-                    }
-                    Op::Chain(maps) if fused => {
-                        let mut f = a.fuse();
-                        for _ in 0..maps {
-                            f = f.map_wgsl(LINK)?;
-                        }
-                        f.sum().fetch()?;
-                    }
-                    Op::Chain(maps) => {
-                        let mut b = a.clone();
-                        for _ in 0..maps {
-                            b = b.map_wgsl(LINK)?;
-                        }
-                        b.sum().fetch()?;
-                    }
+            let t = Instant::now();
+            match op {
+                Op::Map => {
+                    let b = a.map_wgsl("x * 2.0 + 1.0")?;
+                    b.wait()?;
                 }
-                best = best.min(t.elapsed().as_secs_f64());
+                Op::Reduce => {
+                    a.sum().fetch()?;
+                }
+                Op::Chain(maps) if fused => {
+                    let mut f = a.fuse();
+                    for _ in 0..maps {
+                        f = f.map_wgsl(LINK)?;
+                    }
+                    f.sum().fetch()?;
+                }
+                Op::Chain(maps) => {
+                    let mut b = a.clone();
+                    for _ in 0..maps {
+                        b = b.map_wgsl(LINK)?;
+                    }
+                    b.sum().fetch()?;
+                }
             }
-            Ok::<f64, Box<dyn std::error::Error>>(best)
+            Ok::<f64, Box<dyn std::error::Error>>(t.elapsed().as_secs_f64())
         })
     };
-    let secs = time(true)?;
+    let (mut secs, mut unfused) = (f64::INFINITY, f64::INFINITY);
+    peers.alternate(args.repeat, || {
+        secs = secs.min(once(true)?);
+        if let Op::Chain(_) = op {
+            unfused = unfused.min(once(false)?);
+        }
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     let mut rows = vec![("dagger".to_string(), secs)];
     if let Op::Chain(_) = op {
-        rows.push(("unfused".to_string(), time(false)?));
+        rows.push(("unfused".to_string(), unfused));
     }
-    if !args.no_peers {
-        match peers(args, op, threads) {
-            Ok(p) => rows.extend(p),
-            Err(e) => eprintln!("warning: peers not run: {e}"),
+    for name in ["numpy", "dask"] {
+        if let Some(s) = peers.best(name) {
+            rows.push((name.to_string(), s));
         }
     }
+    drop(peers);
     if let (Op::Chain(maps), false) = (op, args.json) {
         println!(
             "{maps} chained maps `{LINK}` then a sum; dagger fuses them (one pass per block), \
@@ -186,18 +208,15 @@ fn run(args: &Args, op: Op) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Runs the peer script; (peer, seconds) per line it prints.
-fn peers(
-    args: &Args,
-    op: Op,
-    threads: usize,
-) -> Result<Vec<(String, f64)>, Box<dyn std::error::Error>> {
-    let python = args.python.interpreter()?;
+/// The arguments of the peer `name` (`numpy` or `dask`) of `benches/peers/array.py`.
+fn peer_args(args: &Args, op: Op, threads: usize, name: &str) -> Vec<String> {
     let maps = match op {
         Op::Chain(m) => m,
         _ => 0,
     };
-    let argv = [
+    [
+        "--peer",
+        name,
         "--op",
         op.name(),
         "--n",
@@ -206,21 +225,11 @@ fn peers(
         &args.block.to_string(),
         "--threads",
         &threads.to_string(),
-        "--repeat",
-        &args.repeat.to_string(),
         "--maps",
         &maps.to_string(),
     ]
-    .map(String::from);
-    let out = super::python::run(&python, PEERS, &argv)?;
-    let mut rows = Vec::new();
-    for line in out.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let peer = v["peer"].as_str().ok_or("peer line without `peer`")?;
-        let secs = v["secs"].as_f64().ok_or("peer line without `secs`")?;
-        rows.push((peer.to_string(), secs));
-    }
-    Ok(rows)
+    .map(String::from)
+    .to_vec()
 }
 
 /// A field of /proc/self/status in bytes (`VmRSS`, `VmHWM`).

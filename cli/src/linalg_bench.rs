@@ -10,13 +10,10 @@ use dagger::prelude::*;
 use dagger::{Gemm, GemmKernel, Pivoting, Trans, Triangle};
 use ndarray::Array2;
 
+use super::peer::{Best, Peers};
+
 /// The peer script, embedded so the command works from any directory.
 const PEERS: &str = include_str!("../../benches/peers/linalg.py");
-
-/// The pause before each timed run when runs alternate with a peer's: threads of the
-/// side that ran last (OpenBLAS's, ours) spin for a while before they sleep, and would
-/// otherwise take cycles from the side that runs next.
-const PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The operation a run measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -214,40 +211,26 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     // The peers start before the timing, with their own data, and then run once after
     // each of ours (interleaved), so that both sides meet the same load.
     let dask_block = args.dask_block.unwrap_or(b);
-    let python = if args.peer {
-        match args.python.interpreter() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                eprintln!("note: the peers did not run: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut peers: Vec<Peer> = Vec::new();
-    if let Some(py) = python.as_deref() {
-        peers.extend(Peer::start(py, "openblas", op, n, None, &args.dtype));
-        if op == Op::Gemm {
-            peers.extend(Peer::start(
-                py,
-                "dask",
-                op,
-                n,
-                Some(dask_block),
-                &args.dtype,
-            ));
-        }
+    let mut peers = Peers::new(args.peer, &args.python);
+    peers.start(
+        "openblas",
+        PEERS,
+        &peer_args("openblas", op, n, None, &args.dtype),
+        Best::Highest("gflops"),
+    );
+    if op == Op::Gemm {
+        peers.start(
+            "dask",
+            PEERS,
+            &peer_args("dask", op, n, Some(dask_block), &args.dtype),
+            Best::Highest("gflops"),
+        );
     }
     let mut best = f64::INFINITY;
     let mut last = None;
     let mut last_perm: Vec<usize> = Vec::new();
     let mut last_qr = None;
-    for _ in 0..args.repeat.max(1) {
-        if !peers.is_empty() {
-            // OpenBLAS's and dask's threads spin for a moment after a run: let them stop.
-            std::thread::sleep(PAUSE);
-        }
+    peers.alternate(args.repeat, || {
         let t = Instant::now();
         let out = with_options(Options::new().scope(scope.clone()), || {
             Ok::<_, dagger::ArrayError>(match op {
@@ -278,12 +261,8 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
         out.wait()?;
         best = best.min(t.elapsed().as_secs_f64());
         last = Some(out);
-        for peer in &mut peers {
-            // Our workers, too, spin for a moment before they sleep.
-            std::thread::sleep(PAUSE);
-            peer.run();
-        }
-    }
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     let gflops = op.flops(n) / best / 1e9;
     let mut error = None;
     if args.check {
@@ -346,8 +325,7 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
             }
         });
     }
-    let best_of = |name: &str| peers.iter().find(|p| p.name == name).and_then(Peer::gflops);
-    let (peer, dask) = (best_of("openblas"), best_of("dask"));
+    let (peer, dask) = (peers.best("openblas"), peers.best("dask"));
     drop(peers);
     let backend = format!(
         "gemm {}, others {}",
@@ -396,76 +374,22 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-/// A peer of `benches/peers/linalg.py` (`openblas`: numpy `@`, scipy `?syrk`, `cholesky`,
-/// `lu_factor`, numpy `qr`; `dask`: dask.array's blocked matmul on the threaded scheduler
-/// with chunks of `block`), kept running to time one run after each of ours.
-struct Peer {
-    name: &'static str,
-    session: Option<super::python::Session>,
-    /// The best run so far, in GFLOP/s.
-    best: Option<f64>,
-}
-
-impl Peer {
-    /// Starts the peer (it makes its data and warms up); `None`, with a note, when it
-    /// cannot run.
-    fn start(
-        python: &std::path::Path,
-        name: &'static str,
-        op: Op,
-        n: usize,
-        block: Option<usize>,
-        dtype: &str,
-    ) -> Option<Self> {
-        let mut argv = vec![
-            "--peer".to_string(),
-            name.to_string(),
-            "--op".to_string(),
-            op.name().to_string(),
-            "--n".to_string(),
-            n.to_string(),
-            "--dtype".to_string(),
-            dtype.to_string(),
-            "--serve".to_string(),
-        ];
-        if let Some(b) = block {
-            argv.extend(["--block".to_string(), b.to_string()]);
-        }
-        match super::python::Session::start(python, PEERS, &argv) {
-            Ok(session) => Some(Self {
-                name,
-                session: Some(session),
-                best: None,
-            }),
-            Err(e) => {
-                eprintln!("note: the {name} peer did not run: {e}");
-                None
-            }
-        }
+/// The arguments of a peer of `benches/peers/linalg.py` (`openblas`: numpy `@`, scipy
+/// `?syrk`, `cholesky`, `lu_factor`, numpy `qr`; `dask`: dask.array's blocked matmul on the
+/// threaded scheduler with chunks of `block`).
+fn peer_args(name: &str, op: Op, n: usize, block: Option<usize>, dtype: &str) -> Vec<String> {
+    let mut argv = vec![
+        "--peer".to_string(),
+        name.to_string(),
+        "--op".to_string(),
+        op.name().to_string(),
+        "--n".to_string(),
+        n.to_string(),
+        "--dtype".to_string(),
+        dtype.to_string(),
+    ];
+    if let Some(b) = block {
+        argv.extend(["--block".to_string(), b.to_string()]);
     }
-
-    /// Times one run; a peer that fails is noted and not asked again.
-    fn run(&mut self) {
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
-        let gflops = session.call("run").and_then(|v| {
-            v["gflops"]
-                .as_f64()
-                .ok_or_else(|| format!("a line without `gflops`: {v}"))
-        });
-        match gflops {
-            Ok(g) => self.best = Some(self.best.map_or(g, |b| b.max(g))),
-            Err(e) => {
-                eprintln!("note: the {} peer stopped: {e}", self.name);
-                self.session = None;
-                self.best = None;
-            }
-        }
-    }
-
-    /// The best of the peer's runs, if every run asked of it succeeded.
-    fn gflops(&self) -> Option<f64> {
-        self.best
-    }
+    argv
 }

@@ -12,6 +12,7 @@ mod linalg_bench;
 mod ooc_bench;
 mod out_dir;
 mod overhead;
+mod peer;
 mod python;
 mod remote_bench;
 mod sort_bench;

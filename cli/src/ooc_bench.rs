@@ -144,6 +144,12 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         disk_secs
     };
 
+    // The memmap peer runs once, after dagger, rather than alternating with it as the
+    // other benchmarks' peers do: dagger itself runs once here (there is no --repeat), one
+    // peer run writes and reads the whole array on disk (4 GiB by default: tens of seconds
+    // or more), and its time depends on what the run before it left behind (dirty pages
+    // still being written back, page cache freed by deleted files). The plain write and
+    // read before and after dagger is what brackets dagger's run against the disk's drift.
     let memmap_secs = if args.no_peers {
         None
     } else {

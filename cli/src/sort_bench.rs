@@ -1,10 +1,13 @@
 //! `dagger bench sort`: `DArray::sort` of n uniform random f64 on the CPU threads, beside
 //! `numpy.sort` of the same data (written to a temporary .npy file) in the same run
-//! (`benches/peers/sort.py`).
+//! (`benches/peers/sort.py`). numpy's runs alternate with ours (one after each of ours), so
+//! that on a shared machine both sides meet the same load; each side reports its best run.
 
 use std::time::Instant;
 
 use dagger::prelude::*;
+
+use super::peer::{Best, Peers};
 
 /// The peer script, embedded so the command works from any directory.
 const PEER: &str = include_str!("../../benches/peers/sort.py");
@@ -21,7 +24,8 @@ pub(crate) struct Args {
     /// CPU worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Repetitions of each sort; the best is reported.
+    /// Repetitions of each sort; the best is reported. numpy.sort runs once after each of
+    /// ours, so that both sides meet the same load on a shared machine.
     #[arg(long, default_value_t = 2)]
     repeat: usize,
     /// Skip numpy.sort.
@@ -47,16 +51,30 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .max(1);
     let a = DArray::<f64>::rand(&ctx, [n], Blocks::new([block]), 1)?;
     a.wait()?;
+    // numpy loads the data and warms up before the timing, then sorts once after each of
+    // our sorts (interleaved), so that both sides meet the same load.
+    let mut peers = Peers::new(!args.no_peer, &args.python);
+    if peers.wanted() {
+        if let Err(e) = start_peer(&mut peers, &a) {
+            eprintln!("note: the numpy peer did not run: {e}");
+        }
+    }
     let mut best = f64::INFINITY;
     let mut last = None;
-    for _ in 0..args.repeat.max(1) {
+    peers.alternate(args.repeat, || {
         drop(last.take());
         let t = Instant::now();
         let s = with_options(Options::new().scope(Scope::cpu()), || a.sort())?;
         s.wait()?;
         best = best.min(t.elapsed().as_secs_f64());
-        last = Some(s);
-    }
+        // Only --check reads the result; without it, numpy sorts with our result freed.
+        if args.check {
+            last = Some(s);
+        }
+        Ok::<(), dagger::ArrayError>(())
+    })?;
+    let peer = peers.best("numpy");
+    drop(peers);
     if args.check {
         let s = last.take().expect("sorted at least once").collect1()?;
         if let Some(i) = s.windows(2).into_iter().position(|w| w[0] > w[1]) {
@@ -64,13 +82,6 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     drop(last);
-    let peer = if args.no_peer {
-        None
-    } else {
-        peer_secs(args, &a)
-            .map_err(|e| eprintln!("note: the numpy peer did not run: {e}"))
-            .ok()
-    };
     let rate = n as f64 / best;
     if args.json {
         let mut v = serde_json::json!({"bench": "sort", "dtype": "f64", "n": n, "block": block,
@@ -99,30 +110,19 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Seconds numpy.sort takes for the same elements, handed over as a .npy file.
-fn peer_secs(args: &Args, a: &DArray<f64>) -> Result<f64, String> {
-    let python = args.python.interpreter()?;
+/// Starts numpy.sort on the same elements, handed over as a .npy file (removed once the
+/// peer has loaded it).
+fn start_peer(peers: &mut Peers, a: &DArray<f64>) -> Result<(), String> {
     let dir = super::out_dir::new_temp_dir_path("sort");
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let data = dir.join("data.npy");
-    let result = a
+    let written = a
         .to_npy(&data)
-        .map_err(|e| format!("cannot write {}: {e}", data.display()))
-        .and_then(|()| {
-            let argv = [
-                "--data".into(),
-                data.display().to_string(),
-                "--repeat".into(),
-                args.repeat.max(1).to_string(),
-            ];
-            super::python::run(&python, PEER, &argv)
-        });
+        .map_err(|e| format!("cannot write {}: {e}", data.display()));
+    if written.is_ok() {
+        let argv = ["--data".into(), data.display().to_string()];
+        peers.start("numpy", PEER, &argv, Best::Lowest("secs"));
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    let out = result?;
-    let line = out.trim().lines().last().unwrap_or("");
-    let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("unreadable line {line:?}: {e}"))?;
-    v["secs"]
-        .as_f64()
-        .ok_or_else(|| format!("line without `secs`: {line}"))
+    written
 }

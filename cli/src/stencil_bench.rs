@@ -1,11 +1,14 @@
 //! `dagger bench stencil`: the 5-point Jacobi iteration on an n x n DArray (a constant-zero
 //! boundary), beside numpy slicing doing the same in the same run
-//! (`benches/peers/stencil.py`).
+//! (`benches/peers/stencil.py`). numpy's runs alternate with ours (one after each of ours),
+//! so that on a shared machine both sides meet the same load; each side reports its best.
 
 use std::time::Instant;
 
 use dagger::prelude::*;
 use dagger::{Boundary, Float, Stencil};
+
+use super::peer::{Best, Peers};
 
 /// The peer script, embedded so the command works from any directory.
 const PEER: &str = include_str!("../../benches/peers/stencil.py");
@@ -27,7 +30,8 @@ pub(crate) struct Args {
     /// cpu, gpu (GPU 0) or auto (every processor, software GPUs included).
     #[arg(long, default_value = "cpu")]
     scope: String,
-    /// Repetitions; the best is reported.
+    /// Repetitions; the best is reported. With --peer, numpy runs once after each of ours,
+    /// so that both meet the same load on a shared machine.
     #[arg(long, default_value_t = 2)]
     repeat: usize,
     /// Also time numpy slicing on the same grid and print the ratio.
@@ -60,23 +64,32 @@ fn bench<T: Float>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let a = DArray::<T>::rand(&ctx, [n, n], Blocks::new([b, b]), 1)?;
     a.wait()?;
     let jacobi = Stencil::jacobi_5pt();
+    // numpy makes its grid and warms up before the timing, then runs once after each of
+    // ours (interleaved), so that both sides meet the same load.
+    let mut peers = Peers::new(args.peer, &args.python);
+    let argv = [
+        "--n",
+        &n.to_string(),
+        "--iters",
+        &args.iters.to_string(),
+        "--dtype",
+        &args.dtype,
+    ]
+    .map(String::from);
+    peers.start("numpy", PEER, &argv, Best::Lowest("secs"));
     let mut best = f64::INFINITY;
-    for _ in 0..args.repeat.max(1) {
+    peers.alternate(args.repeat, || {
         let t = Instant::now();
         let out = with_options(Options::new().scope(scope.clone()), || {
             a.stencil_iter(&jacobi, Boundary::Constant(T::ZERO), args.iters)
         })?;
         out.wait()?;
         best = best.min(t.elapsed().as_secs_f64());
-    }
+        Ok::<(), dagger::ArrayError>(())
+    })?;
+    let peer = peers.best("numpy");
+    drop(peers);
     let gpts = (n * n * args.iters) as f64 / best / 1e9;
-    let peer = if args.peer {
-        peer_secs(args)
-            .map_err(|e| eprintln!("note: the numpy peer did not run: {e}"))
-            .ok()
-    } else {
-        None
-    };
     if args.json {
         let mut v = serde_json::json!({"bench": "stencil", "stencil": "jacobi_5pt", "n": n,
             "block": b, "iters": args.iters, "dtype": args.dtype, "scope": args.scope,
@@ -97,25 +110,4 @@ fn bench<T: Float>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         println!();
     }
     Ok(())
-}
-
-/// Seconds numpy takes for the same iterations.
-fn peer_secs(args: &Args) -> Result<f64, String> {
-    let python = args.python.interpreter()?;
-    let argv = [
-        "--n",
-        &args.n.to_string(),
-        "--iters",
-        &args.iters.to_string(),
-        "--dtype",
-        &args.dtype,
-    ]
-    .map(String::from);
-    let out = super::python::run(&python, PEER, &argv)?;
-    let line = out.trim().lines().last().unwrap_or("");
-    let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("unreadable line {line:?}: {e}"))?;
-    v["secs"]
-        .as_f64()
-        .ok_or_else(|| format!("line without `secs`: {line}"))
 }

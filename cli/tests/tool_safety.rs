@@ -118,6 +118,29 @@ fn the_chosen_interpreter_runs_isolated() {
         r.err
     );
     let args = std::fs::read_to_string(&argv).expect("--python ran the given interpreter");
+    // The peer serves its runs: its script comes with -c, its commands on stdin.
+    assert_eq!(args.lines().take(2).collect::<Vec<_>>(), ["-I", "-c"]);
+    std::fs::remove_file(&argv).unwrap();
+
+    // A peer run once gets its script on stdin.
+    let r = dagger_in(
+        &dir,
+        &[],
+        &[
+            "bench",
+            "ooc",
+            "--bytes",
+            "1MiB",
+            "--block",
+            "256KiB",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--python",
+            fake.to_str().unwrap(),
+        ],
+    );
+    assert!(r.err.contains("fake-python"), "{}\n{}", r.out, r.err);
+    let args = std::fs::read_to_string(&argv).expect("--python ran the given interpreter");
     assert_eq!(args.lines().take(2).collect::<Vec<_>>(), ["-I", "-"]);
     std::fs::remove_file(&argv).unwrap();
 
@@ -256,6 +279,211 @@ fn a_peer_that_never_answers_is_stopped_at_its_deadline() {
     assert!(r.took < Duration::from_secs(60), "took {:?}", r.took);
     let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
     assert!(line.get("ratio").is_none(), "{line}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stand-in for the `--serve` mode of the peers timed in seconds (`array.py`, `sort.py`,
+/// `stencil.py`): refuses to run without `--serve` (and, given `--data`, without that file),
+/// answers "ready", then one line per `run` whose seconds are 3, 1, 2, 2, … for `numpy`
+/// (the peer named by `--peer`, numpy by default) and ten times that for `dask`. It logs
+/// each command with the peer's name and the time it came. With `stop_after`, it exits
+/// with an error instead of answering that run.
+fn timing_python(dir: &Path, log: &Path, stop_after: Option<usize>) -> PathBuf {
+    let fake = dir.join("timing-python");
+    let stop = stop_after.map_or(0, |k| k + 1);
+    executable(
+        &fake,
+        &format!(
+            r#"#!/bin/sh
+peer=numpy; serve=; data=; prev=
+for a in "$@"; do
+  [ "$prev" = "--peer" ] && peer=$a
+  [ "$prev" = "--data" ] && data=$a
+  [ "$a" = "--serve" ] && serve=1
+  prev=$a
+done
+[ -n "$serve" ] || {{ echo "started without --serve" >&2; exit 4; }}
+[ -z "$data" ] || [ -s "$data" ] || {{ echo "no data in $data" >&2; exit 5; }}
+case "$peer" in dask) scale=10 ;; *) scale=1 ;; esac
+echo '{{"ready": true}}'
+i=0
+while read line; do
+  i=$((i+1))
+  echo "$peer $line $(date +%s.%N)" >> '{log}'
+  if [ "$i" = "{stop}" ]; then echo "peer gave up at run $i" >&2; exit 3; fi
+  case $i in 1) s=3 ;; 2) s=1 ;; *) s=2 ;; esac
+  echo "{{\"secs\": $((s*scale))}}"
+done
+"#,
+            log = log.display()
+        ),
+    );
+    fake
+}
+
+/// The log of `timing_python`: the commands with their peers, and the times they came.
+fn timing_log(log: &Path) -> (Vec<String>, Vec<f64>) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let (what, at) = l.rsplit_once(' ').unwrap();
+            (what.to_string(), at.parse::<f64>().unwrap())
+        })
+        .unzip()
+}
+
+/// Asserts that a peer's runs came `at` times at least two pauses (one before our run, one
+/// before the peer's) apart: runs asked one after the other, without ours between them,
+/// come one pause apart.
+fn assert_interleaved(at: &[f64], peers: usize) {
+    for (k, w) in at.windows(peers + 1).enumerate() {
+        let gap = w[peers] - w[0];
+        assert!(
+            gap >= 0.3 * (peers + 1) as f64 - 0.01,
+            "run {} of a peer came {gap:.3} s after its previous one: {at:?}",
+            k + 1
+        );
+    }
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect()
+}
+
+fn close(a: &serde_json::Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() <= 1e-12 * b.abs())
+}
+
+#[test]
+fn stencil_and_sort_peers_alternate_with_ours_and_report_their_best() {
+    let dir = scratch("timing-peers");
+    let log = dir.join("log");
+    // The sort's data file goes to a temporary directory of the test's own.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let env = [("TMPDIR", tmp.to_str().unwrap())];
+    let fake = timing_python(&dir, &log, None);
+    let python = fake.to_str().unwrap();
+    let stencil = [
+        "bench", "stencil", "--n", "64", "--block", "32", "--iters", "2", "--repeat", "3",
+        "--peer", "--json", "--python", python,
+    ];
+    let sort = [
+        "bench", "sort", "--n", "4096", "--block", "1024", "--repeat", "3", "--json", "--python",
+        python,
+    ];
+    for (args, peer_field, ours_field) in [
+        (&stencil[..], "numpy_secs", "secs"),
+        (&sort[..], "peer_seconds", "seconds"),
+    ] {
+        let r = dagger_in(&dir, &env, args);
+        assert!(r.ok, "{args:?}: {}\n{}", r.out, r.err);
+        let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
+        assert_eq!(line[peer_field], 1.0, "the best of 3, 1, 2: {line}");
+        let ours = line[ours_field].as_f64().unwrap();
+        assert!(
+            close(&line["ratio"], 1.0 / ours),
+            "numpy's over ours: {line}"
+        );
+        let (calls, at) = timing_log(&log);
+        assert_eq!(
+            calls,
+            ["numpy run"].repeat(3),
+            "{args:?}: one per run of ours"
+        );
+        assert_interleaved(&at, 1);
+        std::fs::remove_file(&log).unwrap();
+    }
+    // The sort's data file is removed once the peer has it.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("dagger-sort"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A peer that fails part-way is named, gives no ratio, and is not asked again.
+    let fake = timing_python(&dir, &log, Some(1));
+    let python = fake.to_str().unwrap();
+    let mut stencil = stencil.to_vec();
+    *stencil.last_mut().unwrap() = python;
+    let mut sort = sort.to_vec();
+    *sort.last_mut().unwrap() = python;
+    for args in [stencil, sort] {
+        let r = dagger_in(&dir, &env, &args);
+        assert!(r.ok, "{args:?}: {}\n{}", r.out, r.err);
+        assert!(r.err.contains("the numpy peer stopped"), "{}", r.err);
+        assert!(r.err.contains("peer gave up at run 2"), "{}", r.err);
+        let line: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
+        assert!(
+            line["ratio"].is_null(),
+            "no ratio from a failed peer: {line}"
+        );
+        assert_eq!(timing_log(&log).0.len(), 2, "{args:?}");
+        std::fs::remove_file(&log).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn map_peers_alternate_with_ours_and_report_their_best() {
+    let dir = scratch("timing-map");
+    let log = dir.join("log");
+    let fake = timing_python(&dir, &log, None);
+    let args = [
+        "bench",
+        "map",
+        "--chain",
+        "2",
+        "--n",
+        "4096",
+        "--block",
+        "1024",
+        "--repeat",
+        "3",
+        "--json",
+        "--python",
+        fake.to_str().unwrap(),
+    ];
+    let r = dagger_in(&dir, &[], &args);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    let rows = json_lines(&r.out);
+    let secs = |who: &str| {
+        rows.iter()
+            .find(|v| v["impl"] == who)
+            .unwrap_or_else(|| panic!("no {who} row: {rows:?}"))["secs"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(secs("numpy"), 1.0, "the best of 3, 1, 2");
+    assert_eq!(secs("dask"), 10.0);
+    let ours = secs("dagger");
+    assert!(secs("unfused") > 0.0);
+    let dagger = rows.iter().find(|v| v["impl"] == "dagger").unwrap();
+    assert!(
+        close(&dagger["ratio"], 1.0 / ours),
+        "numpy's over ours: {dagger}"
+    );
+    let (calls, at) = timing_log(&log);
+    assert_eq!(calls, ["numpy run", "dask run"].repeat(3));
+    assert_interleaved(&at, 2);
+    std::fs::remove_file(&log).unwrap();
+
+    // Peers that fail part-way give no rows and no ratio; ours are still printed.
+    let fake = timing_python(&dir, &log, Some(1));
+    let mut args = args.to_vec();
+    *args.last_mut().unwrap() = fake.to_str().unwrap();
+    let r = dagger_in(&dir, &[], &args);
+    assert!(r.ok, "{}\n{}", r.out, r.err);
+    assert!(r.err.contains("the numpy peer stopped"), "{}", r.err);
+    assert!(r.err.contains("the dask peer stopped"), "{}", r.err);
+    let rows = json_lines(&r.out);
+    let who: Vec<_> = rows.iter().map(|v| v["impl"].as_str().unwrap()).collect();
+    assert_eq!(who, ["dagger", "unfused"]);
+    assert!(rows[0].get("ratio").is_none(), "{}", rows[0]);
+    assert_eq!(timing_log(&log).0.len(), 4, "each peer asked twice");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
