@@ -4,8 +4,10 @@
 //! Every lane along the axis is sorted by the blocks it crosses, in three steps of block
 //! tasks (Dagger.jl's `sort` over `dsort_chunks`, with exact splitters):
 //!
-//! 1. one task per block sorts each of the block's pieces of a lane (a stable LSD radix
-//!    sort of 64-bit keys on long pieces, the standard stable sort on short ones);
+//! 1. one task per block sorts each of the block's pieces of a lane: by their 64-bit keys
+//!    alone where equal keys are equal elements (a sort), with a stable LSD radix sort of
+//!    the keys with the elements otherwise (an argsort), the standard stable sort on short
+//!    pieces;
 //! 2. where the axis has more than one block, one task per row of blocks along it finds,
 //!    for each lane and each block boundary of the result, how many elements of each sorted
 //!    piece rank before that boundary (a binary search over the keys);
@@ -99,9 +101,9 @@ impl<T: Element> Item for Val<T> {
     fn out(&self) -> T {
         self.0
     }
-    /// Long pieces: radix sorts the keys alone, then maps them back to elements, when that
-    /// gives back exactly these elements (always, but for `-0.0` or NaNs of different
-    /// bits, which are radix sorted with their keys instead).
+    /// Long pieces: sorts the keys alone, then maps them back to elements, when that gives
+    /// back exactly these elements (always, but for `-0.0` or NaNs of different bits, which
+    /// are radix sorted with their keys instead, stably).
     fn sort_piece(v: &mut [Self], flip: u64) {
         if v.len() < RADIX_MIN {
             v.sort_by_key(|x| x.key() ^ flip);
@@ -124,7 +126,11 @@ impl<T: Element> Item for Val<T> {
             radix_sort(v, flip);
             return;
         }
-        radix_sort_keys(&mut keys);
+        // Equal keys are equal elements here, so the keys' order need not be stable: the
+        // pattern-defeating quicksort of the standard library, which streams through memory,
+        // outruns the radix sort's scattered writes (up to three times on a virtual machine,
+        // where each scattered write to a new page costs a nested page walk).
+        keys.sort_unstable();
         for (x, &k) in v.iter_mut().zip(&keys) {
             let k = k ^ flip;
             x.0 = match nan {
@@ -139,47 +145,11 @@ impl<T: Element> Item for Val<T> {
     }
 }
 
-/// Bits of the key each pass of [`radix_sort_keys`] orders by.
-const KEY_DIGIT: usize = 8;
-
 /// The key of `0.0` (and `-0.0`).
 const ZERO_KEY: u64 = 1 << 63;
 
 fn same_bits<T: Element>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
-}
-
-/// A least-significant-digit radix sort of keys, [`KEY_DIGIT`] bits a pass, skipping the
-/// digits all keys share.
-fn radix_sort_keys(v: &mut Vec<u64>) {
-    const BUCKETS: usize = 1 << KEY_DIGIT;
-    const MASK: u64 = (1 << KEY_DIGIT) - 1;
-    const PASSES: usize = 64usize.div_ceil(KEY_DIGIT);
-    let n = v.len();
-    let mut counts = vec![[0usize; BUCKETS]; PASSES];
-    for &k in v.iter() {
-        for (d, c) in counts.iter_mut().enumerate() {
-            c[((k >> (KEY_DIGIT * d)) & MASK) as usize] += 1;
-        }
-    }
-    let mut buf = vec![0u64; n];
-    let mut at = vec![0usize; BUCKETS];
-    for (d, c) in counts.iter().enumerate() {
-        if c.contains(&n) {
-            continue;
-        }
-        let mut sum = 0;
-        for (a, &c) in at.iter_mut().zip(c) {
-            *a = sum;
-            sum += c;
-        }
-        for &k in v.iter() {
-            let b = ((k >> (KEY_DIGIT * d)) & MASK) as usize;
-            buf[at[b]] = k;
-            at[b] += 1;
-        }
-        std::mem::swap(v, &mut buf);
-    }
 }
 
 /// An element and its index along the axis, for `argsort`.
