@@ -126,11 +126,11 @@ impl<T: Element> Item for Val<T> {
             radix_sort(v, flip);
             return;
         }
-        // Equal keys are equal elements here, so the keys' order need not be stable: the
-        // pattern-defeating quicksort of the standard library, which streams through memory,
-        // outruns the radix sort's scattered writes (up to three times on a virtual machine,
-        // where each scattered write to a new page costs a nested page walk).
-        keys.sort_unstable();
+        // Equal keys are equal elements here, so the keys' order need not be stable: a
+        // quicksort, which streams through memory, outruns the radix sort's scattered
+        // writes (up to three times on a virtual machine, where each scattered write to a
+        // new page costs a nested page walk).
+        dagger_cpu::sort_keys(&mut keys);
         for (x, &k) in v.iter_mut().zip(&keys) {
             let k = k ^ flip;
             x.0 = match nan {

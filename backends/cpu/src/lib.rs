@@ -71,6 +71,7 @@ mod openblas;
 mod packed;
 mod qr;
 mod scalar;
+mod sort;
 mod threads;
 
 pub use dagger_params::{Accum, Diag, Pivoting, Side, Trans, Triangle};
@@ -80,6 +81,7 @@ pub use lu::getrf;
 pub use mat::{MatMut, MatRef};
 pub use qr::geqrt;
 pub use scalar::Scalar;
+pub use sort::sort_keys;
 pub use threads::Threads;
 
 /// Which library runs [`gemm`], [`syrk`], [`potrf`] and [`trsm`] in this build: `"openblas"`
