@@ -80,6 +80,27 @@ trait Item: Copy + Send + Sync + 'static {
             v.sort_by_key(|x| x.key() ^ flip);
         }
     }
+    /// The lanes of `v`, each `len` long and one after another, each sorted; `start` is
+    /// their first index along the axis.
+    fn sorted_contiguous(v: &[Self::In], len: usize, start: usize, flip: u64) -> Vec<Self> {
+        items_sorted(v, len, start, flip)
+    }
+}
+
+/// [`Item::sorted_contiguous`] by making the items, then sorting each lane of them.
+fn items_sorted<I: Item>(v: &[I::In], len: usize, start: usize, flip: u64) -> Vec<I> {
+    let mut out: Vec<I> = Vec::with_capacity(v.len());
+    for lane in v.chunks(len) {
+        out.extend(
+            lane.iter()
+                .enumerate()
+                .map(|(t, &x)| I::new(x, (start + t) as u32)),
+        );
+    }
+    for lane in out.chunks_mut(len) {
+        I::sort_piece(lane, flip);
+    }
+    out
 }
 
 /// An element, for `sort`.
@@ -109,39 +130,94 @@ impl<T: Element> Item for Val<T> {
             v.sort_by_key(|x| x.key() ^ flip);
             return;
         }
-        let zero = T::from_f64(0.0);
-        let mut nan: Option<T> = None;
-        let mut exact = true;
         let mut keys: Vec<u64> = Vec::with_capacity(v.len());
-        for x in v.iter() {
-            let k = key_of(x.0);
-            if k == u64::MAX {
-                exact &= same_bits(*nan.get_or_insert(x.0), x.0);
-            } else if k == ZERO_KEY {
-                exact &= same_bits(zero, x.0);
-            }
-            keys.push(k ^ flip);
-        }
-        if !exact {
+        let Some(nan) = keys_of(v.iter().map(|x| x.0), flip, &mut keys) else {
             radix_sort(v, flip);
             return;
-        }
-        // Equal keys are equal elements here, so the keys' order need not be stable: a
-        // quicksort, which streams through memory, outruns the radix sort's scattered
-        // writes (up to three times on a virtual machine, where each scattered write to a
-        // new page costs a nested page walk).
+        };
         dagger_cpu::sort_keys(&mut keys);
         for (x, &k) in v.iter_mut().zip(&keys) {
-            let k = k ^ flip;
-            x.0 = match nan {
-                Some(n) if k == u64::MAX => n,
-                _ => T::from_f64(f64::from_bits(if k >> 63 == 1 {
-                    k & !(1 << 63)
-                } else {
-                    !k
-                })),
-            };
+            x.0 = value_of(k ^ flip, nan);
         }
+    }
+
+    /// Eight-byte elements: the keys are made straight from the block and sorted, and
+    /// their buffer then becomes the result's: one array of the block's size is allocated
+    /// instead of two (fresh memory costs a page fault a page, which on a virtual machine
+    /// takes as long as sorting it).
+    fn sorted_contiguous(v: &[T], len: usize, start: usize, flip: u64) -> Vec<Self> {
+        let eight = |size: usize, align: usize| size == 8 && align == 8;
+        if !eight(std::mem::size_of::<T>(), std::mem::align_of::<T>()) || len < RADIX_MIN {
+            return items_sorted(v, len, start, flip);
+        }
+        let mut keys: Vec<u64> = Vec::with_capacity(v.len());
+        // Per lane: the NaN its keys map back to (`Some`), or `None` where the lane's
+        // elements went back as they were, sorted stably with their keys.
+        let mut lanes: Vec<Option<Option<T>>> = Vec::with_capacity(v.len() / len);
+        for lane in v.chunks(len) {
+            let first = keys.len();
+            match keys_of(lane.iter().copied(), flip, &mut keys) {
+                Some(nan) => {
+                    dagger_cpu::sort_keys(&mut keys[first..]);
+                    lanes.push(Some(nan));
+                }
+                None => {
+                    let mut items: Vec<Self> = lane.iter().map(|&x| Val(x)).collect();
+                    radix_sort(&mut items, flip);
+                    for (k, x) in keys[first..].iter_mut().zip(&items) {
+                        *k = bytemuck::pod_read_unaligned(bytemuck::bytes_of(&x.0));
+                    }
+                    lanes.push(None);
+                }
+            }
+        }
+        // Mapped in the keys' own buffer: the standard library collects a `Vec`'s
+        // `into_iter().map()` in place when the items are of the same size and alignment.
+        keys.into_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                Val(match lanes[i / len] {
+                    Some(nan) => value_of(k ^ flip, nan),
+                    None => bytemuck::pod_read_unaligned(&k.to_ne_bytes()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Appends the keys (XORed with `flip`) of `lane` to `keys`. `Some(nan)` if mapping the
+/// keys back ([`value_of`]) gives exactly the elements (`nan`: the lane's NaN, if any);
+/// `None` if the lane has `-0.0`, or NaNs of different bits.
+fn keys_of<T: Element>(
+    lane: impl Iterator<Item = T>,
+    flip: u64,
+    keys: &mut Vec<u64>,
+) -> Option<Option<T>> {
+    let zero = T::from_f64(0.0);
+    let mut nan: Option<T> = None;
+    let mut exact = true;
+    keys.extend(lane.map(|x| {
+        let k = key_of(x);
+        if k == u64::MAX {
+            exact &= same_bits(*nan.get_or_insert(x), x);
+        } else if k == ZERO_KEY {
+            exact &= same_bits(zero, x);
+        }
+        k ^ flip
+    }));
+    exact.then_some(nan)
+}
+
+/// The element of ascending key `k`: `nan` for the NaN key.
+#[inline(always)]
+fn value_of<T: Element>(k: u64, nan: Option<T>) -> T {
+    match nan {
+        Some(n) if k == u64::MAX => n,
+        _ => T::from_f64(f64::from_bits(if k >> 63 == 1 {
+            k & !(1 << 63)
+        } else {
+            !k
+        })),
     }
 }
 
@@ -252,22 +328,15 @@ impl Lanes {
 /// A block's lanes, each sorted, one after another (lane `l` at `l * g.len`); `start` is
 /// the block's first index along the axis.
 fn sorted_lanes<I: Item>(v: &[I::In], g: Lanes, start: usize, flip: u64) -> Vec<I> {
-    let mut out: Vec<I> = Vec::with_capacity(v.len());
     if v.is_empty() {
-        return out;
+        return Vec::new();
     }
     if g.inner == 1 {
-        for lane in v.chunks(g.len) {
-            out.extend(
-                lane.iter()
-                    .enumerate()
-                    .map(|(t, &x)| I::new(x, (start + t) as u32)),
-            );
-        }
-    } else {
-        for l in 0..g.count() {
-            out.extend((0..g.len).map(|t| I::new(v[g.at(l, t)], (start + t) as u32)));
-        }
+        return I::sorted_contiguous(v, g.len, start, flip);
+    }
+    let mut out: Vec<I> = Vec::with_capacity(v.len());
+    for l in 0..g.count() {
+        out.extend((0..g.len).map(|t| I::new(v[g.at(l, t)], (start + t) as u32)));
     }
     for lane in out.chunks_mut(g.len) {
         I::sort_piece(lane, flip);
