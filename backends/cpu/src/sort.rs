@@ -96,6 +96,11 @@ mod avx512 {
     /// Vectors a leaf of [`quicksort`] fills, at most.
     const LEAF_VECTORS: usize = LEAF / LANES;
 
+    // A leaf pads to a power of two of vectors, and a range too long for a leaf is long
+    // enough for `partition`.
+    const _: () = assert!(LEAF_VECTORS.is_power_of_two() && LEAF_VECTORS * LANES == LEAF);
+    const _: () = assert!(LEAF >= 2 * UNROLL * LANES);
+
     /// Sorts up to `LEAF` keys in registers: the keys are padded with `u64::MAX` to a
     /// power of two of vectors, each vector is sorted by a network, and the sorted runs are
     /// merged pairwise by bitonic merges until one is left.
