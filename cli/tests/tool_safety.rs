@@ -18,6 +18,9 @@ fn dagger_in(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let t = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_dagger"))
         .current_dir(cwd)
+        // A stand-in peer that stops answering is stopped within a minute, not the default
+        // ten; a test that sets its own deadline overrides this.
+        .env("DAGGER_PEER_TIMEOUT", "60")
         .envs(env.iter().copied())
         .args(args)
         .output()
