@@ -134,25 +134,32 @@ fn main() {
         (n as f64).powi(3) / 3.0 / t / 1e9,
         t * 1e3
     );
-    // getrf of a tall panel, as a tiled LU's panel task: n x 512 (or n x n if smaller).
+    // getrf of a tall panel, as a tiled LU's panel task: n x 512 (or n x n if smaller), in
+    // the column-major copy the task factors, and row-major for comparison.
     let w = n.min(512);
     let panel = data::<f64>(n * w, 4);
-    let t = best_of(3, || {
-        let mut a = panel.clone();
-        let mut piv = vec![0; w];
-        getrf(
-            Pivoting::Partial,
-            MatMut::new(&mut a, n, w),
-            &mut piv,
-            Threads::SEQ,
-        )
-        .expect("random data is not singular");
-    });
-    let (m, w) = (n as f64, w as f64);
-    println!(
-        "f64 getrf {n}x{} threads=1  {:8.2} GFLOP/s ({:.1} ms, includes a copy)",
-        w,
-        (m * w * w - w * w * w / 3.0) / t / 1e9,
-        t * 1e3
-    );
+    for column_major in [true, false] {
+        let t = best_of(3, || {
+            let mut a = panel.clone();
+            let mut piv = vec![0; w];
+            let view = if column_major {
+                MatMut::new(&mut a, w, n).t()
+            } else {
+                MatMut::new(&mut a, n, w)
+            };
+            getrf(Pivoting::Partial, view, &mut piv, Threads::SEQ)
+                .expect("random data is not singular");
+        });
+        let (m, wf) = (n as f64, w as f64);
+        println!(
+            "f64 getrf {n}x{w} {} threads=1  {:8.2} GFLOP/s ({:.1} ms, includes a copy)",
+            if column_major {
+                "column-major"
+            } else {
+                "row-major"
+            },
+            (m * wf * wf - wf * wf * wf / 3.0) / t / 1e9,
+            t * 1e3
+        );
+    }
 }

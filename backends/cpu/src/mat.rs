@@ -405,6 +405,69 @@ impl<'a, T> MatMut<'a, T> {
         unsafe { *self.ptr.as_ptr().offset(offset) = value }
     }
 
+    /// Copies `src`, of the same shape, into this view, whatever the layouts of the two.
+    ///
+    /// Between layouts that differ (a row-major block into a column-major panel, say) the
+    /// copy goes by 8x8 squares, so that each cache line read or written is used whole
+    /// before it leaves the cache, instead of one element per line and per page.
+    ///
+    /// # Panics
+    /// If the shapes differ.
+    ///
+    /// ```
+    /// use dagger_cpu::{MatMut, MatRef};
+    ///
+    /// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3, row-major
+    /// let mut col_major = [0.0; 6];
+    /// MatMut::new(&mut col_major, 3, 2).t().copy_from(MatRef::new(&a, 2, 3));
+    /// assert_eq!(col_major, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// ```
+    #[track_caller]
+    pub fn copy_from(&mut self, src: MatRef<'_, T>)
+    where
+        T: Copy,
+    {
+        assert_eq!(
+            self.shape(),
+            src.shape(),
+            "copy_from: a {}x{} source into a {}x{} view",
+            src.rows(),
+            src.cols(),
+            self.rows,
+            self.cols
+        );
+        // Walk rows of the destination where its rows are contiguous, else its columns.
+        let (dst, src) = if self.col_stride.unsigned_abs() <= self.row_stride.unsigned_abs() {
+            (self.rb(), src)
+        } else {
+            (self.rb().t(), src.t())
+        };
+        let (m, n) = dst.shape();
+        let (drs, dcs, srs, scs) = (
+            dst.row_stride,
+            dst.col_stride,
+            src.row_stride,
+            src.col_stride,
+        );
+        let (d, s) = (dst.ptr.as_ptr(), src.as_ptr());
+        const SQUARE: usize = 8;
+        for i0 in (0..m).step_by(SQUARE) {
+            let rows = i0..(i0 + SQUARE).min(m);
+            for j0 in (0..n).step_by(SQUARE) {
+                let cols = j0..(j0 + SQUARE).min(n);
+                for i in rows.clone() {
+                    for j in cols.clone() {
+                        let (i, j) = (i as isize, j as isize);
+                        // SAFETY: `(i, j)` is inside both views, which have this shape; the
+                        // destination is uniquely borrowed and cannot overlap the shared
+                        // source.
+                        unsafe { *d.offset(i * drs + j * dcs) = *s.offset(i * srs + j * scs) };
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) fn row_stride(&self) -> isize {
         self.row_stride
     }
@@ -445,5 +508,64 @@ impl<'a, T> From<ndarray::ArrayViewMut2<'a, T>> for MatMut<'a, T> {
 impl<'a, T> From<&'a mut ndarray::Array2<T>> for MatMut<'a, T> {
     fn from(array: &'a mut ndarray::Array2<T>) -> Self {
         array.view_mut().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MatMut, MatRef};
+
+    /// Element `(i, j)` of the test matrices: distinct everywhere.
+    fn value(i: usize, j: usize) -> f64 {
+        (i * 1000 + j) as f64
+    }
+
+    #[test]
+    fn copy_from_copies_between_every_pair_of_layouts() {
+        // Shapes on both sides of the 8x8 squares, row- and column-major, with and
+        // without padding between rows (columns).
+        for (m, n) in [(1, 1), (3, 17), (8, 8), (9, 7), (23, 40)] {
+            for (src_cm, dst_cm) in [(false, false), (false, true), (true, false), (true, true)] {
+                for pad in [0, 3] {
+                    let layout = |cm: bool| if cm { (n, m + pad) } else { (m, n + pad) };
+                    let (so, sl) = layout(src_cm);
+                    let mut src = vec![-1.0; so * sl];
+                    for i in 0..m {
+                        for j in 0..n {
+                            let at = if src_cm { j * sl + i } else { i * sl + j };
+                            src[at] = value(i, j);
+                        }
+                    }
+                    let (d_outer, dl) = layout(dst_cm);
+                    let mut dst = vec![-2.0; d_outer * dl];
+                    {
+                        let s = MatRef::with_ld(&src, so, if src_cm { m } else { n }, sl);
+                        let s = if src_cm { s.t() } else { s };
+                        let d = MatMut::with_ld(&mut dst, d_outer, if dst_cm { m } else { n }, dl);
+                        let mut d = if dst_cm { d.t() } else { d };
+                        d.copy_from(s);
+                    }
+                    for o in 0..d_outer {
+                        for e in 0..dl {
+                            let (i, j) = if dst_cm { (e, o) } else { (o, e) };
+                            let want = if i < m && j < n { value(i, j) } else { -2.0 };
+                            assert_eq!(
+                                dst[o * dl + e],
+                                want,
+                                "{m}x{n} src col-major {src_cm} dst col-major {dst_cm} pad {pad}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "copy_from: a 2x3 source into a 3x2 view")]
+    fn copy_from_of_another_shape_is_a_panic() {
+        let src = [0.0; 6];
+        let mut dst = [0.0; 6];
+        MatMut::new(&mut dst, 3, 2).copy_from(MatRef::new(&src, 2, 3));
     }
 }

@@ -174,14 +174,22 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
     fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
         let w = self.width;
         let h: usize = self.heights.iter().sum();
-        let mut lu = Vec::with_capacity(h * w);
-        for (i, input) in inputs.iter().enumerate().take(self.heights.len()) {
-            lu.extend_from_slice(block::<T>(input, i)?);
+        // The panel is factored in column-major order, the blocks copied in and out: the
+        // column steps of `getrf` then run down contiguous columns instead of touching one
+        // element per row (and page) of row-major blocks.
+        let zero = T::from_f64_rounded(0.0);
+        let mut lu = vec![zero; h * w];
+        let mut first = 0;
+        for (i, (input, &hi)) in inputs.iter().zip(&self.heights).enumerate() {
+            MatMut::with_ld(&mut lu[first.min(h * w)..], w, hi, h)
+                .t()
+                .copy_from(MatRef::new(block::<T>(input, i)?, hi, w));
+            first += hi;
         }
         let mut piv = vec![0; w];
         dagger_cpu::getrf(
             self.pivoting,
-            MatMut::new(&mut lu, h, w),
+            MatMut::new(&mut lu, w, h).t(),
             &mut piv,
             Threads(crate::task_threads()),
         )
@@ -202,9 +210,11 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
             .heights
             .iter()
             .map(|&hi| {
-                let b = Value::new(lu[first * w..(first + hi) * w].to_vec());
+                let mut b = vec![zero; hi * w];
+                MatMut::new(&mut b, hi, w)
+                    .copy_from(MatRef::with_ld(&lu[first.min(h * w)..], w, hi, h).t());
                 first += hi;
-                b
+                Value::new(b)
             })
             .collect();
         Ok(Value::new(Panel::<T> {
