@@ -115,8 +115,9 @@ impl<T: Gemm> DArray<T> {
     /// Right-looking over the blocks of the diagonal: at step `k` one task factors the
     /// panel — the blocks of column `k` from the diagonal down — with `dagger-cpu`'s
     /// recursive `getrf` (with [`Pivoting::Partial`], choosing each pivot from the whole
-    /// panel); tasks then apply its row interchanges to the other columns' blocks and solve
-    /// for the blocks of `U` to its right, and GEMM tiles update the trailing matrix. All are
+    /// panel), in a column-major copy and on every CPU thread idle when it starts; tasks
+    /// then apply its row interchanges to the other columns' blocks and solve for the
+    /// blocks of `U` to its right, and GEMM tiles update the trailing matrix. All are
     /// tasks of one datadeps region ordered by the blocks they read and write, so the next
     /// panel starts as soon as its column is updated, beside the rest of the update. The
     /// GEMM updates run on CPU threads or GPUs as the scope allows; the panel, interchange
@@ -179,7 +180,9 @@ impl<T: Gemm> DArray<T> {
                 r.submit_versioned(
                     "lu_panel".into(),
                     TypeId::of::<PanelTile<T>>(),
-                    opts("lu_panel", (k, k)),
+                    // The panel holds up everything after it: it takes the CPU threads
+                    // that are idle when it starts (the GEMMs of its getrf use them).
+                    opts("lu_panel", (k, k)).max_threads(usize::MAX),
                     &args,
                     None,
                     Some(cpu_tile_call(
