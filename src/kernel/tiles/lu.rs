@@ -178,10 +178,14 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
         // column steps of `getrf` then run down contiguous columns instead of touching one
         // element per row (and page) of row-major blocks.
         let zero = T::from_f64_rounded(0.0);
-        let mut lu = vec![zero; h * w];
+        // Columns `ld` apart, not a multiple of 4 KiB: columns at a power-of-two distance
+        // fall in the same cache sets, and the copies, which go by squares of eight rows
+        // and columns, would evict their own lines.
+        let ld = h.next_multiple_of(8) + 8;
+        let mut lu = vec![zero; ld * w];
         let mut first = 0;
         for (i, (input, &hi)) in inputs.iter().zip(&self.heights).enumerate() {
-            MatMut::with_ld(&mut lu[first.min(h * w)..], w, hi, h)
+            MatMut::with_ld(&mut lu[first.min(ld * w)..], w, hi, ld)
                 .t()
                 .copy_from(MatRef::new(block::<T>(input, i)?, hi, w));
             first += hi;
@@ -189,7 +193,7 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
         let mut piv = vec![0; w];
         dagger_cpu::getrf(
             self.pivoting,
-            MatMut::new(&mut lu, w, h).t(),
+            MatMut::with_ld(&mut lu, w, h, ld).t(),
             &mut piv,
             Threads(crate::task_threads()),
         )
@@ -212,7 +216,7 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
             .map(|&hi| {
                 let mut b = vec![zero; hi * w];
                 MatMut::new(&mut b, hi, w)
-                    .copy_from(MatRef::with_ld(&lu[first.min(h * w)..], w, hi, h).t());
+                    .copy_from(MatRef::with_ld(&lu[first.min(ld * w)..], w, hi, ld).t());
                 first += hi;
                 Value::new(b)
             })
