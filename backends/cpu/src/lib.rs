@@ -79,7 +79,7 @@ mod threads;
 pub use dagger_params::{Accum, Diag, Pivoting, Side, Trans, Triangle};
 pub use dense::{gemm, mirror, potrf, syrk, trsm};
 pub use error::{GetrfError, PotrfError};
-pub use lu::getrf;
+pub use lu::{column_major_ld, getrf};
 pub use mat::{MatMut, MatRef};
 pub use qr::geqrt;
 pub use scalar::Scalar;

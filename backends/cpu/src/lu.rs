@@ -25,8 +25,8 @@ const SLAB: usize = 64;
 ///
 /// It is fastest on a column-major `A` (contiguous columns: `MatMut::new(buf, n, m).t()`),
 /// where the pivot searches, interchanges and column steps run down contiguous memory. A
-/// row-major `A` is factored 64 columns at a time in column-major copies, element by
-/// element, and its interchanges cross a page per row. For a tall panel, copying it into
+/// row-major `A` is factored 64 columns at a time in column-major copies, and its
+/// interchanges cross a page per row. For a tall panel, copying it into
 /// column-major order ([`MatMut::copy_from`]) and back costs less: a 4096x512 `f64` panel
 /// took 25–28 ms column-major against 35–38 row-major on one thread here (the copies not
 /// counted; `cargo run -p dagger-cpu --release --example gemm_gflops -- 4096`).
@@ -218,18 +218,12 @@ unsafe fn factor_copied<T: Scalar>(
     piv: &mut [usize],
     threads: Threads,
 ) -> Result<(), usize> {
-    // Columns `ld` apart, not a multiple of 4 KiB: columns at a power-of-two distance all
-    // fall in the same cache sets, and the copies, which write or read every column
-    // once per row, then evict their own lines.
-    let ld = m.next_multiple_of(8) + 8;
+    let ld = column_major_ld(m);
     let mut buf = vec![T::from_f64_rounded(0.0); ld * n];
-    for rows in (0..m).step_by(8).map(|i| i..(i + 8).min(m)) {
-        for (c, col) in buf.chunks_exact_mut(ld).enumerate() {
-            for i in rows.clone() {
-                col[i] = *a.at(i, c);
-            }
-        }
-    }
+    // SAFETY: `a` spans the `m x n` matrix, which only this call touches.
+    MatMut::with_ld(&mut buf, n, m, ld)
+        .t()
+        .copy_from(a.view(m, n));
     let b = Raw {
         p: buf.as_mut_ptr(),
         rs: 1,
@@ -237,14 +231,23 @@ unsafe fn factor_copied<T: Scalar>(
     };
     // SAFETY: `b` spans `buf`, an `m x n` column-major matrix owned here.
     let result = factor(b, m, n, pivoting, piv, threads);
-    for rows in (0..m).step_by(8).map(|i| i..(i + 8).min(m)) {
-        for (c, col) in buf.chunks_exact(ld).enumerate() {
-            for i in rows.clone() {
-                *a.at(i, c) = col[i];
-            }
-        }
-    }
+    // SAFETY: as above; `b` is no longer used.
+    a.view_mut(m, n)
+        .copy_from(MatRef::with_ld(&buf, n, m, ld).t());
     result
+}
+
+/// The distance between the columns of a column-major copy of `rows` rows: at least
+/// `rows`, and not a multiple of 4 KiB. Columns at a power-of-two distance all fall in the
+/// same cache sets, and a copy between layouts ([`MatMut::copy_from`], by squares of eight
+/// rows and columns) would then evict its own lines.
+///
+/// ```
+/// assert_eq!(dagger_cpu::column_major_ld(4096), 4104);
+/// assert!(dagger_cpu::column_major_ld(5) >= 5);
+/// ```
+pub fn column_major_ld(rows: usize) -> usize {
+    rows.next_multiple_of(8) + 8
 }
 
 /// Column-by-column LU of a narrow `m x n` matrix with contiguous columns (right-looking,

@@ -178,10 +178,7 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
         // column steps of `getrf` then run down contiguous columns instead of touching one
         // element per row (and page) of row-major blocks.
         let zero = T::from_f64_rounded(0.0);
-        // Columns `ld` apart, not a multiple of 4 KiB: columns at a power-of-two distance
-        // fall in the same cache sets, and the copies, which go by squares of eight rows
-        // and columns, would evict their own lines.
-        let ld = h.next_multiple_of(8) + 8;
+        let ld = dagger_cpu::column_major_ld(h);
         let mut lu = vec![zero; ld * w];
         let mut first = 0;
         for (i, (input, &hi)) in inputs.iter().zip(&self.heights).enumerate() {
