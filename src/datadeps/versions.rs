@@ -270,6 +270,17 @@ impl DataRegion<'_> {
         key
     }
 
+    /// Stops tracking a value that no task submitted later reads or writes (a cell's key is
+    /// left as it is). Its latest version is then held only by the tasks already submitted
+    /// that read it, and freed once they ran; while tracked, the region would keep it (and
+    /// every value it shares memory with) alive to its end.
+    pub(crate) fn untrack(&mut self, key: u64) {
+        if self.versions.get(&key).is_some_and(|t| t.home.is_none()) {
+            self.versions.remove(&key);
+            self.history.remove(&key);
+        }
+    }
+
     /// The latest version of a tracked value.
     pub(crate) fn latest(&self, key: u64) -> Version {
         self.versions[&key].latest().clone()

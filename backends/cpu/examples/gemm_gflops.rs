@@ -9,8 +9,8 @@
 use std::time::Instant;
 
 use dagger_cpu::{
-    backend_name, gemm, gemm_backend_name, getrf, potrf, syrk, Accum, MatMut, MatRef, Pivoting,
-    Scalar, Threads,
+    backend_name, gemm, gemm_backend_name, getrf, potrf, syrk, trsm, Accum, Diag, MatMut, MatRef,
+    Pivoting, Scalar, Side, Threads,
 };
 use dagger_cpu::{Trans, Triangle};
 
@@ -162,4 +162,26 @@ fn main() {
             t * 1e3
         );
     }
+    // trsm as a tiled LU's row tiles run it: a unit lower n x n (at most 512) triangle
+    // solved against a row-major block as wide.
+    let w = n.min(512);
+    let l = data::<f64>(w * w, 5);
+    let rhs = data::<f64>(w * w, 6);
+    let t = best_of(5, || {
+        let mut b = rhs.clone();
+        trsm(
+            Side::Left,
+            Triangle::Lower,
+            Trans::No,
+            Diag::Unit,
+            1.0,
+            MatRef::new(&l, w, w),
+            MatMut::new(&mut b, w, w),
+        );
+    });
+    println!(
+        "f64 trsm  {w}x{w} unit lower, row-major B threads=1  {:8.2} GFLOP/s ({:.2} ms, includes a copy)",
+        (w as f64).powi(3) / t / 1e9,
+        t * 1e3
+    );
 }

@@ -75,6 +75,8 @@ mod qr;
 mod scalar;
 mod sort;
 mod threads;
+#[cfg(target_arch = "x86_64")]
+mod transpose;
 
 pub use dagger_params::{Accum, Diag, Pivoting, Side, Trans, Triangle};
 pub use dense::{gemm, mirror, potrf, syrk, trsm};

@@ -316,8 +316,13 @@ impl<T: Gemm> DArray<T> {
                             )),
                         );
                     }
-                    keys[k * nb + j] = top;
+                    // The block's earlier version has all its readers: freed once they ran.
+                    r.untrack(std::mem::replace(&mut keys[k * nb + j], top));
                 }
+                // Every reader of the panel is submitted: untracked, it is freed once they
+                // ran, and the blocks of L it shares memory with can then be updated in
+                // place by the interchanges of later panels instead of copied.
+                r.untrack(panel);
                 // A_ij -= L_ik U_kj, the next panel's column first.
                 for j in k + 1..nb {
                     for i in k + 1..nb {

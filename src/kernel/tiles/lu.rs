@@ -179,7 +179,8 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
         // element per row (and page) of row-major blocks.
         let zero = T::from_f64_rounded(0.0);
         let ld = dagger_cpu::column_major_ld(h);
-        let mut lu = vec![zero; ld * w];
+        let mut scratch = PanelScratch::<T>::take(ld * w);
+        let lu = &mut scratch.buf[..ld * w];
         let mut first = 0;
         for (i, (input, &hi)) in inputs.iter().zip(&self.heights).enumerate() {
             MatMut::with_ld(&mut lu[first.min(ld * w)..], w, hi, ld)
@@ -190,7 +191,7 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
         let mut piv = vec![0; w];
         dagger_cpu::getrf(
             self.pivoting,
-            MatMut::with_ld(&mut lu, w, h, ld).t(),
+            MatMut::with_ld(lu, w, h, ld).t(),
             &mut piv,
             Threads(crate::task_threads()),
         )
@@ -228,6 +229,46 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
     fn flops(&self) -> Option<f64> {
         let (h, w) = (self.heights.iter().sum::<usize>() as f64, self.width as f64);
         Some(h * w * w - w * w * w / 3.0)
+    }
+}
+
+/// The column-major buffer a panel is factored in, kept by each thread between panels:
+/// a fresh one of 16 MiB (a 4096x512 `f64` panel) cost more in page faults than copying
+/// the panel into it. Buffers up to [`PANEL_SCRATCH_KEEP`] bytes are kept; a thread holds
+/// one, of the largest panel it factored.
+struct PanelScratch<T: 'static> {
+    buf: Vec<T>,
+}
+
+thread_local! {
+    static PANEL_SCRATCH: std::cell::RefCell<Option<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The largest panel buffer a thread keeps, in bytes.
+const PANEL_SCRATCH_KEEP: usize = 64 << 20;
+
+impl<T: TileScalar> PanelScratch<T> {
+    /// The thread's buffer, of at least `len` elements (its contents unspecified), or a new
+    /// one.
+    fn take(len: usize) -> Self {
+        let kept = PANEL_SCRATCH
+            .with_borrow_mut(Option::take)
+            .and_then(|b| b.downcast::<Vec<T>>().ok());
+        let mut buf = kept.map(|b| *b).unwrap_or_default();
+        if buf.len() < len {
+            buf = vec![T::from_f64_rounded(0.0); len];
+        }
+        PanelScratch { buf }
+    }
+}
+
+impl<T: 'static> Drop for PanelScratch<T> {
+    fn drop(&mut self) {
+        if std::mem::size_of_val(self.buf.as_slice()) <= PANEL_SCRATCH_KEEP {
+            let buf = std::mem::take(&mut self.buf);
+            PANEL_SCRATCH.with_borrow_mut(|kept| *kept = Some(Box::new(buf)));
+        }
     }
 }
 
