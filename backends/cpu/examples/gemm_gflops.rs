@@ -138,7 +138,11 @@ fn main() {
     // the column-major copy the task factors, and row-major for comparison.
     let w = n.min(512);
     let panel = data::<f64>(n * w, 4);
-    for column_major in [true, false] {
+    for (column_major, threads) in [
+        (true, Threads::SEQ),
+        (true, Threads(0)),
+        (false, Threads::SEQ),
+    ] {
         let t = best_of(3, || {
             let mut a = panel.clone();
             let mut piv = vec![0; w];
@@ -147,17 +151,17 @@ fn main() {
             } else {
                 MatMut::new(&mut a, n, w)
             };
-            getrf(Pivoting::Partial, view, &mut piv, Threads::SEQ)
-                .expect("random data is not singular");
+            getrf(Pivoting::Partial, view, &mut piv, threads).expect("random data is not singular");
         });
         let (m, wf) = (n as f64, w as f64);
         println!(
-            "f64 getrf {n}x{w} {} threads=1  {:8.2} GFLOP/s ({:.1} ms, includes a copy)",
+            "f64 getrf {n}x{w} {} threads={:<2} {:8.2} GFLOP/s ({:.1} ms, includes a copy)",
             if column_major {
                 "column-major"
             } else {
                 "row-major"
             },
+            threads.0,
             (m * wf * wf - wf * wf * wf / 3.0) / t / 1e9,
             t * 1e3
         );

@@ -458,14 +458,25 @@ unsafe fn run<P: Packed>(x: Args<P>, threads: usize) {
         0 => rayon::current_num_threads(),
         t => t,
     };
-    // One contiguous range of C's columns per thread, whole micro-panels each, when every
-    // thread gets several of them; otherwise (a short, wide product) a range of rows each,
-    // whole register tiles each; otherwise one thread.
+    // Each thread gets at least this many flops, or fewer threads run: below it, handing
+    // the work to another thread costs more than it saves (the small products at the
+    // bottom of `getrf`'s recursion, 4096x16 times 16x16, take a few microseconds).
+    const MIN_FLOPS: usize = 4 << 20;
+    let threads = threads.min((2 * x.m * x.n * x.k / MIN_FLOPS).max(1));
+    // One contiguous range of C's columns per thread, whole micro-panels each, or one range
+    // of its rows, whole register tiles each, when every thread gets several of them;
+    // otherwise one thread. Each thread packs all of the operand that is not split, so
+    // the split is along the longer side: a tall product (a panel's update in `getrf`,
+    // 3840x256 times 256x256) split by columns packed all of A on every thread, and ran
+    // slower on two threads than on one.
     let split = |len: usize, unit: usize| {
         let per = len.div_ceil(threads).next_multiple_of(unit);
         (threads > 1 && per < len && per >= 4 * unit).then_some(per)
     };
-    let (by_rows, per) = match (split(x.n, P::NR), split(x.m, P::MR)) {
+    let (cols, rows) = (split(x.n, P::NR), split(x.m, P::MR));
+    let prefer_rows = x.m > x.n && rows.is_some();
+    let (by_rows, per) = match (cols, rows) {
+        (_, Some(per)) if prefer_rows => (true, per),
         (Some(per), _) => (false, per),
         (None, Some(per)) => (true, per),
         (None, None) => {

@@ -275,9 +275,13 @@ fn gemm_blocks<T: Scalar>(seed: u64) {
     }
     for threads in [Threads(2), Threads(3), Threads(0)] {
         gemm_case_on::<T>(&mut rng, (129, 301, 260), Trans::No, Trans::Yes, threads);
-        gemm_case_on::<T>(&mut rng, (301, 129, 17), Trans::Yes, Trans::No, threads);
-        // Too few columns of (the column-major) C to share: split by rows.
-        gemm_case_on::<T>(&mut rng, (20, 700, 30), Trans::No, Trans::No, threads);
+        gemm_case_on::<T>(&mut rng, (301, 129, 130), Trans::Yes, Trans::No, threads);
+        // Too few columns of one orientation of C to share, or many more rows than columns
+        // (a panel update): split along the longer side. Each has enough work for several
+        // threads (products of under 4 MFLOP a thread run on fewer).
+        gemm_case_on::<T>(&mut rng, (20, 700, 300), Trans::No, Trans::No, threads);
+        gemm_case_on::<T>(&mut rng, (700, 20, 300), Trans::No, Trans::No, threads);
+        gemm_case_on::<T>(&mut rng, (1500, 64, 64), Trans::No, Trans::No, threads);
     }
 }
 
