@@ -367,21 +367,23 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
                     data.clone()
                 }
             }
-            None => vec![T::from_f64_rounded(0.0); height * c],
-        };
-        for q in first..first + height {
-            let src = p.perm[q];
-            if self.own.is_some() && src == q {
-                continue;
+            None => {
+                // Every row comes from an input: gathered in order, not zeroed first.
+                let mut out = Vec::with_capacity(height * c);
+                for q in first..first + height {
+                    out.extend_from_slice(panel_row(&sources, p.perm[q], c)?);
+                }
+                out
             }
-            let ((r0, _), data) = sources
-                .iter()
-                .find(|((r0, h), _)| (*r0..r0 + h).contains(&src))
-                .ok_or_else(|| {
-                    TaskFailure::msg(format!("row {src} of the panel is in no input"))
-                })?;
-            let t = q - first;
-            out[t * c..(t + 1) * c].copy_from_slice(&data[(src - r0) * c..(src - r0 + 1) * c]);
+        };
+        if self.own.is_some() {
+            for q in first..first + height {
+                let src = p.perm[q];
+                if src != q {
+                    let t = q - first;
+                    out[t * c..(t + 1) * c].copy_from_slice(panel_row(&sources, src, c)?);
+                }
+            }
         }
         if let Some(w) = self.solve {
             dagger_cpu::trsm(
@@ -400,6 +402,20 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
     fn flops(&self) -> Option<f64> {
         self.solve.map(|w| (w * w) as f64 * self.cols as f64)
     }
+}
+
+/// Row `src` (counted from the panel's first row) of the column whose blocks `sources`
+/// holds (`(first row, height)` and data each), `c` wide.
+fn panel_row<'s, T>(
+    sources: &[((usize, usize), &'s Vec<T>)],
+    src: usize,
+    c: usize,
+) -> Result<&'s [T], TaskFailure> {
+    let ((r0, _), data) = sources
+        .iter()
+        .find(|((r0, h), _)| (*r0..r0 + h).contains(&src))
+        .ok_or_else(|| TaskFailure::msg(format!("row {src} of the panel is in no input")))?;
+    Ok(&data[(src - r0) * c..(src - r0 + 1) * c])
 }
 
 /// `op(A)⁻¹ B` or `B op(A)⁻¹` for a triangular diagonal block `A` (`m x m` or `n x n`) and
