@@ -977,29 +977,35 @@ impl Context {
             .and_then(|o| o.get_time_hint())
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+        let high = opts
+            .as_ref()
+            .is_some_and(|o| o.get_priority() == Some(crate::Priority::High));
         let body = body.unwrap_or_else(|| {
             Box::new(|_: &mut [Value]| {
                 Err(TaskFailure::msg("this kernel has no CPU implementation"))
             })
         });
-        let task = Arc::new(TaskCore::new(
-            name,
-            occupancy,
-            Work {
-                body,
-                inputs,
-                n_args,
-                opts,
-                candidates,
-                fn_name,
-                host,
-                kernel,
-                portable,
-                cost_key,
-                time_hint_ns,
-                placed_est_ns: None,
-            },
-        ));
+        let task = Arc::new(
+            TaskCore::new(
+                name,
+                occupancy,
+                Work {
+                    body,
+                    inputs,
+                    n_args,
+                    opts,
+                    candidates,
+                    fn_name,
+                    host,
+                    kernel,
+                    portable,
+                    cost_key,
+                    time_hint_ns,
+                    placed_est_ns: None,
+                },
+            )
+            .high_priority(high),
+        );
         rt.submit(&task);
         task
     }

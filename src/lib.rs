@@ -167,7 +167,9 @@ pub use error::{CellsRestored, RestoredCell, ScheduleError, TaskError, TaskLabel
 pub use kernel::{Backend, CpuImpl, Kernel, KernelBuilder, KernelCall};
 pub use log::{EventKind, LogEvent, Placement};
 pub use mutable::{MutGuard, Mutable, Shard};
-pub use options::{clear_default_options, get_options, set_default_options, with_options, Options};
+pub use options::{
+    clear_default_options, get_options, set_default_options, with_options, Options, Priority,
+};
 pub use processor::task_processor;
 pub use processor::task_threads;
 pub use processor::{

@@ -36,6 +36,19 @@ pub struct Options {
     memory_hint: Option<u64>,
     max_threads: Option<usize>,
     checkpoint: Option<Arc<std::path::Path>>,
+    priority: Option<Priority>,
+}
+
+/// How soon a ready task runs beside other ready tasks ([`Options::priority`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Priority {
+    /// In the order tasks became ready (the task a worker's last task made ready first).
+    #[default]
+    Normal,
+    /// Before every ready task of [`Priority::Normal`] that may run on the same CPU
+    /// threads: for tasks on a computation's critical path, such as the next panel of a
+    /// factorization and the updates it waits for.
+    High,
 }
 
 impl Options {
@@ -96,6 +109,41 @@ impl Options {
     /// ```
     pub fn max_threads(mut self, n: usize) -> Self {
         self.max_threads = Some(n.max(1));
+        self
+    }
+
+    /// How soon the task runs once ready, beside other ready tasks (Dask's and StarPU's
+    /// `priority`, in two levels). A [`Priority::High`] task that may run on any CPU thread
+    /// is taken by the next thread that looks for work before any [`Priority::Normal`] one;
+    /// high-priority tasks run among themselves in the order they became ready, except that
+    /// a thread may first run the one its last task made ready. A task
+    /// already running is not interrupted, and a task restricted to some processors keeps
+    /// to their queues.
+    ///
+    /// ```
+    /// use dagger::prelude::*;
+    /// use dagger::Priority;
+    /// let ctx = Context::builder().threads(1).build()?;
+    /// let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+    /// // The only thread waits at the gate while three tasks queue behind it.
+    /// let g = gate.clone();
+    /// let first = ctx.spawn(move || { g.wait(); }, ());
+    /// let log = |name: &'static str| {
+    ///     let order = order.clone();
+    ///     move || order.lock().unwrap().push(name)
+    /// };
+    /// let a = ctx.spawn(log("normal"), ());
+    /// let b = ctx.spawn_with(Options::new().priority(Priority::High), log("high"), ());
+    /// gate.wait();
+    /// first.fetch()?;
+    /// a.fetch()?;
+    /// b.fetch()?;
+    /// assert_eq!(*order.lock().unwrap(), ["high", "normal"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn priority(mut self, p: Priority) -> Self {
+        self.priority = Some(p);
         self
     }
 
@@ -165,6 +213,11 @@ impl Options {
         self.memory_hint
     }
 
+    /// The priority, if set.
+    pub fn get_priority(&self) -> Option<Priority> {
+        self.priority
+    }
+
     /// The most CPU threads the task can use, if set.
     pub fn get_max_threads(&self) -> Option<usize> {
         self.max_threads
@@ -180,6 +233,7 @@ impl Options {
             memory_hint: over.memory_hint.or(self.memory_hint),
             max_threads: over.max_threads.or(self.max_threads),
             checkpoint: over.checkpoint.clone().or_else(|| self.checkpoint.clone()),
+            priority: over.priority.or(self.priority),
         }
     }
 

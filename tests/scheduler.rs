@@ -257,3 +257,63 @@ fn placement_learns_that_a_processor_is_slow() {
         "{on_slow} of {total} tasks went to the slow processor"
     );
 }
+
+/// Tasks queued behind a busy thread run high priority first, each level in the order the
+/// tasks became ready (the finishing thread may first run one its last task made ready); a
+/// task of high priority made ready by a finishing task runs before the normal ones already
+/// queued, and one of normal priority made ready so waits.
+#[test]
+fn high_priority_tasks_run_before_queued_normal_ones() {
+    use dagger::Priority;
+    let ctx = ctx(1);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let g = gate.clone();
+    // The only thread waits at the gate while the others queue behind it.
+    let first = ctx.spawn(
+        move || {
+            g.wait();
+        },
+        (),
+    );
+    let log = |name: &'static str| {
+        let order = order.clone();
+        move || order.lock().unwrap().push(name)
+    };
+    let high = Options::new().priority(Priority::High);
+    let tasks = vec![
+        ctx.spawn(log("normal 1"), ()),
+        ctx.spawn_with(high.clone(), log("high 1"), ()),
+        ctx.spawn(log("normal 2"), ()),
+        ctx.spawn_with(high.clone(), log("high 2"), ()),
+        // Ready when the gate task finishes.
+        ctx.spawn_with(
+            high,
+            {
+                let order = order.clone();
+                move |_: ()| order.lock().unwrap().push("high after")
+            },
+            (&first,),
+        ),
+        ctx.spawn(
+            {
+                let order = order.clone();
+                move |_: ()| order.lock().unwrap().push("normal after")
+            },
+            (&first,),
+        ),
+    ];
+    gate.wait();
+    first.fetch().unwrap();
+    for t in tasks {
+        t.fetch().unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    let pos = |name: &str| order.iter().position(|&n| n == name).unwrap();
+    let mut first_three = order[..3].to_vec();
+    first_three.sort();
+    assert_eq!(first_three, ["high 1", "high 2", "high after"], "{order:?}");
+    assert!(pos("high 1") < pos("high 2"), "{order:?}");
+    assert!(pos("normal 1") < pos("normal 2"), "{order:?}");
+    assert_eq!(order.len(), 6);
+}

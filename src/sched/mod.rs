@@ -454,14 +454,12 @@ impl Runtime {
                 if Arc::ptr_eq(&l.rt, self) && l.primary.get() && l.slot.get() == slot {
                     // The finishing worker runs it next, while its inputs are fresh. A task
                     // only this slot takes waits in the slot's queue if one is already next.
+                    // A task of high priority keeps its place before one of normal priority.
                     let next = l.next.take();
-                    if shared || next.is_none() {
+                    let keeps = next.as_ref().is_some_and(|(n, _)| n.high && !task.high);
+                    if next.is_none() || (shared && !keeps) {
                         if let Some((prev, prev_shared)) = next {
-                            if prev_shared {
-                                self.slots[slot].shared.push(prev);
-                            } else {
-                                self.slots[slot].pinned.push(prev);
-                            }
+                            self.slots[slot].push(prev, prev_shared);
                             self.wake_for(slot, prev_shared);
                         }
                         l.next.set(Some((task, shared)));
@@ -475,12 +473,7 @@ impl Runtime {
     }
 
     fn enqueue(&self, task: Job, slot: usize, shared: bool) {
-        let s = &self.slots[slot];
-        if shared {
-            s.shared.push(task);
-        } else {
-            s.pinned.push(task);
-        }
+        self.slots[slot].push(task, shared);
         self.wake_for(slot, shared);
     }
 

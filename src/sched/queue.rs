@@ -11,6 +11,8 @@ use super::Job;
 pub(super) struct Slot {
     pub(super) pinned: Injector<Job>,
     pub(super) shared: Injector<Job>,
+    /// Shared jobs of high priority (CPU thread slots only), taken before the others.
+    pub(super) urgent: Injector<Job>,
     /// Occupancy units in use.
     pub(super) used: AtomicU32,
     pub(super) capacity: u32,
@@ -41,6 +43,7 @@ impl Slot {
         Slot {
             pinned: Injector::new(),
             shared: Injector::new(),
+            urgent: Injector::new(),
             used: AtomicU32::new(0),
             capacity,
             active: AtomicUsize::new(0),
@@ -89,6 +92,18 @@ impl Slot {
         self.cap_waiters.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Queues a job: on the pinned queue unless `shared`; a shared job of high priority on
+    /// the urgent queue.
+    pub(super) fn push(&self, job: Job, shared: bool) {
+        if !shared {
+            self.pinned.push(job);
+        } else if job.high {
+            self.urgent.push(job);
+        } else {
+            self.shared.push(job);
+        }
+    }
+
     /// Takes the whole slot if nothing runs on it: a thread lent to another task.
     #[inline]
     pub(super) fn try_claim_idle(&self) -> bool {
@@ -108,7 +123,7 @@ impl Slot {
 
     #[inline]
     pub(super) fn queue_len(&self) -> usize {
-        self.pinned.len() + self.shared.len()
+        self.pinned.len() + self.shared.len() + self.urgent.len()
     }
 }
 

@@ -198,6 +198,8 @@ pub(crate) struct TaskCore {
     pub(crate) ran_on: AtomicU32,
     /// The address of the runtime it was submitted to (0 before).
     owner: AtomicUsize,
+    /// Taken before other ready tasks ([`Priority::High`](crate::Priority::High)).
+    pub(crate) high: bool,
 }
 
 /// Stripes of mutex and condition variable that waiters on tasks sleep on.
@@ -238,7 +240,14 @@ impl TaskCore {
             result: OnceLock::new(),
             ran_on: AtomicU32::new(u32::MAX),
             owner: AtomicUsize::new(0),
+            high: false,
         }
+    }
+
+    /// The task, taken before ready tasks of normal priority when `high`.
+    pub(crate) fn high_priority(mut self, high: bool) -> Self {
+        self.high = high;
+        self
     }
 
     /// A task that failed before it could be created properly.
@@ -258,6 +267,7 @@ impl TaskCore {
             result: OnceLock::new(),
             ran_on: AtomicU32::new(u32::MAX),
             owner: AtomicUsize::new(0),
+            high: false,
         };
         let _ = t.result.set(Err(make_err(t.label())));
         t

@@ -317,6 +317,13 @@ impl Runtime {
                 return;
             }
             let job = match l.next.take() {
+                // A job of high priority waiting elsewhere goes before a next one of
+                // normal priority, which goes back to the queue.
+                Some((j, shared)) if !j.high && shared && self.urgent_waiting() => {
+                    self.slots[s].push(j, shared);
+                    self.wake_for(s, shared);
+                    self.find_job(s)
+                }
                 Some((j, _)) => {
                     self.slots[s].active.fetch_add(1, Ordering::AcqRel);
                     Some(j)
@@ -355,12 +362,22 @@ impl Runtime {
             return None;
         }
         slot.active.fetch_add(1, Ordering::AcqRel);
+        let thread = self.procs[s].exec == Exec::Thread;
+        let n = self.thread_slots.len();
+        let me = self.procs[s].thread.unwrap_or(0);
+        if thread {
+            // Jobs of high priority first, from any thread's queue.
+            for k in 0..n {
+                let t = self.thread_slots[(me + k) % n];
+                if let Some(j) = steal(&self.slots[t].urgent) {
+                    return Some(j);
+                }
+            }
+        }
         if let Some(j) = steal(&slot.pinned).or_else(|| steal(&slot.shared)) {
             return Some(j);
         }
-        if self.procs[s].exec == Exec::Thread {
-            let n = self.thread_slots.len();
-            let me = self.procs[s].thread.unwrap_or(0);
+        if thread {
             for k in 1..n {
                 let t = self.thread_slots[(me + k) % n];
                 if let Some(j) = steal(&self.slots[t].shared) {
@@ -372,19 +389,26 @@ impl Runtime {
         None
     }
 
+    /// Whether a job of high priority waits in a CPU thread's queue.
+    fn urgent_waiting(&self) -> bool {
+        self.thread_slots
+            .iter()
+            .any(|&t| !self.slots[t].urgent.is_empty())
+    }
+
     fn has_work(&self, s: usize) -> bool {
         if !self.is_enabled(s) {
             return false;
         }
         let slot = &self.slots[s];
-        if !slot.pinned.is_empty() || !slot.shared.is_empty() {
+        if !slot.pinned.is_empty() || !slot.shared.is_empty() || !slot.urgent.is_empty() {
             return true;
         }
         self.procs[s].exec == Exec::Thread
             && self
                 .thread_slots
                 .iter()
-                .any(|&t| !self.slots[t].shared.is_empty())
+                .any(|&t| !self.slots[t].shared.is_empty() || !self.slots[t].urgent.is_empty())
     }
 
     /// Sleeps until there may be work for slot `s`. Returns false when the thread should
@@ -617,11 +641,7 @@ impl Runtime {
             }
             l.primary.set(false);
             if let Some((n, shared)) = l.next.take() {
-                if shared {
-                    slot.shared.push(n);
-                } else {
-                    slot.pinned.push(n);
-                }
+                slot.push(n, shared);
             }
             slot.release(l.cur_occ.get());
         } else {

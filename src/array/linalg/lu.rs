@@ -18,6 +18,7 @@ use crate::kernel::tiles::{
 };
 use crate::task::args::Deps;
 use crate::task::DTask;
+use crate::Priority;
 
 /// The LU factorization of a square matrix, `P A = L U`, from [`DArray::lu`].
 ///
@@ -119,7 +120,9 @@ impl<T: Gemm> DArray<T> {
     /// then apply its row interchanges to the other columns' blocks and solve for the
     /// blocks of `U` to its right, and GEMM tiles update the trailing matrix. All are
     /// tasks of one datadeps region ordered by the blocks they read and write, so the next
-    /// panel starts as soon as its column is updated, beside the rest of the update. The
+    /// panel starts as soon as its column is updated, beside the rest of the update; the
+    /// tiles of that column have [`Priority::High`](crate::Priority::High), so that free
+    /// threads take them before the rest. The
     /// GEMM updates run on CPU threads or GPUs as the scope allows; the panel, interchange
     /// and solve tiles have CPU implementations only and run on CPU threads (on any CPU
     /// thread when the scope holds none). A non-square blocking is made square along the
@@ -171,6 +174,16 @@ impl<T: Gemm> DArray<T> {
             let mut pivots: Vec<u64> = Vec::with_capacity(nb);
             for k in 0..nb {
                 let first_row = cuts[k];
+                // The next panel's column is on the critical path: its interchanges, solve
+                // and updates run before the rest of the step's, on whichever thread is
+                // free first.
+                let urgency = |j: usize| {
+                    if j == k + 1 {
+                        Priority::High
+                    } else {
+                        Priority::Normal
+                    }
+                };
                 // Local (from the panel's first row) row ranges of the blocks k.. of a column.
                 let local = |i: usize| (cuts[i] - first_row, w(i));
                 let panel = r.track(empty());
@@ -182,7 +195,9 @@ impl<T: Gemm> DArray<T> {
                     TypeId::of::<PanelTile<T>>(),
                     // The panel holds up everything after it: it takes the CPU threads
                     // that are idle when it starts (the GEMMs of its getrf use them).
-                    opts("lu_panel", (k, k)).max_threads(usize::MAX),
+                    opts("lu_panel", (k, k))
+                        .max_threads(usize::MAX)
+                        .priority(Priority::High),
                     &args,
                     None,
                     Some(cpu_tile_call(
@@ -220,7 +235,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "lu_panel_part".into(),
                         TypeId::of::<PanelPartTile<T>>(),
-                        opts("lu_panel_part", (i, k)),
+                        opts("lu_panel_part", (i, k)).priority(Priority::High),
                         &[(panel, false), (keys[i * nb + k], true)],
                         None,
                         Some(cpu_tile_call(
@@ -243,7 +258,7 @@ impl<T: Gemm> DArray<T> {
                             r.submit_versioned(
                                 "lu_rows".into(),
                                 TypeId::of::<PanelRowsTile<T>>(),
-                                opts("lu_rows", (k, j)),
+                                opts("lu_rows", (k, j)).priority(urgency(j)),
                                 &[(panel, false), (keys[k * nb + j], true)],
                                 None,
                                 Some(cpu_tile_call(
@@ -274,7 +289,7 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "lu_rows".into(),
                         TypeId::of::<PanelRowsTile<T>>(),
-                        opts("lu_rows", (k, j)),
+                        opts("lu_rows", (k, j)).priority(urgency(j)),
                         &args,
                         None,
                         Some(cpu_tile_call(
@@ -295,7 +310,7 @@ impl<T: Gemm> DArray<T> {
                         r.submit_versioned(
                             "lu_rows".into(),
                             TypeId::of::<PanelRowsTile<T>>(),
-                            opts("lu_rows", (i, j)),
+                            opts("lu_rows", (i, j)).priority(urgency(j)),
                             &[
                                 (panel, false),
                                 (keys[k * nb + j], false),
@@ -340,7 +355,8 @@ impl<T: Gemm> DArray<T> {
                         r.submit_versioned(
                             "gemm".into(),
                             TypeId::of::<GemmTile<T>>(),
-                            owned_tile_options(&ctx, tile_options("gemm"), (nb, nb), (i, j), false),
+                            owned_tile_options(&ctx, tile_options("gemm"), (nb, nb), (i, j), false)
+                                .priority(urgency(j)),
                             &[
                                 (keys[i * nb + k], false),
                                 (keys[k * nb + j], false),
