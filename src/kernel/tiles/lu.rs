@@ -104,19 +104,50 @@ pub(super) fn register_tiles<T: TileScalar>() {
     cpu_tile_kernel::<TrianglePartTile<T>>("lu_part_tile", dtype);
 }
 
-/// A factored panel: its rows `P [A_kk; ...; A_nk]` as `L` and `U`, one block each (shared
-/// with the blocks taken out of it, never copied again in one process), and where each row
-/// came from: `perm[q]` is the row (counted from the panel's first row) that row `q` of the
-/// permuted panel came from. Tiles on other ranks receive it as the blocks and the rows.
+/// A factored panel: its rows `P [A_kk; ...; A_nk]` as `L` and `U`, one block each, and
+/// where each row came from: `perm[q]` is the row (counted from the panel's first row) that
+/// row `q` of the permuted panel came from. Tiles on other ranks receive it as the blocks
+/// and the rows.
+///
+/// The diagonal block stays in the panel, for the solves of the row tiles. Each block below
+/// it is taken out by its part tile, not copied: the factors then hold it alone, and the
+/// interchanges of later panels update it in place, however long the panel itself lives.
 pub(crate) struct Panel<T> {
-    blocks: Vec<Value>,
+    blocks: Vec<Mutex<Option<Value>>>,
     perm: Vec<usize>,
     _t: PhantomData<fn() -> T>,
 }
 
+impl<T: TileScalar> Panel<T> {
+    /// The diagonal block.
+    fn top(&self) -> Result<Value, TaskFailure> {
+        self.blocks[0]
+            .lock()
+            .clone()
+            .ok_or_else(|| TaskFailure::msg("the factored panel has no diagonal block"))
+    }
+}
+
 impl<T: TileScalar> Serialize for Panel<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (blocks_of::<T, S>(&self.blocks)?, &self.perm).serialize(s)
+        // A block taken out already is sent empty: its part tile ran in this process, and
+        // no tile elsewhere reads it.
+        let held: Vec<Option<Value>> = self.blocks.iter().map(|b| b.lock().clone()).collect();
+        let empty = Vec::new();
+        let blocks = held
+            .iter()
+            .map(|b| match b {
+                Some(v) => v.downcast_ref::<Vec<T>>().ok_or_else(|| {
+                    <S::Error as serde::ser::Error>::custom(format!(
+                        "a panel block is a {}, not a {}",
+                        v.type_name(),
+                        std::any::type_name::<Vec<T>>()
+                    ))
+                }),
+                None => Ok(&empty),
+            })
+            .collect::<Result<Vec<&Vec<T>>, S::Error>>()?;
+        (blocks, &self.perm).serialize(s)
     }
 }
 
@@ -124,7 +155,10 @@ impl<'de, T: TileScalar> Deserialize<'de> for Panel<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (blocks, perm) = <(Vec<Vec<T>>, Vec<usize>)>::deserialize(d)?;
         Ok(Panel {
-            blocks: values_of(blocks),
+            blocks: blocks
+                .into_iter()
+                .map(|b| Mutex::new((!b.is_empty()).then(|| Value::new(b))))
+                .collect(),
             perm,
             _t: PhantomData,
         })
@@ -216,7 +250,7 @@ impl<T: TileScalar> CpuTile for PanelTile<T> {
                 MatMut::new(&mut b, hi, w)
                     .copy_from(MatRef::with_ld(&lu[first.min(ld * w)..], w, hi, ld).t());
                 first += hi;
-                Value::new(b)
+                Mutex::new(Some(Value::new(b)))
             })
             .collect();
         Ok(Value::new(Panel::<T> {
@@ -292,7 +326,19 @@ fn panel<T: TileScalar>(v: &Value) -> Result<&Panel<T>, TaskFailure> {
 
 impl<T: TileScalar> CpuTile for PanelPartTile<T> {
     fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
-        Ok(panel::<T>(&inputs[0])?.blocks[self.index].clone())
+        let p = panel::<T>(&inputs[0])?;
+        if self.index == 0 {
+            return p.top();
+        }
+        p.blocks
+            .get(self.index)
+            .and_then(|b| b.lock().take())
+            .ok_or_else(|| {
+                TaskFailure::msg(format!(
+                    "block {} of the factored panel was taken out already",
+                    self.index
+                ))
+            })
     }
 }
 
@@ -386,13 +432,14 @@ impl<T: TileScalar> CpuTile for PanelRowsTile<T> {
             }
         }
         if let Some(w) = self.solve {
+            let top = p.top()?;
             dagger_cpu::trsm(
                 Side::Left,
                 Triangle::Lower,
                 Trans::No,
                 Diag::Unit,
                 T::from_f64_rounded(1.0),
-                MatRef::new(block::<T>(&p.blocks[0], 0)?, w, w),
+                MatRef::new(block::<T>(&top, 0)?, w, w),
                 MatMut::new(&mut out, height, c),
             );
         }
