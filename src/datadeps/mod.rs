@@ -944,3 +944,71 @@ pub enum RegionTimeoutError {
     #[error(transparent)]
     Task(#[from] TaskError),
 }
+
+#[cfg(test)]
+mod order_tests {
+    use std::any::TypeId;
+
+    use crate::processor::Body;
+    use crate::task::args::{Dep, Deps};
+    use crate::task::DTask;
+    use crate::value::Value;
+
+    /// A task that only waits for another (a datadeps writer after a reader: the
+    /// scheduler's `forget_finished_order`) lets go of it
+    /// once it finished, so the value that task made can be taken over in place by the task
+    /// that reads it last, even while the waiting task still waits for something else.
+    #[test]
+    fn a_finished_task_waited_for_only_is_let_go_of() {
+        let ctx = crate::Context::builder().threads(2).build().unwrap();
+        let submit = |name, deps: Deps, f: Body| {
+            ctx.submit_kernel(
+                name,
+                TypeId::of::<()>(),
+                crate::Options::new(),
+                deps,
+                Some(f),
+                None,
+            )
+        };
+        let made = submit(
+            "made",
+            Deps::default(),
+            Box::new(|_: &mut [Value]| Ok(Value::new(vec![7u8; 64]))),
+        );
+        let (open, gate) = crossbeam_channel::bounded::<()>(0);
+        let gate_task = submit(
+            "gate",
+            Deps::default(),
+            Box::new(move |_: &mut [Value]| {
+                let _ = gate.recv();
+                Ok(Value::new(()))
+            }),
+        );
+        // Waits for `made` without taking its value, and for the gate.
+        let mut deps = Deps::default();
+        deps.list.push(Dep::Task(gate_task.clone()));
+        deps.after.push(made.clone());
+        let waiting = submit(
+            "waiting",
+            deps,
+            Box::new(|_: &mut [Value]| Ok(Value::new(()))),
+        );
+        // Takes `made`'s value: in place when no one else holds it.
+        let mut deps = Deps::default();
+        deps.list.push(Dep::Task(made.clone()));
+        let taker = submit(
+            "taker",
+            deps,
+            Box::new(|inputs: &mut [Value]| {
+                Ok(Value::new(inputs[0].get_mut::<Vec<u8>>().is_some()))
+            }),
+        );
+        drop(made);
+        let in_place = DTask::<bool>::from_core(taker).fetch().unwrap();
+        open.send(()).unwrap();
+        DTask::<()>::from_core(waiting).fetch().unwrap();
+        drop(gate_task);
+        assert!(in_place, "the waiting task still held the finished one");
+    }
+}
