@@ -955,9 +955,9 @@ mod order_tests {
     use crate::value::Value;
 
     /// A task that only waits for another (a datadeps writer after a reader: the
-    /// scheduler's `forget_finished_order`) lets go of it
-    /// once it finished, so the value that task made can be taken over in place by the task
-    /// that reads it last, even while the waiting task still waits for something else.
+    /// scheduler's `forget_finished_order`) lets go of it once it finished, so the value
+    /// that task made can be taken over in place by the task that reads it last, even while
+    /// the waiting task still waits for something else.
     #[test]
     fn a_finished_task_waited_for_only_is_let_go_of() {
         let ctx = crate::Context::builder().threads(2).build().unwrap();
