@@ -132,22 +132,16 @@ impl<T: TileScalar> Serialize for Panel<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // A block taken out already is sent empty: its part tile ran in this process, and
         // no tile elsewhere reads it.
-        let held: Vec<Option<Value>> = self.blocks.iter().map(|b| b.lock().clone()).collect();
-        let empty = Vec::new();
-        let blocks = held
+        let held: Vec<Value> = self
+            .blocks
             .iter()
-            .map(|b| match b {
-                Some(v) => v.downcast_ref::<Vec<T>>().ok_or_else(|| {
-                    <S::Error as serde::ser::Error>::custom(format!(
-                        "a panel block is a {}, not a {}",
-                        v.type_name(),
-                        std::any::type_name::<Vec<T>>()
-                    ))
-                }),
-                None => Ok(&empty),
+            .map(|b| {
+                b.lock()
+                    .clone()
+                    .unwrap_or_else(|| Value::new(Vec::<T>::new()))
             })
-            .collect::<Result<Vec<&Vec<T>>, S::Error>>()?;
-        (blocks, &self.perm).serialize(s)
+            .collect();
+        (blocks_of::<T, S>(&held)?, &self.perm).serialize(s)
     }
 }
 
