@@ -6,7 +6,12 @@ use crate::{gemm, trsm, Accum, Diag, MatMut, MatRef, Pivoting, Scalar, Side, Thr
 use crate::{GetrfError, Triangle};
 
 /// Columns at or below which the recursion stops and factors column by column.
-const BASE: usize = 16;
+///
+/// Each column step of the base case is a pass per column to its right, through L2: its
+/// cost grows with the square of the width, and a recursion step's (a small GEMM) only
+/// linearly. A 4096x512 `f64` panel (column-major, one thread) took 20.0–20.8 ms with 8,
+/// against 21.3–22.5 with 16 and 23.2–24.3 with 32, alternated runs.
+const BASE: usize = 8;
 
 /// Columns at or below which a matrix without contiguous columns is factored in a
 /// column-major copy ([`factor_copied`]).
