@@ -13,8 +13,8 @@ use crate::chunk::Chunk;
 use crate::datadeps::Version;
 use crate::error::TaskError;
 use crate::kernel::tiles::{
-    cpu_tile_call, tile_call, GemmTile, LuPart, PanelPartTile, PanelPivotsTile, PanelRowsTile,
-    PanelTile, TrianglePartTile, ZeroPivot,
+    cpu_tile_call, tile_call, GemmTile, LuPart, OwnBlockTile, PanelPartTile, PanelPivotsTile,
+    PanelRowsTile, PanelTile, TrianglePartTile, ZeroPivot,
 };
 use crate::task::args::Deps;
 use crate::task::DTask;
@@ -213,6 +213,27 @@ impl<T: Gemm> DArray<T> {
                         },
                     )),
                 );
+                if k == 0 && pivoting == Pivoting::Partial {
+                    // The blocks that the first interchanges change in place (all but the
+                    // first row and column), made the factorization's own while the first
+                    // panel runs: each is a copy when the caller's array holds it.
+                    for j in 1..nb {
+                        for i in 1..nb {
+                            r.submit_versioned(
+                                "lu_own".into(),
+                                TypeId::of::<OwnBlockTile<T>>(),
+                                opts("lu_own", (i, j)),
+                                &[(keys[i * nb + j], true)],
+                                None,
+                                Some(cpu_tile_call(
+                                    "own_block_tile",
+                                    dtype,
+                                    OwnBlockTile::<T> { _t: PhantomData },
+                                )),
+                            );
+                        }
+                    }
+                }
                 if pivoting == Pivoting::Partial {
                     // The interchanges alone, for the caller: nothing in the region waits
                     // for them.

@@ -99,6 +99,7 @@ pub(super) fn register_tiles<T: TileScalar>() {
     cpu_tile_kernel::<PanelPartTile<T>>("lu_panel_part_tile", dtype);
     cpu_tile_kernel::<PanelPivotsTile<T>>("lu_pivots_tile", dtype);
     cpu_tile_kernel::<PanelRowsTile<T>>("lu_rows_tile", dtype);
+    cpu_tile_kernel::<OwnBlockTile<T>>("own_block_tile", dtype);
     cpu_tile_kernel::<TriSolveTile<T>>("trsm_left_tile", dtype);
     cpu_tile_kernel::<GatherRowsTile<T>>("gather_rows_tile", dtype);
     cpu_tile_kernel::<TrianglePartTile<T>>("lu_part_tile", dtype);
@@ -350,6 +351,25 @@ impl<T: TileScalar> CpuTile for PanelPivotsTile<T> {
     }
 }
 
+/// A block as a buffer that the factorization alone holds: moved on when nothing else
+/// holds it, else copied. Input: the block, written.
+///
+/// The first interchanges of an LU copy each block of the matrix they change, as the
+/// caller's array stays intact. Made by this tile, that copy runs as soon as the
+/// factorization starts, while the first panel holds up everything else, and the
+/// interchanges then update the copy in place.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct OwnBlockTile<T> {
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: TileScalar> CpuTile for OwnBlockTile<T> {
+    fn run(&self, inputs: &mut [Value]) -> Result<Value, TaskFailure> {
+        Ok(Value::new(owned_block::<T>(inputs, 0)?))
+    }
+}
+
 /// One block of another column after a panel's row interchanges: rows `out` (counted from
 /// the panel's first row) of the permuted column, gathered from the blocks `parts`
 /// (`(first row, height)` each, in input order). With `solve`, the result is then the
@@ -588,5 +608,32 @@ impl<T: TileScalar> CpuTile for TrianglePartTile<T> {
             }
         }
         Ok(Value::new(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CpuTile, OwnBlockTile};
+    use crate::value::Value;
+    use std::marker::PhantomData;
+
+    #[test]
+    fn own_block_moves_a_block_held_once_and_copies_a_shared_one() {
+        let tile = OwnBlockTile::<f64> { _t: PhantomData };
+        let data = vec![1.0f64, 2.0, 3.0];
+        let at = data.as_ptr();
+        let mut alone = [Value::new(data)];
+        let out = tile.run(&mut alone).unwrap();
+        let moved = out.downcast_ref::<Vec<f64>>().unwrap();
+        assert_eq!(moved, &[1.0, 2.0, 3.0]);
+        assert_eq!(moved.as_ptr(), at, "a block held once is moved, not copied");
+
+        let shared = Value::new(vec![4.0f64, 5.0]);
+        let mut inputs = [shared.clone()];
+        let out = tile.run(&mut inputs).unwrap();
+        let copy = out.downcast_ref::<Vec<f64>>().unwrap();
+        let original = shared.downcast_ref::<Vec<f64>>().unwrap();
+        assert_eq!(copy, original);
+        assert_ne!(copy.as_ptr(), original.as_ptr(), "a shared block is copied");
     }
 }

@@ -21,8 +21,8 @@ pub(crate) use gemm::GemmTile;
 pub(crate) use lu::CpuTile;
 pub(crate) use lu::Panel;
 pub(crate) use lu::{
-    cpu_tile_call, GatherRowsTile, LuPart, PanelPartTile, PanelPivotsTile, PanelRowsTile,
-    PanelTile, TriSolveTile, TrianglePartTile, ZeroPivot,
+    cpu_tile_call, GatherRowsTile, LuPart, OwnBlockTile, PanelPartTile, PanelPivotsTile,
+    PanelRowsTile, PanelTile, TriSolveTile, TrianglePartTile, ZeroPivot,
 };
 pub(crate) use qr::{QrPanel, QrPanelTile, QrPart, QrPartTile};
 pub(crate) use syrk::SyrkTile;
