@@ -253,19 +253,12 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Tells the allocator (mimalloc, the tool's) to hand freed memory back to the system at
-/// once rather than after a second. Under a memory limit blocks churn — each read back or
-/// made while another is spilled and freed — and memory kept for a second after each free
-/// holds several blocks beyond the limit (peak RSS 1.26x the limit, against 1.09x).
+/// Tells the allocator to hand freed memory back to the system at once rather than after
+/// the tool's delay. Under a memory limit blocks churn — each read back or made while
+/// another is spilled and freed — and memory kept after each free holds several blocks
+/// beyond the limit (peak RSS 1.26x the limit with a delay of one second, against 1.09x).
 fn return_freed_memory_at_once() {
-    extern "C" {
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-    /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (v2 and v3).
-    const PURGE_DELAY: std::ffi::c_int = 15;
-    // SAFETY: sets an option of the global allocator, linked in through the mimalloc crate;
-    // options may be set at any time.
-    unsafe { mi_option_set(PURGE_DELAY, 0) };
+    crate::set_purge_delay(0);
 }
 
 /// Whether `DAGGER_SPILL_DIRECT` leaves direct I/O on (as the context reads it).
