@@ -13,8 +13,9 @@ Prints one JSON object: peer, op, n, dtype, block (dask), secs (the best run) an
 (GEMM 2n³, SYRK n³, Cholesky n³/3, LU 2n³/3, QR 4n³/3).
 
 With --serve it makes the data, runs once to warm up and prints `{"ready": true}`, then
-times one run for each line `run` read from standard input and prints `{"secs": …,
-"gflops": …}` for it, until end of input. `dagger bench` uses this to alternate the peer's
+for each line `run` read from standard input runs twice in a row, times the second run
+(so that it finds its memory warm from the first, as in a loop of runs) and prints
+`{"secs": …, "gflops": …}` for it, until end of input. `dagger bench` uses this to alternate the peer's
 runs with its own, so that both meet the same load on a shared machine.
 """
 
@@ -79,12 +80,13 @@ def dask_array(op, n, block, dtype):
 
 
 def serve(job, flops):
-    """Warm up, then time one run of `job` per line `run` on standard input."""
+    """Warm up, then per line `run` on standard input run `job` twice and time the second."""
     job()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":
             raise SystemExit(f"unknown command {line.strip()!r}: the only one is `run`")
+        job()
         t0 = time.perf_counter()
         job()
         secs = time.perf_counter() - t0

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use dagger::prelude::*;
 
-use super::peer::{Best, Peers};
+use super::peer::{Best, Peers, Timed};
 
 /// The peer script, embedded so the command works from any directory.
 const PEERS: &str = include_str!("../../benches/peers/array.py");
@@ -140,10 +140,15 @@ fn run(args: &Args, op: Op) -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let (mut secs, mut unfused) = (f64::INFINITY, f64::INFINITY);
-    peers.alternate(args.repeat, || {
-        secs = secs.min(once(true)?);
-        if let Op::Chain(_) = op {
-            unfused = unfused.min(once(false)?);
+    peers.alternate(args.repeat, |timed| {
+        let fused = once(true)?;
+        let plain = match op {
+            Op::Chain(_) => Some(once(false)?),
+            _ => None,
+        };
+        if timed == Timed::Yes {
+            secs = secs.min(fused);
+            unfused = plain.map_or(unfused, |p| unfused.min(p));
         }
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;

@@ -4,9 +4,19 @@
 //! timed one after the other can meet different loads, and their ratio then measures the
 //! drift as much as the code. A peer here is a script of `benches/peers/` started with
 //! `--serve` (a [`Session`]): it makes its data, warms up and prints `{"ready": true}`, then
-//! times one run for each line `run` it reads and answers with one JSON line.
+//! answers each line `run` it reads with one JSON line, the timing of a run.
 //! [`Peers::alternate`] runs one of the benchmark's own runs and then one run of each peer,
 //! as many times as asked, and each side reports its best.
+//!
+//! Each side's timed run comes right after an untimed run of its own (the peer scripts make
+//! one before each timed run, and `alternate` before each of ours), as in a loop of runs.
+//! This VM's kernel reports memory freed to it to the host within seconds (free page
+//! reporting), and touching it again then costs a fault on the host: a side that allocates
+//! its result anew each run (numpy does, 128 MiB for a 4096² `f64` product) found its
+//! memory cold after the other side's run, while dagger's allocator keeps what it freed.
+//! Timed straight after the other side, OpenBLAS reached 136–145 GFLOP/s for that product
+//! and 54–78 for an LU of the same size; after a run of its own, 163–168 and 84–85, as when
+//! it runs alone.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +27,15 @@ use super::python::{PythonArgs, Session};
 /// that ran last (OpenBLAS's, dask's, ours) spin for a while before they sleep, and would
 /// otherwise take cycles from the side that runs next.
 const PAUSE: Duration = Duration::from_millis(300);
+
+/// Whether a run of ours is timed, or only warms up for the timed one after it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Timed {
+    /// The run counts: its time is kept if it is the best.
+    Yes,
+    /// The run only warms up.
+    No,
+}
 
 /// Which field of a peer's answers is kept, and which of its values is the best.
 #[derive(Clone, Copy)]
@@ -125,18 +144,21 @@ impl Peers {
     }
 
     /// Runs `ours` `repeat` times (at least once), each time followed by one run of each
-    /// peer, with a pause before every run when there are peers.
+    /// peer, with a pause before every run when there are peers. `ours` is told whether
+    /// its run is timed: with peers, each timed run of ours comes right after an untimed
+    /// one, as each of theirs does (see the module's documentation).
     pub(crate) fn alternate<E>(
         &mut self,
         repeat: usize,
-        mut ours: impl FnMut() -> Result<(), E>,
+        mut ours: impl FnMut(Timed) -> Result<(), E>,
     ) -> Result<(), E> {
         for _ in 0..repeat.max(1) {
             if !self.peers.is_empty() {
                 // The peers' threads spin for a moment after a run: let them stop.
                 std::thread::sleep(PAUSE);
+                ours(Timed::No)?;
             }
-            ours()?;
+            ours(Timed::Yes)?;
             for peer in &mut self.peers {
                 // Our workers, too, spin for a moment before they sleep.
                 std::thread::sleep(PAUSE);
@@ -152,5 +174,44 @@ impl Peers {
             .iter()
             .find(|p| p.name == name)
             .and_then(|p| p.best)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Best, Peer, Peers, Timed};
+
+    fn runs_of_ours(peers: &mut Peers, repeat: usize) -> Vec<Timed> {
+        let mut runs = Vec::new();
+        peers
+            .alternate(repeat, |timed| {
+                runs.push(timed);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        runs
+    }
+
+    #[test]
+    fn with_peers_each_timed_run_of_ours_follows_an_untimed_one() {
+        let mut alone = Peers {
+            python: None,
+            peers: Vec::new(),
+        };
+        assert_eq!(runs_of_ours(&mut alone, 2), [Timed::Yes, Timed::Yes]);
+        // A peer that stopped still alternates (its runs are skipped).
+        let mut beside = Peers {
+            python: None,
+            peers: vec![Peer {
+                name: "stopped",
+                session: None,
+                keep: Best::Highest("gflops"),
+                best: None,
+            }],
+        };
+        assert_eq!(
+            runs_of_ours(&mut beside, 2),
+            [Timed::No, Timed::Yes, Timed::No, Timed::Yes]
+        );
     }
 }
