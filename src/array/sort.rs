@@ -173,6 +173,14 @@ impl<T: Element> Item for Val<T> {
         }
         // Mapped in the keys' own buffer: the standard library collects a `Vec`'s
         // `into_iter().map()` in place when the items are of the same size and alignment.
+        // Without NaNs, and every lane's keys mapped back (the usual case), one map serves
+        // every element.
+        if lanes.iter().all(|l| matches!(l, Some(None))) {
+            return keys
+                .into_iter()
+                .map(|k| Val(value_of(k ^ flip, None)))
+                .collect();
+        }
         keys.into_iter()
             .enumerate()
             .map(|(i, k)| {
@@ -189,10 +197,25 @@ impl<T: Element> Item for Val<T> {
 /// keys back ([`value_of`]) gives exactly the elements (`nan`: the lane's NaN, if any);
 /// `None` if the lane has `-0.0`, or NaNs of different bits.
 fn keys_of<T: Element>(
-    lane: impl Iterator<Item = T>,
+    lane: impl Iterator<Item = T> + Clone,
     flip: u64,
     keys: &mut Vec<u64>,
 ) -> Option<Option<T>> {
+    // Most lanes hold neither NaN nor -0.0: their keys are made in one pass without
+    // branches (which vectorizes), and the lane is made again, as below, only if it does.
+    let start = keys.len();
+    let mut special = false;
+    keys.extend(lane.clone().map(|x| {
+        let f = x.to_f64();
+        let bits = f.to_bits();
+        special |= f.is_nan() | (bits == 1 << 63);
+        // Negative: all bits flipped; otherwise the sign bit set (see `key_of`).
+        (bits ^ (((bits as i64 >> 63) as u64) | 1 << 63)) ^ flip
+    }));
+    if !special {
+        return Some(None);
+    }
+    keys.truncate(start);
     let zero = T::from_f64(0.0);
     let mut nan: Option<T> = None;
     let mut exact = true;
