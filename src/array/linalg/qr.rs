@@ -15,6 +15,7 @@ use crate::datadeps::DataRegion;
 use crate::kernel::tiles::{
     cpu_tile_call, tile_call, GemmTile, LuPart, QrPanelTile, QrPart, QrPartTile, TrianglePartTile,
 };
+use crate::Priority;
 
 /// The QR factorization `A = Q R` of an `m x n` matrix with `m >= n`, from [`DArray::qr`].
 ///
@@ -64,10 +65,12 @@ fn zeros_key<T: Gemm>(r: &mut DataRegion<'_>, len: usize) -> u64 {
 /// `left = Y` and `right = V`, for `Q` the other way round. All GEMM tiles, which run on
 /// CPU threads or GPUs: over several ranks, `B_i`'s on its owner (block `(k + i, j)` of a
 /// grid of `counts` blocks), `W`'s on the owner of the column's diagonal block `(k, j)`.
+/// The tiles run at `priority`.
 #[allow(clippy::too_many_arguments)]
 fn reflect_column<T: Gemm>(
     r: &mut DataRegion<'_>,
     ctx: &crate::Context,
+    priority: Priority,
     counts: (usize, usize),
     (k, j): (usize, usize),
     left: &[u64],
@@ -77,7 +80,9 @@ fn reflect_column<T: Gemm>(
     column: &[u64],
     wj: usize,
 ) {
-    let on = |i: usize| owned_tile_options(ctx, tile_options("gemm"), counts, (i, j), false);
+    let on = |i: usize| {
+        owned_tile_options(ctx, tile_options("gemm"), counts, (i, j), false).priority(priority)
+    };
     let wkey = zeros_key::<T>(r, wk * wj);
     let mut args: Vec<(u64, bool)> = left.iter().map(|&k| (k, false)).collect();
     args.extend(column.iter().map(|&k| (k, false)));
@@ -200,6 +205,7 @@ impl<T: Gemm> Qr<T> {
                     reflect_column::<T>(
                         r,
                         &ctx,
+                        Priority::Normal,
                         (rc.len() - 1, nbb),
                         (k, j),
                         left,
@@ -362,7 +368,10 @@ impl<T: Gemm> DArray<T> {
                     TypeId::of::<QrPanelTile<T>>(),
                     // The panel is the critical path: it may use threads nothing else needs.
                     on(
-                        host.clone().name("qr_panel").max_threads(usize::MAX),
+                        host.clone()
+                            .name("qr_panel")
+                            .max_threads(usize::MAX)
+                            .priority(Priority::High),
                         (k, k),
                     ),
                     &args,
@@ -381,7 +390,10 @@ impl<T: Gemm> DArray<T> {
                     r.submit_versioned(
                         "qr_part".into(),
                         TypeId::of::<QrPartTile<T>>(),
-                        on(host.clone().name("qr_part"), (k + index, k)),
+                        on(
+                            host.clone().name("qr_part").priority(Priority::High),
+                            (k + index, k),
+                        ),
                         &[(panel, false), (into, true)],
                         None,
                         Some(cpu_tile_call(
@@ -407,12 +419,20 @@ impl<T: Gemm> DArray<T> {
                     v.push(vk);
                     y.push(yk);
                 }
-                // Qᵀ A_j for the columns to the right, the next panel's column first.
+                // Qᵀ A_j for the columns to the right, the next panel's column first and
+                // ahead of the rest of the step's, on whichever thread is free first: the
+                // next panel waits for it.
                 for j in k + 1..nbc {
                     let column: Vec<u64> = (k..nbr).map(|i| keys[i * nbc + j]).collect();
+                    let priority = if j == k + 1 {
+                        Priority::High
+                    } else {
+                        Priority::Normal
+                    };
                     reflect_column::<T>(
                         r,
                         &ctx,
+                        priority,
                         (nbr, nbc),
                         (k, j),
                         &y,
