@@ -231,6 +231,12 @@ fn bench<T: Gemm + Into<f64>>(op: Op, args: &Args) -> Result<(), Box<dyn std::er
     let mut last_perm: Vec<usize> = Vec::new();
     let mut last_qr = None;
     peers.alternate(args.repeat, |timed| {
+        // The previous result is dropped before the run, so that its memory serves this
+        // one. Held, it made the run after the untimed one fault in fresh pages for every
+        // result block (about 20 ms a 1024² f64 tile on a VM that returns freed memory to
+        // its host): 69–80 GFLOP/s against 90–94 for the GEMM's first timed run.
+        last = None;
+        last_qr = None;
         let t = Instant::now();
         let out = with_options(Options::new().scope(scope.clone()), || {
             Ok::<_, dagger::ArrayError>(match op {
