@@ -217,3 +217,53 @@ fn idle_threads_are_lent_to_tasks_that_can_use_several() {
     assert!(t.fetch().unwrap() <= 2);
     busy.wait();
 }
+
+/// Starts a task on one of `ctx`'s two threads that signals, then sleeps `busy` (its time
+/// hint `hint`, if any), and returns it once it runs.
+fn occupy(ctx: &Context, busy: Duration, hint: Option<Duration>) -> DTask<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opts = match hint {
+        Some(h) => Options::new().time_hint(h),
+        None => Options::new(),
+    };
+    let t = ctx.spawn_with(
+        opts,
+        move || {
+            tx.send(()).unwrap();
+            std::thread::sleep(busy);
+        },
+        (),
+    );
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    t
+}
+
+#[test]
+fn a_long_task_waits_briefly_for_a_thread_about_to_finish() {
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let wide = |hint: Duration| {
+        ctx.spawn_with(
+            Options::new().max_threads(2).time_hint(hint),
+            dagger::task_threads,
+            (),
+        )
+    };
+    // Expected to take a second, it may wait an eighth of that for the other thread,
+    // whose task (of unknown length) ends after 40 ms.
+    let busy = occupy(&ctx, Duration::from_millis(40), None);
+    assert_eq!(wide(Duration::from_secs(1)).fetch().unwrap(), 2);
+    busy.wait();
+    // A short task does not wait: it runs on its own thread at once.
+    let busy = occupy(&ctx, Duration::from_millis(300), None);
+    assert_eq!(wide(Duration::from_millis(2)).fetch().unwrap(), 1);
+    busy.wait();
+    // Nor does a long one wait for a thread whose task is expected to end after the wait
+    // (ten seconds here, against a wait of an eighth of a second).
+    let busy = occupy(
+        &ctx,
+        Duration::from_millis(300),
+        Some(Duration::from_secs(10)),
+    );
+    assert_eq!(wide(Duration::from_secs(1)).fetch().unwrap(), 1);
+    busy.wait();
+}

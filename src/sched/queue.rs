@@ -36,6 +36,10 @@ pub(super) struct Slot {
     /// taken from the queues that did not fit, first in line for the next room given back
     /// (counted in `active`). The lock also keeps launches in the order of the queues.
     pub(super) next_launch: Mutex<Option<Job>>,
+    /// When the job running on this CPU thread should end, in ns since the runtime's
+    /// epoch (learned, or from its flops or time hint); 0 when that is not known, or no
+    /// job runs.
+    pub(super) busy_until: AtomicU64,
 }
 
 impl Slot {
@@ -58,6 +62,7 @@ impl Slot {
             chosen: AtomicU64::new(0),
             estimate_sum_ns: AtomicU64::new(0),
             next_launch: Mutex::new(None),
+            busy_until: AtomicU64::new(0),
         }
     }
 

@@ -17,6 +17,12 @@ use super::{Exec, Job, Runtime};
 use crate::log::Buffer;
 use crate::processor::{drop_payload, panic_message, set_task_threads};
 
+/// Jobs expected to take less than this start on the threads idle at once, without
+/// waiting for busy ones ([`Runtime::lend_threads`]). A 512³ GEMM tile of LU (5 ms) that
+/// waited for the other thread, then held it, kept the next panel from starting there:
+/// the LU of n=4096 ran 2–5% slower.
+const LEND_WAIT_MIN: Duration = Duration::from_millis(16);
+
 /// What a spare thread is asked to do.
 pub(super) enum Role {
     /// Serve a processor's queues.
@@ -467,14 +473,18 @@ impl Runtime {
             return;
         }
         if occ >= FULL_OCCUPANCY || slot.capacity <= occ {
+            slot.busy_until
+                .store(self.expected_end(&job, s), Ordering::Relaxed);
             let lent = self.lend_threads(&job, s);
             let prev = set_task_threads(1 + lent.len());
             self.run_job(&job, s, l, occ);
             set_task_threads(prev);
             for t in lent {
+                self.slots[t].busy_until.store(0, Ordering::Relaxed);
                 self.slots[t].release(self.slots[t].capacity);
                 self.wake_for(t, false);
             }
+            slot.busy_until.store(0, Ordering::Relaxed);
             slot.active.fetch_sub(1, Ordering::AcqRel);
             slot.release(occ);
         } else if let Err((Role::Run(job, _), _)) = self.activate(Role::Run(job, s)) {
@@ -597,6 +607,13 @@ impl Runtime {
     /// ([`Options::max_threads`](crate::Options::max_threads)) when
     /// it starts on thread slot `s` and no other work is queued: their slots are taken
     /// whole, so they run nothing else until the job ends.
+    ///
+    /// A thread still finishing a job of its own, while nothing waits in any queue, is
+    /// waited for, at most an eighth of the job's expected run time
+    /// ([`lend_wait`](Self::lend_wait)): a job made ready by another one's completion
+    /// (or started by a caller that waited for it) starts while that thread is still
+    /// closing its job, and would otherwise run on one thread throughout. A 4096x1024 QR
+    /// panel found the other thread busy for 2–6 ms more, then ran alone for 0.5–1.3 s.
     fn lend_threads(&self, job: &Job, s: usize) -> SmallVec<[usize; 4]> {
         let mut lent = SmallVec::new();
         let want = job
@@ -606,24 +623,88 @@ impl Runtime {
             .and_then(|w| w.opts.as_ref())
             .and_then(|o| o.get_max_threads())
             .unwrap_or(1);
-        if want <= 1
-            || self.procs[s].exec != Exec::Thread
-            || self
-                .thread_slots
+        let queued = || {
+            self.thread_slots
                 .iter()
                 .any(|&t| self.slots[t].queue_len() > 0)
-        {
+        };
+        if want <= 1 || self.procs[s].exec != Exec::Thread || queued() {
             return lent;
         }
-        for &t in &self.thread_slots {
-            if lent.len() + 1 >= want {
-                break;
+        let claim = |lent: &mut SmallVec<[usize; 4]>| {
+            for &t in &self.thread_slots {
+                if lent.len() + 1 >= want {
+                    return true;
+                }
+                if t != s && !lent.contains(&t) && self.slots[t].try_claim_idle() {
+                    // Busy with this job until it ends.
+                    let until = self.slots[s].busy_until.load(Ordering::Relaxed);
+                    self.slots[t].busy_until.store(until, Ordering::Relaxed);
+                    lent.push(t);
+                }
             }
-            if t != s && self.slots[t].try_claim_idle() {
-                lent.push(t);
+            lent.len() + 1 >= want || lent.len() + 1 == self.thread_slots.len()
+        };
+        if claim(&mut lent) {
+            return lent;
+        }
+        let Some(wait) = self.lend_wait(job, s) else {
+            return lent;
+        };
+        // Only threads whose job should end within the wait, or whose end is not known,
+        // are worth it. A job past its expected end gives no such hint and is not waited
+        // for; nor is a thread that went on to a job of its own that ends later (one it
+        // made ready and took without passing through a queue).
+        let deadline = self.epoch.elapsed().as_nanos() as u64 + wait.as_nanos() as u64;
+        let soon = |lent: &SmallVec<[usize; 4]>| {
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            self.thread_slots.iter().any(|&t| {
+                t != s && !lent.contains(&t) && {
+                    let until = self.slots[t].busy_until.load(Ordering::Relaxed);
+                    until == 0 || (now..=deadline).contains(&until)
+                }
+            })
+        };
+        while soon(&lent) && !queued() {
+            std::thread::yield_now();
+            if claim(&mut lent) || self.epoch.elapsed().as_nanos() as u64 >= deadline {
+                break;
             }
         }
         lent
+    }
+
+    /// When `job`, starting now on slot `s`, should end (ns since the epoch); 0 when
+    /// nothing is known of its run time ([`expected_ns`](Self::expected_ns)).
+    fn expected_end(&self, job: &Job, s: usize) -> u64 {
+        match self.expected_ns(job, s) {
+            Some(ns) => self.epoch.elapsed().as_nanos() as u64 + ns,
+            None => 0,
+        }
+    }
+
+    /// How long `job` should take on slot `s`: learned (for a task placed by cost), else
+    /// from its flops at the processor's prior rate, else its time hint.
+    fn expected_ns(&self, job: &Job, s: usize) -> Option<u64> {
+        let w = job.work.lock();
+        let w = w.as_ref()?;
+        w.cost_key
+            .and_then(|k| self.cost.estimate(k, self.cost_class(s)))
+            .or_else(|| {
+                let flops = w.kernel.as_ref().and_then(|k| k.flops())?;
+                Some((flops / self.procs[s].prior_gflops) as u64)
+            })
+            .or((w.time_hint_ns > 0).then_some(w.time_hint_ns))
+    }
+
+    /// How long [`lend_threads`](Self::lend_threads) may wait for busy threads to start
+    /// `job` on slot `s`: an eighth of its expected run time
+    /// ([`expected_ns`](Self::expected_ns)), so that the wait costs at most that much and a second thread saves up to
+    /// half of it; `None` when nothing is known of it, or it is expected to take under
+    /// [`LEND_WAIT_MIN`].
+    fn lend_wait(&self, job: &Job, s: usize) -> Option<Duration> {
+        let est_ns = self.expected_ns(job, s)?;
+        (est_ns >= LEND_WAIT_MIN.as_nanos() as u64).then(|| Duration::from_nanos(est_ns / 8))
     }
 
     /// Gives the calling worker's processor back before it blocks: its occupancy, and its
