@@ -64,11 +64,7 @@ impl Runtime {
         if let Some(s) =
             near.filter(|&s| !anything_moves && set.iter().any(|i| i == s) && self.is_enabled(s))
         {
-            let run = w
-                .cost_key
-                .and_then(|k| self.cost.estimate(k, self.cost_class(s)))
-                .or_else(|| flops.map(|f| (f / self.procs[s].prior_gflops) as u64))
-                .unwrap_or(w.time_hint_ns);
+            let run = self.run_estimate(s, w.cost_key, flops, w.time_hint_ns);
             return (s, run);
         }
         let args: SmallVec<[Data; 4]> = if anything_moves {
@@ -123,6 +119,20 @@ impl Runtime {
             .unwrap_or(self.thread_slots[c % n])
     }
 
+    /// A task's estimated run time in ns on `slot`: learned under `key`, else its `flops`
+    /// at the processor's prior rate, else its time hint (0 when it has none).
+    pub(super) fn run_estimate(
+        &self,
+        slot: usize,
+        key: Option<CostKey>,
+        flops: Option<f64>,
+        hint_ns: u64,
+    ) -> u64 {
+        key.and_then(|k| self.cost.estimate(k, self.cost_class(slot)))
+            .or_else(|| flops.map(|f| (f / self.procs[slot].prior_gflops) as u64))
+            .unwrap_or(hint_ns)
+    }
+
     /// The class a processor's run times are learned under: all threads share one.
     pub(super) fn cost_class(&self, slot: usize) -> u32 {
         if self.procs[slot].exec == Exec::Thread {
@@ -155,10 +165,7 @@ impl Runtime {
                 continue;
             }
             let s = &self.slots[i];
-            let run = key
-                .and_then(|k| self.cost.estimate(k, self.cost_class(i)))
-                .or_else(|| flops.map(|f| (f / self.procs[i].prior_gflops) as u64))
-                .unwrap_or(hint_ns);
+            let run = self.run_estimate(i, key, flops, hint_ns);
             let busy = u64::from(s.used.load(Ordering::Relaxed) > 0);
             let free_at = s.queued_ns.load(Ordering::Relaxed)
                 + (s.queue_len() as u64 + busy) * run.max(1_000);

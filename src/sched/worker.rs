@@ -473,9 +473,12 @@ impl Runtime {
             return;
         }
         if occ >= FULL_OCCUPANCY || slot.capacity <= occ {
-            slot.busy_until
-                .store(self.expected_end(&job, s), Ordering::Relaxed);
-            let lent = self.lend_threads(&job, s);
+            let est = self.expected_ns(&job, s);
+            if let Some(ns) = est {
+                let end = self.epoch.elapsed().as_nanos() as u64 + ns;
+                slot.busy_until.store(end, Ordering::Relaxed);
+            }
+            let lent = self.lend_threads(&job, s, est);
             let prev = set_task_threads(1 + lent.len());
             self.run_job(&job, s, l, occ);
             set_task_threads(prev);
@@ -609,12 +612,13 @@ impl Runtime {
     /// whole, so they run nothing else until the job ends.
     ///
     /// A thread still finishing a job of its own, while nothing waits in any queue, is
-    /// waited for, at most an eighth of the job's expected run time
-    /// ([`lend_wait`](Self::lend_wait)): a job made ready by another one's completion
+    /// waited for, at most an eighth of the job's expected run time `est` (so that the
+    /// wait costs at most that much, and a second thread saves up to half of it), when
+    /// that is at least [`LEND_WAIT_MIN`]: a job made ready by another one's completion
     /// (or started by a caller that waited for it) starts while that thread is still
     /// closing its job, and would otherwise run on one thread throughout. A 4096x1024 QR
     /// panel found the other thread busy for 2–6 ms more, then ran alone for 0.5–1.3 s.
-    fn lend_threads(&self, job: &Job, s: usize) -> SmallVec<[usize; 4]> {
+    fn lend_threads(&self, job: &Job, s: usize, est: Option<u64>) -> SmallVec<[usize; 4]> {
         let mut lent = SmallVec::new();
         let want = job
             .work
@@ -648,7 +652,10 @@ impl Runtime {
         if claim(&mut lent) {
             return lent;
         }
-        let Some(wait) = self.lend_wait(job, s) else {
+        let Some(wait) = est
+            .filter(|&ns| ns >= LEND_WAIT_MIN.as_nanos() as u64)
+            .map(|ns| Duration::from_nanos(ns / 8))
+        else {
             return lent;
         };
         // Only threads whose job should end within the wait, or whose end is not known,
@@ -674,37 +681,16 @@ impl Runtime {
         lent
     }
 
-    /// When `job`, starting now on slot `s`, should end (ns since the epoch); 0 when
-    /// nothing is known of its run time ([`expected_ns`](Self::expected_ns)).
-    fn expected_end(&self, job: &Job, s: usize) -> u64 {
-        match self.expected_ns(job, s) {
-            Some(ns) => self.epoch.elapsed().as_nanos() as u64 + ns,
-            None => 0,
-        }
-    }
-
-    /// How long `job` should take on slot `s`: learned (for a task placed by cost), else
-    /// from its flops at the processor's prior rate, else its time hint.
+    /// How long `job` should take on slot `s` ([`Runtime::run_estimate`]); `None` when
+    /// nothing is known of it, or no other CPU thread could be lent or waited for.
     fn expected_ns(&self, job: &Job, s: usize) -> Option<u64> {
+        if self.thread_slots.len() < 2 {
+            return None;
+        }
         let w = job.work.lock();
         let w = w.as_ref()?;
-        w.cost_key
-            .and_then(|k| self.cost.estimate(k, self.cost_class(s)))
-            .or_else(|| {
-                let flops = w.kernel.as_ref().and_then(|k| k.flops())?;
-                Some((flops / self.procs[s].prior_gflops) as u64)
-            })
-            .or((w.time_hint_ns > 0).then_some(w.time_hint_ns))
-    }
-
-    /// How long [`lend_threads`](Self::lend_threads) may wait for busy threads to start
-    /// `job` on slot `s`: an eighth of its expected run time
-    /// ([`expected_ns`](Self::expected_ns)), so that the wait costs at most that much and a second thread saves up to
-    /// half of it; `None` when nothing is known of it, or it is expected to take under
-    /// [`LEND_WAIT_MIN`].
-    fn lend_wait(&self, job: &Job, s: usize) -> Option<Duration> {
-        let est_ns = self.expected_ns(job, s)?;
-        (est_ns >= LEND_WAIT_MIN.as_nanos() as u64).then(|| Duration::from_nanos(est_ns / 8))
+        let flops = w.kernel.as_ref().and_then(|k| k.flops());
+        Some(self.run_estimate(s, w.cost_key, flops, w.time_hint_ns)).filter(|&ns| ns > 0)
     }
 
     /// Gives the calling worker's processor back before it blocks: its occupancy, and its
