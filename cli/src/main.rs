@@ -296,9 +296,41 @@ pub(crate) fn set_purge_delay(ms: std::ffi::c_long) {
     unsafe { mi_option_set(PURGE_DELAY, ms) };
 }
 
+/// `DAGGER_CPU_GEMM`, if set, names a GEMM kernel this build and CPU have. The library
+/// passes over any other value; the tool says what is wrong with it instead.
+fn check_gemm_kernel_var() -> Result<(), String> {
+    let var = dagger_cpu::GEMM_KERNEL_VAR;
+    let Some(value) = std::env::var_os(var) else {
+        return Ok(());
+    };
+    let value = value.to_string_lossy();
+    let kernel: dagger_cpu::GemmKernel = value.parse().map_err(|e| format!("{var}: {e}"))?;
+    if !kernel.available() {
+        let have: Vec<&str> = dagger_cpu::GemmKernel::ALL
+            .into_iter()
+            .filter(|k| k.available())
+            .map(|k| k.name())
+            .collect();
+        return Err(format!(
+            "{var}={value}: this build on this CPU has no {value} kernel ({} needs {}); use {}",
+            value,
+            match kernel {
+                dagger_cpu::GemmKernel::OpenBlas => "the openblas cargo feature",
+                _ => "AVX-512F",
+            },
+            have.join(" or ")
+        ));
+    }
+    Ok(())
+}
+
 fn main() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         set_purge_delay(PURGE_DELAY_MS);
+    }
+    if let Err(e) = check_gemm_kernel_var() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
     }
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
@@ -339,9 +371,10 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 "memory_space": p.memory_space.to_string(),
                 "default_enabled": p.default_enabled,
             });
-            // Host memory belongs to the process: its limit is on the process's entry.
+            // Host memory and the CPU kernels belong to the process: on the process's entry.
             if p.kind == dagger::ProcessorKind::Os && p.id.process() == 1 {
                 v["memory_limit_bytes"] = serde_json::json!(memory.limit_bytes);
+                v["cpu_gemm_kernel"] = serde_json::json!(dagger_cpu::gemm_backend_name());
             }
             #[cfg(feature = "wgpu")]
             if let Some(g) = &p.gpu {
@@ -417,6 +450,17 @@ fn info(json: bool, threads: Option<usize>) -> Result<(), Box<dyn std::error::Er
                 "host memory: no limit (DAGGER_MEMORY_LIMIT=none); nothing spills to disk"
             ),
         }
+        println!(
+            "cpu kernels: gemm {} ({}; set {} to avx512, faer or openblas to choose), others {}",
+            dagger_cpu::gemm_backend_name(),
+            if std::env::var_os(dagger_cpu::GEMM_KERNEL_VAR).is_some() {
+                format!("from {}", dagger_cpu::GEMM_KERNEL_VAR)
+            } else {
+                "chosen for this CPU".to_string()
+            },
+            dagger_cpu::GEMM_KERNEL_VAR,
+            dagger_cpu::backend_name()
+        );
     }
     for e in ctx.gpu_errors() {
         eprintln!("warning: a GPU adapter could not be opened: {e}");

@@ -86,6 +86,59 @@ fn info_shows_the_memory_limit_from_the_environment() {
 }
 
 #[test]
+fn the_cpu_gemm_kernel_can_be_named_and_a_wrong_name_says_what_to_use() {
+    let run = |kernel: Option<&str>, json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"));
+        c.args(["info", "--threads", "1"]);
+        match kernel {
+            Some(k) => c.env("DAGGER_CPU_GEMM", k),
+            None => c.env_remove("DAGGER_CPU_GEMM"),
+        };
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(None, false);
+    assert!(ok, "{err}");
+    let chosen = dagger_cpu::gemm_kernel().name();
+    assert!(
+        out.contains(&format!("cpu kernels: gemm {chosen} (chosen for this CPU;")),
+        "{out}"
+    );
+    let (ok, out, err) = run(Some("faer"), false);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("cpu kernels: gemm faer (from DAGGER_CPU_GEMM;"),
+        "{out}"
+    );
+    let (ok, out, err) = run(Some("faer"), true);
+    assert!(ok, "{err}");
+    assert!(out.contains(r#""cpu_gemm_kernel":"faer""#), "{out}");
+    if dagger_cpu::GemmKernel::Packed.available() {
+        let (ok, out, err) = run(Some("avx512"), false);
+        assert!(ok, "{err}");
+        assert!(out.contains("cpu kernels: gemm avx512 (from"), "{out}");
+    }
+    let (ok, _, err) = run(Some("blis"), false);
+    assert!(!ok, "an unknown kernel is an error");
+    assert!(
+        err.contains("DAGGER_CPU_GEMM") && err.contains("use avx512, faer or openblas"),
+        "{err}"
+    );
+    if !dagger_cpu::GemmKernel::OpenBlas.available() {
+        let (ok, _, err) = run(Some("openblas"), false);
+        assert!(!ok, "a kernel this build lacks is an error");
+        assert!(err.contains("openblas cargo feature"), "{err}");
+    }
+}
+
+#[test]
 fn bench_overhead_json_has_three_shapes() {
     let (ok, out, err) = dagger(&[
         "bench",

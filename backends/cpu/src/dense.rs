@@ -2,7 +2,9 @@
 
 use faer::linalg::matmul::triangular::BlockStructure;
 
-use crate::{Accum, Diag, MatMut, MatRef, PotrfError, Scalar, Side, Threads, Trans, Triangle};
+use crate::{
+    Accum, Diag, GemmKernel, MatMut, MatRef, PotrfError, Scalar, Side, Threads, Trans, Triangle,
+};
 
 fn op<T>(m: MatRef<'_, T>, t: Trans) -> MatRef<'_, T> {
     match t {
@@ -80,6 +82,51 @@ pub fn gemm<'a, 'b, 'c, T: Scalar>(
     c: impl Into<MatMut<'c, T>>,
     threads: Threads,
 ) {
+    gemm_with(
+        crate::gemm_kernel(),
+        op_a,
+        op_b,
+        alpha,
+        a,
+        b,
+        accum,
+        c,
+        threads,
+    );
+}
+
+/// [`gemm`] on a given kernel rather than the one [`crate::gemm_kernel`] chose, to compare
+/// kernels or test each one. A kernel this build or CPU does not have
+/// ([`GemmKernel::available`]) runs as faer, as does the packed kernel on a `C` with no unit
+/// stride and OpenBLAS on views BLAS cannot express.
+///
+/// # Panics
+/// As [`gemm`].
+///
+/// ```
+/// use dagger_cpu::{gemm_with, Accum, GemmKernel, Threads, Trans};
+/// use ndarray::array;
+///
+/// let a = array![[1.0f64, 2.0], [3.0, 4.0]];
+/// let mut c = array![[0.0f64, 0.0], [0.0, 0.0]];
+/// for kernel in GemmKernel::ALL {
+///     gemm_with(kernel, Trans::No, Trans::No, 1.0, &a, &a, Accum::Replace, &mut c, Threads::SEQ);
+///     assert_eq!(c, array![[7.0, 10.0], [15.0, 22.0]]);
+/// }
+/// ```
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with<'a, 'b, 'c, T: Scalar>(
+    kernel: GemmKernel,
+    op_a: Trans,
+    op_b: Trans,
+    alpha: T,
+    a: impl Into<MatRef<'a, T>>,
+    b: impl Into<MatRef<'b, T>>,
+    accum: Accum<T>,
+    c: impl Into<MatMut<'c, T>>,
+    threads: Threads,
+) {
     let (a, b, mut c) = (op(a.into(), op_a), op(b.into(), op_b), c.into());
     assert!(
         a.cols() == b.rows() && c.shape() == (a.rows(), b.cols()),
@@ -101,13 +148,16 @@ pub fn gemm<'a, 'b, 'c, T: Scalar>(
         return;
     }
     #[cfg(feature = "openblas")]
-    crate::openblas::use_threads(threads);
-    #[cfg(feature = "openblas")]
-    if crate::openblas::gemm(alpha, a, b, accum, c.rb()) {
-        return;
+    if kernel == GemmKernel::OpenBlas {
+        crate::openblas::use_threads(threads);
+        if crate::openblas::gemm(alpha, a, b, accum, c.rb()) {
+            return;
+        }
     }
     #[cfg(target_arch = "x86_64")]
-    if crate::packed::gemm(alpha, a, b, accum.beta(), c.rb(), threads) {
+    if kernel == GemmKernel::Packed
+        && crate::packed::gemm(alpha, a, b, accum.beta(), c.rb(), threads)
+    {
         return;
     }
     let how = prepare(c.rb(), accum, None);

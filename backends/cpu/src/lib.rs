@@ -4,9 +4,10 @@
 //! operations that `dagger`'s kernels dispatch to when a task is placed on a CPU thread.
 //!
 //! The dense kernels work on one block at a time, in place, over [faer] (or the system
-//! OpenBLAS with the `openblas` cargo feature, see [`backend_name`]); on x86-64 CPUs with
-//! AVX-512, [`gemm`] runs this crate's own packed kernel instead, which keeps up with
-//! OpenBLAS where faer's runs 15–20% behind ([`gemm_backend_name`]). [`trsm`] and
+//! OpenBLAS with the `openblas` cargo feature, see [`backend_name`]); on most x86-64 CPUs
+//! with AVX-512, [`gemm`] runs this crate's own packed kernel instead, which keeps up with
+//! OpenBLAS where faer's runs 15–20% behind. Which one runs is chosen for the CPU (or named
+//! by `DAGGER_CPU_GEMM`), see [`gemm_kernel`]; [`gemm_with`] runs a given one. [`trsm`] and
 //! [`getrf`] recurse, so that most of their work is [`gemm`] calls:
 //!
 //! | kernel | computes | BLAS/LAPACK name |
@@ -62,6 +63,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod choice;
 mod dense;
 pub mod elementwise;
 mod error;
@@ -78,8 +80,9 @@ mod threads;
 #[cfg(target_arch = "x86_64")]
 mod transpose;
 
+pub use choice::{gemm_kernel, GemmKernel, UnknownGemmKernel, GEMM_KERNEL_VAR};
 pub use dagger_params::{Accum, Diag, Pivoting, Side, Trans, Triangle};
-pub use dense::{gemm, mirror, potrf, syrk, trsm};
+pub use dense::{gemm, gemm_with, mirror, potrf, syrk, trsm};
 pub use error::{GetrfError, PotrfError};
 pub use lu::{column_major_ld, getrf};
 pub use mat::{MatMut, MatRef};
@@ -106,24 +109,18 @@ pub fn backend_name() -> &'static str {
     }
 }
 
-/// Which kernel runs [`gemm`] here: `"openblas"` with the `openblas` cargo feature;
-/// otherwise `"avx512"`, this crate's packed kernel, when the CPU has AVX-512F and `C` has a
-/// unit stride in one dimension; `"faer"` on other CPUs. Decided at run time from the CPU's
-/// features, so one binary picks the right one on each machine.
+/// The name of the kernel that runs [`gemm`] here: [`gemm_kernel`]`().name()`, that is
+/// `"openblas"` with the `openblas` cargo feature, otherwise `"avx512"` (this crate's packed
+/// kernel) or `"faer"`, chosen at run time for the CPU (or named by `DAGGER_CPU_GEMM`), so
+/// one binary picks the right one on each machine. The packed kernel needs a `C` with a
+/// unit stride in one dimension; other views go through faer.
 ///
 /// ```
 /// let name = dagger_cpu::gemm_backend_name();
 /// assert!(["avx512", "faer", "openblas"].contains(&name));
 /// ```
 pub fn gemm_backend_name() -> &'static str {
-    if cfg!(feature = "openblas") {
-        return "openblas";
-    }
-    #[cfg(target_arch = "x86_64")]
-    if packed::available() {
-        return "avx512";
-    }
-    "faer"
+    gemm_kernel().name()
 }
 
 /// `y[i] = a * x[i] + y[i]` over two equally long slices.

@@ -32,7 +32,14 @@
 //! faer's own kernels reach about 85% of what OpenBLAS does on the same AVX-512 core (its
 //! blocking is chosen for the general case); this path is what lets one-thread-per-tile
 //! DArray GEMM keep up with OpenBLAS's multithreaded GEMM. It runs only where the CPU has
-//! AVX-512F (checked at run time); elsewhere [`crate::gemm`] goes through faer.
+//! AVX-512F (checked at run time), and not by default on AMD's Zen 4, where faer's kernels
+//! were the faster ones ([`crate::gemm_kernel`]); elsewhere [`crate::gemm`] goes through
+//! faer.
+//!
+//! Packing moves whole vectors: a column-major operand's micro-panel steps are masked vector
+//! copies, and a row-major one's (f64) are 8 x 8 transposes in registers. Each was a call
+//! into the C library's `memcpy` for every 16 elements, or a scalar gather, before; with
+//! both, packing fell from about 5% of a 4096² DArray GEMM's samples to 4% (`perf record`).
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -109,7 +116,7 @@ macro_rules! packed_gemm {
         lanes = $lanes:expr, mrv = $mrv:expr, nr = $nr:expr,
         kc = $kc:expr, mc = $mc:expr, nc = $nc:expr, unroll = $unroll:expr, pf = $pf:expr,
         $setzero:ident, $load:ident, $set1:ident, $fmadd:ident, $mul:ident,
-        $maskload:ident, $maskstore:ident
+        $maskload:ident, $maskstore:ident, $maskzload:ident
     ) => {
         mod $name {
             use super::*;
@@ -225,7 +232,9 @@ macro_rules! packed_gemm {
             /// `pack::<NR>(Bᵀ)`.
             ///
             /// # Safety
-            /// The rows and depth lie inside `x`; `dst` holds `rows.div_ceil(R) * R * kb`.
+            /// AVX-512F must be available. The rows and depth lie inside `x`; `dst` holds
+            /// `rows.div_ceil(R) * R * kb`.
+            #[target_feature(enable = "avx512f")]
             unsafe fn pack<const R: usize>(
                 x: Operand<$t>,
                 r0: usize,
@@ -237,33 +246,48 @@ macro_rules! packed_gemm {
                 let panels = rows.div_ceil(R);
                 // SAFETY: inside the caller's bounds, as documented.
                 unsafe {
-                    if rows % R != 0 {
-                        std::ptr::write_bytes(dst.add((panels - 1) * R * kb), 0, R * kb);
-                    }
                     if x.rs == 1 {
-                        // Columns are contiguous: read each one in order, in R-long runs
-                        // (a constant length for whole panels, so a few vector moves).
+                        // Columns are contiguous: each step of a panel is R consecutive
+                        // elements of one column, moved as whole vectors (masked past
+                        // `rows`, which writes the padding's zeros too). As a `copy` of a
+                        // length that is R or less, this was a call into the C library's
+                        // memcpy for every R elements.
                         for p in 0..kb {
                             let s = x.at(r0, p0 + p);
                             for panel in 0..panels {
                                 let (ib, d) = (panel * R, dst.add(panel * R * kb + p * R));
-                                if ib + R <= rows {
-                                    std::ptr::copy_nonoverlapping(s.add(ib), d, R);
-                                } else {
-                                    std::ptr::copy_nonoverlapping(s.add(ib), d, rows - ib);
+                                let have = rows - ib;
+                                for v in (0..R).step_by(LANES) {
+                                    let width = (R - v).min(LANES);
+                                    let keep = (u32::MAX >> (32 - width)) as $mask;
+                                    let n = have.saturating_sub(v).min(width);
+                                    let load = (u32::MAX.checked_shr(32 - n as u32).unwrap_or(0))
+                                        as $mask;
+                                    let vals = $maskzload(load, s.wrapping_add(ib + v));
+                                    $maskstore(d.add(v), keep, vals);
                                 }
                             }
                         }
                         return;
                     }
+                    if rows % R != 0 {
+                        std::ptr::write_bytes(dst.add((panels - 1) * R * kb), 0, R * kb);
+                    }
                     for panel in 0..panels {
                         let (ib, d) = (panel * R, dst.add(panel * R * kb));
                         if ib + R <= rows {
-                            // R rows read side by side along the depth, each written R
-                            // apart.
                             let src: [*const $t; R] =
                                 std::array::from_fn(|i| x.at(r0 + ib + i, p0));
-                            for p in 0..kb {
+                            // Rows are contiguous along the depth: whole vectors of each,
+                            // transposed in registers.
+                            let done = if x.cs == 1 {
+                                <$t as PackRows>::pack_rows::<R>(&src, kb, d)
+                            } else {
+                                0
+                            };
+                            // R rows read side by side along the depth, each written R
+                            // apart.
+                            for p in done..kb {
                                 let step = p as isize * x.cs;
                                 for (i, s) in src.iter().enumerate() {
                                     *d.add(p * R + i) = *s.offset(step);
@@ -354,6 +378,98 @@ macro_rules! packed_gemm {
     };
 }
 
+/// Packing a full micro-panel whose rows are contiguous along the depth (B's columns, when
+/// B is stored by columns), a vector of each row at a time, transposed in registers.
+trait PackRows: Sized {
+    /// Writes the first steps of the `R`-row micro-panel at `d` (`kb` steps of `R`
+    /// elements) from rows `src` (each `kb` contiguous elements) and returns how many
+    /// steps it wrote; the caller writes the rest.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; each row holds `kb` elements and `d` `R * kb`.
+    unsafe fn pack_rows<const R: usize>(src: &[*const Self; R], kb: usize, d: *mut Self) -> usize;
+}
+
+impl PackRows for f32 {
+    unsafe fn pack_rows<const R: usize>(_: &[*const f32; R], _: usize, _: *mut f32) -> usize {
+        0
+    }
+}
+
+impl PackRows for f64 {
+    unsafe fn pack_rows<const R: usize>(src: &[*const f64; R], kb: usize, d: *mut f64) -> usize {
+        if R > 16 {
+            return 0;
+        }
+        // SAFETY: forwarded from the caller; R is at most 16.
+        unsafe { pack_rows_f64(src, kb, d) }
+    }
+}
+
+/// [`PackRows::pack_rows`] for `f64`, `R <= 16`: eight steps at a time, rows in groups of
+/// eight, each group an 8 x 8 transpose (missing rows of the last group are zeros, and not
+/// written).
+///
+/// # Safety
+/// As [`PackRows::pack_rows`], and `R <= 16`.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_rows_f64<const R: usize>(src: &[*const f64; R], kb: usize, d: *mut f64) -> usize {
+    // Lane pairs, then 128-bit pairs, then 256-bit halves, as `permutex2var` indices.
+    let lo2 = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    let hi2 = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    let lo4 = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
+    let hi4 = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+    let steps = kb / 8 * 8;
+    for p in (0..steps).step_by(8) {
+        for g in (0..R).step_by(8) {
+            let width = (R - g).min(8);
+            let mask = (u32::MAX >> (32 - width)) as __mmask8;
+            // SAFETY: rows g..g + width exist and hold steps p..p + 8.
+            let r: [__m512d; 8] = std::array::from_fn(|i| {
+                if i < width {
+                    unsafe { _mm512_loadu_pd(src[g + i].add(p)) }
+                } else {
+                    _mm512_setzero_pd()
+                }
+            });
+            let t: [__m512d; 8] = std::array::from_fn(|i| {
+                let (a, b) = (r[i & !1], r[i | 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_pd(a, b)
+                } else {
+                    _mm512_unpackhi_pd(a, b)
+                }
+            });
+            // s[0] = rows 0..4 at steps 0 | 4, s[1] at 2 | 6, s[2] at 1 | 5, s[3] at 3 | 7;
+            // s[4..8] the same for rows 4..8.
+            let s: [__m512d; 8] = std::array::from_fn(|i| {
+                let (h, j) = (i / 4 * 4, i % 4);
+                let (a, b) = (t[h + j / 2], t[h + j / 2 + 2]);
+                _mm512_permutex2var_pd(a, if j % 2 == 0 { lo2 } else { hi2 }, b)
+            });
+            // Step q of the eight: rows 0..4 from s[..4], rows 4..8 from s[4..].
+            for (q, (k, half)) in [
+                (0, lo4),
+                (2, lo4),
+                (1, lo4),
+                (3, lo4),
+                (0, hi4),
+                (2, hi4),
+                (1, hi4),
+                (3, hi4),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let out = _mm512_permutex2var_pd(s[k], half, s[k + 4]);
+                // SAFETY: step p + q of the panel, rows g..g + width, is inside `d`.
+                unsafe { _mm512_mask_storeu_pd(d.add((p + q) * R + g), mask, out) };
+            }
+        }
+    }
+    steps
+}
+
 packed_gemm!(
     f64k,
     f64,
@@ -372,7 +488,8 @@ packed_gemm!(
     _mm512_fmadd_pd,
     _mm512_mul_pd,
     _mm512_mask_loadu_pd,
-    _mm512_mask_storeu_pd
+    _mm512_mask_storeu_pd,
+    _mm512_maskz_loadu_pd
 );
 
 packed_gemm!(
@@ -393,7 +510,8 @@ packed_gemm!(
     _mm512_fmadd_ps,
     _mm512_mul_ps,
     _mm512_mask_loadu_ps,
-    _mm512_mask_storeu_ps
+    _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps
 );
 
 /// Whether this CPU runs the packed kernels.

@@ -3,8 +3,8 @@
 //! every transpose, triangle, side and accumulation mode, f32 and f64, several layouts.
 
 use dagger_cpu::{
-    gemm, mirror, potrf, syrk, trsm, Accum, Diag, MatMut, MatRef, PotrfError, Scalar, Side,
-    Threads, Trans, Triangle,
+    gemm, gemm_with, mirror, potrf, syrk, trsm, Accum, Diag, GemmKernel, MatMut, MatRef,
+    PotrfError, Scalar, Side, Threads, Trans, Triangle,
 };
 
 const SIZES: [usize; 7] = [1, 15, 16, 17, 127, 128, 129];
@@ -202,25 +202,29 @@ fn gemm_case_on<T: Scalar>(
             let beta = accum.beta().to_f64_exact();
             *w = alpha.to_f64_exact() * p + if beta == 0.0 { 0.0 } else { beta * *w };
         }
-        let mut c = c0.clone();
-        if matches!(accum, Accum::Replace) {
-            c.fill(T::from_f64_rounded(f64::NAN)); // Replace must not read C
+        // Every kernel this build and CPU have, whichever `gemm` chose here.
+        for kernel in GemmKernel::ALL.into_iter().filter(|k| k.available()) {
+            let mut c = c0.clone();
+            if matches!(accum, Accum::Replace) {
+                c.fill(T::from_f64_rounded(f64::NAN)); // Replace must not read C
+            }
+            gemm_with(
+                kernel,
+                ta,
+                tb,
+                alpha,
+                MatRef::new(&a, ar, ac),
+                MatRef::new(&b, br, bc),
+                accum,
+                MatMut::new(&mut c, m, n),
+                threads,
+            );
+            check(
+                &format!("gemm {m}x{n}x{k} {ta:?} {tb:?} {accum:?} {threads:?} on {kernel}"),
+                MatRef::new(&c, m, n),
+                &want,
+            );
         }
-        gemm(
-            ta,
-            tb,
-            alpha,
-            MatRef::new(&a, ar, ac),
-            MatRef::new(&b, br, bc),
-            accum,
-            MatMut::new(&mut c, m, n),
-            threads,
-        );
-        check(
-            &format!("gemm {m}x{n}x{k} {ta:?} {tb:?} {accum:?} {threads:?}"),
-            MatRef::new(&c, m, n),
-            &want,
-        );
     }
 }
 
@@ -766,10 +770,33 @@ fn backend_name_says_which_library_runs() {
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]
     let avx512 = false;
-    let gemm_want = match (cfg!(feature = "openblas"), avx512) {
-        (true, _) => "openblas",
-        (false, true) => "avx512",
-        (false, false) => "faer",
-    };
-    assert_eq!(dagger_cpu::gemm_backend_name(), gemm_want);
+    assert_eq!(GemmKernel::Packed.available(), avx512);
+    assert_eq!(GemmKernel::OpenBlas.available(), cfg!(feature = "openblas"));
+    let chosen = dagger_cpu::gemm_kernel();
+    assert!(
+        chosen.available(),
+        "{chosen} was chosen but is not available"
+    );
+    assert_eq!(dagger_cpu::gemm_backend_name(), chosen.name());
+    if std::env::var_os(dagger_cpu::GEMM_KERNEL_VAR).is_none() {
+        // Not named: OpenBLAS when linked, else the packed kernel or faer by CPU.
+        match (cfg!(feature = "openblas"), avx512) {
+            (true, _) => assert_eq!(chosen, GemmKernel::OpenBlas),
+            (false, true) => assert!(matches!(chosen, GemmKernel::Packed | GemmKernel::Faer)),
+            (false, false) => assert_eq!(chosen, GemmKernel::Faer),
+        }
+    }
+}
+
+#[test]
+fn gemm_kernel_names_parse_back_and_unknown_ones_say_what_to_use() {
+    for kernel in GemmKernel::ALL {
+        assert_eq!(kernel.name().parse::<GemmKernel>(), Ok(kernel));
+        assert_eq!(kernel.to_string(), kernel.name());
+    }
+    let err = "mkl".parse::<GemmKernel>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown GEMM kernel `mkl`: use avx512, faer or openblas"
+    );
 }
