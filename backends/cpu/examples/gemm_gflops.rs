@@ -1,5 +1,5 @@
 //! GFLOP/s of one block kernel call at a given size, single-threaded and with all threads,
-//! with faer's GEMM beside `gemm` for comparison.
+//! with every GEMM kernel this build and CPU have side by side (the one `gemm` runs marked).
 //!
 //! ```text
 //! cargo run -p dagger-cpu --release --example gemm_gflops -- 1024
@@ -9,8 +9,8 @@
 use std::time::Instant;
 
 use dagger_cpu::{
-    backend_name, gemm, gemm_backend_name, getrf, potrf, syrk, trsm, Accum, Diag, MatMut, MatRef,
-    Pivoting, Scalar, Side, Threads,
+    backend_name, gemm_backend_name, gemm_kernel, gemm_with, getrf, potrf, syrk, trsm, Accum, Diag,
+    GemmKernel, MatMut, MatRef, Pivoting, Scalar, Side, Threads,
 };
 use dagger_cpu::{Trans, Triangle};
 
@@ -43,46 +43,35 @@ fn run<T: Scalar>(n: usize, threads: Threads) {
     let b = data::<T>(n * n, 2);
     let mut c = vec![T::from_f64_rounded(0.0); n * n];
     let flops = 2.0 * (n as f64).powi(3);
-    let t = best_of(3, || {
-        gemm(
-            Trans::No,
-            Trans::No,
-            T::from_f64_rounded(1.0),
-            MatRef::new(&a, n, n),
-            MatRef::new(&b, n, n),
-            Accum::Replace,
-            MatMut::new(&mut c, n, n),
-            threads,
-        )
-    });
-    println!(
-        "{} gemm  n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
-        T::NAME,
-        threads.0,
-        flops / t / 1e9,
-        t * 1e3
-    );
-    // The same product through faer, which `gemm` falls back to without AVX-512.
-    let t = best_of(3, || {
-        faer::linalg::matmul::matmul(
-            faer::MatMut::from_row_major_slice_mut(&mut c, n, n),
-            faer::Accum::Replace,
-            faer::MatRef::from_row_major_slice(&a, n, n),
-            faer::MatRef::from_row_major_slice(&b, n, n),
-            T::from_f64_rounded(1.0),
-            match threads.0 {
-                1 => faer::Par::Seq,
-                t => faer::Par::rayon(t),
-            },
-        )
-    });
-    println!(
-        "{} faer  n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
-        T::NAME,
-        threads.0,
-        flops / t / 1e9,
-        t * 1e3
-    );
+    // Every GEMM kernel this build and CPU have, the one `gemm` chose marked.
+    for kernel in GemmKernel::ALL.into_iter().filter(|k| k.available()) {
+        let t = best_of(3, || {
+            gemm_with(
+                kernel,
+                Trans::No,
+                Trans::No,
+                T::from_f64_rounded(1.0),
+                MatRef::new(&a, n, n),
+                MatRef::new(&b, n, n),
+                Accum::Replace,
+                MatMut::new(&mut c, n, n),
+                threads,
+            )
+        });
+        println!(
+            "{} gemm {:<8} n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms){}",
+            T::NAME,
+            kernel.name(),
+            threads.0,
+            flops / t / 1e9,
+            t * 1e3,
+            if kernel == gemm_kernel() {
+                "  <- gemm"
+            } else {
+                ""
+            }
+        );
+    }
     let t = best_of(3, || {
         syrk(
             Triangle::Lower,
@@ -95,8 +84,9 @@ fn run<T: Scalar>(n: usize, threads: Threads) {
         )
     });
     println!(
-        "{} syrk  n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
+        "{} syrk {:<8} n={n} threads={:<2} {:8.2} GFLOP/s ({:.1} ms)",
         T::NAME,
+        backend_name(),
         threads.0,
         flops / 2.0 / t / 1e9,
         t * 1e3
