@@ -6,10 +6,26 @@ mod common;
 use std::process::Command;
 
 fn dagger(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dagger"))
-        .args(args)
-        .output()
-        .expect("runs the dagger binary");
+    output_of(Command::new(env!("CARGO_BIN_EXE_dagger")).args(args))
+}
+
+/// `dagger info --threads 1`, with `var` set to `value` (or removed), in `--json` or not.
+fn info_with(var: &str, value: Option<&str>, json: bool) -> (bool, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dagger"));
+    c.args(["info", "--threads", "1"]);
+    match value {
+        Some(v) => c.env(var, v),
+        None => c.env_remove(var),
+    };
+    if json {
+        c.arg("--json");
+    }
+    output_of(&mut c)
+}
+
+/// Runs `c`: whether it succeeded, its stdout and its stderr.
+fn output_of(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().expect("runs the dagger binary");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -47,20 +63,7 @@ fn info_json_lists_every_processor() {
 
 #[test]
 fn info_shows_the_memory_limit_from_the_environment() {
-    let run = |limit: &str, json: bool| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(["info", "--threads", "1"])
-            .env("DAGGER_MEMORY_LIMIT", limit);
-        if json {
-            c.arg("--json");
-        }
-        let out = c.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |limit: &str, json: bool| info_with("DAGGER_MEMORY_LIMIT", Some(limit), json);
     let (ok, out, err) = run("3GiB", false);
     assert!(ok, "{err}");
     assert!(
@@ -87,23 +90,7 @@ fn info_shows_the_memory_limit_from_the_environment() {
 
 #[test]
 fn the_cpu_gemm_kernel_can_be_named_and_a_wrong_name_says_what_to_use() {
-    let run = |kernel: Option<&str>, json: bool| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"));
-        c.args(["info", "--threads", "1"]);
-        match kernel {
-            Some(k) => c.env("DAGGER_CPU_GEMM", k),
-            None => c.env_remove("DAGGER_CPU_GEMM"),
-        };
-        if json {
-            c.arg("--json");
-        }
-        let out = c.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |kernel: Option<&str>, json: bool| info_with("DAGGER_CPU_GEMM", kernel, json);
     let (ok, out, err) = run(None, false);
     assert!(ok, "{err}");
     let chosen = dagger_cpu::gemm_kernel().name();
