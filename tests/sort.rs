@@ -143,6 +143,72 @@ fn long_1d_arrays_are_radix_sorted_stably_across_blocks() {
 }
 
 #[test]
+fn two_blocks_merge_as_one_sort_with_and_without_nan_and_signed_zeros() {
+    // Two blocks: each result block merges two runs, eight elements at a time for `f64`
+    // without NaN or -0.0, one at a time otherwise. Lengths around whole vectors, runs that
+    // interleave and runs one wholly below the other, few distinct values and many.
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let mut rng = Rng::new(29);
+    for n in [16usize, 17, 31, 1000, 20_001] {
+        let block = n.div_ceil(2);
+        let mut hosts: Vec<(&str, ArrayD<f64>)> = vec![
+            (
+                "few distinct",
+                values(&mut rng, &[n], 7, 0).mapv(|x| x + 0.0),
+            ),
+            (
+                "many distinct",
+                values(&mut rng, &[n], 1 << 40, 0).mapv(|x| x + 0.0),
+            ),
+            ("with -0.0", values(&mut rng, &[n], 9, 0)),
+            (
+                "with NaN",
+                values(&mut rng, &[n], 1 << 20, 13).mapv(|x| x + 0.0),
+            ),
+        ];
+        // Ascending then descending halves: the runs do not interleave.
+        let split = ArrayD::from_shape_fn(IxDyn(&[n]), |i| {
+            let i = i[0] as f64;
+            if i < block as f64 {
+                i
+            } else {
+                -i
+            }
+        });
+        hosts.push(("disjoint runs", split));
+        for (what, host) in hosts {
+            let d = DArray::distribute(&ctx, &host, Blocks::new([block])).unwrap();
+            assert_eq!(d.block_counts(), vec![2]);
+            for order in ORDERS {
+                let (want, _) = reference(&host, 0, order);
+                let got = d.sort_with(order).unwrap().collect().unwrap();
+                assert!(same_bits(&got, &want), "{what}, n {n}, {order:?}");
+            }
+            let i = d.argsort().unwrap().collect().unwrap();
+            assert_eq!(
+                i,
+                reference(&host, 0, SortOrder::Ascending).1,
+                "argsort {what}, n {n}"
+            );
+        }
+        // Not f64: merged one element at a time.
+        let ints = values(&mut rng, &[n], 1 << 30, 0).mapv(|x| x.floor() as i32);
+        let d = DArray::distribute(&ctx, &ints, Blocks::new([block])).unwrap();
+        let mut want = ints.iter().copied().collect::<Vec<_>>();
+        want.sort();
+        assert_eq!(
+            d.sort()
+                .unwrap()
+                .collect()
+                .unwrap()
+                .into_raw_vec_and_offset()
+                .0,
+            want
+        );
+    }
+}
+
+#[test]
 fn long_lanes_of_2d_arrays_cross_blocks() {
     let ctx = Context::builder().threads(2).build().unwrap();
     let mut rng = Rng::new(71);

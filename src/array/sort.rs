@@ -12,7 +12,10 @@
 //!    for each lane and each block boundary of the result, how many elements of each sorted
 //!    piece rank before that boundary (a binary search over the keys);
 //! 3. one task per result block merges, for each lane, the runs of the sorted pieces that
-//!    land in it, in one pass (a tournament over the runs' heads).
+//!    land in it, in one pass (a tournament over the runs' heads). Two runs of `f64`
+//!    without NaN or `-0.0` are merged eight elements at a time instead
+//!    ([`dagger_cpu::merge_f64`]): 10⁸ uniform `f64` in two blocks, on two threads of an
+//!    AMD Zen 4 VM, merged in 75–81 ms against 330 one element at a time.
 //!
 //! The result is blocked as the input, and the call returns at once: the splits are tasks
 //! like the rest, so nothing waits on the caller's thread.
@@ -85,6 +88,11 @@ trait Item: Copy + Send + Sync + 'static {
     fn sorted_contiguous(v: &[Self::In], len: usize, start: usize, flip: u64) -> Vec<Self> {
         items_sorted(v, len, start, flip)
     }
+    /// Merges the two sorted runs `a` and `b` into `out` as [`merge_runs`] would, if this
+    /// kind of item has a faster way; `false` (and `out` untouched) if not.
+    fn merge_pair(_a: &[Self], _b: &[Self], _flip: u64, _out: &mut [Self::Out]) -> bool {
+        false
+    }
 }
 
 /// [`Item::sorted_contiguous`] by making the items, then sorting each lane of them.
@@ -105,7 +113,11 @@ fn items_sorted<I: Item>(v: &[I::In], len: usize, start: usize, flip: u64) -> Ve
 
 /// An element, for `sort`.
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 struct Val<T>(T);
+
+// SAFETY: `Val<T>` is `repr(transparent)` over its one field, a `T`.
+unsafe impl<T> bytemuck::TransparentWrapper<T> for Val<T> {}
 
 impl<T: Element> Item for Val<T> {
     type In = T;
@@ -191,6 +203,27 @@ impl<T: Element> Item for Val<T> {
             })
             .collect()
     }
+
+    /// `f64` runs with neither NaN nor `-0.0` go to [`dagger_cpu::merge_f64`], eight
+    /// elements at a time. Their order is then `f64::total_cmp`'s, in which equal elements
+    /// have equal bits, so that the merge is stable as far as anyone can tell.
+    fn merge_pair(a: &[Self], b: &[Self], flip: u64, out: &mut [T]) -> bool {
+        if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f64>()
+            || !(plain(a, flip) && plain(b, flip))
+        {
+            return false;
+        }
+        let direction = if flip == 0 {
+            dagger_cpu::Direction::Ascending
+        } else {
+            dagger_cpu::Direction::Descending
+        };
+        fn f64s<T: Element>(v: &[Val<T>]) -> &[f64] {
+            bytemuck::cast_slice(<Val<T> as bytemuck::TransparentWrapper<T>>::peel_slice(v))
+        }
+        dagger_cpu::merge_f64(f64s(a), f64s(b), direction, bytemuck::cast_slice_mut(out));
+        true
+    }
 }
 
 /// Appends the keys (XORed with `flip`) of `lane` to `keys`. `Some(nan)` if mapping the
@@ -246,6 +279,21 @@ fn value_of<T: Element>(k: u64, nan: Option<T>) -> T {
 
 /// The key of `0.0` (and `-0.0`).
 const ZERO_KEY: u64 = 1 << 63;
+
+/// Whether the run `v`, sorted by key (XORed with `flip`), holds neither NaN nor `-0.0`:
+/// looked up in the run's ends (NaNs sort last, or first if descending) and in its zeros,
+/// which lie together.
+fn plain<T: Element>(v: &[Val<T>], flip: u64) -> bool {
+    let nan = |x: Option<&Val<T>>| x.is_some_and(|x| x.0.to_f64().is_nan());
+    if nan(v.first()) || nan(v.last()) {
+        return false;
+    }
+    let zero = ZERO_KEY ^ flip;
+    let from = v.partition_point(|x| x.key() ^ flip < zero);
+    let to = from + v[from..].partition_point(|x| x.key() ^ flip == zero);
+    let negative_zero = T::from_f64(-0.0);
+    !v[from..to].iter().any(|x| same_bits(x.0, negative_zero))
+}
 
 fn same_bits<T: Element>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
@@ -591,6 +639,11 @@ fn sort_along<I: Item>(
                         let mut t = 0;
                         if g.inner == 1 {
                             let dst = &mut res[l * g.len..(l + 1) * g.len];
+                            if let [a, b] = runs[..] {
+                                if I::merge_pair(a, b, flip, dst) {
+                                    continue;
+                                }
+                            }
                             merge_runs(&runs, flip, |x| {
                                 dst[t] = x.out();
                                 t += 1;

@@ -1,5 +1,7 @@
 //! Keys per second of `sort_keys` beside `slice::sort_unstable` on the same uniform keys (the
-//! keys of f64 in [0, 1), as `DArray::sort` makes them), one thread, alternated.
+//! keys of f64 in [0, 1), as `DArray::sort` makes them), one thread, alternated; then
+//! `merge_f64` of two sorted halves of such numbers beside a two-way merge with a branch
+//! per element, as `DArray::sort` merges where it cannot use `merge_f64`.
 //!
 //! ```text
 //! cargo run -p dagger-cpu --release --example sort_rate -- 10000000
@@ -38,5 +40,44 @@ fn main() {
             rate(ours),
             rate(std)
         );
+    }
+    // Two sorted runs of n / 2 numbers each, merged.
+    let mut numbers: Vec<f64> = keys
+        .iter()
+        .map(|k| f64::from_bits(k & !(1 << 63)))
+        .collect();
+    let (a, b) = numbers.split_at_mut(n / 2);
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (a, b) = (&*a, &*b);
+    let mut out = vec![0.0; n];
+    let per = |secs: f64| secs / n as f64 * 1e9;
+    for _ in 0..3 {
+        let t = Instant::now();
+        dagger_cpu::merge_f64(a, b, dagger_cpu::Direction::Ascending, &mut out);
+        let ours = t.elapsed().as_secs_f64();
+        assert!(out.is_sorted_by(|x, y| x <= y));
+        let t = Instant::now();
+        branchy_merge(a, b, &mut out);
+        let branchy = t.elapsed().as_secs_f64();
+        println!(
+            "n={n}: merge_f64 {:.2} ns/element, branchy merge {:.2} ns/element",
+            per(ours),
+            per(branchy)
+        );
+    }
+}
+
+/// A two-way merge with a branch per element.
+fn branchy_merge(a: &[f64], b: &[f64], out: &mut [f64]) {
+    let (mut i, mut j) = (0, 0);
+    for o in out.iter_mut() {
+        if j == b.len() || (i < a.len() && a[i] <= b[j]) {
+            *o = a[i];
+            i += 1;
+        } else {
+            *o = b[j];
+            j += 1;
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! [`sort_keys`]: sorting `u64` keys, vectorized with AVX-512 where the CPU has it.
+//! [`sort_keys`]: sorting `u64` keys, and [`merge_f64`]: merging two sorted runs of `f64`,
+//! both vectorized with AVX-512 where the CPU has it.
 
 /// Ranges at or below this length are sorted in registers (with AVX-512), or left to the
 /// standard library's sort (without).
@@ -39,6 +40,105 @@ pub fn sort_keys(keys: &mut [u64]) {
     keys.sort_unstable();
 }
 
+/// The way a run is sorted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Smallest first.
+    Ascending,
+    /// Largest first.
+    Descending,
+}
+
+/// Merges `a` and `b`, each sorted by [`f64::total_cmp`] in `direction`, into `out`,
+/// sorted the same way. `out` must hold exactly `a.len() + b.len()` elements.
+///
+/// In that order elements that compare equal have the same bits, so which run an equal
+/// element comes from cannot show. (`-0.0` sorts just below `0.0`, and NaNs by sign and
+/// payload beyond the infinities.) Runs that are not sorted still come out as a
+/// permutation of their elements, only not sorted.
+///
+/// On a CPU with AVX-512F, eight elements at a time go through a bitonic merge network in
+/// registers, the next eight read from whichever run has the smaller next element (the
+/// scheme of Inoue et al., "AA-sort", 2007), without a branch per element. On an AMD Zen 4
+/// VM, two runs of 5·10⁶ uniform random `f64` merged at 1.24–1.34 ns an element, against
+/// 6.06–6.28 for a two-way merge with a branch per element, which mispredicts about every
+/// other element (`cargo run -p dagger-cpu --release --example sort_rate`). The merge
+/// network's latency bounds it: each step waits for the last one's upper eight.
+///
+/// # Panics
+/// If `out.len() != a.len() + b.len()`.
+///
+/// ```
+/// use dagger_cpu::{merge_f64, Direction};
+///
+/// let mut out = [0.0; 6];
+/// merge_f64(&[-1.0, 0.5, 2.0], &[-3.0, 0.5, f64::INFINITY], Direction::Ascending, &mut out);
+/// assert_eq!(out, [-3.0, -1.0, 0.5, 0.5, 2.0, f64::INFINITY]);
+/// ```
+pub fn merge_f64(a: &[f64], b: &[f64], direction: Direction, out: &mut [f64]) {
+    assert_eq!(
+        out.len(),
+        a.len() + b.len(),
+        "merge_f64: runs of {} and {} elements into {} places",
+        a.len(),
+        b.len(),
+        out.len()
+    );
+    let flip = match direction {
+        Direction::Ascending => 0,
+        Direction::Descending => u64::MAX,
+    };
+    let (a, b): (&[u64], &[u64]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+    let out: &mut [u64] = bytemuck::cast_slice_mut(out);
+    #[cfg(target_arch = "x86_64")]
+    if a.len() >= avx512::LANES
+        && b.len() >= avx512::LANES
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        // SAFETY: AVX-512F is present, each run holds at least a vector, and `out` holds
+        // both runs (asserted above).
+        unsafe { avx512::merge_runs(a, b, flip, out) };
+        return;
+    }
+    merge_scalar(a, b, flip, out);
+}
+
+/// The bits of an `f64` as a key whose unsigned order is [`f64::total_cmp`]'s: negative
+/// numbers' bits all flipped, the others' sign bit set.
+#[inline(always)]
+fn total_order_key(bits: u64) -> u64 {
+    bits ^ (((bits as i64 >> 63) as u64) | 1 << 63)
+}
+
+/// [`merge_f64`] on the elements' bits, one element at a time; `flip` is `u64::MAX` for
+/// descending runs. `out` holds exactly both runs.
+fn merge_scalar(a: &[u64], b: &[u64], flip: u64, out: &mut [u64]) {
+    let key = |x: u64| total_order_key(x) ^ flip;
+    let (mut i, mut j) = (0, 0);
+    for o in out.iter_mut() {
+        match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) => {
+                if key(y) < key(x) {
+                    *o = y;
+                    j += 1;
+                } else {
+                    *o = x;
+                    i += 1;
+                }
+            }
+            (Some(&x), None) => {
+                *o = x;
+                i += 1;
+            }
+            (None, Some(&y)) => {
+                *o = y;
+                j += 1;
+            }
+            (None, None) => unreachable!("out holds exactly both runs"),
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -46,7 +146,7 @@ mod avx512 {
     use super::LEAF;
 
     /// Keys a vector holds.
-    const LANES: usize = 8;
+    pub(super) const LANES: usize = 8;
 
     /// Sorts `v` by quicksort, down to `depth` levels before handing a range to the
     /// standard sort.
@@ -221,6 +321,85 @@ mod avx512 {
         }
     }
 
+    /// Merges the `f64` runs `a` and `b` (as bits; see [`super::merge_f64`]) into `out`.
+    ///
+    /// Each run's elements are turned into keys as they are loaded ([`super::total_order_key`],
+    /// XORed with `flip`) and back as they are stored. A vector of the eight largest keys
+    /// so far is kept; each step merges it with the next vector of the run whose next
+    /// element is smaller, stores the lower eight and keeps the upper. Every key stored is
+    /// then at most every key not yet loaded. Once a run has less than a vector left, the
+    /// kept keys and both runs' rests are merged one element at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `a` and `b` hold at least `LANES` elements each, and
+    /// `out` exactly both.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn merge_runs(a: &[u64], b: &[u64], flip: u64, out: &mut [u64]) {
+        const REVERSE: [i64; LANES] = [7, 6, 5, 4, 3, 2, 1, 0];
+        let (na, nb) = (a.len(), b.len());
+        debug_assert!(na >= LANES && nb >= LANES && out.len() == na + nb);
+        let sign = _mm512_set1_epi64(i64::MIN);
+        let flipv = _mm512_set1_epi64(flip as i64);
+        let encode = |x: __m512i| {
+            let negative = _mm512_srai_epi64::<63>(x);
+            _mm512_xor_si512(_mm512_xor_si512(x, _mm512_or_si512(negative, sign)), flipv)
+        };
+        let decode = |k: __m512i| {
+            let k = _mm512_xor_si512(k, flipv);
+            // Keys of negative numbers have their top bit clear: all bits flip back.
+            let negative = _mm512_srai_epi64::<63>(_mm512_ternarylogic_epi64::<0x55>(k, k, k));
+            _mm512_xor_si512(k, _mm512_or_si512(negative, sign))
+        };
+        // The eight smallest of two ascending vectors, then the eight largest, each in order.
+        let merge_pair = |x: __m512i, y: __m512i| {
+            let r = permute(y, REVERSE);
+            (
+                bitonic_vector(_mm512_min_epu64(x, r)),
+                bitonic_vector(_mm512_max_epu64(x, r)),
+            )
+        };
+        let (pa, pb, po) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+        // SAFETY (loads and stores): every load reads a whole vector of a run before its
+        // end (`ia + LANES <= na`, `ib + LANES <= nb`), and every store writes the next
+        // vector of `out`, which has room for all the keys loaded.
+        let load = |p: *const u64| encode(unsafe { _mm512_loadu_epi64(p as *const i64) });
+        let store = |at: usize, k: __m512i| unsafe {
+            _mm512_storeu_epi64(po.add(at) as *mut i64, decode(k))
+        };
+        let (low, mut high) = merge_pair(load(pa), load(pb));
+        store(0, low);
+        let (mut ia, mut ib, mut o) = (LANES, LANES, LANES);
+        while ia + LANES <= na && ib + LANES <= nb {
+            let take_a =
+                super::total_order_key(a[ia]) ^ flip <= super::total_order_key(b[ib]) ^ flip;
+            // Chosen without a branch: which run goes next is as good as random.
+            let next = if take_a {
+                pa.wrapping_add(ia)
+            } else {
+                pb.wrapping_add(ib)
+            };
+            ia += usize::from(take_a) * LANES;
+            ib += usize::from(!take_a) * LANES;
+            let (low, h) = merge_pair(high, load(next));
+            high = h;
+            store(o, low);
+            o += LANES;
+        }
+        // The kept keys and the shorter rest (under a vector) first, then the longer.
+        let mut kept = [0u64; LANES];
+        // SAFETY: `kept` holds a vector.
+        unsafe { _mm512_storeu_epi64(kept.as_mut_ptr() as *mut i64, decode(high)) };
+        let (short, long) = if na - ia < LANES {
+            (&a[ia..], &b[ib..])
+        } else {
+            (&b[ib..], &a[ia..])
+        };
+        let mut small = [0u64; 2 * LANES];
+        let small = &mut small[..LANES + short.len()];
+        super::merge_scalar(&kept, short, flip, small);
+        super::merge_scalar(small, long, flip, &mut out[o..]);
+    }
+
     /// The median of 15 keys spread over `v`.
     fn pivot(v: &[u64]) -> u64 {
         let step = v.len() / 16;
@@ -370,7 +549,7 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::sort_keys;
+    use super::{merge_f64, sort_keys, Direction};
 
     fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         let mut x = seed | 1;
@@ -435,5 +614,86 @@ mod tests {
             .map(|i| if i % 16 == 0 { i } else { u64::MAX - i })
             .collect();
         check(v);
+    }
+
+    /// `merge_f64` of `a` and `b` (each sorted here first) against sorting both together,
+    /// compared bit for bit.
+    fn check_merge(mut a: Vec<f64>, mut b: Vec<f64>, direction: Direction) {
+        let order = |x: &f64, y: &f64| match direction {
+            Direction::Ascending => x.total_cmp(y),
+            Direction::Descending => y.total_cmp(x),
+        };
+        a.sort_by(order);
+        b.sort_by(order);
+        let mut want: Vec<f64> = a.iter().chain(&b).copied().collect();
+        want.sort_by(order);
+        let mut got = vec![0.5; want.len()];
+        merge_f64(&a, &b, direction, &mut got);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&got) == bits(&want),
+            "merge_f64 ({direction:?}) of runs of {} and {} differs: {got:?}",
+            a.len(),
+            b.len()
+        );
+    }
+
+    #[test]
+    fn merges_runs_as_sorting_them_together_would() {
+        let mut r = xorshift(11);
+        let mut uniform = move || (r() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+        let special = [
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0x7ff0_0000_0000_0123),
+            f64::MIN_POSITIVE / 4.0,
+            -f64::MIN_POSITIVE / 4.0,
+            f64::MAX,
+            f64::MIN,
+            1.0,
+            -1.0,
+        ];
+        let lens = (0..20).chain([31, 32, 33, 100, 1000, 4099]);
+        for direction in [Direction::Ascending, Direction::Descending] {
+            for na in lens.clone() {
+                for nb in lens.clone() {
+                    if na > 40 && nb > 40 && na != nb {
+                        continue;
+                    }
+                    check_merge(
+                        (0..na).map(|_| uniform()).collect(),
+                        (0..nb).map(|_| uniform()).collect(),
+                        direction,
+                    );
+                    // Many equal elements across both runs, and every special value.
+                    let few = |i: usize, x: f64| special[(i + (x * 1e6) as usize) % special.len()];
+                    check_merge(
+                        (0..na).map(|i| few(i, uniform().abs())).collect(),
+                        (0..nb).map(|i| few(i * 7, uniform().abs())).collect(),
+                        direction,
+                    );
+                }
+            }
+            // One run wholly below the other, either way round, and runs that interleave
+            // a vector at a time.
+            let n = 1000;
+            let low: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let high: Vec<f64> = (0..n).map(|i| (n + i) as f64).collect();
+            check_merge(low.clone(), high.clone(), direction);
+            check_merge(high, low, direction);
+            let blocky = |odd: usize| (0..n).filter(move |i| (i / 8) % 2 == odd).map(|i| i as f64);
+            check_merge(blocky(0).collect(), blocky(1).collect(), direction);
+            check_merge(vec![2.0; n], vec![2.0; n + 3], direction);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "runs of 2 and 1 elements into 4 places")]
+    fn merging_into_the_wrong_length_says_so() {
+        merge_f64(&[1.0, 2.0], &[3.0], Direction::Ascending, &mut [0.0; 4]);
     }
 }
