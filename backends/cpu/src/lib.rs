@@ -27,9 +27,9 @@
 //! `ndarray` views of any strides.
 //!
 //! The [`elementwise`] module holds the loops of the array block kernels (map, zip with
-//! broadcast, reductions, strided box copies, fills, random numbers), and [`sort_keys`]
-//! sorts the `u64` keys a sorted block is made of (an AVX-512 quicksort where the CPU has
-//! it).
+//! broadcast, reductions, strided box copies, fills, random numbers). [`sort_keys`] sorts
+//! the `u64` keys a sorted block is made of (an AVX-512 quicksort where the CPU has it), and
+//! [`merge_f64`] merges two sorted runs of `f64` eight elements at a time.
 //!
 //! Cargo feature `openblas`: link the system OpenBLAS (Debian: `libopenblas-dev`) and run the
 //! four dense kernels through CBLAS and LAPACK's `?potrf` instead. The default build does not
