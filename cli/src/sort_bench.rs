@@ -1,4 +1,4 @@
-//! `dagger bench sort`: `DArray::sort` of n uniform random f64 on the CPU threads, beside
+//! `dagger bench sort`: `DArray::sort` of n uniform random f64 (or f32) on the CPU threads, beside
 //! `numpy.sort` of the same data (written to a temporary .npy file) in the same run
 //! (`benches/peers/sort.py`). numpy's runs alternate with ours (one after each of ours), so
 //! that on a shared machine both sides meet the same load; each side reports its best run.
@@ -14,9 +14,12 @@ const PEER: &str = include_str!("../../benches/peers/sort.py");
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Elements of the 1-D f64 array.
+    /// Elements of the 1-D array.
     #[arg(long, default_value_t = 100_000_000)]
     n: usize,
+    /// f64 or f32.
+    #[arg(long, default_value = "f64")]
+    dtype: String,
     /// Elements per block (default: n split into one block per CPU thread, so that each
     /// result block merges as few runs as the threads allow).
     #[arg(long)]
@@ -42,6 +45,14 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    match args.dtype.as_str() {
+        "f64" => bench::<f64>(args),
+        "f32" => bench::<f32>(args),
+        other => Err(format!("unknown dtype `{other}`: use f64 or f32").into()),
+    }
+}
+
+fn bench<T: dagger::Float>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = super::build_context(args.threads)?;
     let threads = ctx.num_threads();
     let n = args.n;
@@ -49,7 +60,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .block
         .unwrap_or_else(|| n.div_ceil(threads.max(1)))
         .max(1);
-    let a = DArray::<f64>::rand(&ctx, [n], Blocks::new([block]), 1)?;
+    let a = DArray::<T>::rand(&ctx, [n], Blocks::new([block]), 1)?;
     a.wait()?;
     // numpy loads the data and warms up before the timing, then sorts once after each of
     // our sorts (interleaved), so that both sides meet the same load.
@@ -80,13 +91,18 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.check {
         let s = last.take().expect("sorted at least once").collect1()?;
         if let Some(i) = s.windows(2).into_iter().position(|w| w[0] > w[1]) {
-            return Err(format!("the result is not sorted at {i}: {} > {}", s[i], s[i + 1]).into());
+            return Err(format!(
+                "the result is not sorted at {i}: {:?} > {:?}",
+                s[i],
+                s[i + 1]
+            )
+            .into());
         }
     }
     drop(last);
     let rate = n as f64 / best;
     if args.json {
-        let mut v = serde_json::json!({"bench": "sort", "dtype": "f64", "n": n, "block": block,
+        let mut v = serde_json::json!({"bench": "sort", "dtype": args.dtype, "n": n, "block": block,
             "threads": threads, "seconds": best, "elements_per_s": rate,
             "peer": "numpy.sort", "peer_seconds": null, "ratio": null});
         if let Some(p) = peer {
@@ -96,7 +112,8 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("{v}");
     } else {
         print!(
-            "sort n={n} f64, blocks of {block}, {threads} threads, best of {}: {best:.3} s, {:.1} M elements/s",
+            "sort n={n} {}, blocks of {block}, {threads} threads, best of {}: {best:.3} s, {:.1} M elements/s",
+            args.dtype,
             args.repeat.max(1),
             rate / 1e6
         );
@@ -114,7 +131,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Starts numpy.sort on the same elements, handed over as a .npy file (removed once the
 /// peer has loaded it).
-fn start_peer(peers: &mut Peers, a: &DArray<f64>) -> Result<(), String> {
+fn start_peer<T: dagger::Element>(peers: &mut Peers, a: &DArray<T>) -> Result<(), String> {
     let dir = super::out_dir::new_temp_dir_path("sort");
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let data = dir.join("data.npy");

@@ -416,6 +416,33 @@ fn bench_stream_json_compares_with_crossbeam() {
 }
 
 #[test]
+fn bench_sort_sorts_f32_and_names_the_dtypes_it_knows() {
+    // Two blocks: the result blocks merge two runs of f32, which --check then reads.
+    let (ok, out, err) = dagger(&[
+        "bench",
+        "sort",
+        "--n",
+        "100001",
+        "--dtype",
+        "f32",
+        "--repeat",
+        "1",
+        "--threads",
+        "2",
+        "--check",
+        "--no-peer",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["dtype"], "f32", "{v}");
+    assert_eq!(v["block"], 50001, "{v}");
+    let (ok, _, err) = dagger(&["bench", "sort", "--n", "10", "--dtype", "f16"]);
+    assert!(!ok);
+    assert!(err.contains("unknown dtype `f16`: use f64 or f32"), "{err}");
+}
+
+#[test]
 fn bench_sort_json_checks_the_order_and_times_numpy() {
     let (ok, out, err) = dagger(&[
         "bench", "sort", "--n", "100000", "--block", "30000", "--repeat", "1", "--check", "--json",
@@ -423,6 +450,7 @@ fn bench_sort_json_checks_the_order_and_times_numpy() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["bench"], "sort");
+    assert_eq!(v["dtype"], "f64");
     assert_eq!(v["n"], 100000);
     assert_eq!(v["block"], 30000);
     let secs = v["seconds"].as_f64().unwrap();

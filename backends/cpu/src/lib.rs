@@ -88,7 +88,7 @@ pub use lu::{column_major_ld, getrf};
 pub use mat::{MatMut, MatRef};
 pub use qr::geqrt;
 pub use scalar::Scalar;
-pub use sort::{merge_f64, sort_keys, Direction};
+pub use sort::{merge_f32, merge_f64, sort_keys, Direction};
 pub use threads::Threads;
 
 /// Which library runs [`gemm`], [`syrk`], [`potrf`] and [`trsm`] in this build: `"openblas"`
