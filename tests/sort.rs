@@ -143,14 +143,17 @@ fn long_1d_arrays_are_radix_sorted_stably_across_blocks() {
 }
 
 #[test]
-fn two_blocks_merge_as_one_sort_with_and_without_nan_and_signed_zeros() {
-    // Two blocks: each result block merges two runs, a vector at a time for `f64` and
-    // `f32` without NaN or -0.0, one at a time otherwise. Lengths around whole vectors, runs that
+fn runs_of_two_and_more_blocks_merge_as_one_sort_with_and_without_nan_and_signed_zeros() {
+    // Two blocks, then five: each result block merges two runs, or up to five two by two,
+    // a vector at a time for `f64` and `f32` without NaN or -0.0, one at a time otherwise. Lengths around whole vectors, runs that
     // interleave and runs one wholly below the other, few distinct values and many.
     let ctx = Context::builder().threads(2).build().unwrap();
     let mut rng = Rng::new(29);
-    for n in [16usize, 17, 31, 1000, 20_001] {
-        let block = n.div_ceil(2);
+    for (n, parts) in [16usize, 17, 31, 1000, 20_001]
+        .into_iter()
+        .flat_map(|n| [(n, 2), (n, 5)])
+    {
+        let block = n.div_ceil(parts);
         let mut hosts: Vec<(&str, ArrayD<f64>)> = vec![
             (
                 "few distinct",
@@ -178,7 +181,7 @@ fn two_blocks_merge_as_one_sort_with_and_without_nan_and_signed_zeros() {
         hosts.push(("disjoint runs", split));
         for (what, host) in hosts {
             let d = DArray::distribute(&ctx, &host, Blocks::new([block])).unwrap();
-            assert_eq!(d.block_counts(), vec![2]);
+            assert_eq!(d.block_counts(), vec![n.div_ceil(block)]);
             let d32 =
                 DArray::distribute(&ctx, &host.mapv(|x| x as f32), Blocks::new([block])).unwrap();
             for order in ORDERS {

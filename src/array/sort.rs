@@ -12,8 +12,8 @@
 //!    for each lane and each block boundary of the result, how many elements of each sorted
 //!    piece rank before that boundary (a binary search over the keys);
 //! 3. one task per result block merges, for each lane, the runs of the sorted pieces that
-//!    land in it, in one pass (a tournament over the runs' heads). Two runs of `f64` or
-//!    `f32` without NaN or `-0.0` are merged a vector at a time instead
+//!    land in it, in one pass (a tournament over the runs' heads). Runs of `f64` or `f32`
+//!    without NaN or `-0.0` are merged two by two, a vector at a time, instead
 //!    ([`dagger_cpu::merge_f64`], [`dagger_cpu::merge_f32`]): 10⁸ uniform `f64` in two
 //!    blocks, on two threads of an AMD Zen 4 VM, merged in 75–81 ms against 330 one element
 //!    at a time.
@@ -89,9 +89,9 @@ trait Item: Copy + Send + Sync + 'static {
     fn sorted_contiguous(v: &[Self::In], len: usize, start: usize, flip: u64) -> Vec<Self> {
         items_sorted(v, len, start, flip)
     }
-    /// Merges the two sorted runs `a` and `b` into `out` as [`merge_runs`] would, if this
+    /// Merges the sorted `runs` (at least two) into `out` as [`merge_runs`] would, if this
     /// kind of item has a faster way; `false` (and `out` untouched) if not.
-    fn merge_pair(_a: &[Self], _b: &[Self], _flip: u64, _out: &mut [Self::Out]) -> bool {
+    fn merge_fast(_runs: &[&[Self]], _flip: u64, _out: &mut [Self::Out]) -> bool {
         false
     }
 }
@@ -206,13 +206,13 @@ impl<T: Element> Item for Val<T> {
     }
 
     /// `f64` and `f32` runs with neither NaN nor `-0.0` go to [`dagger_cpu::merge_f64`]
-    /// and [`dagger_cpu::merge_f32`], a vector at a time. Their order is then `total_cmp`'s,
-    /// in which equal elements have equal bits, so that the merge is stable as far as
-    /// anyone can tell.
-    fn merge_pair(a: &[Self], b: &[Self], flip: u64, out: &mut [T]) -> bool {
+    /// and [`dagger_cpu::merge_f32`], a vector at a time, two by two ([`merge_tree`]).
+    /// Their order is then `total_cmp`'s, in which equal elements have equal bits, so that
+    /// the merge is stable as far as anyone can tell.
+    fn merge_fast(runs: &[&[Self]], flip: u64, out: &mut [T]) -> bool {
         use std::any::TypeId;
         let float = [TypeId::of::<f64>(), TypeId::of::<f32>()].contains(&TypeId::of::<T>());
-        if !(float && plain(a, flip) && plain(b, flip)) {
+        if !(float && runs.iter().all(|r| plain(r, flip))) {
             return false;
         }
         let direction = if flip == 0 {
@@ -220,18 +220,26 @@ impl<T: Element> Item for Val<T> {
         } else {
             dagger_cpu::Direction::Descending
         };
-        let (a, b) = (
-            <Self as bytemuck::TransparentWrapper<T>>::peel_slice(a),
-            <Self as bytemuck::TransparentWrapper<T>>::peel_slice(b),
-        );
+        let runs: Vec<&[T]> = runs
+            .iter()
+            .map(|r| <Self as bytemuck::TransparentWrapper<T>>::peel_slice(r))
+            .collect();
         // The casts are identities: `T` is the type they cast to.
-        if TypeId::of::<T>() == TypeId::of::<f64>() {
-            let f64s = bytemuck::cast_slice::<T, f64>;
-            dagger_cpu::merge_f64(f64s(a), f64s(b), direction, bytemuck::cast_slice_mut(out));
+        let merge = |a: &[T], b: &[T], out: &mut [T]| {
+            if TypeId::of::<T>() == TypeId::of::<f64>() {
+                let f64s = bytemuck::cast_slice::<T, f64>;
+                dagger_cpu::merge_f64(f64s(a), f64s(b), direction, bytemuck::cast_slice_mut(out));
+            } else {
+                let f32s = bytemuck::cast_slice::<T, f32>;
+                dagger_cpu::merge_f32(f32s(a), f32s(b), direction, bytemuck::cast_slice_mut(out));
+            }
+        };
+        let mut scratch = if runs.len() > 2 {
+            vec![T::default(); out.len()]
         } else {
-            let f32s = bytemuck::cast_slice::<T, f32>;
-            dagger_cpu::merge_f32(f32s(a), f32s(b), direction, bytemuck::cast_slice_mut(out));
-        }
+            Vec::new()
+        };
+        merge_tree(&runs, out, &mut scratch, &merge);
         true
     }
 }
@@ -434,6 +442,32 @@ fn write_lane<I: Item>(out: &mut [I::Out], g: Lanes, l: usize, lane: &[I]) {
     } else {
         for (t, x) in lane.iter().enumerate() {
             out[g.at(l, t)] = x.out();
+        }
+    }
+}
+
+/// Merges the sorted `runs` into `out` two by two, a balanced tree of `merge` calls, each
+/// level one pass over the elements. `scratch` is as long as `out` if there are more than
+/// two runs: each half of the runs is merged into it (with `out` as that half's own scratch)
+/// and the two halves from it into `out`.
+fn merge_tree<T: Copy>(
+    runs: &[&[T]],
+    out: &mut [T],
+    scratch: &mut [T],
+    merge: &impl Fn(&[T], &[T], &mut [T]),
+) {
+    match runs {
+        [] => {}
+        [r] => out.copy_from_slice(r),
+        [a, b] => merge(a, b, out),
+        _ => {
+            let (left, right) = runs.split_at(runs.len() / 2);
+            let n: usize = left.iter().map(|r| r.len()).sum();
+            let (sl, sr) = scratch.split_at_mut(n);
+            let (ol, or) = out.split_at_mut(n);
+            merge_tree(left, sl, ol, merge);
+            merge_tree(right, sr, or, merge);
+            merge(sl, sr, out);
         }
     }
 }
@@ -649,10 +683,8 @@ fn sort_along<I: Item>(
                         let mut t = 0;
                         if g.inner == 1 {
                             let dst = &mut res[l * g.len..(l + 1) * g.len];
-                            if let [a, b] = runs[..] {
-                                if I::merge_pair(a, b, flip, dst) {
-                                    continue;
-                                }
+                            if runs.len() >= 2 && I::merge_fast(&runs, flip, dst) {
+                                continue;
                             }
                             merge_runs(&runs, flip, |x| {
                                 dst[t] = x.out();
