@@ -145,7 +145,8 @@ fn long_1d_arrays_are_radix_sorted_stably_across_blocks() {
 #[test]
 fn runs_of_two_and_more_blocks_merge_as_one_sort_with_and_without_nan_and_signed_zeros() {
     // Two blocks, then five: each result block merges two runs, or up to five two by two,
-    // a vector at a time for `f64` and `f32` without NaN or -0.0, one at a time otherwise. Lengths around whole vectors, runs that
+    // a vector at a time for `f64` and `f32` (their zeros and NaNs laid out in run order),
+    // one at a time for other types. Lengths around whole vectors, runs that
     // interleave and runs one wholly below the other, few distinct values and many.
     let ctx = Context::builder().threads(2).build().unwrap();
     let mut rng = Rng::new(29);

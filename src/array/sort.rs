@@ -13,10 +13,10 @@
 //!    piece rank before that boundary (a binary search over the keys);
 //! 3. one task per result block merges, for each lane, the runs of the sorted pieces that
 //!    land in it, in one pass (a tournament over the runs' heads). Runs of `f64` or `f32`
-//!    without NaN or `-0.0` are merged two by two, a vector at a time, instead
-//!    ([`dagger_cpu::merge_f64`], [`dagger_cpu::merge_f32`]): 10⁸ uniform `f64` in two
-//!    blocks, on two threads of an AMD Zen 4 VM, merged in 75–81 ms against 330 one element
-//!    at a time.
+//!    are merged two by two, a vector at a time, instead ([`dagger_cpu::merge_f64`],
+//!    [`dagger_cpu::merge_f32`]), their zeros and NaNs (equal without equal bits) laid out
+//!    in run order: 10⁸ uniform `f64` in two blocks, on two threads of an AMD Zen 4 VM,
+//!    merged in 75–81 ms against 330 one element at a time.
 //!
 //! The result is blocked as the input, and the call returns at once: the splits are tasks
 //! like the rest, so nothing waits on the caller's thread.
@@ -205,14 +205,17 @@ impl<T: Element> Item for Val<T> {
             .collect()
     }
 
-    /// `f64` and `f32` runs with neither NaN nor `-0.0` go to [`dagger_cpu::merge_f64`]
-    /// and [`dagger_cpu::merge_f32`], a vector at a time, two by two ([`merge_tree`]).
-    /// Their order is then `total_cmp`'s, in which equal elements have equal bits, so that
-    /// the merge is stable as far as anyone can tell.
+    /// `f64` and `f32` runs are merged by [`dagger_cpu::merge_f64`] and
+    /// [`dagger_cpu::merge_f32`], a vector at a time, two by two ([`merge_tree`]), except
+    /// for the two kinds of elements that compare equal without having equal bits: zeros
+    /// (`-0.0 == 0.0`) and NaNs. Sorted by key, each run holds those together, so each run
+    /// is cut at them into five ranges: below the first such key, equal to it, between the
+    /// two, equal to the second, above. The ranges of equal keys are put one after another
+    /// in run order (which is what a stable merge does with equal keys), the others merged.
+    /// In those, the order is `total_cmp`'s, in which equal elements have equal bits.
     fn merge_fast(runs: &[&[Self]], flip: u64, out: &mut [T]) -> bool {
         use std::any::TypeId;
-        let float = [TypeId::of::<f64>(), TypeId::of::<f32>()].contains(&TypeId::of::<T>());
-        if !(float && runs.iter().all(|r| plain(r, flip))) {
+        if ![TypeId::of::<f64>(), TypeId::of::<f32>()].contains(&TypeId::of::<T>()) {
             return false;
         }
         let direction = if flip == 0 {
@@ -220,10 +223,6 @@ impl<T: Element> Item for Val<T> {
         } else {
             dagger_cpu::Direction::Descending
         };
-        let runs: Vec<&[T]> = runs
-            .iter()
-            .map(|r| <Self as bytemuck::TransparentWrapper<T>>::peel_slice(r))
-            .collect();
         // The casts are identities: `T` is the type they cast to.
         let merge = |a: &[T], b: &[T], out: &mut [T]| {
             if TypeId::of::<T>() == TypeId::of::<f64>() {
@@ -234,12 +233,48 @@ impl<T: Element> Item for Val<T> {
                 dagger_cpu::merge_f32(f32s(a), f32s(b), direction, bytemuck::cast_slice_mut(out));
             }
         };
+        let mut equal = [ZERO_KEY ^ flip, u64::MAX ^ flip];
+        equal.sort_unstable();
+        let cuts: Vec<[usize; 6]> = runs
+            .iter()
+            .map(|r| {
+                let below = |k: u64| r.partition_point(|x| x.key() ^ flip < k);
+                let upto = |k: u64| r.partition_point(|x| x.key() ^ flip <= k);
+                let [e0, e1] = equal;
+                [0, below(e0), upto(e0), below(e1), upto(e1), r.len()]
+            })
+            .collect();
         let mut scratch = if runs.len() > 2 {
             vec![T::default(); out.len()]
         } else {
             Vec::new()
         };
-        merge_tree(&runs, out, &mut scratch, &merge);
+        let mut at = 0;
+        for range in 0..5 {
+            let parts: Vec<&[T]> = runs
+                .iter()
+                .zip(&cuts)
+                .map(|(r, c)| {
+                    <Self as bytemuck::TransparentWrapper<T>>::peel_slice(
+                        &r[c[range]..c[range + 1]],
+                    )
+                })
+                .filter(|p| !p.is_empty())
+                .collect();
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            let dst = &mut out[at..at + len];
+            if range % 2 == 1 {
+                let mut t = 0;
+                for p in parts {
+                    dst[t..t + p.len()].copy_from_slice(p);
+                    t += p.len();
+                }
+            } else {
+                let room = if parts.len() > 2 { len } else { 0 };
+                merge_tree(&parts, dst, &mut scratch[..room], &merge);
+            }
+            at += len;
+        }
         true
     }
 }
@@ -297,21 +332,6 @@ fn value_of<T: Element>(k: u64, nan: Option<T>) -> T {
 
 /// The key of `0.0` (and `-0.0`).
 const ZERO_KEY: u64 = 1 << 63;
-
-/// Whether the run `v`, sorted by key (XORed with `flip`), holds neither NaN nor `-0.0`:
-/// looked up in the run's ends (NaNs sort last, or first if descending) and in its zeros,
-/// which lie together.
-fn plain<T: Element>(v: &[Val<T>], flip: u64) -> bool {
-    let nan = |x: Option<&Val<T>>| x.is_some_and(|x| x.0.to_f64().is_nan());
-    if nan(v.first()) || nan(v.last()) {
-        return false;
-    }
-    let zero = ZERO_KEY ^ flip;
-    let from = v.partition_point(|x| x.key() ^ flip < zero);
-    let to = from + v[from..].partition_point(|x| x.key() ^ flip == zero);
-    let negative_zero = T::from_f64(-0.0);
-    !v[from..to].iter().any(|x| same_bits(x.0, negative_zero))
-}
 
 fn same_bits<T: Element>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
