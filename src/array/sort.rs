@@ -5,9 +5,9 @@
 //! tasks (Dagger.jl's `sort` over `dsort_chunks`, with exact splitters):
 //!
 //! 1. one task per block sorts each of the block's pieces of a lane: by their 64-bit keys
-//!    alone where equal keys are equal elements (a sort), with a stable LSD radix sort of
-//!    the keys with the elements otherwise (an argsort), the standard stable sort on short
-//!    pieces;
+//!    alone for a sort (the zeros and NaNs, whose keys do not give back their bits, put
+//!    back in input order), with a stable LSD radix sort of the keys with the elements for
+//!    an argsort, the standard stable sort on short pieces;
 //! 2. where the axis has more than one block, one task per row of blocks along it finds,
 //!    for each lane and each block boundary of the result, how many elements of each sorted
 //!    piece rank before that boundary (a binary search over the keys);
@@ -135,22 +135,18 @@ impl<T: Element> Item for Val<T> {
     fn out(&self) -> T {
         self.0
     }
-    /// Long pieces: sorts the keys alone, then maps them back to elements, when that gives
-    /// back exactly these elements (always, but for `-0.0` or NaNs of different bits, which
-    /// are radix sorted with their keys instead, stably).
+    /// Long pieces: sorts the keys alone, then maps them back to elements ([`back`]).
     fn sort_piece(v: &mut [Self], flip: u64) {
         if v.len() < RADIX_MIN {
             v.sort_by_key(|x| x.key() ^ flip);
             return;
         }
         let mut keys: Vec<u64> = Vec::with_capacity(v.len());
-        let Some(nan) = keys_of(v.iter().map(|x| x.0), flip, &mut keys) else {
-            radix_sort(v, flip);
-            return;
-        };
+        let specials = keys_of(v.iter().map(|x| x.0), flip, &mut keys);
         dagger_cpu::sort_keys(&mut keys);
+        let mut taken = (0, 0);
         for (x, &k) in v.iter_mut().zip(&keys) {
-            x.0 = value_of(k ^ flip, nan);
+            x.0 = back(k ^ flip, specials.as_ref(), &mut taken);
         }
     }
 
@@ -164,43 +160,27 @@ impl<T: Element> Item for Val<T> {
             return items_sorted(v, len, start, flip);
         }
         let mut keys: Vec<u64> = Vec::with_capacity(v.len());
-        // Per lane: the NaN its keys map back to (`Some`), or `None` where the lane's
-        // elements went back as they were, sorted stably with their keys.
-        let mut lanes: Vec<Option<Option<T>>> = Vec::with_capacity(v.len() / len);
+        // Per lane: its zeros and NaNs in input order, if it has -0.0 or a NaN.
+        let mut lanes: Vec<Option<Specials<T>>> = Vec::with_capacity(v.len() / len);
         for lane in v.chunks(len) {
             let first = keys.len();
-            match keys_of(lane.iter().copied(), flip, &mut keys) {
-                Some(nan) => {
-                    dagger_cpu::sort_keys(&mut keys[first..]);
-                    lanes.push(Some(nan));
-                }
-                None => {
-                    let mut items: Vec<Self> = lane.iter().map(|&x| Val(x)).collect();
-                    radix_sort(&mut items, flip);
-                    for (k, x) in keys[first..].iter_mut().zip(&items) {
-                        *k = bytemuck::pod_read_unaligned(bytemuck::bytes_of(&x.0));
-                    }
-                    lanes.push(None);
-                }
-            }
+            lanes.push(keys_of(lane.iter().copied(), flip, &mut keys));
+            dagger_cpu::sort_keys(&mut keys[first..]);
         }
         // Mapped in the keys' own buffer: the standard library collects a `Vec`'s
         // `into_iter().map()` in place when the items are of the same size and alignment.
-        // Without NaNs, and every lane's keys mapped back (the usual case), one map serves
-        // every element.
-        if lanes.iter().all(|l| matches!(l, Some(None))) {
-            return keys
-                .into_iter()
-                .map(|k| Val(value_of(k ^ flip, None)))
-                .collect();
+        // Without NaN or -0.0 (the usual case), one map serves every element.
+        if lanes.iter().all(Option::is_none) {
+            return keys.into_iter().map(|k| Val(value_of(k ^ flip))).collect();
         }
+        let (mut lane, mut taken) = (usize::MAX, (0, 0));
         keys.into_iter()
             .enumerate()
             .map(|(i, k)| {
-                Val(match lanes[i / len] {
-                    Some(nan) => value_of(k ^ flip, nan),
-                    None => bytemuck::pod_read_unaligned(&k.to_ne_bytes()),
-                })
+                if i / len != lane {
+                    (lane, taken) = (i / len, (0, 0));
+                }
+                Val(back(k ^ flip, lanes[lane].as_ref(), &mut taken))
             })
             .collect()
     }
@@ -279,14 +259,21 @@ impl<T: Element> Item for Val<T> {
     }
 }
 
-/// Appends the keys (XORed with `flip`) of `lane` to `keys`. `Some(nan)` if mapping the
-/// keys back ([`value_of`]) gives exactly the elements (`nan`: the lane's NaN, if any);
-/// `None` if the lane has `-0.0`, or NaNs of different bits.
+/// The elements of a lane that share their key with others of different bits, in input
+/// order: all its zeros (`-0.0 == 0.0`) and all its NaNs.
+struct Specials<T> {
+    zeros: Vec<T>,
+    nans: Vec<T>,
+}
+
+/// Appends the keys (XORed with `flip`) of `lane` to `keys`. `None` if mapping the keys
+/// back ([`value_of`]) gives exactly the elements; else the lane's zeros and NaNs, which it
+/// does not give back (the key of `-0.0` maps back to `0.0`, every NaN's to one NaN).
 fn keys_of<T: Element>(
     lane: impl Iterator<Item = T> + Clone,
     flip: u64,
     keys: &mut Vec<u64>,
-) -> Option<Option<T>> {
+) -> Option<Specials<T>> {
     // Most lanes hold neither NaN nor -0.0: their keys are made in one pass without
     // branches (which vectorizes), and the lane is made again, as below, only if it does.
     let start = keys.len();
@@ -299,43 +286,56 @@ fn keys_of<T: Element>(
         (bits ^ (((bits as i64 >> 63) as u64) | 1 << 63)) ^ flip
     }));
     if !special {
-        return Some(None);
+        return None;
     }
     keys.truncate(start);
-    let zero = T::from_f64(0.0);
-    let mut nan: Option<T> = None;
-    let mut exact = true;
+    let mut sp = Specials {
+        zeros: Vec::new(),
+        nans: Vec::new(),
+    };
     keys.extend(lane.map(|x| {
         let k = key_of(x);
         if k == u64::MAX {
-            exact &= same_bits(*nan.get_or_insert(x), x);
+            sp.nans.push(x);
         } else if k == ZERO_KEY {
-            exact &= same_bits(zero, x);
+            sp.zeros.push(x);
         }
         k ^ flip
     }));
-    exact.then_some(nan)
+    Some(sp)
 }
 
-/// The element of ascending key `k`: `nan` for the NaN key.
+/// The next element of a lane sorted by key, from its ascending key `k`: the lane's zeros
+/// and NaNs (`specials`, if it has `-0.0` or NaNs) in input order, as a stable sort leaves
+/// them, since equal keys lie together once sorted. `taken` counts the zeros and the NaNs
+/// given so far.
 #[inline(always)]
-fn value_of<T: Element>(k: u64, nan: Option<T>) -> T {
-    match nan {
-        Some(n) if k == u64::MAX => n,
-        _ => T::from_f64(f64::from_bits(if k >> 63 == 1 {
-            k & !(1 << 63)
-        } else {
-            !k
-        })),
+fn back<T: Element>(k: u64, specials: Option<&Specials<T>>, taken: &mut (usize, usize)) -> T {
+    match specials {
+        Some(sp) if k == ZERO_KEY => {
+            taken.0 += 1;
+            sp.zeros[taken.0 - 1]
+        }
+        Some(sp) if k == u64::MAX => {
+            taken.1 += 1;
+            sp.nans[taken.1 - 1]
+        }
+        _ => value_of(k),
     }
+}
+
+/// The element of ascending key `k` (for the NaN key, one NaN).
+#[inline(always)]
+fn value_of<T: Element>(k: u64) -> T {
+    T::from_f64(f64::from_bits(if k >> 63 == 1 {
+        k & !(1 << 63)
+    } else {
+        !k
+    }))
 }
 
 /// The key of `0.0` (and `-0.0`).
 const ZERO_KEY: u64 = 1 << 63;
-
-fn same_bits<T: Element>(a: T, b: T) -> bool {
-    bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
-}
 
 /// An element and its index along the axis, for `argsort`.
 #[derive(Clone, Copy)]
