@@ -76,12 +76,14 @@
 //! | `Options` fields `occupancy`, `time_util`, `alloc_util` | [`Options::occupancy`], [`Options::time_hint`], [`Options::memory_hint`], [`Options::max_threads`] |
 //! | `Options` fields `single`, `proclist` (deprecated there) | [`Options::scope`] |
 //! | `allow_errors` | always on: a failure fails only its dependents |
-//! | `checkpoint`, `restore`, `storage`, `storage_root_tag`, `storage_leaf_tag`, `storage_retain` | not provided: no storage devices or checkpoints yet |
-//! | `File`, `tofile`, `save`, `load`, `mem_limit`, `checkpoint`/`restore` options | [`File::open`] (a task argument read inside the task), [`Context::tofile`], [`Chunk::save`], [`Chunk::load`], [`ContextBuilder::memory_limit`] (spilling to disk; see [`storage`]), [`Options::checkpoint`]; [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, `DArray::from_zarr` and `DArray::to_zarr` (the `zarr` feature) for Zarr stores read and written one task per block |
+//! | `checkpoint`, `restore` (task and scheduler options) | [`Options::checkpoint`]: a directory the task's result is saved in; a task whose result is already there loads it instead of running |
+//! | `storage`, `storage_root_tag`, `storage_leaf_tag`, `storage_retain` | not provided per task: a context spills to a directory of its own ([`ContextBuilder::spill_dir`], see [`storage`]) |
+//! | `enable_disk_caching!` (a memory limit per process, a disk limit) | [`ContextBuilder::memory_limit`] or `DAGGER_MEMORY_LIMIT` (60% of the machine's memory by default); the disk the spill directory is on is not limited |
+//! | `File`, `tofile`, `save`, `load`, `mem_limit` | [`File::open`] (a task argument read inside the task), [`Context::tofile`], [`Chunk::save`], [`Chunk::load`], [`ContextBuilder::memory_limit`] (spilling to disk; see [`storage`]); [`DArray::from_npy`] and [`DArray::to_npy`] for arrays in numpy's format, `DArray::from_zarr` and `DArray::to_zarr` (the `zarr` feature) for Zarr stores read and written one task per block |
 //! | `DArray` fields `domain`, `subdomains`, `chunks`, `concat` | [`DArray::domain`], [`DArray::subdomains`], [`DArray::num_blocks`], [`DArray::concatenate`] |
 //! | `view(::DArray, d)`, `alignfirst`, `UnitDomain`, `domain(x)` | [`DArray::slice`], [`ArrayDomain::start`] and [`ArrayDomain::from_shape`]; a plain value has no domain |
 //! | `stage`, `stage_operand`, making a DArray tree one thunk | not needed: [`DArray`] operations spawn block tasks at once |
-//! | `dsort_chunks`, `recursive_splitters` | not provided yet: no distributed sort |
+//! | `sort` over `dsort_chunks`, `recursive_splitters` | [`DArray::sort`], [`DArray::sort_with`] and [`DArray::sort_axis`] with a [`SortOrder`], and the argsorts ([`DArray::argsort`]): splitters found exactly, by binary search over the sorted pieces, instead of from samples; no comparator of the user's own |
 //! | `gemm!`, `syrk!` (BLAS) | [`DArray::gemm`], [`DArray::syrk`], [`DArray::matmul`]; tiles by [`Trans`], [`Triangle`] |
 //! | `allowscalar` | not needed: [`DArray`] has no scalar indexing |
 //! | `iscompatible_func`, `iscompatible_arg` | [`Processor::is_compatible`] with [`TaskInfo`] (function and argument types) |

@@ -16,7 +16,7 @@
 //! - Everything that can fail returns a [`GpuError`] saying what to change; wgpu validation
 //!   errors are captured with error scopes, and device loss turns every later call into
 //!   [`GpuError::DeviceLost`].
-//! - [`blas`] runs dense block kernels (GEMM, SYRK, Cholesky tiles); [`array`] gives the
+//! - [`blas`] runs dense block kernels (GEMM, SYRK, Cholesky tiles); [`array`](mod@array) gives the
 //!   WGSL of the array block kernels for each element type.
 //!
 //! ```no_run

@@ -121,12 +121,11 @@ impl<T: Gemm> DArray<T> {
     /// blocks of `U` to its right, and GEMM tiles update the trailing matrix. All are
     /// tasks of one datadeps region ordered by the blocks they read and write, so the next
     /// panel starts as soon as its column is updated, beside the rest of the update; the
-    /// tiles of that column have [`Priority::High`](crate::Priority::High), so that free
-    /// threads take them before the rest. The
-    /// GEMM updates run on CPU threads or GPUs as the scope allows; the panel, interchange
-    /// and solve tiles have CPU implementations only and run on CPU threads (on any CPU
-    /// thread when the scope holds none). A non-square blocking is made square along the
-    /// row cuts. Waits for the factorization.
+    /// tiles of that column have [`Priority::High`], so that free threads take them before
+    /// the rest. The GEMM updates run on CPU threads or GPUs as the scope allows; the panel,
+    /// interchange and solve tiles have CPU implementations only and run on CPU threads (on
+    /// any CPU thread when the scope holds none). A non-square blocking is made square along
+    /// the row cuts. Waits for the factorization.
     ///
     /// Over several ranks every tile runs on the rank owning the block it writes (the panel
     /// on the diagonal block's): the factored panel, with its row interchanges, is a value
