@@ -138,6 +138,18 @@ fn context(args: &Args) -> Result<(Context, Raw, &'static str), Box<dyn std::err
         });
         return Ok((b.mpi_over(t)?, raw, "mpi"));
     }
+    // Under mpirun, a build without MPI would only run this benchmark over threads in each
+    // rank on its own, and say nothing of MPI.
+    #[cfg(not(feature = "mpi"))]
+    if super::under_mpi_launcher() {
+        return Err(
+            "started by an MPI launcher, but this dagger was built without the `mpi` \
+             feature, so its ranks cannot reach each other: build it with `cargo build \
+             --release --features mpi` (or run `dagger bench remote` without mpirun to \
+             measure workers that are threads of one process)"
+                .into(),
+        );
+    }
     let ctx = dagger::remote::in_process(args.workers.max(1), |_| {
         Context::builder().threads(args.threads).gpus(false)
     })?;

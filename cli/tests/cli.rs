@@ -186,6 +186,27 @@ fn bench_remote_json_reports_latency_throughput_and_move() {
     );
 }
 
+/// Under mpirun, a build without the `mpi` feature says what to build instead of timing
+/// each rank alone and calling that remote.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn bench_remote_under_mpirun_without_the_mpi_feature_says_how_to_build_it() {
+    for var in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+        let (ok, out, err) = output_of(
+            Command::new(env!("CARGO_BIN_EXE_dagger"))
+                .args(["bench", "remote", "--latency-tasks", "10", "--json"])
+                .env(var, "2"),
+        );
+        assert!(!ok, "{var}: {out}");
+        assert!(out.is_empty(), "{var}: nothing measured: {out}");
+        assert!(
+            err.contains("built without the `mpi` feature")
+                && err.contains("cargo build --release --features mpi"),
+            "{var}: {err}"
+        );
+    }
+}
+
 #[test]
 fn demo_checks_its_result_and_writes_a_gantt_chart() {
     let dir = std::env::temp_dir().join(format!("dagger-demo-{}", std::process::id()));
