@@ -906,6 +906,42 @@ mod tests {
         assert!(key_of(7u32) < key_of(u32::MAX));
     }
 
+    /// Against the standard library's stable sort by key: sizes about the insertion sort's
+    /// and far past a 256-way pass, both orders, keys spread over all 64 bits, keys that
+    /// differ only in their lowest bits, few distinct keys, NaNs and signed zeros.
+    #[test]
+    fn radix_sort_matches_a_stable_sort() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let kinds: [&dyn Fn(u64) -> f64; 5] = [
+            &|r| f64::from_bits(r),
+            &|r| 1.0 + (r % 1000) as f64 * f64::EPSILON,
+            &|r| (r % 7) as f64,
+            &|r| [0.0, -0.0, f64::NAN, -f64::NAN, 1.5][(r % 5) as usize],
+            &|r| (r >> 11) as f64 / (1u64 << 53) as f64,
+        ];
+        for n in [0, 1, 2, 31, 32, 33, 255, 257, 1000, 70_000] {
+            for (k, kind) in kinds.iter().enumerate() {
+                let v: Vec<Indexed<f64>> = (0..n as u32)
+                    .map(|i| Indexed::new(kind(next()), i))
+                    .collect();
+                for flip in [0, u64::MAX] {
+                    let mut got = v.clone();
+                    radix_sort(&mut got, flip);
+                    let mut want = v.clone();
+                    want.sort_by_key(|x| x.key() ^ flip);
+                    let idx = |w: &[Indexed<f64>]| w.iter().map(|x| x.index).collect::<Vec<_>>();
+                    assert_eq!(idx(&got), idx(&want), "n {n}, kind {k}, flip {flip:x}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn radix_sort_is_stable() {
         let mut v: Vec<Indexed<f32>> = (0..10_000u32)
