@@ -385,7 +385,8 @@ impl Store {
     }
 
     /// `v` as a managed value, or `v` back when it is not managed (no limit, too small, or
-    /// of an unregistered type).
+    /// of an unregistered type). Used by the GPU budget, for a device's evicted copies.
+    #[cfg(feature = "wgpu")]
     pub(crate) fn manage(self: &Arc<Self>, v: Value) -> Result<Arc<Slot>, Value> {
         self.manage_reserved(v, 0)
     }
