@@ -350,16 +350,30 @@ impl Runtime {
 
     /// Registers a task a bulk queue kept, on its inputs, and enqueues it if it is ready.
     pub(crate) fn register(self: &Arc<Self>, task: &Job) {
-        {
-            let w = task.work.lock();
-            if let Some(w) = w.as_ref() {
+        let removed: SmallVec<[Input; 2]> = {
+            let mut w = task.work.lock();
+            let mut removed = SmallVec::new();
+            if let Some(w) = w.as_mut() {
                 for i in &w.inputs {
                     if let Input::Task(t) = i {
                         t.add_dependent(task);
                     }
                 }
+                // Tasks it only runs after that already finished without error are let go
+                // of now, as `forget_finished_order` does for those that finish later:
+                // held, they would keep their results alive until this task runs.
+                let mut i = w.n_args;
+                while i < w.inputs.len() {
+                    if matches!(w.inputs[i], Input::Task(_)) && w.inputs[i].data_ref().is_some() {
+                        removed.push(w.inputs.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
             }
-        }
+            removed
+        };
+        exec::drop_quietly(removed);
         if task.release_one() {
             self.make_ready(task.clone(), false);
         }
